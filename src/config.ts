@@ -1,0 +1,499 @@
+/**
+ * Vento's settings: one declarative table (`SETTINGS`) that names every key of `vento.conf`, its type,
+ * default, bounds and meaning; a pure, strict parser over it; and `loadConfig`, the only part that
+ * touches the file system.
+ *
+ * The parser never half-applies: it returns either a complete `Config` or the full list of problems,
+ * each as `vento.conf:3: …`. Unknown keys are errors (a typo must not silently fall back to a default).
+ */
+
+/** The complete, validated configuration. Field names carry their unit. */
+export interface Config {
+  // --- listening ---------------------------------------------------------------------------------
+  /** TCP port (0 picks a free one; tests use that). */
+  port: number;
+  /** Address to bind. `::` (the default) is all interfaces, dual-stack. */
+  host: string;
+  /** Folder served, absolute after `loadConfig` (relative paths are resolved against the conf's folder). */
+  documentRoot: string;
+  /** Access log path, `-` for stdout, `off` for none. Relative to the conf's folder. */
+  accessLog: string;
+  /** Admin Unix socket path, or `off`. Relative to the conf's folder. */
+  adminSocket: string;
+
+  // --- HTTP parsing limits ----------------------------------------------------------------------
+  /** Request line bytes; above this the answer is 414 and the connection closes. */
+  maxRequestLineBytes: number;
+  /** Request line + header section bytes; above this 431 and close. */
+  maxHeaderBytes: number;
+  /** Header field count; above this 431 and close. */
+  maxHeaderCount: number;
+  /** Request body bytes accepted by `POST /api/echo`; above this 413 and close. */
+  echoMaxBodyBytes: number;
+  /** Requests served on one connection before it is closed (`Connection: close` on the last). */
+  maxRequestsPerConn: number;
+
+  // --- connection deadlines ---------------------------------------------------------------------
+  /** From accept (or the first byte of a keep-alive request) to a complete head; never extended. 408. */
+  headerTimeoutMs: number;
+  /** How long a keep-alive connection may sit with no request before it is closed quietly. */
+  idleTimeoutMs: number;
+  /** The idle timeout used while the server is above `busyThresholdPercent` of `maxConns`. */
+  idleTimeoutBusyMs: number;
+  /** Longest gap between two body reads; then 408 and close. */
+  bodyIdleTimeoutMs: number;
+  /** After this grace period a body must arrive at `bodyMinRateBytesPerSec` or the request is cut (408). */
+  bodyMinRateGraceMs: number;
+  /** Minimum average body rate after the grace period. */
+  bodyMinRateBytesPerSec: number;
+  /** Longest time one socket write may stay pending (a reader that stopped reading); then close. */
+  sendTimeoutMs: number;
+  /** After this grace period a response must drain at `sendMinRateBytesPerSec` or the connection closes. */
+  sendMinRateGraceMs: number;
+  /** Minimum average send rate after the grace period (slow-read defence). */
+  sendMinRateBytesPerSec: number;
+  /** On SIGINT/SIGTERM, how long in-flight responses may run before connections are force-closed. */
+  shutdownTimeoutMs: number;
+
+  // --- static files -----------------------------------------------------------------------------
+  /** File served for a directory request. */
+  indexFile: string;
+  /** `hide` (404 for dotfiles and dot-directories except /.well-known/) or `allow`. */
+  dotfiles: "hide" | "allow";
+  /** Directory listing when no index file exists (`off` by default). */
+  directoryListing: boolean;
+  /** `Cache-Control` for HTML responses. */
+  cacheControlHtml: string;
+  /** `Cache-Control` for everything else. */
+  cacheControl: string;
+  /** Files up to this size are kept in the in-memory cache with their precomputed head. */
+  fileCacheMaxFileBytes: number;
+  /** Total bytes the file cache may hold; the least recently used entries are evicted beyond it. */
+  fileCacheMaxBytes: number;
+  /** A cached file is re-checked (one stat) at most this often, so edits show up. */
+  fileCacheRevalidateMs: number;
+  /** Buffer size used to stream large files (one pooled buffer per transfer in flight). */
+  streamChunkBytes: number;
+  /** Most ranges honoured in one request; more is answered 200 with the whole file. */
+  maxRanges: number;
+  /** Serve `file.br` / `file.gz` sidecars when the client accepts them. */
+  precompressed: boolean;
+
+  // --- guard: identity --------------------------------------------------------------------------
+  /** IPv6 clients are keyed by this prefix length (IPv4 by the whole address). */
+  clientIpv6PrefixBits: number;
+  /** CIDRs whose `X-Forwarded-For` is believed (walked right to left). Empty: never. */
+  trustedProxies: string[];
+  /** CIDRs exempt from limits and bans. */
+  allowlist: string[];
+
+  // --- guard: table, rates, bans ----------------------------------------------------------------
+  /** Clients tracked at once; when every slot has live connections new clients are refused. */
+  guardTableCapacity: number;
+  /** Sustained requests per second per client. */
+  requestRatePerSec: number;
+  /** Requests a client may send at once above the sustained rate. */
+  requestBurst: number;
+  /** Sustained new connections per second per client. */
+  connRatePerSec: number;
+  /** New connections a client may open at once above the sustained rate. */
+  connBurst: number;
+  /** Rejections (429s / refused connections) within `violationWindowMs` that earn a ban. */
+  banAfterViolations: number;
+  /** Window over which violations are counted. */
+  violationWindowMs: number;
+  /** First ban length; each repeat doubles it. */
+  banMs: number;
+  /** Longest ban. */
+  banMaxMs: number;
+  /** Bans held at once (oldest-expiring evicted beyond it). */
+  banListCapacity: number;
+  /** `enforce`, or `dry-run` (count and log, never refuse). */
+  limitMode: "enforce" | "dry-run";
+  /** Connections one client may hold open; at the cap new ones get 503 and close. */
+  maxConnsPerClient: number;
+  /** Connections the server holds open; at the cap new ones get 503 and close. */
+  maxConns: number;
+  /** Above this percentage of `maxConns` the idle timeout drops to `idleTimeoutBusyMs`. */
+  busyThresholdPercent: number;
+}
+
+type Kind =
+  | { type: "int"; min: number; max: number }
+  | { type: "string"; nonEmpty: boolean }
+  | { type: "bool" }
+  | { type: "enum"; values: readonly string[] }
+  | { type: "cidrs" };
+
+interface Setting {
+  key: string;
+  field: keyof Config;
+  kind: Kind;
+  doc: string;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DAY_MS = 86_400_000;
+
+/** Defaults, applied when `vento.conf` is absent or a key is not set. */
+export const DEFAULT_CONFIG: Readonly<Config> = {
+  port: 8080,
+  host: "::",
+  documentRoot: "www",
+  accessLog: "vento.log",
+  adminSocket: "vento.sock",
+  maxRequestLineBytes: 8 * KiB,
+  maxHeaderBytes: 16 * KiB,
+  maxHeaderCount: 100,
+  echoMaxBodyBytes: 64 * KiB,
+  maxRequestsPerConn: 10_000,
+  headerTimeoutMs: 10_000,
+  idleTimeoutMs: 15_000,
+  idleTimeoutBusyMs: 1_000,
+  bodyIdleTimeoutMs: 10_000,
+  bodyMinRateGraceMs: 10_000,
+  bodyMinRateBytesPerSec: 500,
+  sendTimeoutMs: 30_000,
+  sendMinRateGraceMs: 10_000,
+  sendMinRateBytesPerSec: 1_000,
+  shutdownTimeoutMs: 10_000,
+  indexFile: "index.html",
+  dotfiles: "hide",
+  directoryListing: false,
+  cacheControlHtml: "no-cache",
+  cacheControl: "public, max-age=3600",
+  fileCacheMaxFileBytes: 64 * KiB,
+  fileCacheMaxBytes: 64 * MiB,
+  fileCacheRevalidateMs: 1_000,
+  streamChunkBytes: 256 * KiB,
+  maxRanges: 16,
+  precompressed: true,
+  clientIpv6PrefixBits: 64,
+  trustedProxies: [],
+  allowlist: [],
+  guardTableCapacity: 100_000,
+  requestRatePerSec: 20,
+  requestBurst: 100,
+  connRatePerSec: 10,
+  connBurst: 50,
+  banAfterViolations: 50,
+  violationWindowMs: 10_000,
+  banMs: 60_000,
+  banMaxMs: DAY_MS,
+  banListCapacity: 100_000,
+  limitMode: "enforce",
+  maxConnsPerClient: 32,
+  maxConns: 4096,
+  busyThresholdPercent: 80,
+};
+
+const int = (min: number, max: number): Kind => ({ type: "int", min, max });
+const str: Kind = { type: "string", nonEmpty: true };
+
+/** Every key `vento.conf` accepts, in the order they are documented. */
+export const SETTINGS: readonly Setting[] = [
+  { key: "PORT", field: "port", kind: int(0, 65535), doc: "TCP port to listen on" },
+  { key: "HOST", field: "host", kind: str, doc: "address to bind; :: is every interface, dual-stack" },
+  { key: "DOCUMENT_ROOT", field: "documentRoot", kind: str, doc: "folder to serve, relative to vento.conf" },
+  { key: "ACCESS_LOG", field: "accessLog", kind: str, doc: "access log path, - for stdout, off for none" },
+  { key: "ADMIN_SOCKET", field: "adminSocket", kind: str, doc: "admin Unix socket path, or off" },
+  {
+    key: "MAX_REQUEST_LINE_BYTES",
+    field: "maxRequestLineBytes",
+    kind: int(256, 1 * MiB),
+    doc: "longest request line; longer is answered 414",
+  },
+  {
+    key: "MAX_HEADER_BYTES",
+    field: "maxHeaderBytes",
+    kind: int(1 * KiB, 1 * MiB),
+    doc: "largest request line + header section; larger is answered 431",
+  },
+  { key: "MAX_HEADER_COUNT", field: "maxHeaderCount", kind: int(1, 10_000), doc: "most header fields; 431 above" },
+  {
+    key: "ECHO_MAX_BODY_BYTES",
+    field: "echoMaxBodyBytes",
+    kind: int(0, 64 * MiB),
+    doc: "largest body POST /api/echo accepts; 413 above",
+  },
+  {
+    key: "MAX_REQUESTS_PER_CONN",
+    field: "maxRequestsPerConn",
+    kind: int(1, 10_000_000),
+    doc: "requests served on one connection before it closes",
+  },
+  {
+    key: "HEADER_TIMEOUT_MS",
+    field: "headerTimeoutMs",
+    kind: int(1, DAY_MS),
+    doc: "accept (or first byte) to complete head; never extended; 408",
+  },
+  { key: "IDLE_TIMEOUT_MS", field: "idleTimeoutMs", kind: int(1, DAY_MS), doc: "idle keep-alive timeout" },
+  {
+    key: "IDLE_TIMEOUT_BUSY_MS",
+    field: "idleTimeoutBusyMs",
+    kind: int(1, DAY_MS),
+    doc: "idle keep-alive timeout while the server is busy",
+  },
+  {
+    key: "BODY_IDLE_TIMEOUT_MS",
+    field: "bodyIdleTimeoutMs",
+    kind: int(1, DAY_MS),
+    doc: "longest gap between body reads; 408",
+  },
+  {
+    key: "BODY_MIN_RATE_GRACE_MS",
+    field: "bodyMinRateGraceMs",
+    kind: int(0, DAY_MS),
+    doc: "grace before the minimum body rate applies",
+  },
+  {
+    key: "BODY_MIN_RATE_BYTES_PER_SEC",
+    field: "bodyMinRateBytesPerSec",
+    kind: int(0, 1_000_000_000),
+    doc: "minimum request body rate after the grace",
+  },
+  {
+    key: "SEND_TIMEOUT_MS",
+    field: "sendTimeoutMs",
+    kind: int(1, DAY_MS),
+    doc: "longest time one write may stay pending",
+  },
+  {
+    key: "SEND_MIN_RATE_GRACE_MS",
+    field: "sendMinRateGraceMs",
+    kind: int(0, DAY_MS),
+    doc: "grace before the minimum send rate applies",
+  },
+  {
+    key: "SEND_MIN_RATE_BYTES_PER_SEC",
+    field: "sendMinRateBytesPerSec",
+    kind: int(0, 1_000_000_000),
+    doc: "minimum response drain rate after the grace",
+  },
+  {
+    key: "SHUTDOWN_TIMEOUT_MS",
+    field: "shutdownTimeoutMs",
+    kind: int(0, DAY_MS),
+    doc: "how long shutdown waits for in-flight responses",
+  },
+  { key: "INDEX_FILE", field: "indexFile", kind: str, doc: "file served for a directory" },
+  {
+    key: "DOTFILES",
+    field: "dotfiles",
+    kind: { type: "enum", values: ["hide", "allow"] },
+    doc: "hide (404, except /.well-known/) or allow",
+  },
+  { key: "DIRECTORY_LISTING", field: "directoryListing", kind: { type: "bool" }, doc: "list index-less folders" },
+  { key: "CACHE_CONTROL_HTML", field: "cacheControlHtml", kind: str, doc: "Cache-Control for HTML" },
+  { key: "CACHE_CONTROL", field: "cacheControl", kind: str, doc: "Cache-Control for other files" },
+  {
+    key: "FILE_CACHE_MAX_FILE_BYTES",
+    field: "fileCacheMaxFileBytes",
+    kind: int(0, 64 * MiB),
+    doc: "largest file kept in the memory cache",
+  },
+  {
+    key: "FILE_CACHE_MAX_BYTES",
+    field: "fileCacheMaxBytes",
+    kind: int(0, 16 * 1024 * MiB),
+    doc: "memory cache size",
+  },
+  {
+    key: "FILE_CACHE_REVALIDATE_MS",
+    field: "fileCacheRevalidateMs",
+    kind: int(0, DAY_MS),
+    doc: "how often a cached file is re-checked",
+  },
+  {
+    key: "STREAM_CHUNK_BYTES",
+    field: "streamChunkBytes",
+    kind: int(4 * KiB, 16 * MiB),
+    doc: "buffer size for streaming large files",
+  },
+  { key: "MAX_RANGES", field: "maxRanges", kind: int(1, 1000), doc: "most ranges in one request" },
+  { key: "PRECOMPRESSED", field: "precompressed", kind: { type: "bool" }, doc: "serve .br/.gz sidecars" },
+  {
+    key: "CLIENT_IPV6_PREFIX_BITS",
+    field: "clientIpv6PrefixBits",
+    kind: int(1, 128),
+    doc: "IPv6 clients are keyed by this prefix",
+  },
+  { key: "TRUSTED_PROXIES", field: "trustedProxies", kind: { type: "cidrs" }, doc: "CIDRs whose XFF is trusted" },
+  { key: "ALLOWLIST", field: "allowlist", kind: { type: "cidrs" }, doc: "CIDRs exempt from limits and bans" },
+  {
+    key: "GUARD_TABLE_CAPACITY",
+    field: "guardTableCapacity",
+    kind: int(16, 10_000_000),
+    doc: "clients tracked at once",
+  },
+  {
+    key: "REQUEST_RATE_PER_SEC",
+    field: "requestRatePerSec",
+    kind: int(1, 10_000_000),
+    doc: "sustained requests/s per client",
+  },
+  { key: "REQUEST_BURST", field: "requestBurst", kind: int(1, 10_000_000), doc: "request burst per client" },
+  {
+    key: "CONN_RATE_PER_SEC",
+    field: "connRatePerSec",
+    kind: int(1, 10_000_000),
+    doc: "sustained new connections/s per client",
+  },
+  { key: "CONN_BURST", field: "connBurst", kind: int(1, 10_000_000), doc: "connection burst per client" },
+  {
+    key: "BAN_AFTER_VIOLATIONS",
+    field: "banAfterViolations",
+    kind: int(1, 10_000_000),
+    doc: "rejections within the window that earn a ban",
+  },
+  {
+    key: "VIOLATION_WINDOW_MS",
+    field: "violationWindowMs",
+    kind: int(1, DAY_MS),
+    doc: "window for counting rejections",
+  },
+  { key: "BAN_MS", field: "banMs", kind: int(1, DAY_MS * 365), doc: "first ban length (doubles on repeat)" },
+  { key: "BAN_MAX_MS", field: "banMaxMs", kind: int(1, DAY_MS * 365), doc: "longest ban" },
+  {
+    key: "BAN_LIST_CAPACITY",
+    field: "banListCapacity",
+    kind: int(1, 10_000_000),
+    doc: "bans held at once",
+  },
+  {
+    key: "LIMIT_MODE",
+    field: "limitMode",
+    kind: { type: "enum", values: ["enforce", "dry-run"] },
+    doc: "enforce, or dry-run (count only)",
+  },
+  {
+    key: "MAX_CONNS_PER_CLIENT",
+    field: "maxConnsPerClient",
+    kind: int(1, 1_000_000),
+    doc: "open connections per client; 503 above",
+  },
+  { key: "MAX_CONNS", field: "maxConns", kind: int(1, 1_000_000), doc: "open connections in all; 503 above" },
+  {
+    key: "BUSY_THRESHOLD_PERCENT",
+    field: "busyThresholdPercent",
+    kind: int(1, 100),
+    doc: "above this share of MAX_CONNS the idle timeout shrinks",
+  },
+];
+
+const BY_KEY: ReadonlyMap<string, Setting> = new Map(SETTINGS.map((s) => [s.key, s]));
+
+/** One problem found in a config file, with its 1-based line number (0 for whole-file problems). */
+export interface ConfigError {
+  line: number;
+  message: string;
+}
+
+/** The result of parsing: a complete config, or every problem found. Never both. */
+export type ParseConfigResult =
+  | { ok: true; config: Config; setKeys: string[] }
+  | { ok: false; errors: ConfigError[] };
+
+const CIDR_V4 = /^(\d{1,3})(\.\d{1,3}){3}(\/\d{1,2})?$/;
+const CIDR_V6 = /^[0-9a-fA-F:.]+(\/\d{1,3})?$/;
+
+/** Whether `s` is an IPv4 or IPv6 address with an optional prefix length in range. */
+export function isCidr(s: string): boolean {
+  if (CIDR_V4.test(s)) {
+    const [addr, bits] = s.split("/");
+    if (addr.split(".").some((o) => Number(o) > 255)) return false;
+    return bits === undefined || Number(bits) <= 32;
+  }
+  if (s.includes(":") && CIDR_V6.test(s)) {
+    const [addr, bits] = s.split("/");
+    if ((addr.match(/::/g) ?? []).length > 1) return false;
+    return bits === undefined || Number(bits) <= 128;
+  }
+  return false;
+}
+
+function parseValue(s: Setting, raw: string): { value: unknown } | { error: string } {
+  const k = s.kind;
+  switch (k.type) {
+    case "int": {
+      if (!/^\d+$/.test(raw)) return { error: `${s.key} must be a whole number, got "${raw}"` };
+      const n = Number(raw);
+      if (n < k.min || n > k.max) return { error: `${s.key} must be between ${k.min} and ${k.max}, got ${raw}` };
+      return { value: n };
+    }
+    case "string":
+      if (k.nonEmpty && raw === "") return { error: `${s.key} must not be empty` };
+      return { value: raw };
+    case "bool":
+      if (/^(on|true|yes|1)$/i.test(raw)) return { value: true };
+      if (/^(off|false|no|0)$/i.test(raw)) return { value: false };
+      return { error: `${s.key} must be on or off, got "${raw}"` };
+    case "enum":
+      if (!k.values.includes(raw)) return { error: `${s.key} must be one of ${k.values.join(", ")}, got "${raw}"` };
+      return { value: raw };
+    case "cidrs": {
+      const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      const bad = items.find((x) => !isCidr(x));
+      if (bad !== undefined) return { error: `${s.key}: "${bad}" is not an IP address or CIDR` };
+      return { value: items };
+    }
+  }
+}
+
+/**
+ * Parses `vento.conf` text. `KEY=VALUE` per line, `#` starts a comment line, whitespace around keys
+ * and values is trimmed, blank lines are ignored. Pure: touches no file.
+ */
+export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseConfigResult {
+  const config: Config = { ...base, trustedProxies: [...base.trustedProxies], allowlist: [...base.allowlist] };
+  const errors: ConfigError[] = [];
+  const seen = new Map<string, number>();
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const line = lines[i].trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const eq = line.indexOf("=");
+    if (eq < 0) {
+      errors.push({ line: lineNo, message: `expected KEY=VALUE, got "${line}"` });
+      continue;
+    }
+    const key = line.slice(0, eq).trim();
+    const raw = line.slice(eq + 1).trim();
+    const setting = BY_KEY.get(key.toUpperCase());
+    if (setting === undefined || key !== setting.key) {
+      const hint = setting !== undefined ? ` (keys are upper case: ${setting.key})` : "";
+      errors.push({ line: lineNo, message: `unknown key "${key}"${hint}` });
+      continue;
+    }
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      errors.push({ line: lineNo, message: `${key} is already set on line ${earlier}` });
+      continue;
+    }
+    seen.set(key, lineNo);
+    const parsed = parseValue(setting, raw);
+    if ("error" in parsed) errors.push({ line: lineNo, message: parsed.error });
+    else (config as unknown as Record<string, unknown>)[setting.field] = parsed.value;
+  }
+  if (errors.length === 0) {
+    if (config.maxRequestLineBytes > config.maxHeaderBytes) {
+      errors.push({ line: seen.get("MAX_REQUEST_LINE_BYTES") ?? 0, message: "MAX_REQUEST_LINE_BYTES exceeds MAX_HEADER_BYTES" });
+    }
+    if (config.banMs > config.banMaxMs) {
+      errors.push({ line: seen.get("BAN_MS") ?? 0, message: "BAN_MS exceeds BAN_MAX_MS" });
+    }
+    if (config.maxConnsPerClient > config.maxConns) {
+      errors.push({ line: seen.get("MAX_CONNS_PER_CLIENT") ?? 0, message: "MAX_CONNS_PER_CLIENT exceeds MAX_CONNS" });
+    }
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, config, setKeys: [...seen.keys()] };
+}
+
+/** Formats a config error as `path:line: message` (line omitted when 0). */
+export function formatConfigError(path: string, e: ConfigError): string {
+  return e.line > 0 ? `${path}:${e.line}: ${e.message}` : `${path}: ${e.message}`;
+}

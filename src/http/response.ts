@@ -1,0 +1,89 @@
+/**
+ * What a handler answers: a `Reply`, with its head serialised up front so the connection only appends
+ * the per-exchange lines (`Date`, `Connection`) and copies bytes. Also the head builder every
+ * responder uses, so `Server` and `X-Content-Type-Options` are never forgotten.
+ *
+ * Pure; no Deno APIs. Never writes to a socket: `src/net/connection.ts` does that.
+ */
+
+import { statusText } from "./status.ts";
+
+const encoder = new TextEncoder();
+
+/** Headers every response carries (fixed bytes; see the brief). */
+export const COMMON_HEADERS = "Server: Vento\r\nX-Content-Type-Options: nosniff\r\n";
+
+/**
+ * Where a streamed body goes. The connection implements it: `write` resolves once the bytes are handed
+ * to the kernel (backpressure) and rejects when the peer is gone or the send deadline passes; after a
+ * rejection the stream must stop and release what it holds.
+ */
+export interface BodySink {
+  write(bytes: Uint8Array): Promise<void>;
+}
+
+/**
+ * A body too large to hold in memory (a big file, a range of it). Exactly `Reply.length` bytes must
+ * be written to the sink by `pipe`. Exactly one of `pipe` or `cancel` is called, once.
+ */
+export interface BodyStream {
+  /** Writes the whole body to `sink`, then releases resources (also on failure). */
+  pipe(sink: BodySink): Promise<void>;
+  /** Releases resources without writing (HEAD, or the connection died first). */
+  cancel(): void;
+}
+
+/** A complete answer to one request. */
+export interface Reply {
+  /** Status code (for the access log and counters; the status line is already in `head`). */
+  status: number;
+  /**
+   * Status line and header lines, each ending in CRLF, without the blank line and without `Date` and
+   * `Connection`, which the connection appends. Must include `Content-Length` (or be a 1xx/204/304).
+   */
+  head: Uint8Array;
+  /** In-memory body, or null. */
+  body: Uint8Array | null;
+  /** Streamed body, or null. Never set together with `body`. */
+  stream: BodyStream | null;
+  /** Body length in bytes as declared by Content-Length (0 for none); for logs and HEAD. */
+  length: number;
+  /** Close the connection after this reply (errors, `Retry-After` refusals). */
+  close: boolean;
+}
+
+/**
+ * Serialises a status line plus the common headers plus `headers` (name, value pairs) into reply-head
+ * bytes. Values must already be safe (no CR/LF): callers pass server-made values only.
+ */
+export function buildHead(status: number, headers: ReadonlyArray<readonly [string, string]>): Uint8Array {
+  let s = `HTTP/1.1 ${status} ${statusText(status)}\r\n${COMMON_HEADERS}`;
+  for (const [name, value] of headers) s += `${name}: ${value}\r\n`;
+  return encoder.encode(s);
+}
+
+/** A reply with an in-memory body and the given content type (`Content-Length` is added). */
+export function bytesReply(
+  status: number,
+  contentType: string,
+  body: Uint8Array,
+  extraHeaders: ReadonlyArray<readonly [string, string]> = [],
+  close = false,
+): Reply {
+  const head = buildHead(status, [
+    ["Content-Type", contentType],
+    ["Content-Length", String(body.byteLength)],
+    ...extraHeaders,
+  ]);
+  return { status, head, body, stream: null, length: body.byteLength, close };
+}
+
+/** A short plain-text reply (`404 Not Found\n`), used for errors and refusals. */
+export function textReply(
+  status: number,
+  extraHeaders: ReadonlyArray<readonly [string, string]> = [],
+  close = false,
+): Reply {
+  const body = encoder.encode(`${status} ${statusText(status)}\n`);
+  return bytesReply(status, "text/plain; charset=utf-8", body, extraHeaders, close);
+}

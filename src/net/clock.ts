@@ -1,0 +1,37 @@
+/**
+ * Time as an injectable dependency, so deadlines, rate limits and bans are testable with a fake clock
+ * and never with sleeps.
+ */
+
+export interface Clock {
+  /** Milliseconds on a monotonic scale (for deadlines and rates); never goes backwards. */
+  nowMs(): number;
+  /** Wall-clock milliseconds since the epoch (for `Date`, logs and ban expiry display). */
+  wallMs(): number;
+}
+
+/** The real clock. */
+export const systemClock: Clock = {
+  nowMs: () => performance.now(),
+  wallMs: () => Date.now(),
+};
+
+/** A clock that only moves when told to; for unit tests. */
+export class FakeClock implements Clock {
+  #now: number;
+  #wallOffset: number;
+  constructor(startMs = 0, wallStartMs = Date.UTC(2026, 0, 1)) {
+    this.#now = startMs;
+    this.#wallOffset = wallStartMs - startMs;
+  }
+  nowMs(): number {
+    return this.#now;
+  }
+  wallMs(): number {
+    return this.#now + this.#wallOffset;
+  }
+  /** Moves time forward by `ms`. */
+  advance(ms: number): void {
+    this.#now += ms;
+  }
+}
