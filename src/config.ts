@@ -210,7 +210,12 @@ export const SETTINGS: readonly Setting[] = [
     kind: int(1 * KiB, 1 * MiB),
     doc: "largest request line + header section; larger is answered 431",
   },
-  { key: "MAX_HEADER_COUNT", field: "maxHeaderCount", kind: int(1, 10_000), doc: "most header fields; 431 above" },
+  {
+    key: "MAX_HEADER_COUNT",
+    field: "maxHeaderCount",
+    kind: int(1, 10_000),
+    doc: "most header fields; 431 above",
+  },
   {
     key: "ECHO_MAX_BODY_BYTES",
     field: "echoMaxBodyBytes",
@@ -285,7 +290,12 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "enum", values: ["hide", "allow"] },
     doc: "hide (404, except /.well-known/) or allow",
   },
-  { key: "DIRECTORY_LISTING", field: "directoryListing", kind: { type: "bool" }, doc: "list index-less folders" },
+  {
+    key: "DIRECTORY_LISTING",
+    field: "directoryListing",
+    kind: { type: "bool" },
+    doc: "list index-less folders",
+  },
   { key: "CACHE_CONTROL_HTML", field: "cacheControlHtml", kind: str, doc: "Cache-Control for HTML" },
   { key: "CACHE_CONTROL", field: "cacheControl", kind: str, doc: "Cache-Control for other files" },
   {
@@ -320,7 +330,12 @@ export const SETTINGS: readonly Setting[] = [
     kind: int(1, 128),
     doc: "IPv6 clients are keyed by this prefix",
   },
-  { key: "TRUSTED_PROXIES", field: "trustedProxies", kind: { type: "cidrs" }, doc: "CIDRs whose XFF is trusted" },
+  {
+    key: "TRUSTED_PROXIES",
+    field: "trustedProxies",
+    kind: { type: "cidrs" },
+    doc: "CIDRs whose XFF is trusted",
+  },
   { key: "ALLOWLIST", field: "allowlist", kind: { type: "cidrs" }, doc: "CIDRs exempt from limits and bans" },
   {
     key: "GUARD_TABLE_CAPACITY",
@@ -420,7 +435,9 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
     case "int": {
       if (!/^\d+$/.test(raw)) return { error: `${s.key} must be a whole number, got "${raw}"` };
       const n = Number(raw);
-      if (n < k.min || n > k.max) return { error: `${s.key} must be between ${k.min} and ${k.max}, got ${raw}` };
+      if (n < k.min || n > k.max) {
+        return { error: `${s.key} must be between ${k.min} and ${k.max}, got ${raw}` };
+      }
       return { value: n };
     }
     case "string":
@@ -431,7 +448,9 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
       if (/^(off|false|no|0)$/i.test(raw)) return { value: false };
       return { error: `${s.key} must be on or off, got "${raw}"` };
     case "enum":
-      if (!k.values.includes(raw)) return { error: `${s.key} must be one of ${k.values.join(", ")}, got "${raw}"` };
+      if (!k.values.includes(raw)) {
+        return { error: `${s.key} must be one of ${k.values.join(", ")}, got "${raw}"` };
+      }
       return { value: raw };
     case "cidrs": {
       const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
@@ -447,7 +466,11 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
  * and values is trimmed, blank lines are ignored. Pure: touches no file.
  */
 export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseConfigResult {
-  const config: Config = { ...base, trustedProxies: [...base.trustedProxies], allowlist: [...base.allowlist] };
+  const config: Config = {
+    ...base,
+    trustedProxies: [...base.trustedProxies],
+    allowlist: [...base.allowlist],
+  };
   const errors: ConfigError[] = [];
   const seen = new Map<string, number>();
   const lines = text.split(/\r?\n/);
@@ -480,13 +503,19 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
   }
   if (errors.length === 0) {
     if (config.maxRequestLineBytes > config.maxHeaderBytes) {
-      errors.push({ line: seen.get("MAX_REQUEST_LINE_BYTES") ?? 0, message: "MAX_REQUEST_LINE_BYTES exceeds MAX_HEADER_BYTES" });
+      errors.push({
+        line: seen.get("MAX_REQUEST_LINE_BYTES") ?? 0,
+        message: "MAX_REQUEST_LINE_BYTES exceeds MAX_HEADER_BYTES",
+      });
     }
     if (config.banMs > config.banMaxMs) {
       errors.push({ line: seen.get("BAN_MS") ?? 0, message: "BAN_MS exceeds BAN_MAX_MS" });
     }
     if (config.maxConnsPerClient > config.maxConns) {
-      errors.push({ line: seen.get("MAX_CONNS_PER_CLIENT") ?? 0, message: "MAX_CONNS_PER_CLIENT exceeds MAX_CONNS" });
+      errors.push({
+        line: seen.get("MAX_CONNS_PER_CLIENT") ?? 0,
+        message: "MAX_CONNS_PER_CLIENT exceeds MAX_CONNS",
+      });
     }
   }
   if (errors.length > 0) return { ok: false, errors };
@@ -496,4 +525,119 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
 /** Formats a config error as `path:line: message` (line omitted when 0). */
 export function formatConfigError(path: string, e: ConfigError): string {
   return e.line > 0 ? `${path}:${e.line}: ${e.message}` : `${path}: ${e.message}`;
+}
+
+/** What `loadConfig` answers: a validated config with absolute paths, or every problem, formatted. */
+export type LoadConfigResult =
+  | { ok: true; config: Config; path: string; found: boolean }
+  | { ok: false; messages: string[] };
+
+/** The conf file read when `--config` is not given, relative to the working directory. */
+export const DEFAULT_CONFIG_PATH = "vento.conf";
+
+/** Values of ACCESS_LOG / ADMIN_SOCKET that are switches, not paths, so never resolved. */
+const NOT_A_PATH = new Set(["-", "off"]);
+
+function isAbsolutePath(p: string): boolean {
+  return p.startsWith("/");
+}
+
+/** Joins `rel` onto the absolute folder `dir`, collapsing `.` and `..` (POSIX paths; Vento is Linux-first). */
+function resolvePath(dir: string, rel: string): string {
+  const parts: string[] = [];
+  for (const part of (isAbsolutePath(rel) ? rel : `${dir}/${rel}`).split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return "/" + parts.join("/");
+}
+
+function dirnameOf(absPath: string): string {
+  const i = absPath.lastIndexOf("/");
+  return i <= 0 ? "/" : absPath.slice(0, i);
+}
+
+/** The 1-based line on which `key` is set in `text`, or 0 when it is not (the default applies). */
+function lineOfKey(text: string, key: string): number {
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    const eq = line.indexOf("=");
+    if (!line.startsWith("#") && eq > 0 && line.slice(0, eq).trim() === key) return i + 1;
+  }
+  return 0;
+}
+
+/**
+ * Reads, parses and checks the conf file; the only config code that touches the file system (and only
+ * to read). `path` null means `vento.conf` in the working directory, whose absence is fine (defaults
+ * apply); an explicitly given file that is absent is an error. DOCUMENT_ROOT, ACCESS_LOG (unless `-` or
+ * `off`) and ADMIN_SOCKET (unless `off`) are resolved against the conf file's folder, absolute paths
+ * kept as given. The document root must exist and be a directory, so a typo fails at start-up with a
+ * line number instead of as a 404 for every request. `portOverride` (from `--port`) wins over PORT.
+ * Never throws: every problem comes back as `path:line: problem`.
+ */
+export async function loadConfig(
+  path: string | null,
+  opts: { portOverride?: number } = {},
+): Promise<LoadConfigResult> {
+  const shownPath = path ?? DEFAULT_CONFIG_PATH;
+  const absPath = resolvePath(Deno.cwd(), shownPath);
+  let text = "";
+  let found = true;
+  try {
+    // Fatal decoding: a conf file that is not UTF-8 is a mistake worth reporting, not guessing at.
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await Deno.readFile(absPath));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound && path === null) {
+      found = false;
+    } else if (err instanceof Deno.errors.NotFound) {
+      return { ok: false, messages: [`${shownPath}: config file not found`] };
+    } else if (err instanceof TypeError) {
+      return { ok: false, messages: [`${shownPath}: config file is not valid UTF-8`] };
+    } else {
+      const why = err instanceof Error ? err.message : String(err);
+      return { ok: false, messages: [`${shownPath}: cannot read config file: ${why}`] };
+    }
+  }
+
+  const parsed = parseConfig(text);
+  if (!parsed.ok) return { ok: false, messages: parsed.errors.map((e) => formatConfigError(shownPath, e)) };
+  const config = parsed.config;
+
+  const messages: string[] = [];
+  if (opts.portOverride !== undefined) {
+    const p = opts.portOverride;
+    if (!Number.isInteger(p) || p < 0 || p > 65535) {
+      messages.push(`--port must be between 0 and 65535, got ${p}`);
+    } else {
+      config.port = p;
+    }
+  }
+
+  const confDir = dirnameOf(absPath);
+  const rawRoot = config.documentRoot;
+  config.documentRoot = resolvePath(confDir, rawRoot);
+  if (!NOT_A_PATH.has(config.accessLog)) config.accessLog = resolvePath(confDir, config.accessLog);
+  if (config.adminSocket !== "off") config.adminSocket = resolvePath(confDir, config.adminSocket);
+
+  const rootLine = lineOfKey(text, "DOCUMENT_ROOT");
+  const where = rootLine > 0 ? `${shownPath}:${rootLine}` : shownPath;
+  const what = `DOCUMENT_ROOT "${rawRoot}"${rootLine > 0 ? "" : " (default)"}`;
+  const resolvedNote = rawRoot === config.documentRoot ? "" : ` (${config.documentRoot})`;
+  try {
+    const info = await Deno.stat(config.documentRoot);
+    if (!info.isDirectory) messages.push(`${where}: ${what} is not a directory${resolvedNote}`);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      messages.push(`${where}: ${what} does not exist${resolvedNote}`);
+    } else {
+      const why = err instanceof Error ? err.message : String(err);
+      messages.push(`${where}: ${what} cannot be checked: ${why}`);
+    }
+  }
+
+  if (messages.length > 0) return { ok: false, messages };
+  return { ok: true, config, path: absPath, found };
 }

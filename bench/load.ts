@@ -1,0 +1,779 @@
+/**
+ * Load benchmark: Vento against nginx serving the same 1 KiB file, side by side, on loopback only.
+ *
+ * It builds a temp document root, starts nginx (1 worker, sendfile, open_file_cache, no access log)
+ * and Vento (`main.ts --config <generated>`, guard allowlisting 127.0.0.0/8) as children on free
+ * 127.0.0.1 ports, checks both answer 200 with the right bytes, then runs `wrk` against each in turn
+ * (A B A B …) for every chosen scenario and prints median req/s, the Vento/nginx ratio, p99 latency and
+ * the CPU time each server process spent per request (from /proc/<pid>/stat).
+ *
+ * Must never: aim at anything but 127.0.0.1, run unbounded (duration, rounds and connection counts are
+ * capped), or leave a server or temp folder behind (stopped and removed on exit, error and ctrl-c).
+ * Usage and flags: bench/README.md, or `deno task bench --help`.
+ */
+
+import { parseArgs } from "node:util";
+import { parseConfig } from "../src/config.ts";
+
+// --- settings and bounds -------------------------------------------------------------------------
+
+/** Longest single wrk run; the whole bench stays in minutes, not hours. */
+const MAX_DURATION_SEC = 60;
+/** Most interleaved rounds. */
+const MAX_ROUNDS = 10;
+/** Most warm-up seconds per server. */
+const MAX_WARMUP_SEC = 30;
+/** How long a server may take from spawn to accepting connections. */
+const READY_TIMEOUT_MS = 10_000;
+/** Poll interval while waiting for a server's port. */
+const READY_POLL_MS = 50;
+/** After SIGTERM, how long a server may take to exit before SIGKILL. */
+const STOP_TIMEOUT_MS = 3_000;
+/** wrk's per-request timeout; long, so slow answers show up as latency rather than as errors. */
+const WRK_TIMEOUT_SEC = 10;
+/** Bytes of a child's output kept for diagnostics (the tail). */
+const OUTPUT_TAIL_BYTES = 8 * 1024;
+/** The benchmarked file's size. */
+const FILE_BYTES = 1024;
+const FILE_PATH = "/1k.bin";
+/** Loopback only: the one address either server listens on and wrk aims at. */
+const BENCH_HOST = "127.0.0.1";
+
+const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
+const PIPELINE_SCRIPT = `${REPO_ROOT}/bench/pipeline.lua`;
+
+interface Scenario {
+  key: string;
+  label: string;
+  conns: number;
+  headers: string[];
+  /** wrk Lua script and its arguments, for pipelining. */
+  script: { path: string; args: string[] } | null;
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  { key: "keepalive", label: "keep-alive, 50 conns", conns: 50, headers: [], script: null },
+  { key: "single", label: "keep-alive, 1 conn", conns: 1, headers: [], script: null },
+  { key: "c500", label: "keep-alive, 500 conns", conns: 500, headers: [], script: null },
+  {
+    key: "close",
+    label: "Connection: close, 50 conns",
+    conns: 50,
+    headers: ["Connection: close"],
+    script: null,
+  },
+  {
+    key: "pipeline",
+    label: "pipelined x16, 50 conns",
+    conns: 50,
+    headers: [],
+    script: { path: PIPELINE_SCRIPT, args: [FILE_PATH, "16"] },
+  },
+];
+
+type ServerName = "nginx" | "vento";
+
+const HELP = `Vento load benchmark: Vento against nginx on loopback, interleaved runs, medians.
+
+Usage: deno task bench [options]
+
+  --scenario LIST   comma-separated: ${SCENARIOS.map((s) => s.key).join(", ")}, or all (default keepalive)
+  --duration SEC    seconds per wrk run (default 5, at most ${MAX_DURATION_SEC})
+  --rounds N        interleaved rounds per scenario, A B A B … (default 3, at most ${MAX_ROUNDS})
+  --warmup SEC      warm-up per server before measuring (default 2, at most ${MAX_WARMUP_SEC})
+  --servers LIST    nginx,vento (default both); one alone gives no ratio
+  --no-pin          do not pin wrk (CPU 0) and the servers (CPU 1) with taskset
+  --json            print the results as JSON on stdout (progress stays on stderr)
+  --keep            keep the temp folder (configs, logs) for inspection
+  --help            this text
+
+Needs wrk and nginx (Debian/Ubuntu: apt-get install wrk nginx-light).`;
+
+interface Options {
+  scenarios: Scenario[];
+  durationSec: number;
+  rounds: number;
+  warmupSec: number;
+  servers: ServerName[];
+  pin: boolean;
+  json: boolean;
+  keep: boolean;
+}
+
+function parseOptions(args: string[]): Options | { help: true } | { error: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      options: {
+        scenario: { type: "string", default: "keepalive" },
+        duration: { type: "string", default: "5" },
+        rounds: { type: "string", default: "3" },
+        warmup: { type: "string", default: "2" },
+        servers: { type: "string", default: "nginx,vento" },
+        "no-pin": { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        keep: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    return { error: e instanceof Error ? e.message : String(e) };
+  }
+  const v = parsed.values;
+  if (v.help) return { help: true };
+  const int = (name: string, raw: string, min: number, max: number): number | string => {
+    const n = Number(raw);
+    return /^\d+$/.test(raw) && n >= min && n <= max
+      ? n
+      : `--${name} must be a whole number from ${min} to ${max}`;
+  };
+  const durationSec = int("duration", v.duration, 1, MAX_DURATION_SEC);
+  const rounds = int("rounds", v.rounds, 1, MAX_ROUNDS);
+  const warmupSec = int("warmup", v.warmup, 0, MAX_WARMUP_SEC);
+  for (const x of [durationSec, rounds, warmupSec]) if (typeof x === "string") return { error: x };
+  const keys = v.scenario === "all"
+    ? SCENARIOS.map((s) => s.key)
+    : v.scenario.split(",").map((s) => s.trim());
+  const scenarios: Scenario[] = [];
+  for (const k of keys) {
+    const s = SCENARIOS.find((x) => x.key === k);
+    if (s === undefined) {
+      return { error: `unknown scenario "${k}" (${SCENARIOS.map((x) => x.key).join(", ")})` };
+    }
+    if (!scenarios.includes(s)) scenarios.push(s);
+  }
+  const servers: ServerName[] = [];
+  for (const name of v.servers.split(",").map((s) => s.trim())) {
+    if (name !== "nginx" && name !== "vento") return { error: `unknown server "${name}" (nginx, vento)` };
+    if (!servers.includes(name)) servers.push(name);
+  }
+  return {
+    scenarios,
+    durationSec: durationSec as number,
+    rounds: rounds as number,
+    warmupSec: warmupSec as number,
+    servers,
+    pin: !v["no-pin"],
+    json: v.json,
+    keep: v.keep,
+  };
+}
+
+// --- small helpers -------------------------------------------------------------------------------
+
+const progress = (msg: string): void => console.error(msg);
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Whether `cmd` can be spawned (any exit code counts; only a missing binary does not). */
+async function hasCommand(cmd: string, args: string[]): Promise<boolean> {
+  try {
+    await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function commandOutput(cmd: string, args: string[]): Promise<string> {
+  try {
+    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    const dec = new TextDecoder();
+    return (dec.decode(out.stdout) + dec.decode(out.stderr)).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** A free TCP port on the loopback address (bound and released; the race is harmless here). */
+function freePort(): number {
+  const l = Deno.listen({ hostname: BENCH_HOST, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Median of the finite values (NaN marks an unknown measurement); NaN when there are none. */
+function median(xs: number[]): number {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// --- CPU accounting from /proc -------------------------------------------------------------------
+
+/** utime + stime (clock ticks) and parent pid of one process, or null when unreadable. */
+function readStat(pid: number): { ticks: number; ppid: number } | null {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // The command name may hold spaces and parentheses; the fields start after the last ')'.
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+  } catch {
+    return null;
+  }
+}
+
+/** `pid` and its descendants (nginx's master and worker). */
+function processTree(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  try {
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(e.name)) continue;
+      const st = readStat(Number(e.name));
+      if (st !== null) parentOf.set(Number(e.name), st.ppid);
+    }
+  } catch {
+    return [pid];
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [child, parent] of parentOf) if (parent === tree[i] && !tree.includes(child)) tree.push(child);
+  }
+  return tree;
+}
+
+/** CPU ticks used so far by `pid` and its descendants, or null without /proc. */
+function treeCpuTicks(pid: number): number | null {
+  let total = 0;
+  let any = false;
+  for (const p of processTree(pid)) {
+    const st = readStat(p);
+    if (st !== null) {
+      total += st.ticks;
+      any = true;
+    }
+  }
+  return any ? total : null;
+}
+
+// --- child processes -----------------------------------------------------------------------------
+
+/** A spawned server: its process, the tail of its output, and whether it has exited. */
+class ServerProcess {
+  readonly name: ServerName;
+  readonly port: number;
+  readonly proc: Deno.ChildProcess;
+  #tail = "";
+  #exited = false;
+  #sawListening = false;
+  readonly exited: Promise<Deno.CommandStatus>;
+
+  constructor(name: ServerName, port: number, cmd: string, args: string[], cwd: string) {
+    this.name = name;
+    this.port = port;
+    this.proc = new Deno.Command(cmd, { args, cwd, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+    this.exited = this.proc.status.then((s) => {
+      this.#exited = true;
+      return s;
+    });
+    void this.#collect(this.proc.stdout);
+    void this.#collect(this.proc.stderr);
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+  get hasExited(): boolean {
+    return this.#exited;
+  }
+  get output(): string {
+    return this.#tail.trim();
+  }
+
+  /** Drains a pipe to the end (a full pipe would stall the server), keeping only a bounded tail. */
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of stream) {
+        this.#tail = (this.#tail + dec.decode(chunk, { stream: true })).slice(-OUTPUT_TAIL_BYTES);
+        if (!this.#sawListening && this.#tail.includes("listening on")) this.#sawListening = true;
+      }
+    } catch {
+      // The process went away; nothing more to read.
+    }
+  }
+
+  /** Resolves once the port accepts a connection; throws if the process exits or the timeout passes. */
+  async waitReady(): Promise<void> {
+    const deadline = performance.now() + READY_TIMEOUT_MS;
+    while (performance.now() < deadline) {
+      if (this.#exited) throw new Error(`${this.name} exited during start-up:\n${this.output}`);
+      try {
+        const c = await Deno.connect({ hostname: BENCH_HOST, port: this.port });
+        c.close();
+        return;
+      } catch {
+        await sleep(READY_POLL_MS);
+      }
+    }
+    const hint = this.#sawListening ? " (it printed 'listening on')" : "";
+    throw new Error(
+      `${this.name} did not accept connections within ${READY_TIMEOUT_MS} ms${hint}:\n${this.output}`,
+    );
+  }
+
+  /** SIGTERM, then SIGKILL for it and any descendant still alive after STOP_TIMEOUT_MS. */
+  async stop(): Promise<void> {
+    if (this.#exited) return;
+    const tree = processTree(this.pid);
+    try {
+      this.proc.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      this.exited.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), STOP_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      for (const p of tree) {
+        try {
+          Deno.kill(p, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      await this.exited;
+    }
+  }
+}
+
+/** Everything the bench must undo: servers, the running wrk, the temp folder. */
+class Janitor {
+  servers: ServerProcess[] = [];
+  wrk: Deno.ChildProcess | null = null;
+  tempDir: string | null = null;
+  keepTemp = false;
+  #done: Promise<void> | null = null;
+
+  cleanup(): Promise<void> {
+    this.#done ??= (async () => {
+      try {
+        this.wrk?.kill("SIGKILL");
+      } catch {
+        // wrk already finished.
+      }
+      await Promise.all(this.servers.map((s) => s.stop()));
+      if (this.tempDir !== null) {
+        if (this.keepTemp) progress(`kept ${this.tempDir}`);
+        else await Deno.remove(this.tempDir, { recursive: true }).catch(() => {});
+      }
+    })();
+    return this.#done;
+  }
+}
+
+// --- the two servers -----------------------------------------------------------------------------
+
+function nginxConfig(dir: string, docroot: string, port: number): string {
+  return `# Generated by bench/load.ts: nginx tuned as a fair static-file baseline.
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events {
+  worker_connections 4096;
+}
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  open_file_cache max=1000 inactive=60s;
+  keepalive_requests 100000;
+  keepalive_timeout 65s;
+  server_tokens off;
+  client_body_temp_path ${dir}/nginx-tmp/body;
+  proxy_temp_path ${dir}/nginx-tmp/proxy;
+  fastcgi_temp_path ${dir}/nginx-tmp/fastcgi;
+  uwsgi_temp_path ${dir}/nginx-tmp/uwsgi;
+  scgi_temp_path ${dir}/nginx-tmp/scgi;
+  types {
+    text/html html;
+    application/octet-stream bin;
+  }
+  default_type application/octet-stream;
+  server {
+    listen ${BENCH_HOST}:${port} backlog=4096;
+    root ${docroot};
+    index index.html;
+  }
+}
+`;
+}
+
+function ventoConfig(docroot: string, port: number): string {
+  return `# Generated by bench/load.ts: Vento with logging off and the guard out of the way of the load.
+PORT=${port}
+HOST=${BENCH_HOST}
+DOCUMENT_ROOT=${docroot}
+ACCESS_LOG=off
+ADMIN_SOCKET=off
+ALLOWLIST=127.0.0.0/8
+REQUEST_RATE_PER_SEC=10000000
+REQUEST_BURST=10000000
+CONN_RATE_PER_SEC=10000000
+CONN_BURST=10000000
+MAX_REQUESTS_PER_CONN=10000000
+MAX_CONNS_PER_CLIENT=100000
+MAX_CONNS=100000
+`;
+}
+
+/** Sends one GET and checks for 200 and the exact file, so a benchmark of errors cannot pass as one of files. */
+async function checkServes(port: number, expected: Uint8Array): Promise<string | null> {
+  try {
+    const res = await fetch(`http://${BENCH_HOST}:${port}${FILE_PATH}`, { headers: { connection: "close" } });
+    const body = new Uint8Array(await res.arrayBuffer());
+    if (res.status !== 200) return `status ${res.status}`;
+    if (body.length !== expected.length || !body.every((b, i) => b === expected[i])) {
+      return `wrong body (${body.length} bytes)`;
+    }
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+// --- wrk -----------------------------------------------------------------------------------------
+
+interface RunResult {
+  rps: number;
+  requests: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Non-2xx/3xx answers plus socket errors; a run with errors is flagged in the table. */
+  errors: number;
+  /** CPU time of the server (process tree) per request, or null without /proc. */
+  cpuUsPerReq: number | null;
+}
+
+function toMs(value: string, unit: string): number {
+  const v = Number(value);
+  return unit === "us" ? v / 1000 : unit === "s" ? v * 1000 : unit === "m" ? v * 60_000 : v;
+}
+
+/** Extracts the numbers this bench reports from wrk's text output. */
+export function parseWrk(text: string): Omit<RunResult, "cpuUsPerReq"> | null {
+  const rps = text.match(/Requests\/sec:\s+([\d.]+)/);
+  const total = text.match(/(\d+) requests in /);
+  if (rps === null || total === null) return null;
+  const pct = (p: string): number => {
+    const m = text.match(new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m"));
+    return m === null ? Number.NaN : toMs(m[1], m[2]);
+  };
+  const non2xx = text.match(/Non-2xx or 3xx responses:\s+(\d+)/);
+  const sock = text.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
+  const socketErrors = sock === null ? 0 : sock.slice(1, 5).reduce((a, b) => a + Number(b), 0);
+  const p50Ms = pct("50");
+  let p99Ms = pct("99");
+  // wrk 4.1 sometimes prints "99% 0.00us" under pipelining (a histogram quirk): unknown, not zero.
+  if (!(p99Ms >= p50Ms) || p99Ms === 0) p99Ms = Number.NaN;
+  return {
+    rps: Number(rps[1]),
+    requests: Number(total[1]),
+    p50Ms,
+    p99Ms,
+    errors: (non2xx === null ? 0 : Number(non2xx[1])) + socketErrors,
+  };
+}
+
+/** What every wrk run needs besides its target. */
+interface RunContext {
+  janitor: Janitor;
+  /** Pin wrk to CPU 0 with taskset. */
+  pin: boolean;
+  /** Kernel clock ticks per second (`getconf CLK_TCK`), to turn /proc tick counts into time. */
+  ticksPerSec: number;
+}
+
+async function runWrk(
+  ctx: RunContext,
+  server: ServerProcess,
+  sc: Scenario,
+  durationSec: number,
+): Promise<RunResult> {
+  const { janitor, pin } = ctx;
+  const base = `http://${BENCH_HOST}:${server.port}`;
+  const args = ["-t1", `-c${sc.conns}`, `-d${durationSec}s`, "--latency", "--timeout", `${WRK_TIMEOUT_SEC}s`];
+  for (const h of sc.headers) args.push("-H", h);
+  if (sc.script !== null) args.push("-s", sc.script.path, base, "--", ...sc.script.args);
+  else args.push(base + FILE_PATH);
+  const [cmd, cmdArgs] = pin ? ["taskset", ["-c", "0", "wrk", ...args]] : ["wrk", args];
+
+  const before = treeCpuTicks(server.pid);
+  const child = new Deno.Command(cmd, { args: cmdArgs, stdout: "piped", stderr: "piped" }).spawn();
+  janitor.wrk = child;
+  const out = await child.output();
+  janitor.wrk = null;
+  const after = treeCpuTicks(server.pid);
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const parsed = parseWrk(text);
+  if (!out.success || parsed === null) throw new Error(`wrk failed (exit ${out.code}):\n${text}`);
+  const cpuUsPerReq = before !== null && after !== null && parsed.requests > 0
+    ? ((after - before) * (1e6 / ctx.ticksPerSec)) / parsed.requests
+    : null;
+  return { ...parsed, cpuUsPerReq };
+}
+
+// --- report --------------------------------------------------------------------------------------
+
+interface ScenarioReport {
+  scenario: string;
+  label: string;
+  conns: number;
+  servers: Partial<
+    Record<
+      ServerName,
+      {
+        runs: RunResult[];
+        medianRps: number;
+        medianP99Ms: number;
+        medianCpuUsPerReq: number | null;
+        errors: number;
+      }
+    >
+  >;
+  /** Vento's median req/s over nginx's; null unless both ran. */
+  ratio: number | null;
+}
+
+function summarize(runs: RunResult[]) {
+  const cpus = runs.map((r) => r.cpuUsPerReq).filter((x): x is number => x !== null);
+  return {
+    runs,
+    medianRps: median(runs.map((r) => r.rps)),
+    medianP99Ms: median(runs.map((r) => r.p99Ms)),
+    medianCpuUsPerReq: cpus.length === runs.length ? median(cpus) : null,
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+  };
+}
+
+function fmtInt(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-";
+}
+
+function fmtMs(n: number): string {
+  return !Number.isFinite(n) ? "-" : n < 10 ? `${n.toFixed(2)} ms` : `${Math.round(n)} ms`;
+}
+
+function printTable(reports: ScenarioReport[]): void {
+  const header = [
+    "scenario",
+    "nginx req/s",
+    "vento req/s",
+    "vento/nginx",
+    "nginx CPU µs/req",
+    "vento CPU µs/req",
+    "nginx p99",
+    "vento p99",
+    "errors n/v",
+  ];
+  const rows = reports.map((r) => {
+    const n = r.servers.nginx;
+    const v = r.servers.vento;
+    const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
+    return [
+      r.label,
+      n ? fmtInt(n.medianRps) : "-",
+      v ? fmtInt(v.medianRps) : "-",
+      r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
+      cpu(n?.medianCpuUsPerReq),
+      cpu(v?.medianCpuUsPerReq),
+      n ? fmtMs(n.medianP99Ms) : "-",
+      v ? fmtMs(v.medianP99Ms) : "-",
+      `${n ? n.errors : "-"}/${v ? v.errors : "-"}`,
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])));
+  console.log(line(header).join("  "));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows) console.log(line(r).join("  "));
+}
+
+// --- main ----------------------------------------------------------------------------------------
+
+async function main(args: string[]): Promise<number> {
+  const opts = parseOptions(args);
+  if ("help" in opts) {
+    console.log(HELP);
+    return 0;
+  }
+  if ("error" in opts) {
+    console.error(`bench: ${opts.error}\nTry --help.`);
+    return 2;
+  }
+
+  const missing: string[] = [];
+  if (!(await hasCommand("wrk", ["-v"]))) missing.push("wrk");
+  if (opts.servers.includes("nginx") && !(await hasCommand("nginx", ["-v"]))) missing.push("nginx");
+  if (missing.length > 0) {
+    console.error(
+      `bench: ${missing.join(" and ")} not found. Install with:\n` +
+        `  sudo apt-get install ${missing.map((m) => (m === "nginx" ? "nginx-light" : m)).join(" ")}\n` +
+        `(or run with --servers vento to skip nginx)`,
+    );
+    return 1;
+  }
+  if (opts.servers.includes("vento") && !(await Deno.stat(`${REPO_ROOT}/main.ts`).catch(() => null))) {
+    console.error(`bench: ${REPO_ROOT}/main.ts not found; run with --servers nginx to bench nginx alone`);
+    return 1;
+  }
+  const pin = opts.pin && navigator.hardwareConcurrency >= 2 && (await hasCommand("taskset", ["-V"]));
+  const ticksPerSec = Number(await commandOutput("getconf", ["CLK_TCK"])) || 100;
+
+  const janitor = new Janitor();
+  janitor.keepTemp = opts.keep;
+  const ctx: RunContext = { janitor, pin, ticksPerSec };
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) return;
+    interrupted = true;
+    progress("\nbench: interrupted; stopping servers");
+    janitor.cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  try {
+    const dir = await Deno.makeTempDir({ prefix: "vento_bench_" });
+    janitor.tempDir = dir;
+    // nginx's worker may run as an unprivileged user when started as root: it must read the docroot.
+    await Deno.chmod(dir, 0o755);
+    const docroot = `${dir}/www`;
+    await Deno.mkdir(docroot, { mode: 0o755 });
+    await Deno.mkdir(`${dir}/nginx-tmp`);
+    const fileBytes = crypto.getRandomValues(new Uint8Array(FILE_BYTES));
+    await Deno.writeFile(`${docroot}${FILE_PATH}`, fileBytes, { mode: 0o644 });
+    await Deno.writeTextFile(`${docroot}/index.html`, "<!doctype html><title>bench</title><p>bench</p>\n", {
+      mode: 0o644,
+    });
+
+    const pinServer = (
+      cmd: string,
+      a: string[],
+    ): [string, string[]] => (pin ? ["taskset", ["-c", "1", cmd, ...a]] : [cmd, a]);
+    const started: ServerProcess[] = [];
+    for (const name of opts.servers) {
+      const port = freePort();
+      let server: ServerProcess;
+      if (name === "nginx") {
+        const conf = `${dir}/nginx.conf`;
+        await Deno.writeTextFile(conf, nginxConfig(dir, docroot, port));
+        const [cmd, a] = pinServer("nginx", [
+          "-p",
+          dir,
+          "-c",
+          conf,
+          "-e",
+          `${dir}/nginx-error.log`,
+          "-g",
+          "daemon off;",
+        ]);
+        server = new ServerProcess(name, port, cmd, a, dir);
+      } else {
+        const conf = `${dir}/vento.conf`;
+        const text = ventoConfig(docroot, port);
+        const check = parseConfig(text);
+        if (!check.ok) throw new Error(`generated vento.conf is invalid: ${JSON.stringify(check.errors)}`);
+        await Deno.writeTextFile(conf, text);
+        const [cmd, a] = pinServer(Deno.execPath(), ["run", "-A", "main.ts", "--config", conf]);
+        server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
+      }
+      janitor.servers.push(server);
+      await server.waitReady();
+      const problem = await checkServes(port, fileBytes);
+      if (problem !== null) {
+        throw new Error(`${name} does not serve ${FILE_PATH} correctly: ${problem}\n${server.output}`);
+      }
+      progress(`${name} ready on ${BENCH_HOST}:${port} (pid ${server.pid})`);
+      started.push(server);
+    }
+
+    const perRun = opts.durationSec + 0.5;
+    const estimateSec = Math.ceil(
+      opts.warmupSec * started.length + opts.scenarios.length * opts.rounds * started.length * perRun,
+    );
+    progress(
+      `running ${
+        opts.scenarios.map((s) => s.key).join(", ")
+      }: ${opts.rounds} rounds x ${opts.durationSec} s, ` +
+        `pinned: ${pin ? "wrk CPU 0, servers CPU 1" : "no"}; about ${estimateSec} s`,
+    );
+
+    if (opts.warmupSec > 0) {
+      for (const s of started) {
+        progress(`warming up ${s.name} for ${opts.warmupSec} s`);
+        await runWrk(ctx, s, SCENARIOS[0], opts.warmupSec);
+      }
+    }
+
+    const reports: ScenarioReport[] = [];
+    for (const sc of opts.scenarios) {
+      const runs = new Map<ServerName, RunResult[]>(started.map((s) => [s.name, []]));
+      for (let round = 1; round <= opts.rounds; round++) {
+        for (const s of started) {
+          const r = await runWrk(ctx, s, sc, opts.durationSec);
+          runs.get(s.name)!.push(r);
+          const cpu = r.cpuUsPerReq === null ? "" : `, ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`;
+          const err = r.errors > 0 ? `, ${r.errors} ERRORS` : "";
+          progress(
+            `  ${sc.key} round ${round} ${s.name.padEnd(5)}: ${fmtInt(r.rps)} req/s, p99 ${
+              fmtMs(r.p99Ms)
+            }${cpu}${err}`,
+          );
+          if (s.hasExited) throw new Error(`${s.name} exited during the run:\n${s.output}`);
+        }
+      }
+      const servers: ScenarioReport["servers"] = {};
+      for (const [name, rs] of runs) servers[name] = summarize(rs);
+      const ratio = servers.nginx && servers.vento ? servers.vento.medianRps / servers.nginx.medianRps : null;
+      reports.push({ scenario: sc.key, label: sc.label, conns: sc.conns, servers, ratio });
+    }
+
+    if (opts.json) {
+      const env = {
+        nginx: await commandOutput("nginx", ["-v"]),
+        wrk: (await commandOutput("wrk", ["-v"])).split("\n")[0],
+        deno: Deno.version.deno,
+        cpus: navigator.hardwareConcurrency,
+        pinned: pin,
+        durationSec: opts.durationSec,
+        rounds: opts.rounds,
+        fileBytes: FILE_BYTES,
+      };
+      console.log(JSON.stringify({ env, results: reports }, null, 2));
+    } else {
+      console.log("");
+      printTable(reports);
+      console.log(
+        `\nmedians of ${opts.rounds} interleaved rounds of ${opts.durationSec} s; ${FILE_BYTES} B file; ` +
+          `CPU = server process tree utime+stime per request.`,
+      );
+      if (reports.some((r) => Object.values(r.servers).some((s) => s !== undefined && s.errors > 0))) {
+        console.log(
+          "WARNING: some runs had errors (non-2xx answers or socket errors); their req/s is suspect.",
+        );
+      }
+    }
+    return 0;
+  } catch (e) {
+    if (!interrupted) console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await janitor.cleanup();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

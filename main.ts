@@ -1,0 +1,323 @@
+/**
+ * Vento's composition root: the only file that reads argv and signals and wires objects together.
+ * load config → build stats, guard, static responder, router, access log → listen → admin socket →
+ * signals → graceful shutdown.
+ *
+ * `startVento` is exported so end-to-end tests run exactly what `deno task start` runs, on port 0.
+ */
+
+import { parseArgs } from "node:util";
+import { type Config, loadConfig, parseConfig, SETTINGS } from "./src/config.ts";
+import { type Clock, systemClock } from "./src/net/clock.ts";
+import { Server } from "./src/net/server.ts";
+import { Stats } from "./src/stats/stats.ts";
+import { Guard } from "./src/guard/policy.ts";
+import { StaticResponder } from "./src/static/responder.ts";
+import { Router } from "./src/routes/router.ts";
+import { AccessLog } from "./src/access_log.ts";
+import { type AdminBackend, AdminServer, AdminSocketInUse } from "./src/admin/server.ts";
+import { PROTOCOL_VERSION } from "./src/admin/protocol.ts";
+import { VERSION } from "./src/version.ts";
+
+/** A running Vento. */
+export interface Vento {
+  readonly config: Config;
+  readonly addr: Deno.NetAddr;
+  readonly server: Server;
+  readonly stats: Stats;
+  readonly guard: Guard;
+  readonly admin: AdminServer | null;
+  /** Re-reads the config file, validates it whole, applies what can change live. */
+  reload(): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }>;
+  /** Graceful shutdown (idempotent); resolves when every descriptor is released. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has shut down (by signal, `drain` or `shutdown()`). */
+  readonly done: Promise<void>;
+}
+
+export interface StartOptions {
+  /** The config file the config came from (for `reload` and `hello`); null when defaults only. */
+  configPath: string | null;
+  clock?: Clock;
+  /** Error lines (default console.error). */
+  logError?: (message: string) => void;
+}
+
+/** Settings that a reload can apply to a running server without a restart. */
+const LIVE_KEYS = new Set([
+  "MAX_REQUEST_LINE_BYTES",
+  "MAX_HEADER_BYTES",
+  "MAX_HEADER_COUNT",
+  "ECHO_MAX_BODY_BYTES",
+  "MAX_REQUESTS_PER_CONN",
+  "HEADER_TIMEOUT_MS",
+  "IDLE_TIMEOUT_MS",
+  "IDLE_TIMEOUT_BUSY_MS",
+  "BODY_IDLE_TIMEOUT_MS",
+  "BODY_MIN_RATE_GRACE_MS",
+  "BODY_MIN_RATE_BYTES_PER_SEC",
+  "SEND_TIMEOUT_MS",
+  "SEND_MIN_RATE_GRACE_MS",
+  "SEND_MIN_RATE_BYTES_PER_SEC",
+  "SHUTDOWN_TIMEOUT_MS",
+  "CLIENT_IPV6_PREFIX_BITS",
+  "TRUSTED_PROXIES",
+  "ALLOWLIST",
+  "REQUEST_RATE_PER_SEC",
+  "REQUEST_BURST",
+  "CONN_RATE_PER_SEC",
+  "CONN_BURST",
+  "BAN_AFTER_VIOLATIONS",
+  "VIOLATION_WINDOW_MS",
+  "BAN_MS",
+  "BAN_MAX_MS",
+  "LIMIT_MODE",
+  "MAX_CONNS_PER_CLIENT",
+  "MAX_CONNS",
+  "BUSY_THRESHOLD_PERCENT",
+]);
+
+/** Builds and starts every part of the server from a validated config. */
+export async function startVento(config: Config, options: StartOptions): Promise<Vento> {
+  const clock = options.clock ?? systemClock;
+  const logError = options.logError ?? ((m: string) => console.error(m));
+  // The live config object: reload mutates the fields that may change while running.
+  const live: Config = { ...config };
+  const stats = new Stats();
+  const guard = new Guard(live, clock, stats);
+  const staticResponder = await StaticResponder.create(live, clock);
+  const router = new Router(staticResponder, live);
+  const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
+  const server = new Server({
+    options: live,
+    clock,
+    stats,
+    handler: router,
+    gate: guard,
+    accessLog,
+    logError,
+  });
+  let addr: Deno.NetAddr;
+  try {
+    addr = server.listen();
+  } catch (e) {
+    staticResponder.close();
+    await accessLog?.close();
+    throw e;
+  }
+  const startedWallMs = clock.wallMs();
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => resolveDone = r);
+  let shutdownPromise: Promise<void> | null = null;
+  let admin: AdminServer | null = null;
+
+  const shutdown = (): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      await server.shutdown(live.shutdownTimeoutMs);
+      await admin?.close();
+      staticResponder.close();
+      await accessLog?.close();
+      resolveDone();
+    })();
+    return shutdownPromise;
+  };
+
+  const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
+    if (options.configPath === null) return { applied: [], needsRestart: [] };
+    const loaded = await loadConfig(options.configPath, {});
+    if (!loaded.ok) return { errors: loaded.messages };
+    const next = loaded.config;
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    for (const s of SETTINGS) {
+      const before = JSON.stringify(live[s.field]);
+      const after = JSON.stringify(next[s.field]);
+      if (before === after) continue;
+      if (LIVE_KEYS.has(s.key)) {
+        (live as unknown as Record<string, unknown>)[s.field] = next[s.field];
+        applied.push(s.key);
+      } else {
+        needsRestart.push(s.key);
+      }
+    }
+    if (applied.length > 0) guard.applyOptions(live);
+    try {
+      await accessLog?.reopen();
+    } catch (e) {
+      // Rotation into an unwritable place: keep logging to the old file, and say so.
+      return { errors: [`reopening the access log: ${e instanceof Error ? e.message : String(e)}`] };
+    }
+    return { applied, needsRestart };
+  };
+
+  const backend: AdminBackend = {
+    hello: () => ({
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      pid: Deno.pid,
+      uptimeMs: clock.wallMs() - startedWallMs,
+      listen: [`${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`],
+      configPath: options.configPath ?? "",
+    }),
+    stats: () => stats.snapshot(clock.nowMs(), clock.wallMs()),
+    conns: () => server.connections(),
+    clients: (limit) => guard.clients(limit),
+    bans: () => guard.bans(),
+    ban: (target, ms, reason) => {
+      const r = guard.ban(target, ms, reason);
+      if (r.ok) server.kickKey(target);
+      return r;
+    },
+    unban: (target) => guard.unban(target),
+    kick: (id) => server.kick(id),
+    reload,
+    drain: () => void shutdown(),
+    limits: () => ({ maxConns: live.maxConns }),
+  };
+
+  if (live.adminSocket !== "off") {
+    try {
+      admin = await AdminServer.start(live.adminSocket, backend, clock);
+    } catch (e) {
+      server.forceClose();
+      staticResponder.close();
+      await accessLog?.close();
+      throw e;
+    }
+  }
+
+  server.serve();
+  return {
+    config: live,
+    addr,
+    server,
+    stats,
+    guard,
+    admin,
+    reload,
+    shutdown,
+    done,
+  };
+}
+
+const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
+
+Usage: deno run -A main.ts [PORT] [options]
+
+  PORT              listen on this port (overrides PORT in the config)
+  --config PATH     config file (default: vento.conf in the working directory, if present)
+  --check           validate the config and exit (0 valid, 2 invalid) without binding
+  --help            show this help
+  --version         print the version
+
+Every setting is documented in vento.conf. Signals: SIGINT/SIGTERM shut down gracefully (a second one
+forces), SIGHUP reloads the config and reopens the access log.`;
+
+/** Runs the server from the command line. Returns the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: "string" },
+        check: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (e) {
+    console.error(`vento: ${e instanceof Error ? e.message : String(e)}\nTry --help.`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.version) {
+    console.log(`vento ${VERSION}`);
+    return 0;
+  }
+  if (positionals.length > 1) {
+    console.error(`vento: expected at most one argument (the port), got ${positionals.length}\nTry --help.`);
+    return 2;
+  }
+  let portOverride: number | undefined;
+  if (positionals.length === 1) {
+    const p = positionals[0];
+    if (!/^\d{1,5}$/.test(p) || Number(p) > 65535) {
+      console.error(`vento: port must be a number from 0 to 65535, got "${p}"`);
+      return 2;
+    }
+    portOverride = Number(p);
+  }
+  const loaded = await loadConfig(values.config ?? null, { portOverride });
+  if (!loaded.ok) {
+    for (const m of loaded.messages) console.error(`vento: ${m}`);
+    return 2;
+  }
+  const configPath = loaded.found ? loaded.path : null;
+  if (values.check) {
+    console.log(`vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK`);
+    return 0;
+  }
+
+  let vento: Vento;
+  try {
+    vento = await startVento(loaded.config, { configPath });
+  } catch (e) {
+    if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
+    else if (e instanceof Deno.errors.AddrInUse) {
+      console.error(`vento: port ${loaded.config.port} on ${loaded.config.host} is already in use`);
+    } else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
+    return 2;
+  }
+  const a = vento.addr;
+  const host = a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
+  console.log(
+    `vento ${VERSION} listening on http://${host}:${a.port}/ serving ${loaded.config.documentRoot}`,
+  );
+
+  let signals = 0;
+  const onStop = () => {
+    signals++;
+    if (signals === 1) {
+      console.log("vento: shutting down (send the signal again to force)");
+      void vento.shutdown();
+    } else {
+      vento.server.forceClose();
+      Deno.exit(1);
+    }
+  };
+  const onHup = () => {
+    vento.reload().catch((e) => ({ errors: [String(e)] })).then((r) => {
+      if ("errors" in r) console.error(`vento: reload refused:\n  ${r.errors.join("\n  ")}`);
+      else {
+        console.log(
+          `vento: reloaded; applied: ${r.applied.join(", ") || "nothing"}` +
+            (r.needsRestart.length > 0 ? `; needs a restart: ${r.needsRestart.join(", ")}` : ""),
+        );
+      }
+    });
+  };
+  Deno.addSignalListener("SIGINT", onStop);
+  Deno.addSignalListener("SIGTERM", onStop);
+  Deno.addSignalListener("SIGHUP", onHup);
+  await vento.done;
+  Deno.removeSignalListener("SIGINT", onStop);
+  Deno.removeSignalListener("SIGTERM", onStop);
+  Deno.removeSignalListener("SIGHUP", onHup);
+  console.log("vento: stopped");
+  return 0;
+}
+
+// Re-exported for tools that validate configs without starting (bench, tests).
+export { parseConfig };
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

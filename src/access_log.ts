@@ -1,0 +1,268 @@
+/**
+ * The access log: one Combined Log Format line per response (as Apache and nginx write them, so
+ * existing log tools read it), formatted by a pure function and written asynchronously in batches, so
+ * a request never waits for the disk and a burst costs one `write` per 64 KiB, not one per line.
+ *
+ * Must never: block or slow the request path (lines are dropped and counted once the writer falls
+ * `maxPendingBytes` behind, so memory stays bounded however slow the disk), let a client forge or split
+ * log lines (every peer-controlled field is escaped, nginx style), or throw into a caller because the
+ * disk failed (failed batches are counted as dropped lines).
+ */
+
+/** What one log line records. The lead fills it from the exchange; strings may hold any bytes. */
+export interface AccessEntry {
+  /** Client address as keyed by the guard (`203.0.113.9`, `2001:db8::1`). */
+  remote: string;
+  /** Wall-clock time of the request, milliseconds since the epoch. */
+  wallMs: number;
+  /** The request line as received (`GET /a HTTP/1.1`), without CRLF. */
+  requestLine: string;
+  status: number;
+  /** Body bytes sent. */
+  bytes: number;
+  /** `Referer` header value, "" when absent. */
+  referer: string;
+  /** `User-Agent` header value, "" when absent. */
+  userAgent: string;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const HEX = "0123456789ABCDEF";
+
+const two = (n: number): string => (n < 10 ? "0" : "") + n;
+
+/** `[10/Oct/2000:13:55:36 +0000]`, always UTC so lines from any host sort and compare. */
+export function formatClfTime(wallMs: number): string {
+  const d = new Date(wallMs);
+  return `[${two(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:` +
+    `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000]`;
+}
+
+/**
+ * Formats the time once per second: every line of a busy second shares one string. A per-instance
+ * cache (the `AccessLog` owns one), never module state.
+ */
+export class ClfTimeCache {
+  #second = Number.NaN;
+  #text = "";
+  format(wallMs: number): string {
+    const second = Math.floor(wallMs / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#text = formatClfTime(wallMs);
+    }
+    return this.#text;
+  }
+}
+
+/** Fields made only of printable ASCII other than `"` and `\` are written as they are (the common case). */
+const SAFE_FIELD = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function hexByte(b: number): string {
+  return "\\x" + HEX[b >> 4] + HEX[b & 15];
+}
+
+/**
+ * Escapes a peer-controlled field against log injection, as nginx does: `"` → `\"`, `\` → `\\`, control
+ * bytes and bytes ≥ 0x7f → `\xNN`; "" → "-". Header bytes usually arrive decoded as Latin-1 (one char
+ * per byte), so a char ≤ 0xff is taken as that byte; a char above is written as its UTF-8 bytes (a lone
+ * surrogate as U+FFFD's). The output is pure printable ASCII: one line, one field.
+ */
+export function escapeLogField(s: string): string {
+  if (s === "") return "-";
+  if (SAFE_FIELD.test(s)) return s;
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22) out += '\\"';
+    else if (c === 0x5c) out += "\\\\";
+    else if (c >= 0x20 && c < 0x7f) out += s[i];
+    else if (c <= 0xff) out += hexByte(c);
+    else {
+      let cp = s.codePointAt(i)!;
+      if (cp > 0xffff) i++; // the low surrogate was consumed with the high one
+      else if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd;
+      if (cp < 0x800) out += hexByte(0xc0 | (cp >> 6)) + hexByte(0x80 | (cp & 63));
+      else if (cp < 0x10000) {
+        out += hexByte(0xe0 | (cp >> 12)) + hexByte(0x80 | ((cp >> 6) & 63)) + hexByte(0x80 | (cp & 63));
+      } else {
+        out += hexByte(0xf0 | (cp >> 18)) + hexByte(0x80 | ((cp >> 12) & 63)) +
+          hexByte(0x80 | ((cp >> 6) & 63)) + hexByte(0x80 | (cp & 63));
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * One Combined Log Format line, without the trailing newline:
+ * `remote - - [time] "request line" status bytes "referer" "user agent"`. Pure; `times` only caches.
+ */
+export function formatCombined(e: AccessEntry, times?: ClfTimeCache): string {
+  const time = times !== undefined ? times.format(e.wallMs) : formatClfTime(e.wallMs);
+  return `${escapeLogField(e.remote)} - - ${time} "${
+    escapeLogField(e.requestLine)
+  }" ${e.status} ${e.bytes} ` +
+    `"${escapeLogField(e.referer)}" "${escapeLogField(e.userAgent)}"`;
+}
+
+/** Where batches go: a file, stdout, or a test double. */
+export interface LogWriter {
+  /** Writes some prefix of `p`; resolves with how many bytes were taken. */
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** Limits of the batching writer. */
+export interface AccessLogOptions {
+  /** A batch this large is written at once instead of waiting for the timer. */
+  flushBytes: number;
+  /** A non-empty batch is written at most this long after its first line. */
+  flushIntervalMs: number;
+  /** Bytes formatted but not yet written (batch + in flight) above which new lines are dropped. */
+  maxPendingBytes: number;
+}
+
+export const DEFAULT_ACCESS_LOG_OPTIONS: Readonly<AccessLogOptions> = {
+  flushBytes: 64 * 1024,
+  flushIntervalMs: 250,
+  maxPendingBytes: 4 * 1024 * 1024,
+};
+
+/** Opens (or reopens) the writer; for a path, in append mode, created with mode 0o640. */
+type Opener = () => Promise<LogWriter>;
+
+const STDOUT_TARGET = "-";
+const LOG_FILE_MODE = 0o640;
+
+async function openTarget(target: string): Promise<LogWriter> {
+  if (target === STDOUT_TARGET) {
+    // stdout belongs to the process: writing is ours, closing is not.
+    return { write: (p) => Deno.stdout.write(p), close: () => {} };
+  }
+  return await Deno.open(target, { append: true, create: true, mode: LOG_FILE_MODE });
+}
+
+/**
+ * The batching writer. `log` only formats and appends to memory; one timer (armed only while a batch
+ * waits) or a full batch starts a write; writes are strictly sequential, so lines keep their order.
+ */
+export class AccessLog {
+  #opener: Opener;
+  #writer: LogWriter | null;
+  #opts: AccessLogOptions;
+  #times = new ClfTimeCache();
+  #encoder = new TextEncoder();
+  #batch: string[] = [];
+  #batchBytes = 0;
+  #inFlightBytes = 0;
+  #dropped = 0;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Tail of the sequential chain of writes and reopens; never rejects. */
+  #chain: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  /** Opens `target` (a path, or `-` for stdout). Throws if the file cannot be opened. */
+  static async open(target: string, opts: Partial<AccessLogOptions> = {}): Promise<AccessLog> {
+    const opener = () => openTarget(target);
+    return new AccessLog(await opener(), opener, opts);
+  }
+
+  /** Wraps an already-open writer; `reopen` calls `opener` again. For tests and custom sinks. */
+  constructor(writer: LogWriter, opener: Opener, opts: Partial<AccessLogOptions> = {}) {
+    this.#writer = writer;
+    this.#opener = opener;
+    this.#opts = { ...DEFAULT_ACCESS_LOG_OPTIONS, ...opts };
+  }
+
+  /** Lines not written: over the pending bound, after close, or lost to a failed write. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Queues one line. Never blocks, never throws. */
+  log(e: AccessEntry): void {
+    if (this.#closed) {
+      this.#dropped++;
+      return;
+    }
+    // Every field is escaped to ASCII, so string length is byte length.
+    const line = formatCombined(e, this.#times) + "\n";
+    if (this.#batchBytes + this.#inFlightBytes + line.length > this.#opts.maxPendingBytes) {
+      this.#dropped++;
+      return;
+    }
+    this.#batch.push(line);
+    this.#batchBytes += line.length;
+    if (this.#batchBytes >= this.#opts.flushBytes) this.#startWrite();
+    else if (this.#timer === null) {
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        this.#startWrite();
+      }, this.#opts.flushIntervalMs);
+    }
+  }
+
+  /** Resolves once every line logged before the call is written (or counted as dropped). */
+  flush(): Promise<void> {
+    this.#startWrite();
+    return this.#chain;
+  }
+
+  /** Flushes, stops the timer and closes the file. Later lines are counted as dropped. */
+  async close(): Promise<void> {
+    if (this.#closed) return await this.#chain;
+    await this.flush();
+    this.#closed = true;
+    this.#clearTimer();
+    this.#writer?.close();
+    this.#writer = null;
+  }
+
+  /**
+   * For log rotation (SIGHUP): after the lines already queued are written, opens the same target again
+   * and closes the old file. If the open fails, the old file stays in use and the error is thrown.
+   */
+  reopen(): Promise<void> {
+    this.#startWrite();
+    const done = this.#chain.then(async () => {
+      if (this.#closed) return;
+      const fresh = await this.#opener();
+      const old = this.#writer;
+      this.#writer = fresh;
+      old?.close();
+    });
+    this.#chain = done.catch(() => {});
+    return done;
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  /** Moves the batch onto the write chain (no-op when empty). */
+  #startWrite(): void {
+    this.#clearTimer();
+    if (this.#batch.length === 0) return;
+    const lines = this.#batch.length;
+    const bytes = this.#encoder.encode(this.#batch.join(""));
+    this.#batch = [];
+    this.#batchBytes = 0;
+    this.#inFlightBytes += bytes.length;
+    this.#chain = this.#chain.then(async () => {
+      try {
+        if (this.#writer === null) throw new Error("access log is closed");
+        let off = 0;
+        while (off < bytes.length) off += await this.#writer.write(bytes.subarray(off));
+      } catch {
+        // A full disk or a vanished file must not take the server down; the loss is counted instead.
+        this.#dropped += lines;
+      } finally {
+        this.#inFlightBytes -= bytes.length;
+      }
+    });
+  }
+}

@@ -1,0 +1,513 @@
+/**
+ * The guard's policy: who may connect and who may send a request, composed from the client key, the
+ * client table, GCRA limits and the ban list. The connection layer calls `admitConnection` at accept
+ * (before reading a byte), `admitRequest` per request and `release` at close.
+ *
+ * Decisions, in order of cost (tenet: refusing is cheaper than serving):
+ * - ALLOWLIST skips bans, rates and the per-client cap; only the global cap still applies to it (file
+ *   descriptors are finite for everyone). Tickets of allowlisted peers are negative and hold no slot.
+ * - At accept: ban (key Map + CIDR scan) → global cap → table slot (all pinned: `table_full`, fail
+ *   closed) → per-client cap → connection rate (GCRA).
+ * - Per request: the key is the peer's, or, when the peer is in TRUSTED_PROXIES, the first address of
+ *   `X-Forwarded-For` (walked right to left) that is not a trusted proxy. Then ban mirror → request
+ *   rate. Connection caps and connection rate always stay with the peer.
+ * - Each 429 and each connection refused for rate is a violation; `banAfterViolations` of them within
+ *   `violationWindowMs` ban the key for banMs × 2^offences (capped at banMaxMs). Offences are forgotten
+ *   after a clean stretch of `banMaxMs` past the latest ban (or when the table evicts the entry).
+ * - `limitMode = "dry-run"`: bans and rate limits are decided, counted (violations, bans, the would-be
+ *   refusals in `dryRunRefusals`) and logged, but nothing is refused for them. The caps (`global_cap`,
+ *   `client_cap`, `table_full`) stay enforced: they protect our own resources, not policy.
+ *   `stats.refused` counts only real refusals.
+ *
+ * Pure: never mentions `Deno.`; O(1) per call; `admitRequest` allocates nothing on the allowed path
+ * unless the peer is a trusted proxy sending `X-Forwarded-For` (one key string then).
+ */
+
+import type { Config } from "../config.ts";
+import type { Clock } from "../net/clock.ts";
+import type { RefuseReason, Stats } from "../stats/stats.ts";
+import { BanList } from "./bans.ts";
+import { cidrContains, CidrSet, IpAddr } from "./cidr.ts";
+import { banTarget, forwardedClient, keyOf, parsePeerIp } from "./client_key.ts";
+import { type GcraLimit, gcraLimit, gcraNextTat, gcraWaitMs, retryAfterSec } from "./gcra.ts";
+import { ClientTable } from "./table.ts";
+import type { BanInfo, ClientInfo } from "./views.ts";
+
+export type GuardOptions = Pick<
+  Config,
+  | "clientIpv6PrefixBits"
+  | "trustedProxies"
+  | "allowlist"
+  | "guardTableCapacity"
+  | "requestRatePerSec"
+  | "requestBurst"
+  | "connRatePerSec"
+  | "connBurst"
+  | "banAfterViolations"
+  | "violationWindowMs"
+  | "banMs"
+  | "banMaxMs"
+  | "banListCapacity"
+  | "limitMode"
+  | "maxConnsPerClient"
+  | "maxConns"
+  | "busyThresholdPercent"
+  | "idleTimeoutMs"
+  | "idleTimeoutBusyMs"
+>;
+
+export type ConnVerdict =
+  | { ok: true; ticket: number; key: string }
+  | { ok: false; reason: RefuseReason; key: string; retryAfterSec: number };
+
+/** Ticket of an allowlisted peer (no table slot). */
+const TICKET_ALLOWED = -1;
+/** Ticket of an allowlisted peer that is also a trusted proxy (its XFF clients are still judged). */
+const TICKET_ALLOWED_PROXY = -2;
+/** Retry-After for refusals that are about capacity, not about the client's behaviour. */
+const CAPACITY_RETRY_SEC = 1;
+/** Longest interval between two log lines the guard writes (an attack must not flood the log). */
+const LOG_INTERVAL_MS = 1000;
+/** Most rows `clients()` returns, whatever is asked. */
+const MAX_CLIENT_ROWS = 10_000;
+/** Reason recorded on automatic bans. */
+const FLOOD = "flood";
+
+/** Admission control for connections and requests. One per server. */
+export class Guard {
+  #o: GuardOptions;
+  readonly #clock: Clock;
+  readonly #stats: Stats;
+  readonly #warn: (line: string) => void;
+  readonly #table: ClientTable;
+  readonly #bans: BanList;
+  #trusted: CidrSet;
+  #allow: CidrSet;
+  #requestLimit: GcraLimit;
+  #connLimit: GcraLimit;
+  #enforce: boolean;
+  /** Connections admitted and not yet released (the global cap and busy state count these). */
+  #open = 0;
+  #expiredSeen = 0;
+  #dryRunRefusals = 0;
+  #lastLogMs = -Infinity;
+  #suppressedLogs = 0;
+  /** Scratch addresses, reused so the request path allocates nothing. */
+  readonly #peer = new IpAddr();
+  readonly #forwarded = new IpAddr();
+  readonly #scratch = new IpAddr();
+
+  /**
+   * `warn` receives the guard's log lines (bans, dry-run decisions, config notes), at most one per
+   * second with a count of the ones suppressed.
+   */
+  constructor(
+    options: GuardOptions,
+    clock: Clock,
+    stats: Stats,
+    warn: (line: string) => void = console.warn,
+  ) {
+    this.#o = options;
+    this.#clock = clock;
+    this.#stats = stats;
+    this.#warn = warn;
+    this.#table = new ClientTable(options.guardTableCapacity);
+    this.#bans = new BanList(options.banListCapacity);
+    this.#trusted = this.#cidrSet("TRUSTED_PROXIES", options.trustedProxies);
+    this.#allow = this.#cidrSet("ALLOWLIST", options.allowlist);
+    this.#requestLimit = gcraLimit(options.requestRatePerSec, options.requestBurst);
+    this.#connLimit = gcraLimit(options.connRatePerSec, options.connBurst);
+    this.#enforce = options.limitMode === "enforce";
+  }
+
+  /** Connections admitted and not yet released. */
+  get openConns(): number {
+    return this.#open;
+  }
+
+  /** Refusals that dry-run mode let through (bans and rate limits that would have applied). */
+  get dryRunRefusals(): number {
+    return this.#dryRunRefusals;
+  }
+
+  /** At accept, before any byte is read. `remoteIp` as the runtime reports it (may be `::ffff:1.2.3.4`). */
+  admitConnection(remoteIp: string): ConnVerdict {
+    const now = this.#clock.nowMs();
+    const o = this.#o;
+    const addr = this.#peer;
+    const isIp = parsePeerIp(remoteIp, addr);
+    const key = isIp ? keyOf(addr, o.clientIpv6PrefixBits) : remoteIp;
+    const trusted = isIp && this.#trusted.contains(addr);
+
+    if (isIp && this.#allow.contains(addr)) {
+      if (this.#open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
+      this.#open++;
+      return { ok: true, ticket: trusted ? TICKET_ALLOWED_PROXY : TICKET_ALLOWED, key };
+    }
+
+    let wouldRefuse: RefuseReason | null = null;
+    let retrySec = 0;
+    const banUntil = this.#banUntil(key, isIp ? addr : null, now);
+    if (banUntil > now) {
+      retrySec = retryAfterSec(banUntil - now);
+      if (this.#enforce) return this.#refuse("banned", key, retrySec);
+      wouldRefuse = "banned";
+    }
+    if (this.#open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
+
+    const t = this.#table;
+    const slot = this.#acquire(key, isIp ? addr : null, now);
+    if (slot < 0) return this.#refuse("table_full", key, CAPACITY_RETRY_SEC);
+    if (t.conns[slot] >= o.maxConnsPerClient) return this.#refuse("client_cap", key, CAPACITY_RETRY_SEC);
+
+    if (wouldRefuse === null) {
+      const waitMs = gcraWaitMs(t.connTatMs[slot], now, this.#connLimit);
+      if (waitMs === 0) {
+        t.connTatMs[slot] = gcraNextTat(t.connTatMs[slot], now, this.#connLimit);
+      } else {
+        const banMs = this.#violation(slot, now);
+        retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
+        if (this.#enforce) return this.#refuse("conn_rate", key, retrySec);
+        wouldRefuse = "conn_rate";
+      }
+    }
+    if (wouldRefuse !== null) {
+      this.#dryRunRefusals++;
+      this.#log(
+        now,
+        `dry-run: would refuse connection from ${key}: ${wouldRefuse} (retry after ${retrySec}s)`,
+      );
+    }
+    t.pin(slot);
+    this.#open++;
+    // The low bit remembers whether this peer is a trusted proxy: trust is per address, and an IPv6
+    // key (a /64) may hold both a trusted proxy and an untrusted host.
+    return { ok: true, ticket: slot * 2 + (trusted ? 1 : 0), key };
+  }
+
+  /**
+   * Per request. Returns 0 to serve, or the Retry-After seconds for a 429 (the connection then
+   * closes). `forwardedFor` is the `X-Forwarded-For` value (see `forwardedForOf` for several field
+   * lines) or undefined; it is read only when the peer is a trusted proxy.
+   */
+  admitRequest(ticket: number, forwardedFor: string | undefined): number {
+    const peerTrusted = ticket === TICKET_ALLOWED_PROXY || (ticket >= 0 && (ticket & 1) === 1);
+    let slot = ticket >= 0 ? ticket >> 1 : -1;
+    const now = this.#clock.nowMs();
+    if (peerTrusted && forwardedFor !== undefined) {
+      const addr = this.#forwarded;
+      if (forwardedClient(forwardedFor, this.#trusted, addr, this.#scratch)) {
+        if (this.#allow.contains(addr)) return 0;
+        const key = keyOf(addr, this.#o.clientIpv6PrefixBits);
+        slot = this.#acquire(key, addr, now);
+        if (slot < 0) {
+          // Every slot is held by a live connection: fail closed, as at accept.
+          if (this.#enforce) return CAPACITY_RETRY_SEC;
+          this.#dryRunRefusals++;
+          this.#log(now, `dry-run: would refuse request from ${key}: table_full`);
+          return 0;
+        }
+      }
+    }
+    if (slot < 0) return 0; // allowlisted peer
+    return this.#judgeRequest(slot, now);
+  }
+
+  /** Connection closed (exactly once per ok verdict). */
+  release(ticket: number): void {
+    if (this.#open > 0) this.#open--;
+    if (ticket >= 0) this.#table.unpin(ticket >> 1);
+  }
+
+  /** The idle keep-alive timeout to use now: shorter while above `busyThresholdPercent` of `maxConns`. */
+  idleTimeoutMs(): number {
+    const o = this.#o;
+    return this.#open * 100 > o.maxConns * o.busyThresholdPercent ? o.idleTimeoutBusyMs : o.idleTimeoutMs;
+  }
+
+  /**
+   * Operator ban of a client key, an address (banned as its client key) or a CIDR block, for `ms`.
+   * Applies at the next accept and the next request of the key's open connections.
+   */
+  ban(keyOrCidr: string, ms: number, reason: string): { ok: true } | { ok: false; error: string } {
+    if (!Number.isFinite(ms) || ms <= 0) {
+      return { ok: false, error: `ban length must be positive, got ${ms}` };
+    }
+    const target = banTarget(keyOrCidr, this.#o.clientIpv6PrefixBits);
+    if (target === null) {
+      return { ok: false, error: `"${keyOrCidr}" is not an IP address, client key or CIDR` };
+    }
+    const now = this.#clock.nowMs();
+    const until = now + ms;
+    if ("key" in target) {
+      if (this.#allow.contains(target.addr)) return { ok: false, error: `${target.key} is allowlisted` };
+      const slot = this.#table.slotOf(target.key);
+      this.#addBan(target.key, until, reason, slot >= 0 ? this.#table.offences[slot] : 0);
+      if (slot >= 0) this.#table.bannedUntilMs[slot] = Math.max(this.#table.bannedUntilMs[slot], until);
+    } else {
+      const rec = this.#bans.addCidr(target.cidr, until, reason);
+      if (rec === null) return { ok: false, error: `too many CIDR bans (${this.#bans.size} held)` };
+      this.#stats.bansAdded++;
+      // Mirror onto the held keys inside the block (not for blocks narrower than a key: those apply at accept).
+      const t = this.#table;
+      const a = this.#scratch;
+      t.forEachSlot((slot) => {
+        if (!this.#slotAddr(slot, a) || !this.#cidrCoversKey(rec.cidr!.bits, a)) return;
+        if (cidrContains(rec.cidr!, a)) t.bannedUntilMs[slot] = Math.max(t.bannedUntilMs[slot], until);
+      });
+      this.#log(now, `ban ${rec.key} for ${Math.ceil(ms / 1000)}s: ${reason}`);
+    }
+    this.#syncBanStats();
+    return { ok: true };
+  }
+
+  /** Lifts a ban (same forms as `ban`) and forgives the key's violations and offences. */
+  unban(keyOrCidr: string): boolean {
+    const target = banTarget(keyOrCidr, this.#o.clientIpv6PrefixBits);
+    if (target === null) return this.#bans.remove(keyOrCidr.trim()) && this.#afterUnban();
+    const t = this.#table;
+    const now = this.#clock.nowMs();
+    if ("key" in target) {
+      const removed = this.#bans.remove(target.key);
+      const slot = t.slotOf(target.key);
+      if (slot >= 0) {
+        t.violations[slot] = 0;
+        t.offences[slot] = 0;
+        t.bannedUntilMs[slot] = this.#banUntil(target.key, target.addr, now);
+      }
+      return removed && this.#afterUnban();
+    }
+    if (!this.#bans.remove(target.cidr)) return false;
+    const a = this.#scratch;
+    t.forEachSlot((slot, key) => {
+      if (t.bannedUntilMs[slot] > now) {
+        t.bannedUntilMs[slot] = this.#banUntil(key, this.#slotAddr(slot, a) ? a : null, now);
+      }
+    });
+    return this.#afterUnban();
+  }
+
+  /** Every ban held, soonest-ending first. */
+  bans(): BanInfo[] {
+    const now = this.#clock.nowMs();
+    const wall = this.#clock.wallMs();
+    return this.#bans.list()
+      .filter((r) => r.expiresAtMs > now)
+      .sort((a, b) => a.expiresAtMs - b.expiresAtMs)
+      .map((r) => ({
+        key: r.key,
+        reason: r.reason,
+        expiresAtWallMs: wall + (r.expiresAtMs - now),
+        remainingMs: r.expiresAtMs - now,
+        offences: r.offences,
+      }));
+  }
+
+  /** Top talkers by recent request rate (then by open connections); at most `limit` rows. */
+  clients(limit: number): ClientInfo[] {
+    const n = Math.max(0, Math.min(Math.floor(limit), MAX_CLIENT_ROWS));
+    if (n === 0) return [];
+    const now = this.#clock.nowMs();
+    const t = this.#table;
+    const rows: ClientInfo[] = [];
+    t.forEachSlot((slot, key) => {
+      const rate = t.requestRatePerSec(slot, now);
+      if (rate === 0 && t.conns[slot] === 0) return;
+      const windowOpen = now - t.violationStartMs[slot] < this.#o.violationWindowMs;
+      rows.push({
+        key,
+        conns: t.conns[slot],
+        requestRatePerSec: Math.round(rate * 10) / 10,
+        requests: t.requests[slot],
+        violations: windowOpen ? t.violations[slot] : 0,
+        limited: t.bannedUntilMs[slot] > now || gcraWaitMs(t.requestTatMs[slot], now, this.#requestLimit) > 0,
+      });
+    });
+    rows.sort((a, b) =>
+      b.requestRatePerSec - a.requestRatePerSec || b.conns - a.conns || b.requests - a.requests
+    );
+    return rows.length > n ? rows.slice(0, n) : rows;
+  }
+
+  /**
+   * Live reload. Rates, bursts, caps, ban settings, lists, mode and the ban list bound apply at once
+   * (held GCRA state carries over). `guardTableCapacity` needs a restart; a new `clientIpv6PrefixBits`
+   * applies to new keys only (entries under old keys age out of the table).
+   */
+  applyOptions(options: GuardOptions): void {
+    const now = this.#clock.nowMs();
+    if (options.guardTableCapacity !== this.#table.capacity) {
+      this.#log(
+        now,
+        `GUARD_TABLE_CAPACITY change (${this.#table.capacity} → ${options.guardTableCapacity}) takes effect after a restart`,
+      );
+    }
+    this.#o = options;
+    this.#trusted = this.#cidrSet("TRUSTED_PROXIES", options.trustedProxies);
+    this.#allow = this.#cidrSet("ALLOWLIST", options.allowlist);
+    this.#requestLimit = gcraLimit(options.requestRatePerSec, options.requestBurst);
+    this.#connLimit = gcraLimit(options.connRatePerSec, options.connBurst);
+    this.#enforce = options.limitMode === "enforce";
+    for (const key of this.#bans.setCapacity(options.banListCapacity)) this.#clearMirror(key);
+    this.#syncBanStats();
+  }
+
+  /** Housekeeping, about once a second: expire bans, refresh gauges. */
+  tick(): void {
+    const now = this.#clock.nowMs();
+    this.#bans.expire(now);
+    this.#syncBanStats();
+    this.#stats.guardTableSize = this.#table.size;
+    if (this.#suppressedLogs > 0 && now - this.#lastLogMs >= LOG_INTERVAL_MS) {
+      this.#lastLogMs = now;
+      this.#warn(`guard: ${this.#suppressedLogs} log lines suppressed`);
+      this.#suppressedLogs = 0;
+    }
+  }
+
+  // --- internals ---------------------------------------------------------------------------------
+
+  #judgeRequest(slot: number, now: number): number {
+    const t = this.#table;
+    t.countRequest(slot, now);
+    const bannedUntil = t.bannedUntilMs[slot];
+    if (bannedUntil > now) {
+      const retrySec = retryAfterSec(bannedUntil - now);
+      if (this.#enforce) return retrySec;
+      return this.#dryRunRequest(slot, now, "banned", retrySec);
+    }
+    const waitMs = gcraWaitMs(t.requestTatMs[slot], now, this.#requestLimit);
+    if (waitMs === 0) {
+      t.requestTatMs[slot] = gcraNextTat(t.requestTatMs[slot], now, this.#requestLimit);
+      return 0;
+    }
+    const banMs = this.#violation(slot, now);
+    const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
+    if (this.#enforce) return retrySec;
+    return this.#dryRunRequest(slot, now, "rate", retrySec);
+  }
+
+  #dryRunRequest(slot: number, now: number, why: string, retrySec: number): number {
+    this.#dryRunRefusals++;
+    this.#log(
+      now,
+      `dry-run: would answer 429 to ${this.#table.keyAt(slot)}: ${why} (retry after ${retrySec}s)`,
+    );
+    return 0;
+  }
+
+  /** Counts a violation; bans the key when it reaches the threshold. Returns the ban length or 0. */
+  #violation(slot: number, now: number): number {
+    const t = this.#table;
+    const o = this.#o;
+    if (t.violations[slot] === 0 || now - t.violationStartMs[slot] >= o.violationWindowMs) {
+      t.violationStartMs[slot] = now;
+      t.violations[slot] = 0;
+    }
+    if (++t.violations[slot] < o.banAfterViolations || t.bannedUntilMs[slot] > now) return 0;
+    t.violations[slot] = 0;
+    // A key that stayed clean for a whole `banMaxMs` after its latest ban starts over.
+    if (t.offences[slot] > 0 && now - t.lastBanEndMs[slot] > o.banMaxMs) t.offences[slot] = 0;
+    const offences = t.offences[slot];
+    const ms = Math.min(o.banMs * 2 ** Math.min(offences, 60), o.banMaxMs);
+    t.offences[slot] = offences + 1;
+    t.lastBanEndMs[slot] = now + ms;
+    t.bannedUntilMs[slot] = now + ms;
+    const key = t.keyAt(slot);
+    this.#addBan(key, now + ms, FLOOD, offences + 1);
+    this.#syncBanStats();
+    return ms;
+  }
+
+  #addBan(key: string, until: number, reason: string, offences: number): void {
+    const dropped = this.#bans.add(key, until, reason, offences);
+    if (dropped !== null) this.#clearMirror(dropped);
+    this.#stats.bansAdded++;
+    const now = this.#clock.nowMs();
+    this.#log(now, `ban ${key} for ${Math.ceil((until - now) / 1000)}s: ${reason} (offence ${offences})`);
+  }
+
+  /** A ban dropped from the list must stop applying through the table mirror too. */
+  #clearMirror(key: string): void {
+    const slot = this.#table.slotOf(key);
+    if (slot >= 0) this.#table.bannedUntilMs[slot] = 0;
+  }
+
+  /** When the ban on `key` (or a CIDR holding `addr`) ends, or 0. */
+  #banUntil(key: string, addr: IpAddr | null, now: number): number {
+    let until = 0;
+    const rec = this.#bans.get(key, now);
+    if (rec !== undefined) until = rec.expiresAtMs;
+    if (addr !== null) {
+      const c = this.#bans.matchCidr(addr, now);
+      if (c !== undefined && c.expiresAtMs > until) until = c.expiresAtMs;
+    }
+    if (this.#bans.expired !== this.#expiredSeen) this.#syncBanStats();
+    return until;
+  }
+
+  /** `table.acquire`, counting a full table and restoring the ban mirror of a re-created key. */
+  #acquire(key: string, addr: IpAddr | null, now: number): number {
+    const t = this.#table;
+    const slot = t.acquire(key, addr, now);
+    if (slot < 0) {
+      this.#stats.guardTableFull++;
+      return -1;
+    }
+    if (t.lastCreated) {
+      t.bannedUntilMs[slot] = this.#banUntil(key, addr, now);
+      this.#stats.guardTableSize = t.size;
+    }
+    return slot;
+  }
+
+  #refuse(reason: RefuseReason, key: string, retryAfterSec: number): ConnVerdict {
+    this.#stats.refused[reason]++;
+    return { ok: false, reason, key, retryAfterSec };
+  }
+
+  /** The key address of `slot` into `out`; false when the key is not an address. */
+  #slotAddr(slot: number, out: IpAddr): boolean {
+    const f = this.#table.family[slot];
+    if (f !== 4 && f !== 6) return false;
+    out.family = f;
+    out.groups.set(this.#table.groups.subarray(slot * 8, slot * 8 + 8));
+    return true;
+  }
+
+  /** Whether a block of `bits` covers a whole client key of `addr`'s family. */
+  #cidrCoversKey(bits: number, addr: IpAddr): boolean {
+    return bits <= (addr.family === 4 ? 32 : this.#o.clientIpv6PrefixBits);
+  }
+
+  #afterUnban(): boolean {
+    this.#syncBanStats();
+    return true;
+  }
+
+  #syncBanStats(): void {
+    const s = this.#stats;
+    s.bansExpired += this.#bans.expired - this.#expiredSeen;
+    this.#expiredSeen = this.#bans.expired;
+    s.bansActive = this.#bans.size;
+  }
+
+  #cidrSet(name: string, texts: readonly string[]): CidrSet {
+    const invalid: string[] = [];
+    const set = new CidrSet(texts, invalid);
+    if (invalid.length > 0) this.#warn(`guard: ${name}: ignoring unparsable entries: ${invalid.join(", ")}`);
+    return set;
+  }
+
+  /** Writes a log line, at most one per `LOG_INTERVAL_MS`; the rest are counted and reported later. */
+  #log(now: number, line: string): void {
+    if (now - this.#lastLogMs < LOG_INTERVAL_MS) {
+      this.#suppressedLogs++;
+      return;
+    }
+    this.#lastLogMs = now;
+    const more = this.#suppressedLogs > 0 ? ` (+${this.#suppressedLogs} suppressed)` : "";
+    this.#suppressedLogs = 0;
+    this.#warn(`guard: ${line}${more}`);
+  }
+}

@@ -1,0 +1,674 @@
+/**
+ * The incremental HTTP/1.1 request-head parser (RFC 9112 §2–§6, RFC 9110 §5, §7.2, §8.6, §10.1.1):
+ * bytes in, `RequestHead` or a stable `ErrorCode` out.
+ *
+ * A resumable byte-level state machine in the style of picohttpparser/llhttp: every byte is examined
+ * exactly once; state survives between `feed` calls, so a head split over many reads costs the same
+ * as one read. When a token (method, target, field value) straddles a feed boundary only its partial
+ * bytes are copied into a scratch buffer bounded by `maxHeaderBytes`; a head that arrives whole makes
+ * its strings straight from subarrays of the caller's buffer.
+ *
+ * Strict, no lenient modes: bare CR or LF, obs-fold, whitespace before a colon, CTLs, conflicting or
+ * malformed framing headers are errors. Limits are checked on the byte that passes them, never after
+ * waiting for a line end.
+ *
+ * Pure: no Deno APIs, never throws on input, no per-byte allocation, never reads outside
+ * `chunk[start,end)` and never keeps a reference to the caller's buffer after `feed` returns.
+ */
+
+import {
+  C_DIGIT,
+  C_TARGET,
+  C_TOKEN,
+  C_VALUE,
+  C_WS,
+  CLASS,
+  COLON,
+  CR,
+  HTAB,
+  isToken,
+  isValidHost,
+  latin1,
+  LF,
+  LOWER,
+  SP,
+} from "./chars.ts";
+import type { ErrorCode } from "./errors.ts";
+import type { RequestHead, TargetForm, Version } from "./head.ts";
+
+/** The parser's resource limits (a subset of `Config`; a whole `Config` fits). */
+export interface ParserLimits {
+  /**
+   * Request-line bytes (method SP target SP version, without the CRLF). The byte that passes it is
+   * answered URI_TOO_LONG (414) at once.
+   */
+  maxRequestLineBytes: number;
+  /**
+   * Whole-head bytes: leading empty lines, request line, fields and the final CRLF. The byte that
+   * passes it is answered HEADER_TOO_LARGE (431).
+   */
+  maxHeaderBytes: number;
+  /** Header fields; the field after the last allowed one is answered TOO_MANY_HEADERS (431). */
+  maxHeaderCount: number;
+}
+
+/** What one `feed` produced. */
+export type ParseResult =
+  /** Every byte in [start,end) was consumed; feed more. */
+  | { kind: "more" }
+  /** The head is complete; `consumed` = bytes of THIS chunk used, counted from `start`. */
+  | { kind: "head"; head: RequestHead; consumed: number }
+  /** Refused; `offset` = position of the offending byte in this head's byte stream (from 0). */
+  | { kind: "error"; code: ErrorCode; offset: number };
+
+/**
+ * Empty lines (CRLF) tolerated before a request line (RFC 9112 §2.2 lets a server ignore "at least one";
+ * clients sometimes send an extra CRLF after a body). One more is answered INVALID_REQUEST_LINE.
+ */
+export const MAX_LEADING_EMPTY_LINES = 4;
+
+/** First capacity of the straddling-token and header-name buffers; they grow up to `maxHeaderBytes`. */
+const INITIAL_SCRATCH_BYTES = 256;
+
+/** Content-Length digits accepted: 15 digits always stay below Number.MAX_SAFE_INTEGER. */
+const MAX_CONTENT_LENGTH_DIGITS = 15;
+
+// Parser states. Token states (METHOD, TARGET, VALUE) may carry a partial token in the scratch buffer.
+const S_START = 0; // before the request line: a method byte, or CR of a leading empty line
+const S_START_LF = 1; // CR of a leading empty line seen
+const S_METHOD = 2;
+const S_TARGET_START = 3;
+const S_TARGET = 4;
+const S_VERSION = 5; // matching "HTTP/d.d"; #versionIdx says where
+const S_RL_LF = 6; // request line's CR seen
+const S_FIELD_START = 7; // start of a field line, or CR of the final empty line
+const S_NAME = 8;
+const S_OWS = 9; // after the colon, before the value
+const S_VALUE = 10;
+const S_FIELD_LF = 11; // field line's CR seen
+const S_END_LF = 12; // final CR seen
+const S_CR_MISPLACED = 13; // CR where a line cannot end: LF next → #misplacedCode, else BARE_CR
+
+const MORE: ParseResult = Object.freeze({ kind: "more" });
+const VERSION_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f]; // "HTTP/"
+
+/**
+ * An incremental request-head parser, one per connection, reused via `reset()` between requests.
+ * After an error it stays in that error (every `feed` returns it again) until `reset()`. After a head
+ * it returns that head with `consumed: 0` until `reset()`.
+ */
+export class RequestParser {
+  readonly #maxRequestLineBytes: number;
+  readonly #maxHeaderBytes: number;
+  readonly #maxHeaderCount: number;
+
+  #state = S_START;
+  #result: ParseResult | null = null;
+  /** Bytes of this head consumed by finished feeds. */
+  #seen = 0;
+  #emptyLines = 0;
+  /** Stream offset where the request line becomes too long. */
+  #rlLimitOffset = 0;
+  /** Stream offset of the target's first byte (where a refused target is reported). */
+  #targetOffset = 0;
+  #versionIdx = 0;
+  #major = 0;
+  #minor = 0;
+  #misplacedCode: ErrorCode = "INVALID_REQUEST_LINE";
+
+  /** Chunk index where the current token began, or -1 when it began in an earlier feed (see #scratch). */
+  #tokStart = -1;
+  #feedStart = 0;
+  #scratch: Uint8Array = new Uint8Array(0);
+  #scratchLen = 0;
+  /** Current field value's length up to its last non-OWS byte (trailing OWS is trimmed, RFC 9112 §5). */
+  #valueKeep = 0;
+  /** Lower-cased bytes of the current field name (lower-cased through `LOWER` as they arrive). */
+  #nameBuf: Uint8Array = new Uint8Array(0);
+  #nameLen = 0;
+  #name = "";
+
+  // What the head has said so far.
+  #method = "";
+  #target = "";
+  #form: TargetForm = "origin";
+  #path = "";
+  #authority = "";
+  #version: Version = 11;
+  #headers: string[] = [];
+  #fieldCount = 0;
+  #host: string | null = null;
+  #contentLength = -1;
+  #teSeen = false;
+  #teChunked = 0;
+  #teLastChunked = false;
+  #teOther = false;
+  #connClose = false;
+  #connKeepAlive = false;
+  #expectContinue = false;
+
+  constructor(limits: ParserLimits) {
+    this.#maxRequestLineBytes = limits.maxRequestLineBytes;
+    this.#maxHeaderBytes = limits.maxHeaderBytes;
+    this.#maxHeaderCount = limits.maxHeaderCount;
+  }
+
+  /** Bytes of the current head consumed so far (0 = nothing of a next request has arrived yet). */
+  get bytesSeen(): number {
+    return this.#seen;
+  }
+
+  /** Makes the parser ready for the next request on the same connection. */
+  reset(): void {
+    this.#state = S_START;
+    this.#result = null;
+    this.#seen = 0;
+    this.#emptyLines = 0;
+    this.#tokStart = -1;
+    this.#scratchLen = 0;
+    this.#nameLen = 0;
+    this.#name = "";
+    this.#method = "";
+    this.#target = "";
+    this.#form = "origin";
+    this.#path = "";
+    this.#authority = "";
+    this.#version = 11;
+    // A new array: the previous head owns the old one.
+    this.#headers = [];
+    this.#fieldCount = 0;
+    this.#host = null;
+    this.#contentLength = -1;
+    this.#teSeen = false;
+    this.#teChunked = 0;
+    this.#teLastChunked = false;
+    this.#teOther = false;
+    this.#connClose = false;
+    this.#connKeepAlive = false;
+    this.#expectContinue = false;
+  }
+
+  /** Parses `chunk[start,end)`, continuing where the previous feed stopped. */
+  feed(chunk: Uint8Array, start: number, end: number): ParseResult {
+    const done = this.#result;
+    if (done !== null) return done.kind === "head" ? { kind: "head", head: done.head, consumed: 0 } : done;
+    if (start < 0) start = 0;
+    if (end > chunk.length) end = chunk.length;
+    if (start >= end) return MORE;
+    this.#feedStart = start;
+    // Stream offset of chunk[i] is base + i.
+    const base = this.#seen - start;
+    // chunk[lim] would be byte number maxHeaderBytes + 1 of the head: never examined.
+    const lim = Math.min(end, this.#maxHeaderBytes - base);
+    let state = this.#state;
+    let i = start;
+    while (i < lim) {
+      const b = chunk[i];
+      switch (state) {
+        case S_START: {
+          if ((CLASS[b] & C_TOKEN) !== 0) {
+            this.#rlLimitOffset = base + i + this.#maxRequestLineBytes;
+            this.#tokStart = i;
+            state = S_METHOD;
+            break;
+          }
+          if (b === CR) {
+            state = S_START_LF;
+            i++;
+            break;
+          }
+          return this.#fail(b === LF ? "BARE_LF" : "INVALID_METHOD", base + i);
+        }
+        case S_START_LF: {
+          if (b !== LF) return this.#fail("BARE_CR", base + i - 1);
+          if (++this.#emptyLines > MAX_LEADING_EMPTY_LINES) {
+            return this.#fail("INVALID_REQUEST_LINE", base + i);
+          }
+          state = S_START;
+          i++;
+          break;
+        }
+        case S_METHOD: {
+          const stop = Math.min(lim, this.#rlLimitOffset - base);
+          while (i < stop && (CLASS[chunk[i]] & C_TOKEN) !== 0) i++;
+          if (i === lim) break;
+          const c = chunk[i];
+          if (c === SP) {
+            if (i === stop) return this.#fail("URI_TOO_LONG", base + i);
+            this.#method = this.#take(chunk, i, -1);
+            state = S_TARGET_START;
+            i++;
+            break;
+          }
+          if (c === CR) {
+            this.#misplacedCode = "INVALID_REQUEST_LINE";
+            state = S_CR_MISPLACED;
+            i++;
+            break;
+          }
+          if (i === stop) return this.#fail("URI_TOO_LONG", base + i);
+          return this.#fail(c === LF ? "BARE_LF" : "INVALID_METHOD", base + i);
+        }
+        case S_TARGET_START: {
+          if (b === CR) {
+            this.#misplacedCode = "INVALID_REQUEST_LINE";
+            state = S_CR_MISPLACED;
+            i++;
+            break;
+          }
+          if (base + i >= this.#rlLimitOffset) return this.#fail("URI_TOO_LONG", base + i);
+          if ((CLASS[b] & C_TARGET) !== 0) {
+            this.#targetOffset = base + i;
+            this.#tokStart = i;
+            state = S_TARGET;
+            break;
+          }
+          if (b === LF) return this.#fail("BARE_LF", base + i);
+          // A second SP: RFC 9112 §3 allows exactly one; lenient splitting is a smuggling vector.
+          return this.#fail(b === SP ? "INVALID_REQUEST_LINE" : "INVALID_TARGET", base + i);
+        }
+        case S_TARGET: {
+          const stop = Math.min(lim, this.#rlLimitOffset - base);
+          while (i < stop && (CLASS[chunk[i]] & C_TARGET) !== 0) i++;
+          if (i === lim) break;
+          const c = chunk[i];
+          if (c === CR) {
+            // "GET /\r\n": HTTP/0.9 or a truncated line; either way not a request we parse.
+            this.#misplacedCode = "INVALID_REQUEST_LINE";
+            state = S_CR_MISPLACED;
+            i++;
+            break;
+          }
+          if (i === stop) return this.#fail("URI_TOO_LONG", base + i);
+          if (c === SP) {
+            this.#target = this.#take(chunk, i, -1);
+            const bad = this.#classifyTarget();
+            if (bad !== null) return this.#fail(bad, this.#targetOffset);
+            this.#versionIdx = 0;
+            state = S_VERSION;
+            i++;
+            break;
+          }
+          return this.#fail(c === LF ? "BARE_LF" : "INVALID_TARGET", base + i);
+        }
+        case S_VERSION: {
+          const k = this.#versionIdx;
+          if (b === CR) {
+            if (k !== 8) {
+              this.#misplacedCode = "INVALID_VERSION";
+              state = S_CR_MISPLACED;
+              i++;
+              break;
+            }
+            // RFC 9112 §2.3: the version is case-sensitive "HTTP/" DIGIT "." DIGIT.
+            if (this.#major === 1 && (this.#minor === 0 || this.#minor === 1)) {
+              this.#version = this.#minor === 0 ? 10 : 11;
+            } else return this.#fail("UNSUPPORTED_VERSION", base + i);
+            state = S_RL_LF;
+            i++;
+            break;
+          }
+          if (base + i >= this.#rlLimitOffset) return this.#fail("URI_TOO_LONG", base + i);
+          if (b === LF) return this.#fail("BARE_LF", base + i);
+          if (k < 5) {
+            if (b !== VERSION_PREFIX[k]) return this.#fail("INVALID_VERSION", base + i);
+          } else if (k === 5 || k === 7) {
+            if ((CLASS[b] & C_DIGIT) === 0) return this.#fail("INVALID_VERSION", base + i);
+            if (k === 5) this.#major = b - 0x30;
+            else this.#minor = b - 0x30;
+          } else if (k !== 6 || b !== 0x2e) {
+            return this.#fail("INVALID_VERSION", base + i);
+          }
+          this.#versionIdx = k + 1;
+          i++;
+          break;
+        }
+        case S_RL_LF:
+        case S_FIELD_LF: {
+          if (b !== LF) return this.#fail("BARE_CR", base + i - 1);
+          state = S_FIELD_START;
+          i++;
+          break;
+        }
+        case S_FIELD_START: {
+          if ((CLASS[b] & C_TOKEN) !== 0) {
+            if (++this.#fieldCount > this.#maxHeaderCount) return this.#fail("TOO_MANY_HEADERS", base + i);
+            this.#nameLen = 0;
+            state = S_NAME;
+            break;
+          }
+          if (b === CR) {
+            state = S_END_LF;
+            i++;
+            break;
+          }
+          if (b === LF) return this.#fail("BARE_LF", base + i);
+          // RFC 9112 §5.2: obs-fold is refused; a whitespace-led first line is refused too (§2.2).
+          if (b === SP || b === HTAB) return this.#fail("OBS_FOLD", base + i);
+          return this.#fail("INVALID_HEADER_NAME", base + i);
+        }
+        case S_NAME: {
+          let n = this.#nameLen;
+          let buf = this.#nameBuf;
+          for (; i < lim; i++) {
+            const c = chunk[i];
+            if ((CLASS[c] & C_TOKEN) === 0) break;
+            if (n === buf.length) buf = this.#growName(n + 1);
+            buf[n++] = LOWER[c];
+          }
+          this.#nameLen = n;
+          if (i === lim) break;
+          const c = chunk[i];
+          if (c === COLON) {
+            this.#name = latin1(buf, 0, n);
+            state = S_OWS;
+            i++;
+            break;
+          }
+          if (c === CR) {
+            this.#misplacedCode = "INVALID_HEADER_NAME";
+            state = S_CR_MISPLACED;
+            i++;
+            break;
+          }
+          // RFC 9112 §5.1: whitespace between name and colon MUST be rejected with 400.
+          if (c === SP || c === HTAB) return this.#fail("WHITESPACE_BEFORE_COLON", base + i);
+          return this.#fail(c === LF ? "BARE_LF" : "INVALID_HEADER_NAME", base + i);
+        }
+        case S_OWS: {
+          while (i < lim && (CLASS[chunk[i]] & C_WS) !== 0) i++;
+          if (i === lim) break;
+          const c = chunk[i];
+          if (c === CR) {
+            const bad = this.#field("");
+            if (bad !== null) return this.#fail(bad, base + i);
+            state = S_FIELD_LF;
+            i++;
+            break;
+          }
+          if ((CLASS[c] & C_VALUE) !== 0) {
+            this.#tokStart = i;
+            this.#valueKeep = 0;
+            state = S_VALUE;
+            break;
+          }
+          return this.#fail(c === LF ? "BARE_LF" : "INVALID_HEADER_VALUE", base + i);
+        }
+        case S_VALUE: {
+          let last = -1;
+          for (; i < lim; i++) {
+            const cls = CLASS[chunk[i]];
+            if ((cls & C_VALUE) === 0) break;
+            if ((cls & C_WS) === 0) last = i;
+          }
+          if (last >= 0) {
+            this.#valueKeep = this.#tokStart >= 0
+              ? last + 1 - this.#tokStart
+              : this.#scratchLen + last + 1 - start;
+          }
+          if (i === lim) break;
+          const c = chunk[i];
+          if (c === CR) {
+            const bad = this.#field(this.#take(chunk, i, this.#valueKeep));
+            if (bad !== null) return this.#fail(bad, base + i);
+            state = S_FIELD_LF;
+            i++;
+            break;
+          }
+          return this.#fail(c === LF ? "BARE_LF" : "INVALID_HEADER_VALUE", base + i);
+        }
+        case S_END_LF: {
+          if (b !== LF) return this.#fail("BARE_CR", base + i - 1);
+          i++;
+          this.#seen = base + i;
+          this.#state = S_START;
+          return this.#finish(base + i - 1, i - start);
+        }
+        case S_CR_MISPLACED: {
+          return this.#fail(b === LF ? this.#misplacedCode : "BARE_CR", base + i - 1);
+        }
+      }
+    }
+    // Out of bytes (or at the size limit) in the middle of the head.
+    if (state === S_METHOD || state === S_TARGET || state === S_VALUE) {
+      this.#appendScratch(chunk, this.#tokStart >= 0 ? this.#tokStart : start, i);
+      this.#tokStart = -1;
+    }
+    this.#state = state;
+    this.#seen = base + i;
+    if (i < end) return this.#fail("HEADER_TOO_LARGE", base + i);
+    return MORE;
+  }
+
+  #fail(code: ErrorCode, offset: number): ParseResult {
+    const r: ParseResult = { kind: "error", code, offset };
+    this.#result = r;
+    return r;
+  }
+
+  /**
+   * The token that ends at chunk index `end` as a string, keeping only its first `keep` bytes when
+   * `keep >= 0`. Straight from the chunk when the token began in this feed; otherwise completes the
+   * scratch copy first.
+   */
+  #take(chunk: Uint8Array, end: number, keep: number): string {
+    const from = this.#tokStart;
+    this.#tokStart = -1;
+    if (from >= 0) return latin1(chunk, from, keep >= 0 ? from + keep : end);
+    this.#appendScratch(chunk, this.#feedStart, end);
+    const s = latin1(this.#scratch, 0, keep >= 0 ? keep : this.#scratchLen);
+    this.#scratchLen = 0;
+    return s;
+  }
+
+  #appendScratch(chunk: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (n <= 0) return;
+    const need = this.#scratchLen + n;
+    if (need > this.#scratch.length) {
+      // Bounded: a token is part of the head, and the head never passes maxHeaderBytes.
+      const grown = new Uint8Array(
+        Math.min(Math.max(need, this.#scratch.length * 2, INITIAL_SCRATCH_BYTES), this.#maxHeaderBytes),
+      );
+      grown.set(this.#scratch.subarray(0, this.#scratchLen));
+      this.#scratch = grown;
+    }
+    this.#scratch.set(chunk.subarray(from, to), this.#scratchLen);
+    this.#scratchLen = need;
+  }
+
+  #growName(need: number): Uint8Array {
+    const grown = new Uint8Array(
+      Math.min(Math.max(need, this.#nameBuf.length * 2, INITIAL_SCRATCH_BYTES), this.#maxHeaderBytes),
+    );
+    grown.set(this.#nameBuf);
+    this.#nameBuf = grown;
+    return grown;
+  }
+
+  /** Sorts the request-target into its RFC 9112 §3.2 form; null when acceptable. */
+  #classifyTarget(): ErrorCode | null {
+    const t = this.#target;
+    if (t.charCodeAt(0) === 0x2f) {
+      this.#form = "origin";
+      this.#path = t;
+      return null;
+    }
+    if (t === "*") {
+      // §3.2.4: asterisk-form is only for a server-wide OPTIONS.
+      if (this.#method !== "OPTIONS") return "INVALID_TARGET";
+      this.#form = "asterisk";
+      this.#path = "*";
+      return null;
+    }
+    // §3.2.2 absolute-form; schemes are case-insensitive. Anything else (authority-form for CONNECT,
+    // other schemes, relative references) is refused: we are an origin server, not a proxy.
+    const lower = t.slice(0, 8).toLowerCase();
+    const skip = lower.startsWith("http://") ? 7 : lower === "https://" ? 8 : 0;
+    if (skip === 0) return "INVALID_TARGET";
+    let k = skip;
+    while (k < t.length) {
+      const c = t.charCodeAt(k);
+      if (c === 0x2f || c === 0x3f) break;
+      k++;
+    }
+    const authority = t.slice(skip, k);
+    if (!isValidHost(authority)) return "INVALID_TARGET";
+    const rest = t.slice(k);
+    this.#form = "absolute";
+    this.#authority = authority;
+    this.#path = rest === "" ? "/" : rest.charCodeAt(0) === 0x3f ? "/" + rest : rest;
+    return null;
+  }
+
+  /** Records one field and applies the per-field rules; an error code when the field is refused. */
+  #field(value: string): ErrorCode | null {
+    const name = this.#name;
+    this.#headers.push(name, value);
+    switch (name) {
+      case "host":
+        if (this.#host !== null) return "DUPLICATE_HOST";
+        // An empty Host is legal only for a URI without authority (RFC 9110 §7.2); ours always has one.
+        if (!isValidHost(value)) return "INVALID_HOST";
+        this.#host = value;
+        return null;
+      case "content-length": {
+        if (this.#teSeen) return "CL_WITH_TE";
+        const n = parseContentLength(value);
+        if (n === CL_INVALID) return "INVALID_CONTENT_LENGTH";
+        // RFC 9110 §8.6: a list of identical values may be folded; anything else is unrecoverable.
+        if (n === CL_DIFFERING || (this.#contentLength >= 0 && this.#contentLength !== n)) {
+          return "DUPLICATE_CONTENT_LENGTH";
+        }
+        this.#contentLength = n;
+        return null;
+      }
+      case "transfer-encoding":
+        // RFC 9112 §6.1: a 1.0 recipient cannot know chunked; §6.3: CL with TE is a smuggling shape.
+        if (this.#version === 10) return "TE_IN_HTTP10";
+        if (this.#contentLength >= 0) return "CL_WITH_TE";
+        this.#teSeen = true;
+        return this.#codings(value);
+      case "connection":
+        return this.#connectionOptions(value);
+      case "expect":
+        // RFC 9110 §10.1.1: 100-continue is the only expectation defined; others get 417.
+        if (value.length !== 12 || value.toLowerCase() !== "100-continue") return "UNSUPPORTED_EXPECT";
+        // A 1.0 client cannot take a 100 response; the expectation is ignored for it.
+        this.#expectContinue = this.#version === 11;
+        return null;
+      default:
+        return null;
+    }
+  }
+
+  /** Adds one Transfer-Encoding field's codings (RFC 9112 §6.1) to what earlier TE fields said. */
+  #codings(value: string): ErrorCode | null {
+    let from = 0;
+    for (;;) {
+      const comma = value.indexOf(",", from);
+      const el = trimOws(value, from, comma < 0 ? value.length : comma);
+      // Empty elements are legal list syntax, but in a framing header they only serve to confuse.
+      if (el === "") return "INVALID_HEADER_VALUE";
+      if (el.length === 7 && el.toLowerCase() === "chunked") {
+        this.#teChunked++;
+        this.#teLastChunked = true;
+      } else {
+        this.#teOther = true;
+        this.#teLastChunked = false;
+      }
+      if (comma < 0) return null;
+      from = comma + 1;
+    }
+  }
+
+  /** Reads Connection options (RFC 9110 §7.6.1): comma-separated tokens, case-insensitive. */
+  #connectionOptions(value: string): ErrorCode | null {
+    let from = 0;
+    for (;;) {
+      const comma = value.indexOf(",", from);
+      const el = trimOws(value, from, comma < 0 ? value.length : comma);
+      // RFC 9110 §5.6.1.2: empty list elements are ignored.
+      if (el !== "") {
+        if (!isToken(el)) return "INVALID_HEADER_VALUE";
+        const lower = el.toLowerCase();
+        if (lower === "close") this.#connClose = true;
+        else if (lower === "keep-alive") this.#connKeepAlive = true;
+      }
+      if (comma < 0) return null;
+      from = comma + 1;
+    }
+  }
+
+  /** The head is complete: whole-head rules, then the result. */
+  #finish(offset: number, consumed: number): ParseResult {
+    const v11 = this.#version === 11;
+    // RFC 9112 §3.2: a 1.1 request without Host gets 400, even in absolute-form.
+    if (v11 && this.#host === null) return this.#fail("MISSING_HOST", offset);
+    let chunked = false;
+    if (this.#teSeen) {
+      // RFC 9112 §6.3: chunked must be the final coding, applied once; others we cannot decode (501).
+      if (this.#teChunked > 1 || (this.#teChunked === 1 && !this.#teLastChunked)) {
+        return this.#fail("TE_NOT_CHUNKED_LAST", offset);
+      }
+      if (this.#teOther) return this.#fail("UNKNOWN_TRANSFER_CODING", offset);
+      chunked = true;
+    }
+    const head: RequestHead = {
+      method: this.#method,
+      target: this.#target,
+      targetForm: this.#form,
+      path: this.#path,
+      version: this.#version,
+      headers: this.#headers,
+      // RFC 9112 §3.2.2: an absolute-form authority overrides the Host field.
+      host: this.#form === "absolute" ? this.#authority : this.#host ?? "",
+      contentLength: this.#contentLength,
+      chunked,
+      keepAlive: !this.#connClose && (v11 || this.#connKeepAlive),
+      expectContinue: this.#expectContinue,
+    };
+    const r: ParseResult = { kind: "head", head, consumed };
+    this.#result = r;
+    return r;
+  }
+}
+
+const CL_INVALID = -1;
+const CL_DIFFERING = -2;
+
+/**
+ * Content-Length (RFC 9110 §8.6): 1*DIGIT, at most 15 digits, or a comma list of identical such
+ * values. Returns the value, CL_INVALID or CL_DIFFERING. No signs, no hex, no inner spaces.
+ */
+export function parseContentLength(v: string): number {
+  const n = v.length;
+  let value = -1;
+  let differing = false;
+  let i = 0;
+  for (;;) {
+    while (i < n && (v.charCodeAt(i) === SP || v.charCodeAt(i) === HTAB)) i++;
+    const from = i;
+    let x = 0;
+    while (i < n) {
+      const c = v.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) break;
+      x = x * 10 + (c - 0x30);
+      i++;
+    }
+    const digits = i - from;
+    if (digits === 0 || digits > MAX_CONTENT_LENGTH_DIGITS) return CL_INVALID;
+    while (i < n && (v.charCodeAt(i) === SP || v.charCodeAt(i) === HTAB)) i++;
+    if (value >= 0 && x !== value) differing = true;
+    value = x;
+    if (i === n) return differing ? CL_DIFFERING : value;
+    if (v.charCodeAt(i) !== 0x2c) return CL_INVALID;
+    i++;
+  }
+}
+
+function trimOws(s: string, from: number, to: number): string {
+  while (from < to && (s.charCodeAt(from) === SP || s.charCodeAt(from) === HTAB)) from++;
+  while (to > from && (s.charCodeAt(to - 1) === SP || s.charCodeAt(to - 1) === HTAB)) to--;
+  return s.slice(from, to);
+}

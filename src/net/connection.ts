@@ -1,0 +1,713 @@
+/**
+ * One accepted TCP connection, from accept to close: the only owner of its socket. Reads into one small
+ * buffer, feeds the incremental parser, reads bounded bodies, asks the handler, and writes every response
+ * produced by one read in a single `write` (socket crossings dominate the cost; see GUIDE §7).
+ *
+ * States follow Go's `net/http`: new (accepted, no byte yet) → active (reading a request or writing its
+ * answer) → idle (keep-alive, waiting) → … → closing → closed. Deadlines are plain numbers checked by the
+ * server's sweeper (`expireIfDue`), so no timer is created per request; closing the socket is how a
+ * deadline interrupts a pending read or write.
+ *
+ * Must never throw out of `serve()`: a peer can end its own connection, never the process.
+ */
+
+import type { Clock } from "./clock.ts";
+import type { ConnInfo, ConnState } from "./conn_info.ts";
+import type { Stats } from "../stats/stats.ts";
+import type { Handler } from "../http/handler.ts";
+import { hasBody, headerValue, type RequestHead } from "../http/head.ts";
+import { ERROR_STATUS, type ErrorCode } from "../http/errors.ts";
+import { type BodySink, type Reply, textReply } from "../http/response.ts";
+import { RequestParser } from "../http/parser.ts";
+import { ChunkedDecoder } from "../http/body.ts";
+import type { DateLine } from "../http/date.ts";
+import { forwardedForOf } from "../guard/client_key.ts";
+
+/** Bytes of the buffer every connection keeps a read pending on. Small on purpose: idle connections are cheap. */
+export const READ_BUFFER_BYTES = 4096;
+/** Coalesced output above this is written before more pipelined requests are parsed (bounds memory). */
+export const OUT_FLUSH_BYTES = 256 * 1024;
+/** In-memory bodies up to this size are copied next to their head (one write); larger go out on their own. */
+export const INLINE_BODY_BYTES = 64 * 1024;
+/** After an error answer, how long we keep reading (and discarding) so a reset can't eat the answer. */
+export const LINGER_MS = 1000;
+/** …and how many bytes we are willing to discard meanwhile. */
+export const LINGER_MAX_BYTES = 256 * 1024;
+/** Trailer section limit for chunked bodies. */
+export const MAX_TRAILER_BYTES = 4096;
+
+/** The settings a connection reads (all from `Config`). */
+export interface ConnectionOptions {
+  maxRequestLineBytes: number;
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+  maxRequestsPerConn: number;
+  headerTimeoutMs: number;
+  idleTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  bodyMinRateGraceMs: number;
+  bodyMinRateBytesPerSec: number;
+  sendTimeoutMs: number;
+  sendMinRateGraceMs: number;
+  sendMinRateBytesPerSec: number;
+}
+
+/** Per-request admission and connection release (the guard implements it). */
+export interface RequestGate {
+  /** 0 to serve, else the Retry-After seconds of a 429 (the connection then closes). */
+  admitRequest(ticket: number, forwardedFor: string | undefined): number;
+  release(ticket: number): void;
+  /** The idle keep-alive timeout to apply now (shrinks when the server is busy). */
+  idleTimeoutMs(): number;
+}
+
+/** One line per request for the access log (see `src/access_log.ts`). */
+export interface AccessLogSink {
+  log(entry: {
+    remote: string;
+    wallMs: number;
+    requestLine: string;
+    status: number;
+    bytes: number;
+    referer: string;
+    userAgent: string;
+  }): void;
+}
+
+/** What every connection shares with its server. */
+export interface ConnContext {
+  readonly options: ConnectionOptions;
+  readonly clock: Clock;
+  readonly stats: Stats;
+  readonly handler: Handler;
+  readonly gate: RequestGate | null;
+  readonly accessLog: AccessLogSink | null;
+  readonly dateLine: DateLine;
+  /** True once shutdown began: answers carry `Connection: close`. */
+  readonly shuttingDown: boolean;
+  /** Logs one line naming the action (`conn 42 203.0.113.9: reading request head: …`). */
+  logError(message: string): void;
+}
+
+type DeadlineKind = "none" | "header" | "idle" | "body" | "send" | "linger";
+
+const encoder = new TextEncoder();
+const CRLF = encoder.encode("\r\n");
+const CLOSE_LINE = encoder.encode("Connection: close\r\n");
+const KEEP_ALIVE_LINE = encoder.encode("Connection: keep-alive\r\n");
+const CONTINUE_BYTES = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+const EMPTY = new Uint8Array(0);
+
+/** Peer-gone errors: normal events, counted, never logged with a stack. */
+function isPeerGone(e: unknown): boolean {
+  return e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset ||
+    e instanceof Deno.errors.Interrupted || e instanceof Deno.errors.UnexpectedEof ||
+    e instanceof Deno.errors.BadResource || e instanceof Deno.errors.NotConnected ||
+    e instanceof Deno.errors.ConnectionAborted;
+}
+
+/** Escapes a request line for logs and the admin view (no control bytes, no quotes). */
+export function escapeForLog(s: string, max = 2000): string {
+  let out = "";
+  const n = Math.min(s.length, max);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c >= 0x7f || c === 0x22 || c === 0x5c) {
+      out += "\\x" + c.toString(16).padStart(2, "0");
+    } else out += s[i];
+  }
+  return n < s.length ? out + "..." : out;
+}
+
+/** Thrown inside the exchange when the socket closed under us (deadline, kick, shutdown). */
+class ClosedError extends Error {}
+
+export class Connection {
+  readonly id: number;
+  readonly remote: string;
+  readonly remotePort: number;
+  readonly key: string;
+
+  #conn: Deno.Conn;
+  #ctx: ConnContext;
+  #ticket: number;
+  #parser: RequestParser;
+  #buf = new Uint8Array(READ_BUFFER_BYTES);
+  #start = 0;
+  #end = 0;
+  #state: ConnState = "new";
+  #closed = false;
+  #acceptedAtMs: number;
+  #deadlineMs = Infinity;
+  #deadlineKind: DeadlineKind = "none";
+  /** Rate window for the body / send minimum-rate checks (0 when none is running). */
+  #rateStartMs = 0;
+  #rateBytes = 0;
+  #rateKind: "none" | "body" | "send" = "none";
+  #requests = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #head: RequestHead | null = null;
+  #out: Uint8Array | null = null;
+  #outLen = 0;
+  #sink: BodySink;
+  /** The last answer closed the connection on the server's initiative (error, 429): linger before closing. */
+  #serverClosed = false;
+
+  constructor(
+    conn: Deno.Conn,
+    id: number,
+    remote: string,
+    remotePort: number,
+    key: string,
+    ticket: number,
+    ctx: ConnContext,
+  ) {
+    this.#conn = conn;
+    this.id = id;
+    this.remote = remote;
+    this.remotePort = remotePort;
+    this.key = key;
+    this.#ticket = ticket;
+    this.#ctx = ctx;
+    this.#parser = new RequestParser(ctx.options);
+    this.#acceptedAtMs = ctx.clock.nowMs();
+    ctx.stats.idle++;
+    this.#sink = { write: (bytes) => this.#writeStream(bytes) };
+  }
+
+  get state(): ConnState {
+    return this.#state;
+  }
+
+  /** The admin view of this connection. */
+  info(nowMs: number): ConnInfo {
+    const h = this.#head;
+    return {
+      id: this.id,
+      remote: this.remote,
+      remotePort: this.remotePort,
+      key: this.key,
+      state: this.#state,
+      ageMs: Math.max(0, Math.round(nowMs - this.#acceptedAtMs)),
+      requests: this.#requests,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
+      request: h === null
+        ? ""
+        : escapeForLog(`${h.method} ${h.target} HTTP/1.${h.version === 10 ? 0 : 1}`, 200),
+    };
+  }
+
+  /** Serves the connection until it closes. Never rejects. */
+  async serve(): Promise<void> {
+    let action = "reading request head";
+    try {
+      this.#setDeadline("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
+      action = await this.#loop();
+    } catch (e) {
+      if (e instanceof ClosedError || this.#closed || isPeerGone(e)) {
+        if (!(e instanceof ClosedError) && !this.#closed) this.#ctx.stats.peerResets++;
+      } else {
+        this.#ctx.logError(
+          `conn ${this.id} ${this.remote}: ${action}: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
+    } finally {
+      this.close();
+      this.#ctx.gate?.release(this.#ticket);
+    }
+  }
+
+  /** Closes the socket now (kick, shutdown, deadline). Any pending read or write then fails. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#setState("closed");
+    this.#releaseOut();
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+
+  /** Closes a connection that is idle or never spoke (shutdown). Returns whether it did. */
+  closeIfIdle(): boolean {
+    if (this.#state === "idle" || this.#state === "new") {
+      this.close();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Called by the server's sweeper: enforces the current deadline and minimum rates. Header and body
+   * deadlines answer 408 first; idle, send and linger deadlines just close.
+   */
+  expireIfDue(nowMs: number): void {
+    if (this.#closed) return;
+    if (nowMs >= this.#deadlineMs) {
+      const kind = this.#deadlineKind;
+      this.#ctx.stats.timeouts++;
+      if ((kind === "header" && this.#parser.bytesSeen > 0) || kind === "body") {
+        this.#answerTimeout(kind === "header" ? "HEADER_TIMEOUT" : "BODY_TIMEOUT");
+      } else {
+        this.close();
+      }
+      return;
+    }
+    if (this.#rateKind !== "none") {
+      const o = this.#ctx.options;
+      const elapsed = nowMs - this.#rateStartMs;
+      const [grace, minRate] = this.#rateKind === "body"
+        ? [o.bodyMinRateGraceMs, o.bodyMinRateBytesPerSec]
+        : [o.sendMinRateGraceMs, o.sendMinRateBytesPerSec];
+      if (minRate > 0 && elapsed > grace && this.#rateBytes * 1000 < minRate * elapsed) {
+        this.#ctx.stats.timeouts++;
+        if (this.#rateKind === "body") this.#answerTimeout("BODY_TIMEOUT");
+        else this.close();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The read loop
+
+  /** Returns the action in progress when it ended (for the log line of an unexpected error). */
+  async #loop(): Promise<string> {
+    const o = this.#ctx.options;
+    const clock = this.#ctx.clock;
+    for (;;) {
+      // Parse everything this read delivered; sync replies pile up in #out.
+      while (this.#start < this.#end) {
+        const r = this.#parser.feed(this.#buf, this.#start, this.#end);
+        if (r.kind === "more") {
+          this.#start = this.#end;
+          break;
+        }
+        if (r.kind === "error") {
+          await this.#protocolError(r.code);
+          return "answering a protocol error";
+        }
+        this.#start += r.consumed;
+        this.#head = r.head;
+        // The head is complete: no deadline while the handler works (writes set their own).
+        this.#setDeadline("none", 0);
+        let keep = this.#exchange(r.head);
+        if (typeof keep !== "boolean") keep = await keep;
+        if (!keep) {
+          await this.#flush();
+          // Unread input at close time would make the kernel send a reset that can destroy the answer.
+          if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
+          return "closing";
+        }
+        this.#parser.reset();
+        this.#head = null;
+        // Bytes of the next pipelined request are already here: its header deadline starts now.
+        this.#setDeadline("header", clock.nowMs() + o.headerTimeoutMs);
+        if (this.#outLen >= OUT_FLUSH_BYTES) await this.#flush();
+      }
+      await this.#flush();
+      if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
+        // Between requests: keep-alive idle. The header deadline starts with the next first byte.
+        this.#setState("idle");
+        const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
+        this.#setDeadline("idle", clock.nowMs() + idle);
+      }
+      if (this.#ctx.shuttingDown && this.#state === "idle") return "closing for shutdown";
+      this.#start = 0;
+      this.#end = 0;
+      const n = await this.#read();
+      if (n === null) {
+        if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
+        return "reading request head";
+      }
+      this.#end = n;
+      if (this.#state !== "active") {
+        if (this.#state === "idle") this.#setDeadline("header", clock.nowMs() + o.headerTimeoutMs);
+        this.#setState("active");
+      }
+    }
+  }
+
+  async #read(): Promise<number | null> {
+    if (this.#closed || this.#state === "closing") throw new ClosedError();
+    const n = await this.#rawRead();
+    if (this.#isClosing()) {
+      // A deadline answered 408 while this read was pending: what arrives now is discarded.
+      await this.#drain();
+      throw new ClosedError();
+    }
+    return n;
+  }
+
+  async #rawRead(): Promise<number | null> {
+    const n = await this.#conn.read(this.#buf);
+    if (n !== null) {
+      this.#bytesIn += n;
+      this.#ctx.stats.bytesIn += n;
+    }
+    return n;
+  }
+
+  /** Reads and discards until the peer closes, the linger deadline closes us, or enough was discarded. */
+  async #drain(): Promise<void> {
+    let discarded = 0;
+    while (!this.#closed && discarded < LINGER_MAX_BYTES) {
+      const n = await this.#rawRead();
+      if (n === null) break;
+      discarded += n;
+    }
+    this.close();
+  }
+
+  /**
+   * Serves one request whose head was just parsed. Returns synchronously (no promise) on the fast path:
+   * no body, admitted, and a synchronous in-memory reply. Returns whether to keep the connection open.
+   */
+  #exchange(head: RequestHead): boolean | Promise<boolean> {
+    const ctx = this.#ctx;
+    this.#requests++;
+    ctx.stats.requests++;
+    if (ctx.gate !== null) {
+      const retryAfterSec = ctx.gate.admitRequest(this.#ticket, forwardedForOf(head.headers));
+      if (retryAfterSec > 0) {
+        return this.#emit(head, textReply(429, [["Retry-After", String(retryAfterSec)]], true));
+      }
+    }
+    if (hasBody(head)) return this.#exchangeWithBody(head);
+    let reply: Reply | Promise<Reply>;
+    try {
+      reply = ctx.handler.handle({ head, body: EMPTY, remote: this.remote, connId: this.id });
+    } catch (e) {
+      reply = this.#internalError(e);
+    }
+    if (reply instanceof Promise) return this.#settle(head, reply);
+    return this.#emit(head, reply);
+  }
+
+  async #settle(head: RequestHead, pending: Promise<Reply>): Promise<boolean> {
+    let reply: Reply;
+    try {
+      reply = await pending;
+    } catch (e) {
+      reply = this.#internalError(e);
+    }
+    if (this.#closed) throw new ClosedError();
+    return this.#emit(head, reply);
+  }
+
+  #internalError(e: unknown): Reply {
+    this.#ctx.logError(
+      `conn ${this.id} ${this.remote}: handling request: ${e instanceof Error ? e.message : String(e)}`,
+    );
+    return textReply(500, [], true);
+  }
+
+  async #exchangeWithBody(head: RequestHead): Promise<boolean> {
+    const limit = this.#ctx.handler.bodyLimitBytes(head);
+    if (head.contentLength > limit) {
+      // Refuse before reading (and before any 100 Continue): RFC 9110 §10.1.1.
+      return this.#emit(head, this.#errorReply("BODY_TOO_LARGE"));
+    }
+    if (head.expectContinue && this.#start === this.#end) {
+      await this.#flush();
+      await this.#writeAll(CONTINUE_BYTES);
+    }
+    const body = await this.#readBody(head, limit);
+    if (typeof body === "string") return this.#emit(head, this.#errorReply(body));
+    let reply: Reply;
+    try {
+      reply = await this.#ctx.handler.handle({ head, body, remote: this.remote, connId: this.id });
+    } catch (e) {
+      reply = this.#internalError(e);
+    }
+    if (this.#closed) throw new ClosedError();
+    return this.#emit(head, reply);
+  }
+
+  /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */
+  async #readBody(head: RequestHead, limit: number): Promise<Uint8Array | ErrorCode> {
+    const o = this.#ctx.options;
+    const clock = this.#ctx.clock;
+    this.#rateKind = "body";
+    this.#rateStartMs = clock.nowMs();
+    this.#rateBytes = 0;
+    try {
+      if (!head.chunked) {
+        const body = new Uint8Array(head.contentLength);
+        let got = 0;
+        for (;;) {
+          const take = Math.min(body.length - got, this.#end - this.#start);
+          body.set(this.#buf.subarray(this.#start, this.#start + take), got);
+          got += take;
+          this.#start += take;
+          if (got === body.length) return body;
+          this.#setDeadline("body", clock.nowMs() + o.bodyIdleTimeoutMs);
+          this.#start = 0;
+          this.#end = 0;
+          const n = await this.#read();
+          if (n === null) throw new Deno.errors.UnexpectedEof("body ended early");
+          this.#end = n;
+          this.#rateBytes += n;
+        }
+      }
+      const decoder = new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES });
+      let body = new Uint8Array(Math.min(limit, 4096));
+      let len = 0;
+      let tooLarge = false;
+      const onData = (buf: Uint8Array, start: number, end: number) => {
+        const n = end - start;
+        if (tooLarge || len + n > limit) {
+          tooLarge = true;
+          return;
+        }
+        if (len + n > body.length) {
+          const grown = new Uint8Array(Math.min(limit, Math.max(body.length * 2, len + n)));
+          grown.set(body.subarray(0, len));
+          body = grown;
+        }
+        body.set(buf.subarray(start, end), len);
+        len += n;
+      };
+      for (;;) {
+        const r = decoder.feed(this.#buf, this.#start, this.#end, onData);
+        if (tooLarge) return "BODY_TOO_LARGE";
+        if (r.kind === "error") return r.code;
+        if (r.kind === "done") {
+          this.#start += r.consumed;
+          return body.subarray(0, len);
+        }
+        this.#setDeadline("body", clock.nowMs() + o.bodyIdleTimeoutMs);
+        this.#start = 0;
+        this.#end = 0;
+        const n = await this.#read();
+        if (n === null) throw new Deno.errors.UnexpectedEof("body ended early");
+        this.#end = n;
+        this.#rateBytes += n;
+      }
+    } finally {
+      this.#rateKind = "none";
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Writing
+
+  /**
+   * Queues `reply` for `head` (sync when it is all in memory and small) and accounts for it. Returns
+   * whether the connection stays open.
+   */
+  #emit(head: RequestHead, reply: Reply): boolean | Promise<boolean> {
+    const ctx = this.#ctx;
+    const keep = head.keepAlive && !reply.close && !ctx.shuttingDown &&
+      this.#requests < ctx.options.maxRequestsPerConn;
+    if (reply.close) this.#serverClosed = true;
+    const connLine = keep ? (head.version === 10 ? KEEP_ALIVE_LINE : EMPTY) : CLOSE_LINE;
+    const isHead = head.method === "HEAD";
+    const body = isHead ? null : reply.body;
+    const stream = reply.stream;
+    this.#append(reply.head);
+    this.#append(ctx.dateLine.bytes(ctx.clock.wallMs()));
+    this.#append(connLine);
+    this.#append(CRLF);
+    ctx.stats.countResponse(reply.status);
+    if (ctx.accessLog !== null) this.#logAccess(head, reply, isHead ? 0 : reply.length);
+    if (stream !== null) {
+      if (isHead) stream.cancel();
+      else return this.#pipeStream(stream, keep);
+    }
+    if (body !== null && body.byteLength > 0) {
+      if (body.byteLength <= INLINE_BODY_BYTES) this.#append(body);
+      else return this.#writeLargeBody(body, keep);
+    }
+    return keep;
+  }
+
+  async #pipeStream(stream: Reply["stream"] & object, keep: boolean): Promise<boolean> {
+    try {
+      await this.#flush();
+    } catch (e) {
+      stream.cancel();
+      throw e;
+    }
+    this.#rateKind = "send";
+    this.#rateStartMs = this.#ctx.clock.nowMs();
+    this.#rateBytes = 0;
+    try {
+      await stream.pipe(this.#sink);
+    } finally {
+      this.#rateKind = "none";
+    }
+    return keep;
+  }
+
+  async #writeLargeBody(body: Uint8Array, keep: boolean): Promise<boolean> {
+    await this.#flush();
+    await this.#writeAll(body);
+    return keep;
+  }
+
+  #logAccess(head: RequestHead, reply: Reply, bytes: number): void {
+    this.#ctx.accessLog!.log({
+      remote: this.remote,
+      wallMs: this.#ctx.clock.wallMs(),
+      requestLine: `${head.method} ${head.target} HTTP/1.${head.version === 10 ? 0 : 1}`,
+      status: reply.status,
+      bytes,
+      referer: headerValue(head, "referer") ?? "",
+      userAgent: headerValue(head, "user-agent") ?? "",
+    });
+  }
+
+  /** Appends bytes to the coalesced output, growing it as needed (bounded by OUT_FLUSH_BYTES per batch). */
+  #append(bytes: Uint8Array): void {
+    const n = bytes.byteLength;
+    if (n === 0) return;
+    let out = this.#out;
+    if (out === null) {
+      out = this.#out = new Uint8Array(Math.max(8192, n));
+    } else if (this.#outLen + n > out.byteLength) {
+      const grown = new Uint8Array(Math.max(out.byteLength * 2, this.#outLen + n));
+      grown.set(out.subarray(0, this.#outLen));
+      out = this.#out = grown;
+    }
+    out.set(bytes, this.#outLen);
+    this.#outLen += n;
+  }
+
+  /** Writes everything queued, in one write when the kernel takes it. */
+  async #flush(): Promise<void> {
+    if (this.#outLen === 0) return;
+    const out = this.#out!;
+    const len = this.#outLen;
+    this.#outLen = 0;
+    await this.#writeAll(out.subarray(0, len));
+    // Keep a small output buffer for the next batch; let a grown one go.
+    if (out.byteLength > 64 * 1024) this.#out = null;
+  }
+
+  #releaseOut(): void {
+    this.#out = null;
+    this.#outLen = 0;
+  }
+
+  /** Writes all of `bytes` (writes may be partial) under the send deadline. */
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    const clock = this.#ctx.clock;
+    const savedKind = this.#deadlineKind;
+    const savedAt = this.#deadlineMs;
+    let off = 0;
+    while (off < bytes.byteLength) {
+      if (this.#closed) throw new ClosedError();
+      this.#setDeadline("send", clock.nowMs() + this.#ctx.options.sendTimeoutMs);
+      const n = await this.#conn.write(off === 0 ? bytes : bytes.subarray(off));
+      off += n;
+      this.#bytesOut += n;
+      this.#ctx.stats.bytesOut += n;
+      if (this.#rateKind === "send") this.#rateBytes += n;
+    }
+    this.#setDeadline(savedKind, savedAt);
+  }
+
+  #writeStream(bytes: Uint8Array): Promise<void> {
+    return this.#writeAll(bytes);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Errors, deadlines, closing
+
+  #errorReply(code: ErrorCode): Reply {
+    if (code !== "BODY_TOO_LARGE") this.#ctx.stats.protocolErrors++;
+    return textReply(ERROR_STATUS[code], [], true);
+  }
+
+  /** Answers a protocol error with `Connection: close`, then lingers and closes (GUIDE §6). */
+  async #protocolError(code: ErrorCode): Promise<void> {
+    const ctx = this.#ctx;
+    ctx.stats.protocolErrors++;
+    const reply = textReply(ERROR_STATUS[code], [], true);
+    this.#append(reply.head);
+    this.#append(ctx.dateLine.bytes(ctx.clock.wallMs()));
+    this.#append(CLOSE_LINE);
+    this.#append(CRLF);
+    this.#append(reply.body!);
+    ctx.stats.countResponse(reply.status);
+    if (ctx.accessLog !== null) {
+      ctx.accessLog.log({
+        remote: this.remote,
+        wallMs: ctx.clock.wallMs(),
+        requestLine: "",
+        status: reply.status,
+        bytes: reply.length,
+        referer: "",
+        userAgent: "",
+      });
+    }
+    await this.#flush();
+    await this.#lingerClose();
+  }
+
+  /**
+   * Half-closes our side and reads (discarding) until the peer closes, LINGER_MS passes or
+   * LINGER_MAX_BYTES arrived: closing with unread input would send a reset that can destroy the answer
+   * we just wrote before the peer reads it.
+   */
+  async #lingerClose(): Promise<void> {
+    if (this.#closed) return;
+    this.#setState("closing");
+    this.#setDeadline("linger", this.#ctx.clock.nowMs() + LINGER_MS);
+    try {
+      await this.#conn.closeWrite();
+    } catch {
+      this.close();
+      return;
+    }
+    await this.#drain();
+  }
+
+  /** A deadline passed while reading a head or body: answer 408 (unless a write is under way), then close. */
+  #answerTimeout(code: ErrorCode): void {
+    if (this.#deadlineKind === "send" || this.#outLen > 0) {
+      this.close();
+      return;
+    }
+    const ctx = this.#ctx;
+    const reply = textReply(ERROR_STATUS[code], [], true);
+    ctx.stats.countResponse(reply.status);
+    this.#append(reply.head);
+    this.#append(ctx.dateLine.bytes(ctx.clock.wallMs()));
+    this.#append(CLOSE_LINE);
+    this.#append(CRLF);
+    this.#append(reply.body!);
+    // The read loop is parked on a pending read; write the answer beside it, then close: the pending read
+    // fails with Interrupted and the loop ends. A short send deadline bounds the write.
+    this.#setState("closing");
+    this.#setDeadline("send", ctx.clock.nowMs() + Math.min(ctx.options.sendTimeoutMs, LINGER_MS));
+    this.#flush().then(() => this.#conn.closeWrite()).catch(() => {}).finally(() => {
+      // Give the peer a moment to read the answer before the reset that closing with unread data causes.
+      this.#setDeadline("linger", ctx.clock.nowMs() + LINGER_MS);
+    });
+  }
+
+  /** A method, not an inline comparison: the state changes while a read is pending. */
+  #isClosing(): boolean {
+    return this.#state === "closing";
+  }
+
+  #setDeadline(kind: DeadlineKind, atMs: number): void {
+    this.#deadlineKind = kind;
+    this.#deadlineMs = kind === "none" ? Infinity : atMs;
+  }
+
+  #setState(next: ConnState): void {
+    const prev = this.#state;
+    if (prev === next) return;
+    const wasIdle = prev === "new" || prev === "idle";
+    const isIdle = next === "new" || next === "idle";
+    if (wasIdle && !isIdle) this.#ctx.stats.idle--;
+    else if (!wasIdle && isIdle) this.#ctx.stats.idle++;
+    this.#state = next;
+  }
+}

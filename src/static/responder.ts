@@ -1,0 +1,659 @@
+/**
+ * The static file responder: request head → `Reply`. Owns confinement to the document root (real
+ * paths and inode checks on top of the pure resolver), the small-file cache and its hot path,
+ * validators, ranges, precompressed sidecars, directory handling and error pages.
+ *
+ * Never reads outside the real document root; never opens anything but a regular file; never throws
+ * to its caller (file-system errors become 403/404/500); never writes to a socket (streams are piped
+ * by the connection). A fresh cache hit is answered synchronously with no syscall and no allocation.
+ */
+
+import type { Clock } from "../net/clock.ts";
+import { headerValue, type RequestHead } from "../http/head.ts";
+import { buildHead, type Reply } from "../http/response.ts";
+import { chooseEncoding, type Encoding, type EncodingPrefs, parseAcceptEncoding } from "./accept_encoding.ts";
+import { BufferPool } from "./buffer_pool.ts";
+import {
+  type Conditionals,
+  evaluatePreconditions,
+  formatHttpDate,
+  ifRangeAllows,
+  makeEtag,
+  truncateToSecond,
+  type Validators,
+} from "./conditional.ts";
+import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
+import { FileStream, type StreamSegment } from "./file_stream.ts";
+import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
+import { ErrorPages } from "./error_pages.ts";
+import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } from "./listing.ts";
+import { contentTypeFor, isHtml } from "./mime.ts";
+import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
+import { encodePath, resolvePath } from "./resolve.ts";
+
+/** Everything the responder reads from `Config` (pass the `Config` itself). */
+export interface StaticOptions {
+  documentRoot: string;
+  indexFile: string;
+  dotfiles: "hide" | "allow";
+  directoryListing: boolean;
+  cacheControlHtml: string;
+  cacheControl: string;
+  fileCacheMaxFileBytes: number;
+  fileCacheMaxBytes: number;
+  fileCacheRevalidateMs: number;
+  streamChunkBytes: number;
+  maxRanges: number;
+  precompressed: boolean;
+}
+
+/** Methods we answer; sent in `Allow` on 405 and OPTIONS. */
+export const ALLOWED_METHODS = "GET, HEAD, OPTIONS";
+/** Request paths whose resolution is remembered; beyond it the oldest is forgotten. */
+export const MAX_ROUTES = 10_000;
+/** Distinct Accept-Encoding values whose parse is remembered; the table is emptied when full. */
+export const MAX_ENCODING_PREFS = 256;
+/** Entries shown in one directory listing; the rest are dropped and the page says so. */
+export const MAX_LISTING_ENTRIES = 10_000;
+/** Idle stream buffers kept in the pool (each `streamChunkBytes`). */
+export const POOL_MAX_IDLE_BUFFERS = 8;
+
+const encoder = new TextEncoder();
+
+/** A remembered resolution of one raw request path, trusted for `fileCacheRevalidateMs`. */
+type Route =
+  | {
+    kind: "file";
+    /** Relative path of the file served (the index file for a directory). */
+    rel: string;
+    contentType: string;
+    cacheControl: string;
+    hasBr: boolean;
+    hasGzip: boolean;
+    identity: CachedFile | null;
+    br: CachedFile | null;
+    gzip: CachedFile | null;
+    checkedAtMs: number;
+  }
+  | { kind: "status"; status: number; checkedAtMs: number }
+  | { kind: "reply"; get: Reply; head: Reply; checkedAtMs: number };
+
+type FileRoute = Extract<Route, { kind: "file" }>;
+
+/** What the conditional/range headers ask for, given the representation's validators and size. */
+type Decision =
+  | { kind: "full" }
+  | { kind: "notModified" }
+  | { kind: "status"; status: 412 }
+  | { kind: "unsatisfiable" }
+  | { kind: "ranges"; ranges: ByteRange[] };
+
+const FULL: Decision = Object.freeze({ kind: "full" }) as Decision;
+
+/** Bits for the request headers that take a request off the hot path. */
+const H_CONDITIONAL = 1;
+const H_RANGE = 2;
+
+function scanFlags(head: RequestHead): number {
+  const h = head.headers;
+  let flags = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    switch (h[i]) {
+      case "if-match":
+      case "if-none-match":
+      case "if-modified-since":
+      case "if-unmodified-since":
+        flags |= H_CONDITIONAL;
+        break;
+      case "range":
+        flags |= H_RANGE;
+        break;
+    }
+  }
+  return flags;
+}
+
+function identityOf(info: Deno.FileInfo): FileIdentity {
+  return { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0, ino: info.ino ?? 0, dev: info.dev };
+}
+
+function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.dev === b.dev;
+}
+
+function frozenReply(status: number, head: Uint8Array, body: Uint8Array | null, length: number): Reply {
+  return Object.freeze({ status, head, body, stream: null, length, close: false });
+}
+
+export class StaticResponder {
+  readonly #opts: StaticOptions;
+  readonly #clock: Clock;
+  readonly #fs: ConfinedFs;
+  readonly #cache: FileCache;
+  readonly #pool: BufferPool;
+  readonly #routes = new Map<string, Route>();
+  readonly #encodingPrefs = new Map<string, EncodingPrefs>();
+  readonly #errorPages: ErrorPages;
+  readonly #options: Reply;
+
+  private constructor(options: StaticOptions, clock: Clock, fs: ConfinedFs) {
+    this.#opts = options;
+    this.#clock = clock;
+    this.#fs = fs;
+    this.#errorPages = new ErrorPages(fs, clock, options.fileCacheRevalidateMs);
+    this.#cache = new FileCache(options.fileCacheMaxBytes, options.fileCacheMaxFileBytes);
+    this.#pool = new BufferPool(options.streamChunkBytes, POOL_MAX_IDLE_BUFFERS);
+    this.#options = frozenReply(204, buildHead(204, [["Allow", ALLOWED_METHODS]]), null, 0);
+  }
+
+  /** Resolves the real document root; throws a clear Error if it is missing or not a directory. */
+  static async create(options: StaticOptions, clock: Clock): Promise<StaticResponder> {
+    return new StaticResponder(options, clock, await ConfinedFs.open(options.documentRoot));
+  }
+
+  /** The real document root in use. */
+  get root(): string {
+    return this.#fs.root;
+  }
+
+  /** Cache occupancy, for stats and tests. */
+  cacheStats(): { entries: number; bytes: number; buffersInUse: number } {
+    return { entries: this.#cache.size, bytes: this.#cache.bytes, buffersInUse: this.#pool.inUse };
+  }
+
+  /**
+   * Answers one request. Returns a Reply synchronously on a fresh cache hit (the hot path: two map
+   * lookups and a header scan), else a Promise. Never rejects.
+   */
+  handle(head: RequestHead): Reply | Promise<Reply> {
+    const method = head.method;
+    const isHead = method === "HEAD";
+    if (!isHead && method !== "GET") {
+      if (method === "OPTIONS") return this.#options;
+      return this.#error(405, false, false, [["Allow", ALLOWED_METHODS]]);
+    }
+    const route = this.#routes.get(head.path);
+    const now = this.#clock.nowMs();
+    const maxAge = this.#opts.fileCacheRevalidateMs;
+    if (route !== undefined && now - route.checkedAtMs < maxAge) {
+      if (route.kind === "status") return this.#error(route.status, isHead);
+      if (route.kind === "reply") return isHead ? route.head : route.get;
+      const encoding = route.hasBr || route.hasGzip ? this.#negotiate(head, route) : null;
+      const entry = encoding === null ? route.identity : encoding === "br" ? route.br : route.gzip;
+      if (entry !== null && entry.live && now - entry.checkedAtMs < maxAge) {
+        this.#cache.touch(entry);
+        const flags = scanFlags(head);
+        if (flags === 0) return isHead ? entry.headReply : entry.getReply;
+        return this.#fromCache(entry, head, isHead);
+      }
+    }
+    return this.#slow(head, isHead);
+  }
+
+  /** An error reply (the `<status>.html` page when present, else a built-in one), e.g. for other layers. */
+  errorReply(status: number, close = false): Reply | Promise<Reply> {
+    return this.#error(status, false, close);
+  }
+
+  /** Drops caches and pooled buffers. There are no timers or watchers to stop. */
+  close(): void {
+    this.#cache.clear();
+    this.#routes.clear();
+    this.#errorPages.clear();
+    this.#encodingPrefs.clear();
+    this.#pool.clear();
+  }
+
+  // --- resolution (slow path) ------------------------------------------------------------------
+
+  async #slow(head: RequestHead, isHead: boolean): Promise<Reply> {
+    try {
+      return await this.#resolveAndServe(head, isHead);
+    } catch (e) {
+      if (isNotFound(e)) {
+        this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: this.#clock.nowMs() });
+        return this.#error(404, isHead);
+      }
+      if (e instanceof Deno.errors.PermissionDenied) return this.#error(403, isHead);
+      console.error(
+        `static: serving ${JSON.stringify(head.path)}: ${(e as Error).name}: ${(e as Error).message}`,
+      );
+      return this.#error(500, isHead);
+    }
+  }
+
+  async #resolveAndServe(head: RequestHead, isHead: boolean): Promise<Reply> {
+    const r = resolvePath(head.path, this.#opts);
+    if (!r.ok) return this.#error(r.refuse, isHead);
+    const requested = this.#fs.pathOf(r.relative);
+    const found = await this.#fs.find(requested);
+    const now = this.#clock.nowMs();
+    const notFound = (): Reply | Promise<Reply> => {
+      this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: now });
+      return this.#error(404, isHead);
+    };
+    if (found === null) return notFound();
+    let file = found;
+    let fileRequested = requested;
+    let rel = r.relative;
+    if (found.info.isDirectory) {
+      if (!r.trailingSlash) {
+        // A path, never `//host`: encodePath always starts with exactly one slash.
+        const location = encodePath(r.segments, true) + r.query;
+        const h = buildHead(301, [["Location", location], ["Content-Length", "0"]]);
+        const get = frozenReply(301, h, null, 0);
+        this.#remember(head.path, { kind: "reply", get, head: get, checkedAtMs: now });
+        return get;
+      }
+      fileRequested = requested + "/" + this.#opts.indexFile;
+      rel = rel === "" ? this.#opts.indexFile : rel + "/" + this.#opts.indexFile;
+      const index = await this.#fs.find(fileRequested);
+      if (index === null || !index.info.isFile) {
+        if (this.#opts.directoryListing) return await this.#listing(found.path, r.segments, head, isHead);
+        return notFound();
+      }
+      file = index;
+    } else if (!found.info.isFile || r.trailingSlash) {
+      // FIFOs, sockets and devices are never opened (a FIFO open would block); `/file/` is not a dir.
+      return notFound();
+    }
+    const probe = this.#opts.precompressed && !/\.(?:gz|br)$/i.test(rel);
+    const [br, gzip] = probe
+      ? await Promise.all([
+        this.#fs.findFile(fileRequested + ".br"),
+        this.#fs.findFile(fileRequested + ".gz"),
+      ])
+      : [null, null];
+    const contentType = contentTypeFor(rel);
+    const route: FileRoute = {
+      kind: "file",
+      rel,
+      contentType,
+      cacheControl: isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl,
+      hasBr: br !== null,
+      hasGzip: gzip !== null,
+      identity: null,
+      br: null,
+      gzip: null,
+      checkedAtMs: now,
+    };
+    this.#remember(head.path, route);
+    const encoding = br !== null || gzip !== null ? this.#negotiate(head, route) : null;
+    const variant = encoding === "br" ? br! : encoding === "gzip" ? gzip! : file;
+    return await this.#serveFile(route, encoding, variant, head, isHead);
+  }
+
+  #remember(path: string, route: Route): void {
+    const old = this.#routes.get(path);
+    if (old !== undefined && old.kind === "file" && route.kind !== "file") {
+      // The file is gone (or became a directory): drop its bytes now rather than waiting for the LRU.
+      for (const e of [old.identity, old.br, old.gzip]) if (e !== null && e.live) this.#cache.delete(e.key);
+    }
+    this.#routes.delete(path);
+    if (this.#routes.size >= MAX_ROUTES) this.#routes.delete(this.#routes.keys().next().value!);
+    this.#routes.set(path, route);
+  }
+
+  #negotiate(head: RequestHead, route: FileRoute): Encoding | null {
+    const value = headerValue(head, "accept-encoding");
+    if (value === undefined) return null;
+    let prefs = this.#encodingPrefs.get(value);
+    if (prefs === undefined) {
+      if (this.#encodingPrefs.size >= MAX_ENCODING_PREFS) this.#encodingPrefs.clear();
+      prefs = parseAcceptEncoding(value);
+      this.#encodingPrefs.set(value, prefs);
+    }
+    return chooseEncoding(prefs, route.hasBr, route.hasGzip);
+  }
+
+  // --- files -------------------------------------------------------------------------------------
+
+  /** Serves `variant` (the file or its chosen sidecar), from the cache when its identity still matches. */
+  async #serveFile(
+    route: FileRoute,
+    encoding: Encoding | null,
+    variant: Found,
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    const key = route.rel + "\0" + (encoding ?? "identity");
+    const now = this.#clock.nowMs();
+    const id = identityOf(variant.info);
+    let entry = this.#cache.peek(key);
+    if (entry !== undefined && sameIdentity(entry.identity, id)) {
+      entry.checkedAtMs = now;
+    } else if (this.#cache.accepts(id.size)) {
+      if (entry !== undefined) this.#cache.delete(key); // changed on disk: reload
+      entry = await this.#load(key, route, encoding, variant);
+      if (entry === undefined) return await this.#error(404, isHead);
+    } else {
+      if (entry !== undefined) this.#cache.delete(key);
+      return await this.#serveStream(route, encoding, variant, head, isHead);
+    }
+    this.#cache.touch(entry);
+    if (encoding === null) route.identity = entry;
+    else if (encoding === "br") route.br = entry;
+    else route.gzip = entry;
+    if (scanFlags(head) === 0) return isHead ? entry.headReply : entry.getReply;
+    return await this.#fromCache(entry, head, isHead);
+  }
+
+  /** Reads a small file into a new cache entry; undefined when the check-then-open test fails. */
+  async #load(
+    key: string,
+    route: FileRoute,
+    encoding: Encoding | null,
+    variant: Found,
+  ): Promise<CachedFile | undefined> {
+    const opened = await this.#fs.openVerified(variant);
+    if (opened === null) return undefined;
+    const { file, info } = opened;
+    let bytes: Uint8Array;
+    try {
+      // A file that shrank while read is cached as read; its size no longer matches, so the next
+      // revalidation reloads it.
+      bytes = await ConfinedFs.readAll(file, info.size);
+    } finally {
+      file.close();
+    }
+    const identity = { ...identityOf(info), size: bytes.length };
+    const entry = this.#makeEntry(key, route, encoding, bytes, identity);
+    this.#cache.set(entry);
+    return entry;
+  }
+
+  #validatorHeaders(route: FileRoute, v: Validators): Array<readonly [string, string]> {
+    const h: Array<readonly [string, string]> = [
+      ["ETag", v.etag],
+      ["Last-Modified", formatHttpDate(v.lastModifiedMs)],
+      ["Cache-Control", route.cacheControl],
+    ];
+    if (route.hasBr || route.hasGzip) h.push(["Vary", "Accept-Encoding"]);
+    return h;
+  }
+
+  #entityHeaders(route: FileRoute, encoding: Encoding | null): Array<readonly [string, string]> {
+    const h: Array<readonly [string, string]> = [["Content-Type", route.contentType]];
+    if (encoding !== null) h.push(["Content-Encoding", encoding]);
+    return h;
+  }
+
+  #makeEntry(
+    key: string,
+    route: FileRoute,
+    encoding: Encoding | null,
+    bytes: Uint8Array,
+    identity: FileIdentity,
+  ): CachedFile {
+    const etag = makeEtag(identity.size, identity.mtimeMs, encoding);
+    const lastModifiedMs = truncateToSecond(identity.mtimeMs);
+    const validatorHeaders = this.#validatorHeaders(route, { etag, lastModifiedMs });
+    const head200 = buildHead(200, [
+      ...this.#entityHeaders(route, encoding),
+      ["Content-Length", String(bytes.length)],
+      ["Accept-Ranges", "bytes"],
+      ...validatorHeaders,
+    ]);
+    return {
+      key,
+      bytes,
+      identity,
+      etag,
+      lastModifiedMs,
+      contentType: route.contentType,
+      encoding,
+      validatorHeaders,
+      getReply: frozenReply(200, head200, bytes, bytes.length),
+      headReply: frozenReply(200, head200, null, bytes.length),
+      notModified: null,
+      checkedAtMs: this.#clock.nowMs(),
+      prev: null,
+      next: null,
+      live: false,
+    };
+  }
+
+  /** The conditional and range headers, evaluated in RFC 9110 §13.2.2 order. */
+  #decide(head: RequestHead, v: Validators, size: number, isHead: boolean): Decision {
+    const c: Conditionals = {
+      ifMatch: headerValue(head, "if-match"),
+      ifNoneMatch: headerValue(head, "if-none-match"),
+      ifModifiedSince: headerValue(head, "if-modified-since"),
+      ifUnmodifiedSince: headerValue(head, "if-unmodified-since"),
+    };
+    const pre = evaluatePreconditions(c, v);
+    if (pre === 304) return { kind: "notModified" };
+    if (pre === 412) return { kind: "status", status: 412 };
+    if (isHead) return FULL; // ranges apply to GET only (RFC 9110 §14.2)
+    const range = headerValue(head, "range");
+    if (range === undefined) return FULL;
+    const ifRange = headerValue(head, "if-range");
+    if (ifRange !== undefined && !ifRangeAllows(ifRange, v)) return FULL;
+    const parsed = parseRange(range, size, this.#opts.maxRanges);
+    if (parsed.kind === "none") return FULL;
+    if (parsed.kind === "unsatisfiable") return { kind: "unsatisfiable" };
+    return { kind: "ranges", ranges: parsed.ranges };
+  }
+
+  #notModified(validatorHeaders: ReadonlyArray<readonly [string, string]>): Reply {
+    return frozenReply(304, buildHead(304, validatorHeaders), null, 0);
+  }
+
+  #unsatisfiable(size: number, isHead: boolean): Reply | Promise<Reply> {
+    return this.#error(416, isHead, false, [["Content-Range", `bytes */${size}`]]);
+  }
+
+  /** Answers from a cached entry when conditionals or ranges are present (still synchronous). */
+  #fromCache(entry: CachedFile, head: RequestHead, isHead: boolean): Reply | Promise<Reply> {
+    const size = entry.bytes.length;
+    const d = this.#decide(head, entry, size, isHead);
+    switch (d.kind) {
+      case "full":
+        return isHead ? entry.headReply : entry.getReply;
+      case "notModified":
+        return entry.notModified ??= this.#notModified(entry.validatorHeaders);
+      case "status":
+        return this.#error(d.status, isHead);
+      case "unsatisfiable":
+        return this.#unsatisfiable(size, isHead);
+      case "ranges": {
+        if (d.ranges.length === 1) {
+          const r = d.ranges[0];
+          const body = entry.bytes.subarray(r.start, r.end + 1);
+          const range: Array<readonly [string, string]> = [["Content-Range", contentRange(r, size)]];
+          const h = this.#partialHead(
+            entry.encoding,
+            entry.validatorHeaders,
+            range,
+            entry.contentType,
+            body.length,
+          );
+          return { status: 206, head: h, body, stream: null, length: body.length, close: false };
+        }
+        const plan = planMultipart(d.ranges, size, entry.contentType, newBoundary());
+        const body = new Uint8Array(plan.length);
+        let at = 0;
+        for (const p of plan.parts) {
+          body.set(p.header, at);
+          at += p.header.length;
+          body.set(entry.bytes.subarray(p.start, p.end + 1), at);
+          at += p.end - p.start + 1;
+        }
+        body.set(plan.trailer, at);
+        const h = this.#partialHead(
+          entry.encoding,
+          entry.validatorHeaders,
+          [],
+          plan.contentType,
+          plan.length,
+        );
+        return { status: 206, head: h, body, stream: null, length: plan.length, close: false };
+      }
+    }
+  }
+
+  #partialHead(
+    encoding: Encoding | null,
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+    extra: ReadonlyArray<readonly [string, string]>,
+    contentType: string,
+    length: number,
+  ): Uint8Array {
+    const headers: Array<readonly [string, string]> = [["Content-Type", contentType]];
+    if (encoding !== null) headers.push(["Content-Encoding", encoding]);
+    headers.push(["Content-Length", String(length)], ...extra, ...validatorHeaders);
+    return buildHead(206, headers);
+  }
+
+  /** Large files: decide from the stat for HEAD (no open), else open, verify, and stream. */
+  async #serveStream(
+    route: FileRoute,
+    encoding: Encoding | null,
+    variant: Found,
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    if (isHead) return await this.#streamReply(route, encoding, variant.info, head, true, null);
+    const opened = await this.#fs.openVerified(variant);
+    if (opened === null) return await this.#error(404, false);
+    try {
+      return await this.#streamReply(route, encoding, opened.info, head, false, opened.file, variant.path);
+    } catch (e) {
+      opened.file.close();
+      throw e;
+    }
+  }
+
+  /** Builds the reply for a streamed file; owns `file` (closed here unless handed to a FileStream). */
+  #streamReply(
+    route: FileRoute,
+    encoding: Encoding | null,
+    info: Deno.FileInfo,
+    head: RequestHead,
+    isHead: boolean,
+    file: Deno.FsFile | null,
+    path = "",
+  ): Reply | Promise<Reply> {
+    const id = identityOf(info);
+    const v: Validators = {
+      etag: makeEtag(id.size, id.mtimeMs, encoding),
+      lastModifiedMs: truncateToSecond(id.mtimeMs),
+    };
+    const validatorHeaders = this.#validatorHeaders(route, v);
+    const d = this.#decide(head, v, id.size, isHead);
+    const stream = (segments: StreamSegment[], trailer: Uint8Array | null) =>
+      file === null ? null : new FileStream(file, path, segments, trailer, this.#pool);
+    if (d.kind === "full") {
+      const h = buildHead(200, [
+        ...this.#entityHeaders(route, encoding),
+        ["Content-Length", String(id.size)],
+        ["Accept-Ranges", "bytes"],
+        ...validatorHeaders,
+      ]);
+      return {
+        status: 200,
+        head: h,
+        body: null,
+        stream: stream([{ header: null, start: 0, end: id.size - 1 }], null),
+        length: id.size,
+        close: false,
+      };
+    }
+    if (d.kind === "ranges") {
+      if (d.ranges.length === 1) {
+        const r = d.ranges[0];
+        const length = r.end - r.start + 1;
+        const h = this.#partialHead(
+          encoding,
+          validatorHeaders,
+          [["Content-Range", contentRange(r, id.size)]],
+          route.contentType,
+          length,
+        );
+        return {
+          status: 206,
+          head: h,
+          body: null,
+          stream: stream([{ header: null, start: r.start, end: r.end }], null),
+          length,
+          close: false,
+        };
+      }
+      const plan = planMultipart(d.ranges, id.size, route.contentType, newBoundary());
+      const h = this.#partialHead(encoding, validatorHeaders, [], plan.contentType, plan.length);
+      const segments = plan.parts.map((p) => ({ header: p.header, start: p.start, end: p.end }));
+      return {
+        status: 206,
+        head: h,
+        body: null,
+        stream: stream(segments, plan.trailer),
+        length: plan.length,
+        close: false,
+      };
+    }
+    file?.close();
+    if (d.kind === "notModified") return this.#notModified(validatorHeaders);
+    if (d.kind === "unsatisfiable") return this.#unsatisfiable(id.size, isHead);
+    return this.#error(d.status, isHead);
+  }
+
+  // --- directories -------------------------------------------------------------------------------
+
+  async #listing(
+    dir: string,
+    segments: readonly string[],
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    const entries: ListingEntry[] = [];
+    let truncated = false;
+    for await (const e of Deno.readDir(dir)) {
+      if (this.#opts.dotfiles === "hide" && e.name.startsWith(".")) continue;
+      if (entries.length >= MAX_LISTING_ENTRIES) {
+        truncated = true;
+        break;
+      }
+      entries.push({ name: e.name, isDirectory: e.isDirectory });
+    }
+    const urlPath = encodePath(segments, true);
+    const json = prefersJson(headerValue(head, "accept"));
+    const text = json
+      ? renderListingJson(urlPath, entries, truncated)
+      : renderListingHtml(urlPath, entries, truncated);
+    const body = encoder.encode(text);
+    const h = buildHead(200, [
+      ["Content-Type", json ? "application/json; charset=utf-8" : "text/html; charset=utf-8"],
+      ["Content-Length", String(body.length)],
+      ["Cache-Control", "no-cache"],
+      ["Vary", "Accept"],
+    ]);
+    return {
+      status: 200,
+      head: h,
+      body: isHead ? null : body,
+      stream: null,
+      length: body.length,
+      close: false,
+    };
+  }
+
+  // --- errors ------------------------------------------------------------------------------------
+
+  /** An error reply for `status`; synchronous while its page is fresh. */
+  #error(
+    status: number,
+    isHead: boolean,
+    close = false,
+    extra: ReadonlyArray<readonly [string, string]> | null = null,
+  ): Reply | Promise<Reply> {
+    return this.#errorPages.reply(status, isHead, close, extra);
+  }
+}
+
+/** A multipart boundary: random hex, so it cannot be predicted or found in a part header. */
+function newBoundary(): string {
+  const b = crypto.getRandomValues(new Uint8Array(12));
+  let s = "vento-";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}

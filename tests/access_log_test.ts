@@ -1,0 +1,278 @@
+/**
+ * Tests for the access log: Combined Log Format and its escaping (pure), batching, the pending-bytes
+ * bound and failure accounting (with an in-memory writer), and a real file written, closed, reopened
+ * and read back.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type AccessEntry,
+  AccessLog,
+  ClfTimeCache,
+  escapeLogField,
+  formatClfTime,
+  formatCombined,
+  type LogWriter,
+} from "../src/access_log.ts";
+
+const T0 = Date.UTC(2000, 9, 10, 13, 55, 36); // 10 Oct 2000 13:55:36 UTC, Apache's documentation example
+
+function entry(over: Partial<AccessEntry> = {}): AccessEntry {
+  return {
+    remote: "127.0.0.1",
+    wallMs: T0,
+    requestLine: "GET /apache_pb.gif HTTP/1.0",
+    status: 200,
+    bytes: 2326,
+    referer: "http://www.example.com/start.html",
+    userAgent: "Mozilla/4.08 [en] (Win98; I ;Nav)",
+    ...over,
+  };
+}
+
+/** An in-memory writer whose writes complete only when the test says so (or at once when `auto`). */
+class MemoryWriter implements LogWriter {
+  chunks: Uint8Array[] = [];
+  closed = false;
+  auto = true;
+  failNext = false;
+  #waiting: (() => void)[] = [];
+  #onWrite: (() => void) | null = null;
+
+  write(p: Uint8Array): Promise<number> {
+    if (this.failNext) {
+      this.failNext = false;
+      return Promise.reject(new Error("disk full"));
+    }
+    // Take at most 1000 bytes per call, so the writer's partial-write loop is exercised.
+    const n = Math.min(p.length, 1000);
+    this.chunks.push(p.slice(0, n));
+    this.#onWrite?.();
+    if (this.auto) return Promise.resolve(n);
+    return new Promise((resolve) => this.#waiting.push(() => resolve(n)));
+  }
+  close(): void {
+    this.closed = true;
+  }
+  /** Completes every write waiting so far. */
+  release(): void {
+    this.auto = true;
+    for (const w of this.#waiting.splice(0)) w();
+  }
+  /** Resolves at the next write call. */
+  nextWrite(): Promise<void> {
+    return new Promise((resolve) => (this.#onWrite = () => resolve()));
+  }
+  text(): string {
+    return this.chunks.map((c) => new TextDecoder().decode(c)).join("");
+  }
+}
+
+// --- formatting ----------------------------------------------------------------------------------
+
+Deno.test("formatCombined writes Apache's documented combined example exactly", () => {
+  assert.equal(
+    formatCombined(entry()),
+    '127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /apache_pb.gif HTTP/1.0" 200 2326 ' +
+      '"http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"',
+  );
+});
+
+Deno.test("formatCombined writes - for an empty referer, user agent, request line and remote", () => {
+  assert.equal(
+    formatCombined(entry({ remote: "", requestLine: "", referer: "", userAgent: "", status: 400, bytes: 0 })),
+    '- - - [10/Oct/2000:13:55:36 +0000] "-" 400 0 "-" "-"',
+  );
+});
+
+Deno.test("formatClfTime is UTC, zero-padded, with the English month", () => {
+  assert.equal(formatClfTime(Date.UTC(2026, 0, 2, 3, 4, 5, 999)), "[02/Jan/2026:03:04:05 +0000]");
+  assert.equal(formatClfTime(Date.UTC(1999, 11, 31, 23, 59, 59)), "[31/Dec/1999:23:59:59 +0000]");
+});
+
+Deno.test("ClfTimeCache gives the same text within a second and a new one the next second", () => {
+  const cache = new ClfTimeCache();
+  const a = cache.format(T0);
+  assert.equal(cache.format(T0 + 999), a);
+  assert.equal(cache.format(T0 + 1000), "[10/Oct/2000:13:55:37 +0000]");
+  assert.equal(cache.format(T0), a);
+});
+
+Deno.test("escapeLogField escapes quotes and backslashes so a field cannot end early", () => {
+  assert.equal(escapeLogField('a"b\\c'), 'a\\"b\\\\c');
+  // A forged ending: without escaping this would read as a UA followed by a fake second field.
+  assert.equal(
+    formatCombined(entry({ userAgent: 'x" "injected' })).endsWith('"x\\" \\"injected"'),
+    true,
+  );
+});
+
+Deno.test("escapeLogField writes control bytes and bytes >= 0x7f as \\xNN, so a line cannot be split", () => {
+  assert.equal(escapeLogField("a\r\nb\tc\x00\x1b[31m"), "a\\x0D\\x0Ab\\x09c\\x00\\x1B[31m");
+  assert.equal(escapeLogField("\x7f\x80\xff"), "\\x7F\\x80\\xFF");
+  const line = formatCombined(entry({ requestLine: "GET /\r\n127.0.0.1 - - fake HTTP/1.1" }));
+  assert.equal(line.includes("\n"), false);
+  assert.equal(line.includes("\r"), false);
+});
+
+Deno.test("escapeLogField writes chars above 0xff as their UTF-8 bytes", () => {
+  assert.equal(escapeLogField("\u20ac"), "\\xE2\\x82\\xAC"); // €
+  assert.equal(escapeLogField("\u{1f600}"), "\\xF0\\x9F\\x98\\x80"); // 😀, one surrogate pair
+  assert.equal(escapeLogField("\u0100"), "\\xC4\\x80");
+  assert.equal(escapeLogField("\ud800x"), "\\xEF\\xBF\\xBDx"); // lone surrogate → U+FFFD
+});
+
+Deno.test("escapeLogField output is printable ASCII for every char code", () => {
+  for (let c = 0; c < 0x10000; c += 7) {
+    const out = escapeLogField("a" + String.fromCharCode(c));
+    assert.match(out, /^[\x20-\x7e]+$/, `char ${c}`);
+    assert.equal(/(^|[^\\])"/.test(out), false, `char ${c} left an unescaped quote`);
+  }
+});
+
+// --- batching ------------------------------------------------------------------------------------
+
+Deno.test("AccessLog writes nothing until flushed, then every line in order", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), { flushIntervalMs: 60_000 });
+  for (let i = 0; i < 5; i++) log.log(entry({ status: 200 + i }));
+  assert.equal(w.chunks.length, 0);
+  await log.flush();
+  const lines = w.text().split("\n");
+  assert.equal(lines.pop(), "");
+  assert.deepEqual(lines.map((l) => l.split(" ")[8]), ["200", "201", "202", "203", "204"]);
+  await log.close();
+  assert.equal(w.closed, true);
+});
+
+Deno.test("AccessLog writes a batch as soon as it reaches flushBytes, without waiting for the timer", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), { flushBytes: 500, flushIntervalMs: 60_000 });
+  const lineBytes = formatCombined(entry()).length + 1;
+  const perBatch = Math.ceil(500 / lineBytes);
+  const wrote = w.nextWrite();
+  for (let i = 0; i < perBatch - 1; i++) log.log(entry());
+  for (let i = 0; i < 5; i++) await Promise.resolve(); // give a (wrongly) scheduled write its chance
+  assert.equal(w.chunks.length, 0);
+  log.log(entry());
+  await wrote; // the timer is a minute away: only the size threshold can have started this write
+  assert.equal(w.text().split("\n").length - 1, perBatch);
+  await log.close();
+});
+
+Deno.test("AccessLog's timer writes a waiting batch on its own", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), { flushIntervalMs: 1 });
+  const wrote = w.nextWrite();
+  log.log(entry());
+  await wrote; // resolves only if the timer fired and wrote
+  assert.match(w.text(), /^127\.0\.0\.1 /);
+  await log.close();
+});
+
+Deno.test("AccessLog drops and counts lines once the writer is maxPendingBytes behind", async () => {
+  const w = new MemoryWriter();
+  w.auto = false; // the disk stalls
+  const lineBytes = formatCombined(entry()).length + 1;
+  const log = new AccessLog(w, () => Promise.resolve(w), {
+    flushBytes: lineBytes * 4,
+    flushIntervalMs: 60_000,
+    maxPendingBytes: lineBytes * 10,
+  });
+  for (let i = 0; i < 25; i++) log.log(entry());
+  assert.equal(log.dropped, 15);
+  w.release();
+  await log.flush();
+  assert.equal(w.text().split("\n").length - 1, 10);
+  // Once the writer caught up, lines are accepted again.
+  log.log(entry());
+  await log.close();
+  assert.equal(w.text().split("\n").length - 1, 11);
+  assert.equal(log.dropped, 15);
+});
+
+Deno.test("AccessLog counts the lines of a failed write as dropped and keeps going", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), { flushIntervalMs: 60_000 });
+  log.log(entry());
+  log.log(entry());
+  w.failNext = true;
+  await log.flush();
+  assert.equal(log.dropped, 2);
+  log.log(entry());
+  await log.flush();
+  assert.equal(w.text().split("\n").length - 1, 1);
+  await log.close();
+});
+
+Deno.test("AccessLog counts lines logged after close as dropped", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w));
+  await log.close();
+  log.log(entry());
+  assert.equal(log.dropped, 1);
+  await log.close(); // a second close is harmless
+});
+
+Deno.test("AccessLog reopen keeps the old writer when opening fails", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.reject(new Error("EACCES")), { flushIntervalMs: 60_000 });
+  log.log(entry());
+  await assert.rejects(log.reopen(), /EACCES/);
+  assert.equal(w.closed, false);
+  log.log(entry());
+  await log.close();
+  assert.equal(w.text().split("\n").length - 1, 2);
+});
+
+// --- a real file ---------------------------------------------------------------------------------
+
+Deno.test("AccessLog appends to a file, creates it with mode 0640, and reads back whole lines", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vento_access_log_test_" });
+  try {
+    const path = `${dir}/access.log`;
+    const log = await AccessLog.open(path);
+    log.log(entry({ requestLine: "GET /one HTTP/1.1" }));
+    log.log(entry({ requestLine: "GET /two\n HTTP/1.1", userAgent: "" }));
+    await log.close();
+    const mode = (await Deno.stat(path)).mode! & 0o777;
+    assert.equal(mode & 0o600, 0o600, "owner reads and writes");
+    assert.equal(mode & ~0o640, 0, "never more open than 0640 (the umask may narrow it)");
+
+    const again = await AccessLog.open(path); // append, not truncate
+    again.log(entry({ requestLine: "GET /three HTTP/1.1" }));
+    await again.close();
+
+    const lines = (await Deno.readTextFile(path)).split("\n");
+    assert.equal(lines.pop(), "");
+    assert.deepEqual(lines, [
+      formatCombined(entry({ requestLine: "GET /one HTTP/1.1" })),
+      '127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /two\\x0A HTTP/1.1" 200 2326 ' +
+      '"http://www.example.com/start.html" "-"',
+      formatCombined(entry({ requestLine: "GET /three HTTP/1.1" })),
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AccessLog reopen after the file was rotated away starts a fresh file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vento_access_log_test_" });
+  try {
+    const path = `${dir}/access.log`;
+    const log = await AccessLog.open(path);
+    log.log(entry({ status: 201 }));
+    await log.flush();
+    await Deno.rename(path, `${path}.1`); // what logrotate does before sending SIGHUP
+    log.log(entry({ status: 202 })); // still goes to the renamed file: it was queued before reopen
+    await log.reopen();
+    log.log(entry({ status: 203 }));
+    await log.close();
+    const old = await Deno.readTextFile(`${path}.1`);
+    const fresh = await Deno.readTextFile(path);
+    assert.deepEqual(old.split("\n").slice(0, -1).map((l) => l.split(" ")[8]), ["201", "202"]);
+    assert.deepEqual(fresh.split("\n").slice(0, -1).map((l) => l.split(" ")[8]), ["203"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,180 @@
+/**
+ * `vento-admin` as a user runs it: `deno run -A admin/main.ts …` in a subprocess against a
+ * fake-backend AdminServer in this process. Checks output, `--json`, exit codes (0 ok, 1 refused or
+ * no server, 2 usage) and socket discovery through vento.conf.
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath as fromFileUrl } from "node:url";
+import { AdminServer } from "../../src/admin/server.ts";
+import { systemClock } from "../../src/net/clock.ts";
+import { FakeBackend, tempSocket } from "./fake_backend.ts";
+
+const MAIN = fromFileUrl(new URL("../../admin/main.ts", import.meta.url));
+const ROOT = fromFileUrl(new URL("../../", import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(args: string[], cwd = ROOT): Promise<Run> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", `--config=${ROOT}deno.json`, MAIN, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function withServer(
+  fn: (path: string, backend: FakeBackend, dir: string) => Promise<void>,
+): Promise<void> {
+  const { dir, path } = await tempSocket();
+  const backend = new FakeBackend(systemClock);
+  const server = await AdminServer.start(path, backend, systemClock);
+  try {
+    await fn(path, backend, dir);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("vento-admin stats prints an aligned table", async () => {
+  await withServer(async (path) => {
+    const r = await cli(["--socket", path, "stats"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^server +Vento 0\.1\.0 {2}pid 4242 {2}up 1h02m$/m);
+    assert.match(r.stdout, /^connections +open 3\/4096 {2}active 2 {2}idle 1$/m);
+    assert.match(r.stdout, /^responses +1xx 0 {2}2xx 950 {2}3xx 20 {2}4xx 25 {2}5xx 5$/m);
+    // Every value starts in the same column.
+    const starts = r.stdout.trimEnd().split("\n").map((l) => l.search(/ {2}\S/) + 2);
+    assert.equal(new Set(starts).size, 1, r.stdout);
+  });
+});
+
+Deno.test("vento-admin --json prints the raw data", async () => {
+  await withServer(async (path) => {
+    const r = await cli(["--socket", path, "--json", "conns"]);
+    assert.equal(r.code, 0, r.stderr);
+    const data = JSON.parse(r.stdout);
+    assert.deepEqual(data.map((c: { id: number }) => c.id), [1, 2, 7]);
+    const s = JSON.parse((await cli(["--json", "--socket", path, "stats"])).stdout);
+    assert.equal(s.maxConns, 4096);
+  });
+});
+
+Deno.test("vento-admin conns, clients and bans print tables with headers", async () => {
+  await withServer(async (path) => {
+    const conns = await cli(["--socket", path, "conns"]);
+    assert.match(conns.stdout, /^ID {2}REMOTE +STATE +AGE +REQS +IN +OUT {2}REQUEST$/m);
+    assert.match(conns.stdout, /^ 7 {2}\[2001:db8::1\]:443 +new /m);
+    const clients = await cli(["--socket", path, "clients", "--limit", "2"]);
+    assert.equal(clients.stdout.trimEnd().split("\n").length, 3);
+    const bans = await cli(["--socket", path, "bans"]);
+    assert.match(bans.stdout, /^192\.0\.2\.66 +9m00s +2 +flood$/m);
+  });
+});
+
+Deno.test("vento-admin ban, unban and kick exit 0 on success and 1 when the server says no", async () => {
+  await withServer(async (path, backend) => {
+    const ban = await cli(["--socket", path, "ban", "203.0.113.0/24", "--for", "2h", "--reason", "scraper"]);
+    assert.equal(ban.code, 0, ban.stderr);
+    assert.equal(ban.stdout, "banned 203.0.113.0/24 for 2h00m\n");
+    assert.deepEqual(backend.recorded.bans, [{ target: "203.0.113.0/24", ms: 7_200_000, reason: "scraper" }]);
+    const refused = await cli(["--socket", path, "ban", "127.0.0.1"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /REFUSED: 127\.0\.0\.1 is on the allowlist/);
+    assert.equal((await cli(["--socket", path, "unban", "203.0.113.0/24"])).code, 0);
+    const missing = await cli(["--socket", path, "unban", "203.0.113.0/24"]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /NOT_FOUND/);
+    assert.equal((await cli(["--socket", path, "kick", "2"])).code, 0);
+    assert.equal((await cli(["--socket", path, "kick", "99"])).code, 1);
+    assert.deepEqual(backend.recorded.kicks, [2]);
+  });
+});
+
+Deno.test("vento-admin exits 2 on usage errors", async () => {
+  await withServer(async (path, backend) => {
+    for (
+      const args of [
+        ["frobnicate"],
+        ["ban"],
+        ["ban", "not-an-ip"],
+        ["ban", "10.0.0.1", "--for", "soon"],
+        ["kick", "abc"],
+        ["stats", "--bogus"],
+        [],
+      ]
+    ) {
+      const r = await cli(["--socket", path, ...args]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.notEqual(r.stderr, "");
+    }
+    assert.deepEqual(backend.recorded.bans, []);
+    assert.equal((await cli(["--help"])).code, 0);
+  });
+});
+
+Deno.test("vento-admin says clearly when no server is listening and exits 1", async () => {
+  const { dir, path } = await tempSocket();
+  try {
+    const r = await cli(["--socket", path, "stats"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+    assert.ok(r.stderr.includes(`no Vento server is listening on ${path}`), r.stderr);
+    assert.ok(r.stderr.includes("deno task start"), r.stderr);
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vento-admin finds the socket through ADMIN_SOCKET in vento.conf, relative to its folder", async () => {
+  await withServer(async (_path, _backend, dir) => {
+    await Deno.writeTextFile(`${dir}/vento.conf`, "PORT=8080\nADMIN_SOCKET=vento.sock\n");
+    // From the conf's folder with the default ./vento.conf…
+    const here = await cli(["--json", "bans"], dir);
+    assert.equal(here.code, 0, here.stderr);
+    // …and from elsewhere with --config.
+    const there = await cli(["--config", `${dir}/vento.conf`, "--json", "bans"]);
+    assert.equal(there.code, 0, there.stderr);
+    await Deno.writeTextFile(`${dir}/vento.conf`, "PROT=8080\n");
+    const bad = await cli(["--json", "bans"], dir);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /vento\.conf:1: unknown key "PROT"/);
+  });
+});
+
+Deno.test("vento-admin reload, drain and metrics reach the backend", async () => {
+  await withServer(async (path, backend) => {
+    const reload = await cli(["--socket", path, "reload"]);
+    assert.equal(reload.code, 0);
+    assert.match(reload.stdout, /reloaded: REQUEST_RATE_PER_SEC\nneeds a restart to apply: PORT/);
+    backend.reloadResult = { errors: ["vento.conf:2: MAX_CONNS must be between 1 and 1000000, got 0"] };
+    const bad = await cli(["--socket", path, "reload"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /MAX_CONNS must be between/);
+    assert.equal((await cli(["--socket", path, "drain"])).code, 0);
+    assert.equal(backend.recorded.drains, 1);
+    const m = await cli(["--socket", path, "metrics"]);
+    assert.match(m.stdout, /^vento_requests_total \d+$/m);
+  });
+});
+
+Deno.test("vento-admin top --once prints one plain frame", async () => {
+  await withServer(async (path) => {
+    const r = await cli(["--socket", path, "top", "--once"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes("\x1b"), "escape codes in a plain frame");
+    assert.match(r.stdout, /^Vento 0\.1\.0 +up 1h02m/);
+    assert.match(r.stdout, /203\.0\.113\.9:51234/);
+    assert.match(r.stdout, /─ Bans 1 /);
+  });
+});

@@ -1,0 +1,366 @@
+/**
+ * Tests for `parseConfig` (pure: every kind of error with its line number, comments, whitespace,
+ * duplicates, value kinds), `loadConfig` (file system: absent files, path resolution, the document
+ * root check) and the shipped `vento.conf` (it names every key with its true default and doc).
+ */
+
+import assert from "node:assert/strict";
+import {
+  type Config,
+  DEFAULT_CONFIG,
+  formatConfigError,
+  loadConfig,
+  parseConfig,
+  type ParseConfigResult,
+  SETTINGS,
+} from "../src/config.ts";
+
+const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
+
+function okConfig(r: ParseConfigResult): Config {
+  if (!r.ok) assert.fail(`expected a config, got errors: ${JSON.stringify(r.errors)}`);
+  return r.config;
+}
+
+function errorsOf(r: ParseConfigResult): string[] {
+  if (r.ok) assert.fail("expected errors, got a config");
+  return r.errors.map((e) => formatConfigError("vento.conf", e));
+}
+
+/** Runs `body` with a fresh temp folder that is removed afterwards whatever happens. */
+async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "vento_config_test_" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// --- parseConfig ---------------------------------------------------------------------------------
+
+Deno.test("parseConfig of empty text gives the defaults and no set keys", () => {
+  const r = parseConfig("");
+  assert.deepEqual(okConfig(r), DEFAULT_CONFIG);
+  assert.ok(r.ok && r.setKeys.length === 0);
+});
+
+Deno.test("parseConfig ignores comments, blank lines and whitespace around keys and values", () => {
+  const text = "# a comment\n\n   # indented comment\n\t PORT \t=  9090  \r\n\nDOTFILES= allow\n";
+  const r = parseConfig(text);
+  const c = okConfig(r);
+  assert.equal(c.port, 9090);
+  assert.equal(c.dotfiles, "allow");
+  assert.ok(r.ok);
+  assert.deepEqual(r.setKeys, ["PORT", "DOTFILES"]);
+});
+
+Deno.test("parseConfig keeps everything after the first = as the value", () => {
+  const c = okConfig(parseConfig("CACHE_CONTROL=public, max-age=60"));
+  assert.equal(c.cacheControl, "public, max-age=60");
+});
+
+Deno.test("parseConfig does not mutate the defaults it starts from", () => {
+  okConfig(parseConfig("ALLOWLIST=10.0.0.0/8\nPORT=1"));
+  assert.deepEqual(DEFAULT_CONFIG.allowlist, []);
+  assert.equal(DEFAULT_CONFIG.port, 8080);
+});
+
+Deno.test("parseConfig reports a line without = with its line number", () => {
+  assert.deepEqual(errorsOf(parseConfig("# c\nPORT 8080\n")), [
+    'vento.conf:2: expected KEY=VALUE, got "PORT 8080"',
+  ]);
+});
+
+Deno.test("parseConfig reports an unknown key with its line number", () => {
+  assert.deepEqual(errorsOf(parseConfig("PORT=1\n\nDOCUMENT_RUTE=www")), [
+    'vento.conf:3: unknown key "DOCUMENT_RUTE"',
+  ]);
+});
+
+Deno.test("parseConfig rejects a lower-case key and names the right spelling", () => {
+  assert.deepEqual(errorsOf(parseConfig("port=80")), [
+    'vento.conf:1: unknown key "port" (keys are upper case: PORT)',
+  ]);
+});
+
+Deno.test("parseConfig reports a duplicate key naming the earlier line", () => {
+  assert.deepEqual(errorsOf(parseConfig("PORT=1\n# x\nPORT=2\n")), [
+    "vento.conf:3: PORT is already set on line 1",
+  ]);
+});
+
+Deno.test("parseConfig rejects a port out of range and a non-numeric port", () => {
+  assert.deepEqual(errorsOf(parseConfig("PORT=65536")), [
+    "vento.conf:1: PORT must be between 0 and 65535, got 65536",
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("PORT=80a")), [
+    'vento.conf:1: PORT must be a whole number, got "80a"',
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("PORT=-1")), [
+    'vento.conf:1: PORT must be a whole number, got "-1"',
+  ]);
+  assert.equal(okConfig(parseConfig("PORT=0")).port, 0);
+  assert.equal(okConfig(parseConfig("PORT=65535")).port, 65535);
+});
+
+Deno.test("parseConfig rejects an empty string value", () => {
+  assert.deepEqual(errorsOf(parseConfig("INDEX_FILE=")), ["vento.conf:1: INDEX_FILE must not be empty"]);
+});
+
+Deno.test("parseConfig reads CIDR lists, trimming items and allowing an empty list", () => {
+  const c = okConfig(parseConfig("ALLOWLIST= 127.0.0.0/8 , ::1,2001:db8::/32,10.1.2.3\nTRUSTED_PROXIES="));
+  assert.deepEqual(c.allowlist, ["127.0.0.0/8", "::1", "2001:db8::/32", "10.1.2.3"]);
+  assert.deepEqual(c.trustedProxies, []);
+});
+
+Deno.test("parseConfig rejects malformed CIDRs with the offending item", () => {
+  const cases: [string, string][] = [
+    ["ALLOWLIST=10.0.0.256", "10.0.0.256"],
+    ["ALLOWLIST=10.0.0.0/33", "10.0.0.0/33"],
+    ["ALLOWLIST=::1/129", "::1/129"],
+    ["ALLOWLIST=1::2::3", "1::2::3"],
+    ["TRUSTED_PROXIES=10.0.0.0/8,localhost", "localhost"],
+  ];
+  for (const [line, bad] of cases) {
+    const key = line.slice(0, line.indexOf("="));
+    assert.deepEqual(errorsOf(parseConfig(line)), [
+      `vento.conf:1: ${key}: "${bad}" is not an IP address or CIDR`,
+    ]);
+  }
+});
+
+Deno.test("parseConfig reads booleans as on/off, true/false, yes/no, 1/0 and rejects others", () => {
+  for (const v of ["on", "ON", "true", "yes", "1"]) {
+    assert.equal(okConfig(parseConfig(`DIRECTORY_LISTING=${v}`)).directoryListing, true, v);
+  }
+  for (const v of ["off", "False", "no", "0"]) {
+    assert.equal(okConfig(parseConfig(`PRECOMPRESSED=${v}`)).precompressed, false, v);
+  }
+  assert.deepEqual(errorsOf(parseConfig("PRECOMPRESSED=maybe")), [
+    'vento.conf:1: PRECOMPRESSED must be on or off, got "maybe"',
+  ]);
+});
+
+Deno.test("parseConfig accepts enum values exactly and rejects others", () => {
+  assert.equal(okConfig(parseConfig("LIMIT_MODE=dry-run")).limitMode, "dry-run");
+  assert.equal(okConfig(parseConfig("DOTFILES=allow")).dotfiles, "allow");
+  assert.deepEqual(errorsOf(parseConfig("DOTFILES=Allow")), [
+    'vento.conf:1: DOTFILES must be one of hide, allow, got "Allow"',
+  ]);
+});
+
+Deno.test("parseConfig reports every problem of a file in one pass, in line order", () => {
+  const text = "PORT=99999\nNOPE=1\nDOTFILES=show\nPORT=1\n";
+  assert.deepEqual(errorsOf(parseConfig(text)), [
+    "vento.conf:1: PORT must be between 0 and 65535, got 99999",
+    'vento.conf:2: unknown key "NOPE"',
+    'vento.conf:3: DOTFILES must be one of hide, allow, got "show"',
+    "vento.conf:4: PORT is already set on line 1",
+  ]);
+});
+
+Deno.test("parseConfig checks settings against each other, naming the line of the first", () => {
+  assert.deepEqual(errorsOf(parseConfig("# x\nBAN_MS=100\nBAN_MAX_MS=10")), [
+    "vento.conf:2: BAN_MS exceeds BAN_MAX_MS",
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("MAX_CONNS=10\nMAX_CONNS_PER_CLIENT=11")), [
+    "vento.conf:2: MAX_CONNS_PER_CLIENT exceeds MAX_CONNS",
+  ]);
+});
+
+Deno.test("formatConfigError omits the line number for whole-file problems", () => {
+  assert.equal(formatConfigError("a.conf", { line: 0, message: "boom" }), "a.conf: boom");
+  assert.equal(formatConfigError("a.conf", { line: 7, message: "boom" }), "a.conf:7: boom");
+});
+
+// --- loadConfig ----------------------------------------------------------------------------------
+
+Deno.test("loadConfig resolves relative paths against the conf file's folder and keeps absolute ones", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/etc/site`, { recursive: true });
+    const conf = `${dir}/etc/vento.conf`;
+    await Deno.writeTextFile(
+      conf,
+      "DOCUMENT_ROOT=site\nACCESS_LOG=logs/../access.log\nADMIN_SOCKET=../run/v.sock\n",
+    );
+    const r = await loadConfig(conf);
+    if (!r.ok) return assert.fail(r.messages.join("\n"));
+    assert.equal(r.path, conf);
+    assert.equal(r.found, true);
+    assert.equal(r.config.documentRoot, `${dir}/etc/site`);
+    assert.equal(r.config.accessLog, `${dir}/etc/access.log`);
+    assert.equal(r.config.adminSocket, `${dir}/run/v.sock`);
+
+    await Deno.writeTextFile(
+      conf,
+      `DOCUMENT_ROOT=${dir}/etc/site\nACCESS_LOG=/var/log/v.log\nADMIN_SOCKET=/tmp/x.sock`,
+    );
+    const abs = await loadConfig(conf);
+    if (!abs.ok) return assert.fail(abs.messages.join("\n"));
+    assert.equal(abs.config.documentRoot, `${dir}/etc/site`);
+    assert.equal(abs.config.accessLog, "/var/log/v.log");
+    assert.equal(abs.config.adminSocket, "/tmp/x.sock");
+  });
+});
+
+Deno.test("loadConfig leaves ACCESS_LOG - and off and ADMIN_SOCKET off unresolved", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/www`);
+    const conf = `${dir}/vento.conf`;
+    for (const log of ["-", "off"]) {
+      await Deno.writeTextFile(conf, `ACCESS_LOG=${log}\nADMIN_SOCKET=off\n`);
+      const r = await loadConfig(conf);
+      if (!r.ok) return assert.fail(r.messages.join("\n"));
+      assert.equal(r.config.accessLog, log);
+      assert.equal(r.config.adminSocket, "off");
+      assert.equal(r.config.documentRoot, `${dir}/www`);
+    }
+  });
+});
+
+Deno.test("loadConfig names the line where a missing DOCUMENT_ROOT was set", async () => {
+  await withTempDir(async (dir) => {
+    const conf = `${dir}/vento.conf`;
+    await Deno.writeTextFile(conf, "PORT=8080\nDOCUMENT_ROOT=x\n");
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}:2: DOCUMENT_ROOT "x" does not exist (${dir}/x)`],
+    });
+  });
+});
+
+Deno.test("loadConfig says (default) when the missing document root was never set", async () => {
+  await withTempDir(async (dir) => {
+    const conf = `${dir}/vento.conf`;
+    await Deno.writeTextFile(conf, "PORT=8080\n");
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}: DOCUMENT_ROOT "www" (default) does not exist (${dir}/www)`],
+    });
+  });
+});
+
+Deno.test("loadConfig rejects a document root that is a file", async () => {
+  await withTempDir(async (dir) => {
+    const conf = `${dir}/vento.conf`;
+    await Deno.writeTextFile(`${dir}/file.txt`, "hi");
+    await Deno.writeTextFile(conf, `# root\nDOCUMENT_ROOT=${dir}/file.txt\n`);
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}:2: DOCUMENT_ROOT "${dir}/file.txt" is not a directory`],
+    });
+  });
+});
+
+Deno.test("loadConfig reports an explicitly given conf file that is absent", async () => {
+  await withTempDir(async (dir) => {
+    assert.deepEqual(await loadConfig(`${dir}/nope.conf`), {
+      ok: false,
+      messages: [`${dir}/nope.conf: config file not found`],
+    });
+  });
+});
+
+Deno.test("loadConfig formats parse errors with the path it was given", async () => {
+  await withTempDir(async (dir) => {
+    const conf = `${dir}/vento.conf`;
+    await Deno.writeTextFile(conf, "PORT=1\nPORT=2\nFOO=3\n");
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}:2: PORT is already set on line 1`, `${conf}:3: unknown key "FOO"`],
+    });
+  });
+});
+
+Deno.test("loadConfig rejects a conf file that is not UTF-8", async () => {
+  await withTempDir(async (dir) => {
+    const conf = `${dir}/vento.conf`;
+    await Deno.writeFile(conf, new Uint8Array([0x50, 0x4f, 0x52, 0x54, 0x3d, 0xff, 0x0a]));
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}: config file is not valid UTF-8`],
+    });
+  });
+});
+
+Deno.test("loadConfig applies a port override over PORT and rejects one out of range", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/www`);
+    const conf = `${dir}/vento.conf`;
+    await Deno.writeTextFile(conf, "PORT=8081\n");
+    const r = await loadConfig(conf, { portOverride: 0 });
+    assert.ok(r.ok);
+    assert.equal(r.config.port, 0);
+    assert.deepEqual(await loadConfig(conf, { portOverride: 70000 }), {
+      ok: false,
+      messages: ["--port must be between 0 and 65535, got 70000"],
+    });
+  });
+});
+
+Deno.test("loadConfig without a path falls back to defaults when ./vento.conf is absent", async () => {
+  // The default path is relative to the working directory, which is process-wide; a child process
+  // gets its own, so this test cannot disturb tests running beside it.
+  await withTempDir(async (dir) => {
+    const script = `import { loadConfig } from ${JSON.stringify(`${REPO_ROOT}/src/config.ts`)};
+      console.log(JSON.stringify(await loadConfig(null)));`;
+    const run = async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--no-config", script],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      return JSON.parse(new TextDecoder().decode(out.stdout));
+    };
+    assert.deepEqual(await run(), {
+      ok: false,
+      messages: [`vento.conf: DOCUMENT_ROOT "www" (default) does not exist (${dir}/www)`],
+    });
+    await Deno.mkdir(`${dir}/www`);
+    const r = await run();
+    assert.equal(r.ok, true);
+    assert.equal(r.found, false);
+    assert.equal(r.path, `${dir}/vento.conf`);
+    assert.deepEqual(r.config, {
+      ...DEFAULT_CONFIG,
+      documentRoot: `${dir}/www`,
+      accessLog: `${dir}/vento.log`,
+      adminSocket: `${dir}/vento.sock`,
+    });
+  });
+});
+
+// --- the shipped vento.conf ----------------------------------------------------------------------
+
+const COMMENTED_KEY = /^#\s*([A-Z][A-Z0-9_]*=.*)$/;
+
+Deno.test("shipped vento.conf names every setting, each under its one-line doc", async () => {
+  const lines = (await Deno.readTextFile(`${REPO_ROOT}/vento.conf`)).split("\n");
+  for (const s of SETTINGS) {
+    const i = lines.findIndex((l) => l.startsWith(`${s.key}=`) || l.startsWith(`#${s.key}=`));
+    assert.ok(i > 0, `${s.key} is missing from vento.conf`);
+    assert.equal(lines[i - 1], `# ${s.doc}`, `the line above ${s.key} should be its doc`);
+  }
+});
+
+Deno.test("shipped vento.conf with every key uncommented parses to exactly the defaults", async () => {
+  const text = await Deno.readTextFile(`${REPO_ROOT}/vento.conf`);
+  const uncommented = text.split("\n").map((l) => l.match(COMMENTED_KEY)?.[1] ?? l).join("\n");
+  const r = parseConfig(uncommented);
+  assert.deepEqual(okConfig(r), DEFAULT_CONFIG);
+  assert.ok(r.ok);
+  assert.deepEqual([...r.setKeys].sort(), SETTINGS.map((s) => s.key).sort());
+});
+
+Deno.test("shipped vento.conf sets PORT=8080 and DOCUMENT_ROOT=www and loads against the repo", async () => {
+  const r = await loadConfig(`${REPO_ROOT}/vento.conf`);
+  if (!r.ok) return assert.fail(r.messages.join("\n"));
+  assert.equal(r.config.port, 8080);
+  assert.equal(r.config.documentRoot, `${REPO_ROOT}/www`);
+  const active = parseConfig(await Deno.readTextFile(`${REPO_ROOT}/vento.conf`));
+  assert.ok(active.ok);
+  assert.deepEqual(active.setKeys, ["PORT", "DOCUMENT_ROOT"]);
+});

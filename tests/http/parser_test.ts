@@ -1,0 +1,140 @@
+/**
+ * `RequestParser` API contract: results, offsets, stickiness, reuse, buffer ranges. Grammar coverage
+ * lives in the golden vectors (`vectors_test.ts`); this file pins what the connection layer relies on.
+ */
+
+import assert from "node:assert/strict";
+import { parseContentLength, type ParseResult, RequestParser } from "../../src/http/parser.ts";
+
+const LIMITS = { maxRequestLineBytes: 8192, maxHeaderBytes: 16384, maxHeaderCount: 100 };
+const enc = new TextEncoder();
+
+function head(r: ParseResult) {
+  assert.equal(r.kind, "head", JSON.stringify(r));
+  return r as Extract<ParseResult, { kind: "head" }>;
+}
+
+Deno.test("parser answers more and counts bytesSeen for a partial head", () => {
+  const p = new RequestParser(LIMITS);
+  assert.equal(p.bytesSeen, 0);
+  const b = enc.encode("GET / HTTP/1.1\r\nHo");
+  assert.deepEqual(p.feed(b, 0, b.length), { kind: "more" });
+  assert.equal(p.bytesSeen, b.length);
+  const rest = enc.encode("st: a\r\n\r\n");
+  const r = head(p.feed(rest, 0, rest.length));
+  assert.equal(r.consumed, rest.length);
+  assert.equal(r.head.host, "a");
+  assert.equal(p.bytesSeen, b.length + rest.length);
+});
+
+Deno.test("parser reports consumed for a head followed by pipelined bytes", () => {
+  const p = new RequestParser(LIMITS);
+  const text = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n";
+  const b = enc.encode(text);
+  const r = head(p.feed(b, 0, b.length));
+  assert.equal(r.consumed, text.indexOf("GET /2"));
+  assert.equal(r.head.path, "/1");
+});
+
+Deno.test("parser only reads chunk[start,end) and counts consumed from start", () => {
+  const p = new RequestParser(LIMITS);
+  const inner = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+  // Bytes outside the range are invalid everywhere: reading them would show as an error.
+  const b = enc.encode("\x00\x00\x00" + inner + "\x00\x00");
+  const r = head(p.feed(b, 3, 3 + inner.length));
+  assert.equal(r.consumed, inner.length);
+  assert.equal(r.head.path, "/x");
+});
+
+Deno.test("parser treats an empty range as more without consuming", () => {
+  const p = new RequestParser(LIMITS);
+  const b = enc.encode("GET");
+  assert.deepEqual(p.feed(b, 2, 2), { kind: "more" });
+  assert.equal(p.bytesSeen, 0);
+});
+
+Deno.test("parser error is sticky until reset", () => {
+  const p = new RequestParser(LIMITS);
+  const bad = enc.encode("GET / HTTP/1.1\nHost: a\r\n\r\n");
+  const r = p.feed(bad, 0, bad.length);
+  assert.deepEqual(r, { kind: "error", code: "BARE_LF", offset: 14 });
+  const good = enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  assert.deepEqual(p.feed(good, 0, good.length), r);
+  p.reset();
+  assert.equal(p.bytesSeen, 0);
+  assert.equal(head(p.feed(good, 0, good.length)).head.method, "GET");
+});
+
+Deno.test("parser returns the same head with consumed 0 until reset", () => {
+  const p = new RequestParser(LIMITS);
+  const b = enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET");
+  const first = head(p.feed(b, 0, b.length));
+  const again = head(p.feed(b, first.consumed, b.length));
+  assert.equal(again.consumed, 0);
+  assert.equal(again.head, first.head);
+});
+
+Deno.test("parser reused after reset gives each head its own headers array", () => {
+  const p = new RequestParser(LIMITS);
+  const a = enc.encode("GET /a HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n");
+  const b = enc.encode("GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+  const ha = head(p.feed(a, 0, a.length)).head;
+  p.reset();
+  const hb = head(p.feed(b, 0, b.length)).head;
+  assert.deepEqual(ha.headers, ["host", "a", "x-a", "1"]);
+  assert.deepEqual(hb.headers, ["host", "b"]);
+  assert.equal(hb.keepAlive, true);
+  assert.equal(hb.contentLength, -1);
+});
+
+Deno.test("parser keeps its state when the caller reuses the read buffer between feeds", () => {
+  // A connection reads into the same buffer again: the parser must have copied any partial token.
+  const p = new RequestParser(LIMITS);
+  const buf = new Uint8Array(64);
+  const part1 = enc.encode("GET /lo");
+  buf.set(part1);
+  assert.equal(p.feed(buf, 0, part1.length).kind, "more");
+  buf.fill(0x21);
+  const part2 = enc.encode("ng HTTP/1.1\r\nHost: a\r\nX-V: ab");
+  buf.set(part2);
+  assert.equal(p.feed(buf, 0, part2.length).kind, "more");
+  buf.fill(0x21);
+  const part3 = enc.encode("cd  \r\n\r\n");
+  buf.set(part3);
+  const h = head(p.feed(buf, 0, part3.length)).head;
+  assert.equal(h.path, "/long");
+  assert.deepEqual(h.headers, ["host", "a", "x-v", "abcd"]);
+});
+
+Deno.test("parser keeps a large head identical whether whole or in three reads", () => {
+  const value = "v".repeat(3000) + " \t " + "w".repeat(3000);
+  const text = `POST /up HTTP/1.1\r\nHost: h\r\nX-Big: ${value}   \r\nContent-Length: 7\r\n\r\n`;
+  const b = enc.encode(text);
+  const whole = head(new RequestParser(LIMITS).feed(b, 0, b.length)).head;
+  const p = new RequestParser(LIMITS);
+  assert.equal(p.feed(b, 0, 1000).kind, "more");
+  assert.equal(p.feed(b, 1000, 4000).kind, "more");
+  const r = head(p.feed(b, 4000, b.length));
+  assert.equal(r.consumed, b.length - 4000);
+  assert.deepEqual(r.head, whole);
+  assert.equal(whole.headers[3], value);
+  assert.equal(whole.contentLength, 7);
+});
+
+Deno.test("parser never reports an offset beyond the bytes it was given", () => {
+  const p = new RequestParser({ ...LIMITS, maxHeaderBytes: 20 });
+  const b = enc.encode("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n");
+  assert.deepEqual(p.feed(b, 0, 10), { kind: "more" });
+  assert.deepEqual(p.feed(b, 10, b.length), { kind: "error", code: "HEADER_TOO_LARGE", offset: 20 });
+});
+
+Deno.test("parseContentLength accepts digits and identical lists only", () => {
+  assert.equal(parseContentLength("0"), 0);
+  assert.equal(parseContentLength("42"), 42);
+  assert.equal(parseContentLength("42 , 42,42"), 42);
+  assert.equal(parseContentLength("999999999999999"), 999_999_999_999_999);
+  for (const bad of ["", " ", "+1", "-1", "1.0", "0x1", "1 2", "1,", ",1", "1e2", "1234567890123456"]) {
+    assert.equal(parseContentLength(bad), -1, JSON.stringify(bad));
+  }
+  assert.equal(parseContentLength("1, 2"), -2);
+});
