@@ -12,6 +12,7 @@ import { type Clock, systemClock } from "./src/net/clock.ts";
 import { Server } from "./src/net/server.ts";
 import { Stats } from "./src/stats/stats.ts";
 import { Guard } from "./src/guard/policy.ts";
+import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
 import { AccessLog } from "./src/access_log.ts";
@@ -22,7 +23,10 @@ import { VERSION } from "./src/version.ts";
 /** A running Vento. */
 export interface Vento {
   readonly config: Config;
+  /** The plain HTTP address (the HTTPS one when PLAIN_HTTP=off). */
   readonly addr: Deno.NetAddr;
+  /** The HTTPS address, or null when TLS_CERT/TLS_KEY are off. */
+  readonly tlsAddr: Deno.NetAddr | null;
   readonly server: Server;
   readonly stats: Stats;
   readonly guard: Guard;
@@ -41,6 +45,8 @@ export interface StartOptions {
   clock?: Clock;
   /** Error lines (default console.error). */
   logError?: (message: string) => void;
+  /** The port given on the command line, which a reload must keep winning over PORT in the file. */
+  portOverride?: number;
 }
 
 /** Settings that a reload can apply to a running server without a restart. */
@@ -98,9 +104,19 @@ export async function startVento(config: Config, options: StartOptions): Promise
     logError,
   });
   let addr: Deno.NetAddr;
+  let tlsAddr: Deno.NetAddr | null = null;
   try {
-    addr = server.listen();
+    if (live.plainHttp) server.listen();
+    if (live.tlsCert !== "off") {
+      const [certPem, keyPem] = await Promise.all([
+        Deno.readTextFile(live.tlsCert),
+        Deno.readTextFile(live.tlsKey),
+      ]);
+      tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+    }
+    addr = server.addr;
   } catch (e) {
+    server.forceClose();
     staticResponder.close();
     await accessLog?.close();
     throw e;
@@ -125,7 +141,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
 
   const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
     if (options.configPath === null) return { applied: [], needsRestart: [] };
-    const loaded = await loadConfig(options.configPath, {});
+    const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
     const next = loaded.config;
     const applied: string[] = [];
@@ -157,7 +173,9 @@ export async function startVento(config: Config, options: StartOptions): Promise
       protocol: PROTOCOL_VERSION,
       pid: Deno.pid,
       uptimeMs: clock.wallMs() - startedWallMs,
-      listen: [`${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`],
+      listen: [...(live.plainHttp ? [addr] : []), ...(tlsAddr === null ? [] : [tlsAddr])].map((a) =>
+        `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}`
+      ),
       configPath: options.configPath ?? "",
     }),
     stats: () => stats.snapshot(clock.nowMs(), clock.wallMs()),
@@ -166,7 +184,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
     bans: () => guard.bans(),
     ban: (target, ms, reason) => {
       const r = guard.ban(target, ms, reason);
-      if (r.ok) server.kickKey(target);
+      if (r.ok) kickBanned(server, target, live);
       return r;
     },
     unban: (target) => guard.unban(target),
@@ -191,6 +209,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   return {
     config: live,
     addr,
+    tlsAddr,
     server,
     stats,
     guard,
@@ -199,6 +218,25 @@ export async function startVento(config: Config, options: StartOptions): Promise
     shutdown,
     done,
   };
+}
+
+/**
+ * After an operator ban, closes the open connections it covers, as the accept-time check would refuse
+ * them. The target is normalised first: `2001:db8::1` bans the key `2001:db8::/64`, `127.0.0.5/32` the key
+ * `127.0.0.5`; a wider CIDR covers every peer inside it except allowlisted ones (the guard exempts those).
+ */
+function kickBanned(server: Server, text: string, config: Config): void {
+  const target = banTarget(text, config.clientIpv6PrefixBits);
+  if (target === null) return;
+  if ("key" in target) {
+    server.kickKey(target.key);
+    return;
+  }
+  for (const c of server.connections()) {
+    if (!addressInCidr(c.remote, target.cidr)) continue;
+    if (config.allowlist.some((allowed) => addressInCidr(c.remote, allowed))) continue;
+    server.kick(c.id);
+  }
 }
 
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
@@ -268,19 +306,22 @@ export async function main(args: string[]): Promise<number> {
 
   let vento: Vento;
   try {
-    vento = await startVento(loaded.config, { configPath });
+    vento = await startVento(loaded.config, { configPath, portOverride });
   } catch (e) {
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
     else if (e instanceof Deno.errors.AddrInUse) {
-      console.error(`vento: port ${loaded.config.port} on ${loaded.config.host} is already in use`);
+      const c = loaded.config;
+      const ports = [...(c.plainHttp ? [c.port] : []), ...(c.tlsCert === "off" ? [] : [c.tlsPort])];
+      console.error(`vento: port ${ports.join(" or ")} on ${c.host} is already in use`);
     } else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
     return 2;
   }
-  const a = vento.addr;
-  const host = a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
-  console.log(
-    `vento ${VERSION} listening on http://${host}:${a.port}/ serving ${loaded.config.documentRoot}`,
+  const urls: [string, Deno.NetAddr][] = loaded.config.plainHttp ? [["http", vento.addr]] : [];
+  if (vento.tlsAddr !== null) urls.push(["https", vento.tlsAddr]);
+  const shown = urls.map(([scheme, a]) =>
+    `${scheme}://${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}/`
   );
+  console.log(`vento ${VERSION} listening on ${shown.join(" and ")} serving ${loaded.config.documentRoot}`);
 
   let signals = 0;
   const onStop = () => {

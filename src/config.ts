@@ -20,6 +20,14 @@ export interface Config {
   accessLog: string;
   /** Admin Unix socket path, or `off`. Relative to the conf's folder. */
   adminSocket: string;
+  /** Serve plain HTTP on `port`; `false` (HTTPS only) requires `tlsCert` and `tlsKey`. */
+  plainHttp: boolean;
+  /** TLS certificate chain (PEM) path, or `off`; with `tlsKey` it turns on HTTPS on `tlsPort`. */
+  tlsCert: string;
+  /** TLS private key (PEM) path, or `off`. Relative paths resolve against the conf's folder. */
+  tlsKey: string;
+  /** HTTPS port (used only when `tlsCert` and `tlsKey` are set; 0 picks a free one). */
+  tlsPort: number;
 
   // --- HTTP parsing limits ----------------------------------------------------------------------
   /** Request line bytes; above this the answer is 414 and the connection closes. */
@@ -143,6 +151,10 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   documentRoot: "www",
   accessLog: "vento.log",
   adminSocket: "vento.sock",
+  plainHttp: true,
+  tlsCert: "off",
+  tlsKey: "off",
+  tlsPort: 8443,
   maxRequestLineBytes: 8 * KiB,
   maxHeaderBytes: 16 * KiB,
   maxHeaderCount: 100,
@@ -198,6 +210,25 @@ export const SETTINGS: readonly Setting[] = [
   { key: "DOCUMENT_ROOT", field: "documentRoot", kind: str, doc: "folder to serve, relative to vento.conf" },
   { key: "ACCESS_LOG", field: "accessLog", kind: str, doc: "access log path, - for stdout, off for none" },
   { key: "ADMIN_SOCKET", field: "adminSocket", kind: str, doc: "admin Unix socket path, or off" },
+  {
+    key: "PLAIN_HTTP",
+    field: "plainHttp",
+    kind: { type: "bool" },
+    doc: "serve plain HTTP on PORT; off serves HTTPS only (needs TLS_CERT and TLS_KEY)",
+  },
+  {
+    key: "TLS_CERT",
+    field: "tlsCert",
+    kind: str,
+    doc: "TLS certificate chain (PEM) path, or off for no HTTPS",
+  },
+  { key: "TLS_KEY", field: "tlsKey", kind: str, doc: "TLS private key (PEM) path, or off" },
+  {
+    key: "TLS_PORT",
+    field: "tlsPort",
+    kind: int(0, 65535),
+    doc: "HTTPS port, used when TLS_CERT and TLS_KEY are set",
+  },
   {
     key: "MAX_REQUEST_LINE_BYTES",
     field: "maxRequestLineBytes",
@@ -511,6 +542,18 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
     if (config.banMs > config.banMaxMs) {
       errors.push({ line: seen.get("BAN_MS") ?? 0, message: "BAN_MS exceeds BAN_MAX_MS" });
     }
+    if ((config.tlsCert === "off") !== (config.tlsKey === "off")) {
+      errors.push({
+        line: seen.get(config.tlsCert === "off" ? "TLS_KEY" : "TLS_CERT") ?? 0,
+        message: "TLS_CERT and TLS_KEY must be set together (or both off)",
+      });
+    }
+    if (!config.plainHttp && config.tlsCert === "off") {
+      errors.push({
+        line: seen.get("PLAIN_HTTP") ?? 0,
+        message: "PLAIN_HTTP=off needs TLS_CERT and TLS_KEY",
+      });
+    }
     if (config.maxConnsPerClient > config.maxConns) {
       errors.push({
         line: seen.get("MAX_CONNS_PER_CLIENT") ?? 0,
@@ -535,7 +578,7 @@ export type LoadConfigResult =
 /** The conf file read when `--config` is not given, relative to the working directory. */
 export const DEFAULT_CONFIG_PATH = "vento.conf";
 
-/** Values of ACCESS_LOG / ADMIN_SOCKET that are switches, not paths, so never resolved. */
+/** Values of ACCESS_LOG / ADMIN_SOCKET / TLS_CERT / TLS_KEY that are switches, not paths, so never resolved. */
 const NOT_A_PATH = new Set(["-", "off"]);
 
 function isAbsolutePath(p: string): boolean {
@@ -621,6 +664,8 @@ export async function loadConfig(
   config.documentRoot = resolvePath(confDir, rawRoot);
   if (!NOT_A_PATH.has(config.accessLog)) config.accessLog = resolvePath(confDir, config.accessLog);
   if (config.adminSocket !== "off") config.adminSocket = resolvePath(confDir, config.adminSocket);
+  if (config.tlsCert !== "off") config.tlsCert = resolvePath(confDir, config.tlsCert);
+  if (config.tlsKey !== "off") config.tlsKey = resolvePath(confDir, config.tlsKey);
 
   const rootLine = lineOfKey(text, "DOCUMENT_ROOT");
   const where = rootLine > 0 ? `${shownPath}:${rootLine}` : shownPath;
@@ -635,6 +680,24 @@ export async function loadConfig(
     } else {
       const why = err instanceof Error ? err.message : String(err);
       messages.push(`${where}: ${what} cannot be checked: ${why}`);
+    }
+  }
+
+  // The PEM files are read at start-up anyway; checking here lets `--check` catch a wrong path before a
+  // deploy. Whether the key matches the certificate is only known when the TLS listener is built.
+  for (const [key, path] of [["TLS_CERT", config.tlsCert], ["TLS_KEY", config.tlsKey]] as const) {
+    if (path === "off") continue;
+    const line = lineOfKey(text, key);
+    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    try {
+      if (!(await Deno.readTextFile(path)).includes("-----BEGIN ")) {
+        messages.push(`${at}: ${key} "${path}" is not a PEM file`);
+      }
+    } catch (err) {
+      const why = err instanceof Deno.errors.NotFound
+        ? "does not exist"
+        : `cannot be read: ${err instanceof Error ? err.message : String(err)}`;
+      messages.push(`${at}: ${key} "${path}" ${why}`);
     }
   }
 

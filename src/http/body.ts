@@ -27,7 +27,7 @@ export type ChunkedResult =
 export interface ChunkedLimits {
   /** Bytes of trailer field lines (not counting the final CRLF); the byte past it is TRAILER_TOO_LARGE. */
   maxTrailerBytes: number;
-  /** Bytes of one chunk line's extensions (from the first `;`); past it INVALID_CHUNK_EXTENSION. */
+  /** Bytes of one chunk line's extensions (from the first `;` to its CR); past it INVALID_CHUNK_EXTENSION. */
   maxChunkExtBytes?: number;
 }
 

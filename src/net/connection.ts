@@ -22,9 +22,12 @@ import { RequestParser } from "../http/parser.ts";
 import { ChunkedDecoder } from "../http/body.ts";
 import type { DateLine } from "../http/date.ts";
 import { forwardedForOf } from "../guard/client_key.ts";
+import type { BufferPool } from "../static/buffer_pool.ts";
 
 /** Bytes of the buffer every connection keeps a read pending on. Small on purpose: idle connections are cheap. */
 export const READ_BUFFER_BYTES = 4096;
+/** Size of the pooled buffers responses are coalesced into (borrowed only while a batch is written). */
+export const OUT_BUFFER_BYTES = 16 * 1024;
 /** Coalesced output above this is written before more pipelined requests are parsed (bounds memory). */
 export const OUT_FLUSH_BYTES = 256 * 1024;
 /** In-memory bodies up to this size are copied next to their head (one write); larger go out on their own. */
@@ -83,8 +86,18 @@ export interface ConnContext {
   readonly gate: RequestGate | null;
   readonly accessLog: AccessLogSink | null;
   readonly dateLine: DateLine;
+  /**
+   * A coarse monotonic "now" for setting deadlines, refreshed by the server's sweeper and never behind the
+   * real time (so deadlines never fire early, at most one sweep late). Reading `performance.now()` is an op
+   * crossing; per request that cost more than parsing.
+   */
+  readonly nowMs: number;
   /** True once shutdown began: answers carry `Connection: close`. */
   readonly shuttingDown: boolean;
+  /** Read buffers (READ_BUFFER_BYTES) of closed connections, reused by new ones. */
+  readonly readPool: BufferPool;
+  /** Output buffers (OUT_BUFFER_BYTES), borrowed per written batch. */
+  readonly outPool: BufferPool;
   /** Logs one line naming the action (`conn 42 203.0.113.9: reading request head: …`). */
   logError(message: string): void;
 }
@@ -132,7 +145,7 @@ export class Connection {
   #ctx: ConnContext;
   #ticket: number;
   #parser: RequestParser;
-  #buf = new Uint8Array(READ_BUFFER_BYTES);
+  #buf: Uint8Array;
   #start = 0;
   #end = 0;
   #state: ConnState = "new";
@@ -171,7 +184,8 @@ export class Connection {
     this.#ticket = ticket;
     this.#ctx = ctx;
     this.#parser = new RequestParser(ctx.options);
-    this.#acceptedAtMs = ctx.clock.nowMs();
+    this.#buf = ctx.readPool.acquire();
+    this.#acceptedAtMs = ctx.nowMs;
     ctx.stats.idle++;
     this.#sink = { write: (bytes) => this.#writeStream(bytes) };
   }
@@ -216,6 +230,8 @@ export class Connection {
     } finally {
       this.close();
       this.#ctx.gate?.release(this.#ticket);
+      // The loop has ended, so no read is pending into the buffer: it is safe to hand on.
+      this.#ctx.readPool.release(this.#buf);
     }
   }
 
@@ -277,7 +293,6 @@ export class Connection {
   /** Returns the action in progress when it ended (for the log line of an unexpected error). */
   async #loop(): Promise<string> {
     const o = this.#ctx.options;
-    const clock = this.#ctx.clock;
     for (;;) {
       // Parse everything this read delivered; sync replies pile up in #out.
       while (this.#start < this.#end) {
@@ -305,7 +320,7 @@ export class Connection {
         this.#parser.reset();
         this.#head = null;
         // Bytes of the next pipelined request are already here: its header deadline starts now.
-        this.#setDeadline("header", clock.nowMs() + o.headerTimeoutMs);
+        this.#setDeadline("header", this.#ctx.nowMs + o.headerTimeoutMs);
         if (this.#outLen >= OUT_FLUSH_BYTES) await this.#flush();
       }
       await this.#flush();
@@ -313,7 +328,7 @@ export class Connection {
         // Between requests: keep-alive idle. The header deadline starts with the next first byte.
         this.#setState("idle");
         const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
-        this.#setDeadline("idle", clock.nowMs() + idle);
+        this.#setDeadline("idle", this.#ctx.nowMs + idle);
       }
       if (this.#ctx.shuttingDown && this.#state === "idle") return "closing for shutdown";
       this.#start = 0;
@@ -325,7 +340,7 @@ export class Connection {
       }
       this.#end = n;
       if (this.#state !== "active") {
-        if (this.#state === "idle") this.#setDeadline("header", clock.nowMs() + o.headerTimeoutMs);
+        if (this.#state === "idle") this.#setDeadline("header", this.#ctx.nowMs + o.headerTimeoutMs);
         this.#setState("active");
       }
     }
@@ -430,9 +445,8 @@ export class Connection {
   /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */
   async #readBody(head: RequestHead, limit: number): Promise<Uint8Array | ErrorCode> {
     const o = this.#ctx.options;
-    const clock = this.#ctx.clock;
     this.#rateKind = "body";
-    this.#rateStartMs = clock.nowMs();
+    this.#rateStartMs = this.#ctx.nowMs;
     this.#rateBytes = 0;
     try {
       if (!head.chunked) {
@@ -444,7 +458,7 @@ export class Connection {
           got += take;
           this.#start += take;
           if (got === body.length) return body;
-          this.#setDeadline("body", clock.nowMs() + o.bodyIdleTimeoutMs);
+          this.#setDeadline("body", this.#ctx.nowMs + o.bodyIdleTimeoutMs);
           this.#start = 0;
           this.#end = 0;
           const n = await this.#read();
@@ -479,7 +493,7 @@ export class Connection {
           this.#start += r.consumed;
           return body.subarray(0, len);
         }
-        this.#setDeadline("body", clock.nowMs() + o.bodyIdleTimeoutMs);
+        this.#setDeadline("body", this.#ctx.nowMs + o.bodyIdleTimeoutMs);
         this.#start = 0;
         this.#end = 0;
         const n = await this.#read();
@@ -533,7 +547,7 @@ export class Connection {
       throw e;
     }
     this.#rateKind = "send";
-    this.#rateStartMs = this.#ctx.clock.nowMs();
+    this.#rateStartMs = this.#ctx.nowMs;
     this.#rateBytes = 0;
     try {
       await stream.pipe(this.#sink);
@@ -567,7 +581,7 @@ export class Connection {
     if (n === 0) return;
     let out = this.#out;
     if (out === null) {
-      out = this.#out = new Uint8Array(Math.max(8192, n));
+      out = this.#out = n <= OUT_BUFFER_BYTES ? this.#ctx.outPool.acquire() : new Uint8Array(n);
     } else if (this.#outLen + n > out.byteLength) {
       const grown = new Uint8Array(Math.max(out.byteLength * 2, this.#outLen + n));
       grown.set(out.subarray(0, this.#outLen));
@@ -584,10 +598,13 @@ export class Connection {
     const len = this.#outLen;
     this.#outLen = 0;
     await this.#writeAll(out.subarray(0, len));
-    // Keep a small output buffer for the next batch; let a grown one go.
-    if (out.byteLength > 64 * 1024) this.#out = null;
+    // Only a completed write returns the buffer: a pending one may still be reading from it, and a reused
+    // buffer must never carry another connection's bytes to this peer. Grown buffers go to the GC.
+    this.#out = null;
+    this.#ctx.outPool.release(out);
   }
 
+  /** Drops (never pools) the output buffer: a write may still be reading from it. */
   #releaseOut(): void {
     this.#out = null;
     this.#outLen = 0;
@@ -595,13 +612,12 @@ export class Connection {
 
   /** Writes all of `bytes` (writes may be partial) under the send deadline. */
   async #writeAll(bytes: Uint8Array): Promise<void> {
-    const clock = this.#ctx.clock;
     const savedKind = this.#deadlineKind;
     const savedAt = this.#deadlineMs;
     let off = 0;
     while (off < bytes.byteLength) {
       if (this.#closed) throw new ClosedError();
-      this.#setDeadline("send", clock.nowMs() + this.#ctx.options.sendTimeoutMs);
+      this.#setDeadline("send", this.#ctx.nowMs + this.#ctx.options.sendTimeoutMs);
       const n = await this.#conn.write(off === 0 ? bytes : bytes.subarray(off));
       off += n;
       this.#bytesOut += n;
@@ -657,7 +673,7 @@ export class Connection {
   async #lingerClose(): Promise<void> {
     if (this.#closed) return;
     this.#setState("closing");
-    this.#setDeadline("linger", this.#ctx.clock.nowMs() + LINGER_MS);
+    this.#setDeadline("linger", this.#ctx.nowMs + LINGER_MS);
     try {
       await this.#conn.closeWrite();
     } catch {
@@ -684,10 +700,10 @@ export class Connection {
     // The read loop is parked on a pending read; write the answer beside it, then close: the pending read
     // fails with Interrupted and the loop ends. A short send deadline bounds the write.
     this.#setState("closing");
-    this.#setDeadline("send", ctx.clock.nowMs() + Math.min(ctx.options.sendTimeoutMs, LINGER_MS));
+    this.#setDeadline("send", ctx.nowMs + Math.min(ctx.options.sendTimeoutMs, LINGER_MS));
     this.#flush().then(() => this.#conn.closeWrite()).catch(() => {}).finally(() => {
       // Give the peer a moment to read the answer before the reset that closing with unread data causes.
-      this.#setDeadline("linger", ctx.clock.nowMs() + LINGER_MS);
+      this.#setDeadline("linger", ctx.nowMs + LINGER_MS);
     });
   }
 

@@ -12,6 +12,8 @@ import {
   type AccessLogSink,
   type ConnContext,
   Connection,
+  OUT_BUFFER_BYTES,
+  READ_BUFFER_BYTES,
   type ConnectionOptions,
   type RequestGate,
 } from "./connection.ts";
@@ -19,6 +21,7 @@ import type { RefuseReason, Stats } from "../stats/stats.ts";
 import type { Handler } from "../http/handler.ts";
 import { DateLine } from "../http/date.ts";
 import { textReply } from "../http/response.ts";
+import { BufferPool } from "../static/buffer_pool.ts";
 
 /** Admission at accept (the guard implements it). */
 export interface ConnGate extends RequestGate {
@@ -34,6 +37,16 @@ export interface ServerOptions extends ConnectionOptions {
   port: number;
 }
 
+/** An HTTPS listener: its port (on `ServerOptions.host`) and the PEM texts of its certificate and key. */
+export interface TlsListenOptions {
+  port: number;
+  certPem: string;
+  keyPem: string;
+}
+
+/** ALPN offer: HTTP/1.1 only, so a client that wants h2 falls back instead of speaking it to our parser. */
+export const TLS_ALPN_PROTOCOLS = ["http/1.1"];
+
 export interface ServerDeps {
   options: ServerOptions;
   clock: Clock;
@@ -44,6 +57,11 @@ export interface ServerDeps {
   /** Where error lines go (default console.error). */
   logError?: (message: string) => void;
 }
+
+/** Idle read buffers kept for new connections (churn under `Connection: close` would otherwise allocate). */
+export const READ_POOL_KEPT = 256;
+/** Idle output buffers kept. */
+export const OUT_POOL_KEPT = 64;
 
 /** How long a refused connection may take to read its short answer before we close it. */
 export const REFUSAL_LINGER_MS = 200;
@@ -74,6 +92,7 @@ export function sweepIntervalMs(o: ConnectionOptions): number {
 export class Server {
   #deps: ServerDeps;
   #listener: Deno.TcpListener | null = null;
+  #tlsListener: Deno.TlsListener | null = null;
   #conns = new Map<number, Connection>();
   #nextId = 1;
   #shuttingDown = false;
@@ -82,9 +101,14 @@ export class Server {
   #acceptDone: Promise<void> = Promise.resolve();
   #ctx: ConnContext;
   #idleWaiters: (() => void)[] = [];
+  /** Refreshed by every sweep to "now + one sweep period" (see `ConnContext.nowMs`). */
+  #coarseNowMs: number;
+  #sweepMs: number;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
+    this.#sweepMs = sweepIntervalMs(deps.options);
+    this.#coarseNowMs = deps.clock.nowMs() + this.#sweepMs;
     const logError = deps.logError ?? ((m: string) => console.error(m));
     const server = this;
     this.#ctx = {
@@ -95,9 +119,14 @@ export class Server {
       gate: deps.gate,
       accessLog: deps.accessLog,
       dateLine: new DateLine(),
+      get nowMs() {
+        return server.#coarseNowMs;
+      },
       get shuttingDown() {
         return server.#shuttingDown;
       },
+      readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_KEPT),
+      outPool: new BufferPool(OUT_BUFFER_BYTES, OUT_POOL_KEPT),
       logError,
     };
   }
@@ -109,10 +138,33 @@ export class Server {
     return this.#listener.addr;
   }
 
-  /** The bound address (after `listen`). */
+  /**
+   * Binds the HTTPS socket (throws on failure: address in use, or a certificate/key Deno can't use).
+   * Accepting costs no handshake: the handshake runs inside the connection's first read, so it counts
+   * against the header deadline from accept, and a failed one ends only that connection.
+   */
+  listenTls(tls: TlsListenOptions): Deno.NetAddr {
+    this.#tlsListener = Deno.listenTls({
+      hostname: this.#deps.options.host,
+      port: tls.port,
+      transport: "tcp",
+      cert: tls.certPem,
+      key: tls.keyPem,
+      alpnProtocols: TLS_ALPN_PROTOCOLS,
+    });
+    return this.#tlsListener.addr;
+  }
+
+  /** The bound address (after `listen`; the HTTPS one when only `listenTls` was called). */
   get addr(): Deno.NetAddr {
-    if (this.#listener === null) throw new Error("not listening");
-    return this.#listener.addr;
+    const l = this.#listener ?? this.#tlsListener;
+    if (l === null) throw new Error("not listening");
+    return l.addr;
+  }
+
+  /** The HTTPS address, or null when no TLS listener is bound. */
+  get tlsAddr(): Deno.NetAddr | null {
+    return this.#tlsListener?.addr ?? null;
   }
 
   get shuttingDown(): boolean {
@@ -121,16 +173,17 @@ export class Server {
 
   /** Starts accepting; resolves when the listener closes. */
   serve(): Promise<void> {
-    const interval = sweepIntervalMs(this.#deps.options);
-    this.#sweeper = setInterval(() => this.#sweep(), interval);
-    this.#acceptDone = this.#acceptLoop();
+    this.#sweeper = setInterval(() => this.#sweep(), this.#sweepMs);
+    const loops: Promise<void>[] = [];
+    if (this.#listener !== null) loops.push(this.#acceptLoop(this.#listener));
+    if (this.#tlsListener !== null) loops.push(this.#acceptLoop(this.#tlsListener));
+    this.#acceptDone = Promise.all(loops).then(() => {});
     return this.#acceptDone;
   }
 
-  async #acceptLoop(): Promise<void> {
-    const listener = this.#listener!;
+  async #acceptLoop(listener: Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr>): Promise<void> {
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.TcpConn | Deno.TlsConn;
       try {
         conn = await listener.accept();
       } catch (e) {
@@ -148,7 +201,7 @@ export class Server {
     }
   }
 
-  #admit(conn: Deno.TcpConn): void {
+  #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
     const stats = this.#deps.stats;
     const addr = conn.remoteAddr;
     const remote = unmapAddress(addr.hostname);
@@ -158,7 +211,7 @@ export class Server {
     if (gate !== null) {
       const v = gate.admitConnection(remote);
       if (!v.ok) {
-        stats.refused[v.reason]++;
+        // The guard already counted this refusal in `stats.refused` (counting here too doubled it).
         this.#refuse(conn, v.reason, v.retryAfterSec);
         return;
       }
@@ -166,7 +219,8 @@ export class Server {
       key = v.key;
     }
     try {
-      conn.setNoDelay(true);
+      // TlsConn has no setNoDelay; each answer is already one coalesced write there.
+      if ("setNoDelay" in conn) conn.setNoDelay(true);
     } catch {
       // the peer is already gone; the read loop will notice
     }
@@ -183,7 +237,7 @@ export class Server {
   }
 
   /** Refuses at accept: banned peers get nothing; caps get a short 503, rate limits a 429. */
-  #refuse(conn: Deno.TcpConn, reason: RefuseReason, retryAfterSec: number): void {
+  #refuse(conn: Deno.TcpConn | Deno.TlsConn, reason: RefuseReason, retryAfterSec: number): void {
     if (reason === "banned") {
       try {
         conn.close();
@@ -224,6 +278,7 @@ export class Server {
 
   #sweep(): void {
     const now = this.#deps.clock.nowMs();
+    this.#coarseNowMs = now + this.#sweepMs;
     for (const c of this.#conns.values()) c.expireIfDue(now);
     if (now - this.#lastTickMs >= 1000) {
       this.#lastTickMs = now;
@@ -272,11 +327,7 @@ export class Server {
   async shutdown(timeoutMs: number): Promise<void> {
     if (!this.#shuttingDown) {
       this.#shuttingDown = true;
-      try {
-        this.#listener?.close();
-      } catch {
-        // already closed
-      }
+      this.#closeListeners();
     }
     await this.#acceptDone;
     for (const c of this.#conns.values()) c.closeIfIdle();
@@ -291,14 +342,20 @@ export class Server {
     this.forceClose();
   }
 
+  #closeListeners(): void {
+    for (const l of [this.#listener, this.#tlsListener]) {
+      try {
+        l?.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+
   /** Closes every connection and stops the sweeper (second signal, or after the shutdown deadline). */
   forceClose(): void {
     this.#shuttingDown = true;
-    try {
-      this.#listener?.close();
-    } catch {
-      // already closed
-    }
+    this.#closeListeners();
     for (const c of this.#conns.values()) c.close();
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;

@@ -60,8 +60,8 @@ export type EtagList = "*" | ReadonlyArray<{ weak: boolean; tag: string }> | nul
 
 /**
  * Parses `#entity-tag` or `*`. Quoted tags may contain commas, so this scans instead of splitting.
- * A malformed list is null; callers then treat the header as absent... except If-Match, where a
- * malformed value can match nothing and so fails the precondition.
+ * A malformed list is null: for If-None-Match it matches nothing; for If-Match it matches nothing
+ * too, so the precondition fails (412) rather than being skipped.
  */
 export function parseEtagList(value: string): EtagList {
   const v = value.trim();

@@ -12,9 +12,15 @@ export interface Found {
   info: Deno.FileInfo;
 }
 
-/** ENOENT, and ENOTDIR (`/file.txt/child`): both mean "no such file" to a client. */
+/**
+ * ENOENT, ENOTDIR (`/file.txt/child`), ELOOP (a symlink cycle) and ENAMETOOLONG: all mean "no such
+ * file" to a client. A symlink loop or an over-long path is a name that cannot be resolved, not a
+ * server fault: answering 500 (and logging) for them would let any client fill the log.
+ */
 export function isNotFound(e: unknown): boolean {
-  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory ||
+    e instanceof Deno.errors.FilesystemLoop ||
+    (e instanceof Error && (e as { code?: unknown }).code === "ENAMETOOLONG");
 }
 
 export class ConfinedFs {

@@ -112,9 +112,13 @@ export function resolvePath(path: string, opts: ResolveOptions): Resolution {
   const raw = rawPath.split("/");
   const segments: string[] = [];
   let notFound = false;
+  // Whether the path, once decoded, ends by naming a directory (`/a/`, `/a/.`, `/a/%2e`, `/a/b/..`).
+  // Judged on decoded segments so `%2e` and `.` mean the same thing here as they do for resolution.
+  let trailingSlash = true;
   // raw[0] is the empty string before the leading slash.
   for (let i = 1; i < raw.length; i++) {
     const part = raw[i];
+    trailingSlash = true;
     if (part === "") continue;
     const seg = decodeSegment(part);
     if (seg === null || hasForbiddenChar(seg)) return BAD_REQUEST;
@@ -124,6 +128,7 @@ export function resolvePath(path: string, opts: ResolveOptions): Resolution {
       else segments.pop();
       continue;
     }
+    trailingSlash = false;
     if (seg.length > MAX_SEGMENT_BYTES / 3 && utf8Encoder.encode(seg).length > MAX_SEGMENT_BYTES) {
       notFound = true; // cannot exist; answer as not found once the whole path is known to be well formed
       continue;
@@ -136,8 +141,6 @@ export function resolvePath(path: string, opts: ResolveOptions): Resolution {
       if (segments[i].charCodeAt(0) === 0x2e && !(i === 0 && segments[i] === ".well-known")) return NOT_FOUND;
     }
   }
-  const last = raw[raw.length - 1];
-  const trailingSlash = last === "" || last === "." || last === ".." || raw.length === 1;
   return { ok: true, segments, relative: segments.join("/"), trailingSlash, query };
 }
 

@@ -109,8 +109,13 @@ export function decodeLine(line: string): number[] {
 export function parseVectors(text: string, file: string): Vector[] {
   const lines = text.split("\n");
   const out: Vector[] = [];
-  let cur: { where: string; name: string; input: number[] | null; limits: VectorLimits; expected: string[] | null } | null =
-    null;
+  let cur: {
+    where: string;
+    name: string;
+    input: number[] | null;
+    limits: VectorLimits;
+    expected: string[] | null;
+  } | null = null;
   const flush = () => {
     if (cur === null) return;
     if (cur.input === null || cur.expected === null || cur.expected.length === 0) {
@@ -142,7 +147,9 @@ export function parseVectors(text: string, file: string): Vector[] {
     if (line.startsWith("limits:")) {
       for (const kv of line.slice(7).trim().split(/\s+/)) {
         const [k, v] = kv.split("=");
-        if (!(k in cur.limits) || !/^\d+$/.test(v ?? "")) throw new Error(`${file}:${i + 1}: bad limit ${kv}`);
+        if (!(k in cur.limits) || !/^\d+$/.test(v ?? "")) {
+          throw new Error(`${file}:${i + 1}: bad limit ${kv}`);
+        }
         (cur.limits as unknown as Record<string, number>)[k] = Number(v);
       }
       continue;
@@ -150,7 +157,9 @@ export function parseVectors(text: string, file: string): Vector[] {
     if (line === "```http" || line === "```log") {
       const body: string[] = [];
       let j = i + 1;
-      while (j < lines.length && lines[j].replace(/\r$/, "") !== "```") body.push(lines[j++].replace(/\r$/, ""));
+      while (j < lines.length && lines[j].replace(/\r$/, "") !== "```") {
+        body.push(lines[j++].replace(/\r$/, ""));
+      }
       if (j === lines.length) throw new Error(`${file}:${i + 1}: unterminated block`);
       if (line === "```http") {
         if (cur.input !== null) throw new Error(`${file}:${i + 1}: second http block`);
@@ -262,7 +271,10 @@ export function drive(input: Uint8Array, cuts: readonly number[], limits: Vector
           pos = end;
           assert.equal(parser.bytesSeen, headBytes, "bytesSeen counts every byte fed to an open head");
         } else if (r.kind === "error") {
-          assert.ok(r.offset >= 0 && r.offset <= headBytes + end - pos, `offset ${r.offset} within the input`);
+          assert.ok(
+            r.offset >= 0 && r.offset <= headBytes + end - pos,
+            `offset ${r.offset} within the input`,
+          );
           assert.deepEqual(parser.feed(buf, pos, end), r, "an error is sticky until reset");
           out.push(`error ${r.code} at ${r.offset}`);
           return out;
@@ -338,7 +350,8 @@ export function compareLog(actual: readonly string[], expected: readonly string[
   for (let k = 0; k < e.length; k++) {
     const [ah, ...af] = a[k];
     const [eh, ...ef] = e[k];
-    const headMatches = ah === eh || (eh.startsWith("error ") && !eh.includes(" at ") && ah.startsWith(eh + " at "));
+    const headMatches = ah === eh ||
+      (eh.startsWith("error ") && !eh.includes(" at ") && ah.startsWith(eh + " at "));
     if (!headMatches) return `event ${k}: expected "${eh}", got "${ah}"\n${actual.join("\n")}`;
     for (const f of ef) {
       if (f.startsWith("header ")) continue;

@@ -29,7 +29,7 @@ function decode(decoder: ChunkedDecoder, bytes: Uint8Array, cuts: number[] = [])
   return { body: dec.decode(Uint8Array.from(parts)), last, consumed };
 }
 
-const SAMPLE = "4;ext=\"a;b\"\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\n";
+const SAMPLE = '4;ext="a;b"\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\n';
 
 Deno.test("decoder yields the same body and consumed for every split", () => {
   const bytes = enc.encode(SAMPLE + "GET / HTTP/1.1\r\n");

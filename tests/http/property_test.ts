@@ -15,7 +15,9 @@ const NUM_RUNS = 300;
 /** Sorted distinct cut offsets inside [1, length). */
 function cutsFor(length: number): fc.Arbitrary<number[]> {
   if (length < 2) return fc.constant([]);
-  return fc.uniqueArray(fc.integer({ min: 1, max: length - 1 }), { maxLength: 8 }).map((a) => a.sort((x, y) => x - y));
+  return fc.uniqueArray(fc.integer({ min: 1, max: length - 1 }), { maxLength: 8 }).map((a) =>
+    a.sort((x, y) => x - y)
+  );
 }
 
 /** Byte strings made mostly of HTTP fragments, so the parser gets deep before failing. */
@@ -57,7 +59,7 @@ const TEMPLATES = [
   "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
   "GET /x?y HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n",
   "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: a\r\n\r\n",
-  "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=\"q\"\r\nabc\r\n0\r\nT: v\r\n\r\n",
+  'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e="q"\r\nabc\r\n0\r\nT: v\r\n\r\n',
   "OPTIONS * HTTP/1.1\r\nHost: [::1]:8\r\nExpect: 100-continue\r\nX-A:  b \r\n\r\n",
   "GET http://h:1/ HTTP/1.1\r\nHost: h\r\nContent-Length: 2, 2\r\n\r\nok",
 ];
@@ -66,9 +68,12 @@ const TEMPLATES = [
 const mutated: fc.Arbitrary<Uint8Array> = fc
   .tuple(
     fc.constantFrom(...TEMPLATES),
-    fc.array(fc.tuple(fc.nat(), fc.constantFrom("set", "insert", "delete"), fc.integer({ min: 0, max: 255 })), {
-      maxLength: 3,
-    }),
+    fc.array(
+      fc.tuple(fc.nat(), fc.constantFrom("set", "insert", "delete"), fc.integer({ min: 0, max: 255 })),
+      {
+        maxLength: 3,
+      },
+    ),
   )
   .map(([template, edits]) => {
     const b = Array.from(template, (c) => c.charCodeAt(0));
@@ -110,7 +115,12 @@ Deno.test("parser never throws and never consumes more than it was given", () =>
 });
 
 Deno.test("any chunking of arbitrary bytes gives the same outcome as feeding them whole", () => {
-  const limits = { ...DEFAULT_VECTOR_LIMITS, maxHeaderBytes: 200, maxRequestLineBytes: 60, maxHeaderCount: 5 };
+  const limits = {
+    ...DEFAULT_VECTOR_LIMITS,
+    maxHeaderBytes: 200,
+    maxRequestLineBytes: 60,
+    maxHeaderCount: 5,
+  };
   fc.assert(
     fc.property(anyBytes.chain((b) => fc.tuple(fc.constant(b), cutsFor(b.length))), ([bytes, cuts]) => {
       assert.deepEqual(drive(bytes, cuts, limits), drive(bytes, [], limits));
@@ -138,36 +148,44 @@ const validRequest = fc.record({
 
 Deno.test("any split of a valid request gives the head it gives whole", () => {
   fc.assert(
-    fc.property(validRequest.chain((req) => {
-      let text = "\r\n".repeat(req.leadingEmptyLines);
-      text += `${req.method} ${req.path} HTTP/1.${req.v11 ? 1 : 0}\r\nHost:${req.ows}${req.host}${req.ows}\r\n`;
-      for (const [n, v] of req.fields) text += `${n}:${req.ows}${v}${req.ows}\r\n`;
-      if (req.contentLength !== null) text += `Content-Length: ${req.contentLength}\r\n`;
-      text += "\r\n";
-      const bytes = enc.encode(text);
-      return fc.tuple(fc.constant(req), fc.constant(bytes), cutsFor(bytes.length));
-    }), ([req, bytes, cuts]) => {
-      const whole = new RequestParser(DEFAULT_VECTOR_LIMITS).feed(bytes, 0, bytes.length);
-      assert.equal(whole.kind, "head", JSON.stringify(whole));
-      if (whole.kind !== "head") return;
-      assert.equal(whole.consumed, bytes.length);
-      assert.equal(whole.head.method, req.method);
-      assert.equal(whole.head.path, req.path);
-      assert.equal(whole.head.host, req.host);
-      assert.equal(whole.head.contentLength, req.contentLength ?? -1);
-      assert.equal(whole.head.headers.length, 2 * (1 + req.fields.length + (req.contentLength === null ? 0 : 1)));
-      for (let k = 0; k < req.fields.length; k++) {
-        assert.equal(whole.head.headers[2 + 2 * k], req.fields[k][0].toLowerCase());
-        assert.equal(whole.head.headers[3 + 2 * k], req.fields[k][1]);
-      }
-      const p = new RequestParser(DEFAULT_VECTOR_LIMITS);
-      const bounds = [0, ...cuts, bytes.length];
-      for (let k = 0; k + 1 < bounds.length; k++) {
-        const r = p.feed(bytes, bounds[k], bounds[k + 1]);
-        if (k + 2 < bounds.length) assert.equal(r.kind, "more");
-        else assert.deepEqual(r, { kind: "head", head: whole.head, consumed: bounds[k + 1] - bounds[k] });
-      }
-    }),
+    fc.property(
+      validRequest.chain((req) => {
+        let text = "\r\n".repeat(req.leadingEmptyLines);
+        text += `${req.method} ${req.path} HTTP/1.${
+          req.v11 ? 1 : 0
+        }\r\nHost:${req.ows}${req.host}${req.ows}\r\n`;
+        for (const [n, v] of req.fields) text += `${n}:${req.ows}${v}${req.ows}\r\n`;
+        if (req.contentLength !== null) text += `Content-Length: ${req.contentLength}\r\n`;
+        text += "\r\n";
+        const bytes = enc.encode(text);
+        return fc.tuple(fc.constant(req), fc.constant(bytes), cutsFor(bytes.length));
+      }),
+      ([req, bytes, cuts]) => {
+        const whole = new RequestParser(DEFAULT_VECTOR_LIMITS).feed(bytes, 0, bytes.length);
+        assert.equal(whole.kind, "head", JSON.stringify(whole));
+        if (whole.kind !== "head") return;
+        assert.equal(whole.consumed, bytes.length);
+        assert.equal(whole.head.method, req.method);
+        assert.equal(whole.head.path, req.path);
+        assert.equal(whole.head.host, req.host);
+        assert.equal(whole.head.contentLength, req.contentLength ?? -1);
+        assert.equal(
+          whole.head.headers.length,
+          2 * (1 + req.fields.length + (req.contentLength === null ? 0 : 1)),
+        );
+        for (let k = 0; k < req.fields.length; k++) {
+          assert.equal(whole.head.headers[2 + 2 * k], req.fields[k][0].toLowerCase());
+          assert.equal(whole.head.headers[3 + 2 * k], req.fields[k][1]);
+        }
+        const p = new RequestParser(DEFAULT_VECTOR_LIMITS);
+        const bounds = [0, ...cuts, bytes.length];
+        for (let k = 0; k + 1 < bounds.length; k++) {
+          const r = p.feed(bytes, bounds[k], bounds[k + 1]);
+          if (k + 2 < bounds.length) assert.equal(r.kind, "more");
+          else assert.deepEqual(r, { kind: "head", head: whole.head, consumed: bounds[k + 1] - bounds[k] });
+        }
+      },
+    ),
     { numRuns: NUM_RUNS },
   );
 });

@@ -57,3 +57,15 @@ Deno.test("an unchanged file opens and reads whole", async () => {
     assert.equal(await fs.findFile(fs.pathOf("")), null, "the root is not a regular file");
   });
 });
+
+Deno.test("symlink loops and over-long names are 'not found', never a server error", async () => {
+  await withDirs(async (root) => {
+    await Deno.symlink("loop", `${root}/loop`);
+    await Deno.symlink("b", `${root}/a`);
+    await Deno.symlink("a", `${root}/b`);
+    const fs = await ConfinedFs.open(root);
+    assert.equal(await fs.find(`${root}/loop`), null);
+    assert.equal(await fs.find(`${root}/a/child`), null);
+    assert.equal(await fs.find(`${root}/${"x".repeat(300)}`), null);
+  });
+});

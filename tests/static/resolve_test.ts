@@ -89,6 +89,24 @@ Deno.test("resolver reports trailing slashes and keeps the query for redirects",
   assert.ok(root.ok && root.trailingSlash && root.segments.length === 0);
 });
 
+Deno.test("resolver judges a trailing slash on decoded segments, so %2e means the same as .", () => {
+  const cases: Array<[string, boolean]> = [
+    ["/a/b.txt/.", true],
+    ["/a/b.txt/%2e", true],
+    ["/a/b.txt/%2E?q", true],
+    ["/a/b/%2e%2e", true],
+    ["/a/b/..", true],
+    ["/a//", true],
+    ["//a//b.txt", false],
+    ["/a/%2e/b.txt", false],
+  ];
+  for (const [path, trailing] of cases) {
+    const r = resolvePath(path, hide);
+    assert.ok(r.ok, path);
+    assert.equal(r.trailingSlash, trailing, path);
+  }
+});
+
 Deno.test("encodePath never produces a scheme-relative //host location", () => {
   assert.equal(encodePath([], true), "/");
   assert.equal(encodePath(["evil.com", "x"], true), "/evil.com/x/");
