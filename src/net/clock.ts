@@ -10,22 +10,26 @@ export interface Clock {
   wallMs(): number;
 }
 
-let lastMs = 0;
-
 /**
  * The real clock. `nowMs` is `Date.now()` clamped so it never goes backwards: in Deno `performance.now()`
  * is an op crossing that cost more per request than parsing the head, while `Date.now()` stays in V8. A
  * wall-clock step backwards freezes it until time catches up; a step forwards advances deadlines and
  * limiter state by that much (bounded, and the same as a long pause).
  */
-export const systemClock: Clock = {
-  nowMs: () => {
+export class SystemClock implements Clock {
+  #lastMs = 0;
+  nowMs(): number {
     const t = Date.now();
-    if (t > lastMs) lastMs = t;
-    return lastMs;
-  },
-  wallMs: () => Date.now(),
-};
+    if (t > this.#lastMs) this.#lastMs = t;
+    return this.#lastMs;
+  }
+  wallMs(): number {
+    return Date.now();
+  }
+}
+
+/** The process's real clock. */
+export const systemClock: Clock = new SystemClock();
 
 /** A clock that only moves when told to; for unit tests. */
 export class FakeClock implements Clock {

@@ -12,9 +12,9 @@ import {
   type AccessLogSink,
   type ConnContext,
   Connection,
+  type ConnectionOptions,
   OUT_BUFFER_BYTES,
   READ_BUFFER_BYTES,
-  type ConnectionOptions,
   type RequestGate,
 } from "./connection.ts";
 import type { RefuseReason, Stats } from "../stats/stats.ts";
