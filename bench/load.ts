@@ -1,11 +1,13 @@
 /**
- * Load benchmark: Vento against nginx serving the same 1 KiB file, side by side, on loopback only.
+ * Load benchmark: Vento against nginx serving the same files, side by side, on loopback only.
  *
  * It builds a temp document root, starts nginx (1 worker, sendfile, open_file_cache, no access log)
  * and Vento (`main.ts --config <generated>`, guard allowlisting 127.0.0.0/8) as children on free
  * 127.0.0.1 ports, checks both answer 200 with the right bytes, then runs `wrk` against each in turn
  * (A B A B …) for every chosen scenario and prints median req/s, the Vento/nginx ratio, p99 latency and
- * the CPU time each server process spent per request (from /proc/<pid>/stat).
+ * the CPU time each server process spent per request (from /proc/<pid>/stat). The `bigfile` scenario
+ * (a 1 GiB file to 8 clients) instead reports MiB/s, CPU per GiB sent and each server's peak RSS
+ * (VmHWM), starting fresh server processes for every round so each round's peak is its own.
  *
  * Must never: aim at anything but 127.0.0.1, run unbounded (duration, rounds and connection counts are
  * capped), or leave a server or temp folder behind (stopped and removed on exit, error and ctrl-c).
@@ -36,6 +38,12 @@ const OUTPUT_TAIL_BYTES = 8 * 1024;
 /** The benchmarked file's size. */
 const FILE_BYTES = 1024;
 const FILE_PATH = "/1k.bin";
+/** The large file of the `bigfile` scenario: one random block repeated (written only when chosen). */
+const BIG_FILE_BYTES = 1024 * 1024 * 1024;
+const BIG_BLOCK_BYTES = 1024 * 1024;
+const BIG_FILE_PATH = "/1g.bin";
+/** wrk's per-request timeout for the large file: one download takes seconds, and wrk keeps counting. */
+const BIG_WRK_TIMEOUT_SEC = 120;
 /** Loopback only: the one address either server listens on and wrk aims at. */
 const BENCH_HOST = "127.0.0.1";
 
@@ -49,18 +57,28 @@ interface Scenario {
   headers: string[];
   /** wrk Lua script and its arguments, for pipelining. */
   script: { path: string; args: string[] } | null;
+  /** The file requested (without a script). */
+  path: string;
+  /** "rate": requests per second of a small file; "transfer": bytes per second of a large one. */
+  measure: "rate" | "transfer";
+  /** Restart both servers before every round, so a round's peak RSS (VmHWM) is its own. */
+  freshPerRound: boolean;
 }
 
+/** Defaults of the small-file scenarios. */
+const RATE = { path: FILE_PATH, measure: "rate", freshPerRound: false } as const;
+
 const SCENARIOS: readonly Scenario[] = [
-  { key: "keepalive", label: "keep-alive, 50 conns", conns: 50, headers: [], script: null },
-  { key: "single", label: "keep-alive, 1 conn", conns: 1, headers: [], script: null },
-  { key: "c500", label: "keep-alive, 500 conns", conns: 500, headers: [], script: null },
+  { key: "keepalive", label: "keep-alive, 50 conns", conns: 50, headers: [], script: null, ...RATE },
+  { key: "single", label: "keep-alive, 1 conn", conns: 1, headers: [], script: null, ...RATE },
+  { key: "c500", label: "keep-alive, 500 conns", conns: 500, headers: [], script: null, ...RATE },
   {
     key: "close",
     label: "Connection: close, 50 conns",
     conns: 50,
     headers: ["Connection: close"],
     script: null,
+    ...RATE,
   },
   {
     key: "pipeline",
@@ -68,6 +86,17 @@ const SCENARIOS: readonly Scenario[] = [
     conns: 50,
     headers: [],
     script: { path: PIPELINE_SCRIPT, args: [FILE_PATH, "16"] },
+    ...RATE,
+  },
+  {
+    key: "bigfile",
+    label: "1 GiB file, 8 conns",
+    conns: 8,
+    headers: [],
+    script: null,
+    path: BIG_FILE_PATH,
+    measure: "transfer",
+    freshPerRound: true,
   },
 ];
 
@@ -85,6 +114,7 @@ Usage: deno task bench [options]
   --no-pin          do not pin wrk (CPU 0) and the servers (CPU 1) with taskset
   --json            print the results as JSON on stdout (progress stays on stderr)
   --keep            keep the temp folder (configs, logs) for inspection
+  --set KEY=VALUE   extra vento.conf line, repeatable (e.g. --set STREAM_CHUNK_BYTES=1048576)
   --help            this text
 
 Needs wrk and nginx (Debian/Ubuntu: apt-get install wrk nginx-light).`;
@@ -98,6 +128,8 @@ interface Options {
   pin: boolean;
   json: boolean;
   keep: boolean;
+  /** Extra vento.conf lines (`KEY=VALUE`), appended after the bench's own. */
+  ventoSettings: string[];
 }
 
 function parseOptions(args: string[]): Options | { help: true } | { error: string } {
@@ -113,6 +145,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
         warmup: { type: "string", default: "2" },
         servers: { type: "string", default: "nginx,vento" },
         "no-pin": { type: "boolean", default: false },
+        set: { type: "string", multiple: true, default: [] },
         json: { type: "boolean", default: false },
         keep: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -158,6 +191,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
     pin: !v["no-pin"],
     json: v.json,
     keep: v.keep,
+    ventoSettings: v.set,
   };
 }
 
@@ -245,6 +279,24 @@ function treeCpuTicks(pid: number): number | null {
     if (st !== null) {
       total += st.ticks;
       any = true;
+    }
+  }
+  return any ? total : null;
+}
+
+/** Peak resident set size (VmHWM, KiB) summed over `pid` and its descendants, or null without /proc. */
+function treePeakRssKiB(pid: number): number | null {
+  let total = 0;
+  let any = false;
+  for (const p of processTree(pid)) {
+    try {
+      const m = Deno.readTextFileSync(`/proc/${p}/status`).match(/^VmHWM:\s+(\d+) kB/m);
+      if (m !== null) {
+        total += Number(m[1]);
+        any = true;
+      }
+    } catch {
+      // Gone or unreadable: not counted.
     }
   }
   return any ? total : null;
@@ -407,7 +459,7 @@ http {
 `;
 }
 
-function ventoConfig(docroot: string, port: number): string {
+function ventoConfig(docroot: string, port: number, extra: string[]): string {
   return `# Generated by bench/load.ts: Vento with logging off and the guard out of the way of the load.
 PORT=${port}
 HOST=${BENCH_HOST}
@@ -422,7 +474,7 @@ CONN_BURST=10000000
 MAX_REQUESTS_PER_CONN=10000000
 MAX_CONNS_PER_CLIENT=100000
 MAX_CONNS=100000
-`;
+${extra.map((line) => `${line}\n`).join("")}`;
 }
 
 /** Sends one GET and checks for 200 and the exact file, so a benchmark of errors cannot pass as one of files. */
@@ -440,10 +492,48 @@ async function checkServes(port: number, expected: Uint8Array): Promise<string |
   }
 }
 
+/**
+ * Downloads the large file once and checks every byte against the repeated block, streaming (never
+ * holding the body), so the transfer scenario measures correct bytes.
+ */
+async function checkServesBig(port: number, block: Uint8Array): Promise<string | null> {
+  try {
+    const res = await fetch(`http://${BENCH_HOST}:${port}${BIG_FILE_PATH}`, {
+      headers: { connection: "close" },
+    });
+    if (res.status !== 200 || res.body === null) {
+      await res.body?.cancel();
+      return `status ${res.status}`;
+    }
+    let offset = 0;
+    for await (const chunk of res.body) {
+      for (let i = 0; i < chunk.length; i++) {
+        if (chunk[i] !== block[(offset + i) % BIG_BLOCK_BYTES]) return `wrong byte at offset ${offset + i}`;
+      }
+      offset += chunk.length;
+    }
+    return offset === BIG_FILE_BYTES ? null : `short body (${offset} bytes)`;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** Writes the large file as `block` repeated (real bytes on disk, no holes), one block at a time. */
+async function writeBigFile(path: string, block: Uint8Array): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o644 });
+  for (let done = 0; done < BIG_FILE_BYTES; done += block.length) {
+    for (let off = 0; off < block.length;) off += await file.write(block.subarray(off));
+  }
+}
+
 // --- wrk -----------------------------------------------------------------------------------------
 
 interface RunResult {
   rps: number;
+  /** wrk's `Transfer/sec` in bytes: every byte read, also of downloads still running at the end. */
+  bytesPerSec: number;
+  /** wrk's total bytes read ("… requests in 5.05s, 5.79GB read"). */
+  bytesRead: number;
   requests: number;
   p50Ms: number;
   p99Ms: number;
@@ -451,7 +541,17 @@ interface RunResult {
   errors: number;
   /** CPU time of the server (process tree) per request, or null without /proc. */
   cpuUsPerReq: number | null;
+  /** CPU time of the server (process tree) per GiB wrk read, or null without /proc. */
+  cpuMsPerGiB: number | null;
+  /**
+   * The server's peak RSS (VmHWM, KiB, summed over its process tree) read after the run: that run's
+   * own peak when the scenario restarts servers per round, else the peak since start. Null without /proc.
+   */
+  peakRssKiB: number | null;
 }
+
+/** wrk prints sizes in binary units ("1.15GB" is 1.15 GiB). */
+const SIZE_UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
 
 function toMs(value: string, unit: string): number {
   const v = Number(value);
@@ -459,9 +559,14 @@ function toMs(value: string, unit: string): number {
 }
 
 /** Extracts the numbers this bench reports from wrk's text output. */
-export function parseWrk(text: string): Omit<RunResult, "cpuUsPerReq"> | null {
+export function parseWrk(
+  text: string,
+): Omit<RunResult, "cpuUsPerReq" | "cpuMsPerGiB" | "peakRssKiB"> | null {
   const rps = text.match(/Requests\/sec:\s+([\d.]+)/);
   const total = text.match(/(\d+) requests in /);
+  const transfer = text.match(/Transfer\/sec:\s+([\d.]+)([KMGT]?B)/);
+  const read = text.match(/requests in [\d.]+\w+, ([\d.]+)([KMGT]?B) read/);
+  const bytes = (m: RegExpMatchArray | null) => (m === null ? Number.NaN : Number(m[1]) * SIZE_UNITS[m[2]]);
   if (rps === null || total === null) return null;
   const pct = (p: string): number => {
     const m = text.match(new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m"));
@@ -476,6 +581,8 @@ export function parseWrk(text: string): Omit<RunResult, "cpuUsPerReq"> | null {
   if (!(p99Ms >= p50Ms) || p99Ms === 0) p99Ms = Number.NaN;
   return {
     rps: Number(rps[1]),
+    bytesPerSec: bytes(transfer),
+    bytesRead: bytes(read),
     requests: Number(total[1]),
     p50Ms,
     p99Ms,
@@ -500,10 +607,11 @@ async function runWrk(
 ): Promise<RunResult> {
   const { janitor, pin } = ctx;
   const base = `http://${BENCH_HOST}:${server.port}`;
-  const args = ["-t1", `-c${sc.conns}`, `-d${durationSec}s`, "--latency", "--timeout", `${WRK_TIMEOUT_SEC}s`];
+  const timeoutSec = sc.measure === "transfer" ? BIG_WRK_TIMEOUT_SEC : WRK_TIMEOUT_SEC;
+  const args = ["-t1", `-c${sc.conns}`, `-d${durationSec}s`, "--latency", "--timeout", `${timeoutSec}s`];
   for (const h of sc.headers) args.push("-H", h);
   if (sc.script !== null) args.push("-s", sc.script.path, base, "--", ...sc.script.args);
-  else args.push(base + FILE_PATH);
+  else args.push(base + sc.path);
   const [cmd, cmdArgs] = pin ? ["taskset", ["-c", "0", "wrk", ...args]] : ["wrk", args];
 
   const before = treeCpuTicks(server.pid);
@@ -512,13 +620,15 @@ async function runWrk(
   const out = await child.output();
   janitor.wrk = null;
   const after = treeCpuTicks(server.pid);
+  const peakRssKiB = treePeakRssKiB(server.pid);
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   const parsed = parseWrk(text);
   if (!out.success || parsed === null) throw new Error(`wrk failed (exit ${out.code}):\n${text}`);
-  const cpuUsPerReq = before !== null && after !== null && parsed.requests > 0
-    ? ((after - before) * (1e6 / ctx.ticksPerSec)) / parsed.requests
-    : null;
-  return { ...parsed, cpuUsPerReq };
+  const cpuMs = before !== null && after !== null ? (after - before) * (1e3 / ctx.ticksPerSec) : null;
+  const cpuUsPerReq = cpuMs !== null && parsed.requests > 0 ? (cpuMs * 1e3) / parsed.requests : null;
+  const gib = parsed.bytesRead / 1024 ** 3;
+  const cpuMsPerGiB = cpuMs !== null && gib > 0 ? cpuMs / gib : null;
+  return { ...parsed, cpuUsPerReq, cpuMsPerGiB, peakRssKiB };
 }
 
 // --- report --------------------------------------------------------------------------------------
@@ -527,29 +637,28 @@ interface ScenarioReport {
   scenario: string;
   label: string;
   conns: number;
-  servers: Partial<
-    Record<
-      ServerName,
-      {
-        runs: RunResult[];
-        medianRps: number;
-        medianP99Ms: number;
-        medianCpuUsPerReq: number | null;
-        errors: number;
-      }
-    >
-  >;
-  /** Vento's median req/s over nginx's; null unless both ran. */
+  measure: Scenario["measure"];
+  servers: Partial<Record<ServerName, ReturnType<typeof summarize>>>;
+  /** Vento's median over nginx's (req/s, or MiB/s for a transfer scenario); null unless both ran. */
   ratio: number | null;
 }
 
+const MIB = 1024 * 1024;
+
 function summarize(runs: RunResult[]) {
-  const cpus = runs.map((r) => r.cpuUsPerReq).filter((x): x is number => x !== null);
+  const known = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
+  const cpus = known(runs.map((r) => r.cpuUsPerReq));
+  const cpuGiB = known(runs.map((r) => r.cpuMsPerGiB));
+  const rss = known(runs.map((r) => r.peakRssKiB));
   return {
     runs,
     medianRps: median(runs.map((r) => r.rps)),
+    medianMiBps: median(runs.map((r) => r.bytesPerSec / MIB)),
     medianP99Ms: median(runs.map((r) => r.p99Ms)),
     medianCpuUsPerReq: cpus.length === runs.length ? median(cpus) : null,
+    medianCpuMsPerGiB: cpuGiB.length === runs.length ? median(cpuGiB) : null,
+    /** The highest peak RSS of any run (KiB); null without /proc. */
+    maxPeakRssKiB: rss.length > 0 ? Math.max(...rss) : null,
     errors: runs.reduce((a, r) => a + r.errors, 0),
   };
 }
@@ -562,7 +671,59 @@ function fmtMs(n: number): string {
   return !Number.isFinite(n) ? "-" : n < 10 ? `${n.toFixed(2)} ms` : `${Math.round(n)} ms`;
 }
 
-function printTable(reports: ScenarioReport[]): void {
+/** Prints `rows` under `header`, the first column left-aligned and the rest right-aligned. */
+function printRows(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])));
+  console.log(line(header).join("  "));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows) console.log(line(r).join("  "));
+}
+
+/** The small-file scenarios (req/s) in one table, the transfer scenarios (MiB/s, peak RSS) in another. */
+function printTables(reports: ScenarioReport[]): void {
+  const rate = reports.filter((r) => r.measure === "rate");
+  const transfer = reports.filter((r) => r.measure === "transfer");
+  if (rate.length > 0) printRateTable(rate);
+  if (rate.length > 0 && transfer.length > 0) console.log("");
+  if (transfer.length > 0) printTransferTable(transfer);
+}
+
+function printTransferTable(reports: ScenarioReport[]): void {
+  const header = [
+    "scenario",
+    "nginx MiB/s",
+    "vento MiB/s",
+    "vento/nginx",
+    "nginx CPU ms/GiB",
+    "vento CPU ms/GiB",
+    "nginx peak RSS",
+    "vento peak RSS",
+    "errors n/v",
+  ];
+  const rss = (kib: number | null | undefined) =>
+    kib === null || kib === undefined ? "-" : `${(kib / 1024).toFixed(1)} MiB`;
+  const rows = reports.map((r) => {
+    const n = r.servers.nginx;
+    const v = r.servers.vento;
+    const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : fmtInt(x));
+    return [
+      r.label,
+      n ? fmtInt(n.medianMiBps) : "-",
+      v ? fmtInt(v.medianMiBps) : "-",
+      r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
+      cpu(n?.medianCpuMsPerGiB),
+      cpu(v?.medianCpuMsPerGiB),
+      rss(n?.maxPeakRssKiB),
+      rss(v?.maxPeakRssKiB),
+      `${n ? n.errors : "-"}/${v ? v.errors : "-"}`,
+    ];
+  });
+  printRows(header, rows);
+}
+
+function printRateTable(reports: ScenarioReport[]): void {
   const header = [
     "scenario",
     "nginx req/s",
@@ -590,12 +751,7 @@ function printTable(reports: ScenarioReport[]): void {
       `${n ? n.errors : "-"}/${v ? v.errors : "-"}`,
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])));
-  console.log(line(header).join("  "));
-  console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const r of rows) console.log(line(r).join("  "));
+  printRows(header, rows);
 }
 
 // --- main ----------------------------------------------------------------------------------------
@@ -656,12 +812,23 @@ async function main(args: string[]): Promise<number> {
       mode: 0o644,
     });
 
+    const big = opts.scenarios.some((sc) => sc.path === BIG_FILE_PATH);
+    const bigBlock = new Uint8Array(BIG_BLOCK_BYTES);
+    // getRandomValues fills at most 64 KiB per call.
+    for (let off = 0; off < BIG_BLOCK_BYTES; off += 65536) {
+      crypto.getRandomValues(bigBlock.subarray(off, off + 65536));
+    }
+    if (big) {
+      progress(`writing ${BIG_FILE_BYTES / MIB} MiB ${BIG_FILE_PATH}`);
+      await writeBigFile(`${docroot}${BIG_FILE_PATH}`, bigBlock);
+    }
+
     const pinServer = (
       cmd: string,
       a: string[],
     ): [string, string[]] => (pin ? ["taskset", ["-c", "1", cmd, ...a]] : [cmd, a]);
-    const started: ServerProcess[] = [];
-    for (const name of opts.servers) {
+    /** Starts one server on a fresh port and waits until it accepts connections. */
+    const startServer = async (name: ServerName): Promise<ServerProcess> => {
       const port = freePort();
       let server: ServerProcess;
       if (name === "nginx") {
@@ -680,7 +847,7 @@ async function main(args: string[]): Promise<number> {
         server = new ServerProcess(name, port, cmd, a, dir);
       } else {
         const conf = `${dir}/vento.conf`;
-        const text = ventoConfig(docroot, port);
+        const text = ventoConfig(docroot, port, opts.ventoSettings);
         const check = parseConfig(text);
         if (!check.ok) throw new Error(`generated vento.conf is invalid: ${JSON.stringify(check.errors)}`);
         await Deno.writeTextFile(conf, text);
@@ -689,11 +856,27 @@ async function main(args: string[]): Promise<number> {
       }
       janitor.servers.push(server);
       await server.waitReady();
-      const problem = await checkServes(port, fileBytes);
+      return server;
+    };
+    /** Stops `old` and starts a fresh process of the same server in its place (new peak RSS). */
+    const restartServer = async (old: ServerProcess): Promise<ServerProcess> => {
+      await old.stop();
+      janitor.servers = janitor.servers.filter((s) => s !== old);
+      return await startServer(old.name);
+    };
+
+    const started: ServerProcess[] = [];
+    for (const name of opts.servers) {
+      const server = await startServer(name);
+      const problem = await checkServes(server.port, fileBytes);
       if (problem !== null) {
         throw new Error(`${name} does not serve ${FILE_PATH} correctly: ${problem}\n${server.output}`);
       }
-      progress(`${name} ready on ${BENCH_HOST}:${port} (pid ${server.pid})`);
+      const bigProblem = big ? await checkServesBig(server.port, bigBlock) : null;
+      if (bigProblem !== null) {
+        throw new Error(`${name} does not serve ${BIG_FILE_PATH} correctly: ${bigProblem}\n${server.output}`);
+      }
+      progress(`${name} ready on ${BENCH_HOST}:${server.port} (pid ${server.pid})`);
       started.push(server);
     }
 
@@ -719,23 +902,45 @@ async function main(args: string[]): Promise<number> {
     for (const sc of opts.scenarios) {
       const runs = new Map<ServerName, RunResult[]>(started.map((s) => [s.name, []]));
       for (let round = 1; round <= opts.rounds; round++) {
-        for (const s of started) {
+        for (let i = 0; i < started.length; i++) {
+          if (sc.freshPerRound) started[i] = await restartServer(started[i]);
+          const s = started[i];
           const r = await runWrk(ctx, s, sc, opts.durationSec);
           runs.get(s.name)!.push(r);
-          const cpu = r.cpuUsPerReq === null ? "" : `, ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`;
           const err = r.errors > 0 ? `, ${r.errors} ERRORS` : "";
-          progress(
-            `  ${sc.key} round ${round} ${s.name.padEnd(5)}: ${fmtInt(r.rps)} req/s, p99 ${
-              fmtMs(r.p99Ms)
-            }${cpu}${err}`,
-          );
+          if (sc.measure === "transfer") {
+            const cpu = r.cpuMsPerGiB === null ? "" : `, ${fmtInt(r.cpuMsPerGiB)} ms CPU/GiB`;
+            const rss = r.peakRssKiB === null ? "" : `, peak RSS ${(r.peakRssKiB / 1024).toFixed(1)} MiB`;
+            progress(
+              `  ${sc.key} round ${round} ${s.name.padEnd(5)}: ${
+                fmtInt(r.bytesPerSec / MIB)
+              } MiB/s${cpu}${rss}${err}`,
+            );
+          } else {
+            const cpu = r.cpuUsPerReq === null ? "" : `, ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`;
+            progress(
+              `  ${sc.key} round ${round} ${s.name.padEnd(5)}: ${fmtInt(r.rps)} req/s, p99 ${
+                fmtMs(r.p99Ms)
+              }${cpu}${err}`,
+            );
+          }
           if (s.hasExited) throw new Error(`${s.name} exited during the run:\n${s.output}`);
         }
       }
       const servers: ScenarioReport["servers"] = {};
       for (const [name, rs] of runs) servers[name] = summarize(rs);
-      const ratio = servers.nginx && servers.vento ? servers.vento.medianRps / servers.nginx.medianRps : null;
-      reports.push({ scenario: sc.key, label: sc.label, conns: sc.conns, servers, ratio });
+      const pick = (
+        x: ReturnType<typeof summarize>,
+      ) => (sc.measure === "transfer" ? x.medianMiBps : x.medianRps);
+      const ratio = servers.nginx && servers.vento ? pick(servers.vento) / pick(servers.nginx) : null;
+      reports.push({
+        scenario: sc.key,
+        label: sc.label,
+        conns: sc.conns,
+        measure: sc.measure,
+        servers,
+        ratio,
+      });
     }
 
     if (opts.json) {
@@ -748,15 +953,23 @@ async function main(args: string[]): Promise<number> {
         durationSec: opts.durationSec,
         rounds: opts.rounds,
         fileBytes: FILE_BYTES,
+        bigFileBytes: BIG_FILE_BYTES,
       };
       console.log(JSON.stringify({ env, results: reports }, null, 2));
     } else {
       console.log("");
-      printTable(reports);
+      printTables(reports);
       console.log(
         `\nmedians of ${opts.rounds} interleaved rounds of ${opts.durationSec} s; ${FILE_BYTES} B file; ` +
           `CPU = server process tree utime+stime per request.`,
       );
+      if (reports.some((r) => r.measure === "transfer")) {
+        console.log(
+          `Transfer: ${BIG_FILE_BYTES / MIB} MiB file, wrk Transfer/sec in MiB/s (bytes read, also of ` +
+            `unfinished downloads); CPU per GiB read; peak RSS = highest VmHWM of the rounds, each round on ` +
+            `fresh server processes (nginx: master + worker summed).`,
+        );
+      }
       if (reports.some((r) => Object.values(r.servers).some((s) => s !== undefined && s.errors > 0))) {
         console.log(
           "WARNING: some runs had errors (non-2xx answers or socket errors); their req/s is suspect.",

@@ -348,7 +348,12 @@ export class Connection {
 
   async #read(): Promise<number | null> {
     if (this.#closed || this.#state === "closing") throw new ClosedError();
-    const n = await this.#rawRead();
+    // Inlined rather than calling #rawRead: one promise fewer per request on the hot path.
+    const n = await this.#conn.read(this.#buf);
+    if (n !== null) {
+      this.#bytesIn += n;
+      this.#ctx.stats.bytesIn += n;
+    }
     if (this.#isClosing()) {
       // A deadline answered 408 while this read was pending: what arrives now is discarded.
       await this.#drain();

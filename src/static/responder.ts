@@ -439,8 +439,21 @@ export class StaticResponder {
     return frozenReply(304, buildHead(304, validatorHeaders), null, 0);
   }
 
-  #unsatisfiable(size: number, isHead: boolean): Reply | Promise<Reply> {
-    return this.#error(416, isHead, false, [["Content-Range", `bytes */${size}`]]);
+  /**
+   * 412, or 416 with `Content-Range: bytes *\/size`. For a file with sidecars the answer depends on
+   * Accept-Encoding (the size is the selected representation's), so it carries the same Vary as a 200.
+   */
+  #refusal(
+    status: 412 | 416,
+    size: number,
+    isHead: boolean,
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+  ): Reply | Promise<Reply> {
+    const extra: Array<readonly [string, string]> = status === 416
+      ? [["Content-Range", `bytes */${size}`]]
+      : [];
+    for (const h of validatorHeaders) if (h[0] === "Vary") extra.push(h);
+    return this.#error(status, isHead, false, extra.length === 0 ? null : extra);
   }
 
   /** Answers from a cached entry when conditionals or ranges are present (still synchronous). */
@@ -453,9 +466,9 @@ export class StaticResponder {
       case "notModified":
         return entry.notModified ??= this.#notModified(entry.validatorHeaders);
       case "status":
-        return this.#error(d.status, isHead);
+        return this.#refusal(d.status, size, isHead, entry.validatorHeaders);
       case "unsatisfiable":
-        return this.#unsatisfiable(size, isHead);
+        return this.#refusal(416, size, isHead, entry.validatorHeaders);
       case "ranges": {
         if (d.ranges.length === 1) {
           const r = d.ranges[0];
@@ -593,8 +606,8 @@ export class StaticResponder {
     }
     file?.close();
     if (d.kind === "notModified") return this.#notModified(validatorHeaders);
-    if (d.kind === "unsatisfiable") return this.#unsatisfiable(id.size, isHead);
-    return this.#error(d.status, isHead);
+    if (d.kind === "unsatisfiable") return this.#refusal(416, id.size, isHead, validatorHeaders);
+    return this.#refusal(d.status, id.size, isHead, validatorHeaders);
   }
 
   // --- directories -------------------------------------------------------------------------------

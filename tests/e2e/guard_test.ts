@@ -275,7 +275,7 @@ Deno.test("slow body: the body idle timeout and the minimum body rate each answe
     bodyMinRateBytesPerSec: 1_000,
   }, async (s) => {
     const head = "POST /api/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n";
-    await t_step("stalled body", async () => {
+    await labelled("stalled body", async () => {
       const c = await NodeClient.connect(s.port, { localAddress: ATTACKER });
       try {
         const start = performance.now();
@@ -288,7 +288,7 @@ Deno.test("slow body: the body idle timeout and the minimum body rate each answe
         await c.close();
       }
     });
-    await t_step("trickled body", async () => {
+    await labelled("trickled body", async () => {
       const c = await NodeClient.connect(s.port, { localAddress: ATTACKER });
       try {
         const start = performance.now();
@@ -314,8 +314,8 @@ Deno.test("slow body: the body idle timeout and the minimum body rate each answe
     assert.equal(ok.text, "hi");
   }));
 
-/** `t.step` without threading `t` through `withServer`: a labelled block whose failure names its label. */
-async function t_step(label: string, fn: () => Promise<void>): Promise<void> {
+/** A labelled block: its failure message names the label (`t.step` without threading `t` through). */
+async function labelled(label: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (e) {
@@ -351,6 +351,28 @@ Deno.test("a stalled reader is cut off by the send deadline and its connection r
       } finally {
         await c.close();
         await bystander.close();
+      }
+    },
+    { "index.html": "hello\n", "big.bin": new Uint8Array(BIG_FILE_BYTES) },
+  ));
+
+Deno.test("a reader that stalls after filling its socket buffers is cut off by the minimum send rate", () =>
+  withServer(
+    // The send timeout is long here: the minimum rate alone must end it. The megabytes the kernel took
+    // at first must not buy the stalled reader time for ever (200 ms windows at 200 KB/s each).
+    { sendTimeoutMs: 10_000, sendMinRateGraceMs: 200, sendMinRateBytesPerSec: 200_000 },
+    async (s) => {
+      const c = await NodeClient.connect(s.port, { localAddress: ATTACKER, paused: true });
+      try {
+        await c.send("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        await waitFor("the stalled transfer to start", () => s.vento.stats.bytesOut > 1024 * 1024);
+        const stalledAt = performance.now();
+        await waitFor("the stalled connection to close", () => connsFrom(s, ATTACKER) === 0);
+        const elapsed = performance.now() - stalledAt;
+        assert.ok(elapsed < 3_000, `stalled reader held for ${Math.round(elapsed)} ms`);
+        assert.ok(s.vento.stats.bytesOut < BIG_FILE_BYTES, "the response was abandoned, not completed");
+      } finally {
+        await c.close();
       }
     },
     { "index.html": "hello\n", "big.bin": new Uint8Array(BIG_FILE_BYTES) },

@@ -207,6 +207,21 @@ Deno.test("dot segments that stay inside the root are normalised and served", ()
     }
   }));
 
+Deno.test("percent-encoded UTF-8 names are served and listed with encoded links", () =>
+  withSite(
+    async ({ port }) => {
+      const r = await get(port, "/list/caf%C3%A9%20au%20lait.txt");
+      assert.equal(r.status, 200);
+      assert.equal(r.text, "coffee");
+      const listing = await get(port, "/list/");
+      assert.match(listing.text, /href="caf%C3%A9%20au%20lait\.txt"/);
+      assert.match(listing.text, />café au lait\.txt</);
+      assert.equal((await get(port, "/list/caf%E9.txt")).status, 400, "Latin-1 escapes are not UTF-8");
+    },
+    { directoryListing: true },
+    { "list/café au lait.txt": "coffee" },
+  ));
+
 Deno.test("a symlink that stays inside the root is served; one that leaves is a 404", () =>
   withSite(async ({ port }) => {
     const inside = await get(port, "/inside.txt");
@@ -766,6 +781,15 @@ Deno.test("precompressed sidecars are chosen by Accept-Encoding with q-values, w
     assert.equal(range.headers.get("content-range"), "bytes 0-1/16");
     assert.equal(range.headers.get("vary"), "Accept-Encoding");
 
+    // 412 and 416 depend on the selected representation too.
+    const unsatisfiable = await get(port, "/app.js", "Accept-Encoding: br\r\nRange: bytes=100-\r\n");
+    assert.equal(unsatisfiable.status, 416);
+    assert.equal(unsatisfiable.headers.get("content-range"), "bytes */16");
+    assert.equal(unsatisfiable.headers.get("vary"), "Accept-Encoding");
+    const failed = await get(port, "/app.js", `If-Match: "nope"\r\n`);
+    assert.equal(failed.status, 412);
+    assert.equal(failed.headers.get("vary"), "Accept-Encoding");
+
     const head = await request(port, `HEAD /app.js HTTP/1.1\r\n${H}Accept-Encoding: br\r\n\r\n`, "HEAD");
     assert.equal(head.headers.get("content-encoding"), "br");
     assert.equal(head.headers.get("content-length"), "16");
@@ -946,48 +970,115 @@ Deno.test("a client aborting mid-download does not disturb others, and its conne
   );
 });
 
-Deno.test({
-  name: "streaming a 256 MiB file to 4 clients at once keeps RSS growth under 64 MiB",
-  // The server runs in this process, so RSS includes the clients; they read into one small buffer each.
-  fn: async () => {
-    const size = 256 * 1024 * 1024;
-    await withSite(async ({ port, root }) => {
-      const path = `${root}/sparse.bin`;
-      const f = await Deno.open(path, { write: true, create: true });
-      await f.truncate(size); // a sparse file: reads return zeros without touching the disk
-      f.close();
-      const warm = await get(port, "/notes.txt");
-      assert.equal(warm.status, 200);
-      const baseline = Deno.memoryUsage().rss;
-      let peak = baseline;
-      const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 5);
+Deno.test("a file truncated mid-download ends the connection instead of leaving the client waiting", async () => {
+  const data = bigFile(32);
+  await withSite(
+    async ({ port, root, server }) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       try {
-        const download = async () => {
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-          try {
-            const reader = new StreamingReader(conn);
-            await conn.write(latin1(`GET /sparse.bin HTTP/1.1\r\n${H}\r\n`));
-            const h = await reader.head();
-            assert.equal(h.status, 200);
-            let n = 0;
-            let nonZero = 0;
-            await reader.body(size, (b) => {
-              n += b.length;
-              if (b[0] !== 0) nonZero++;
-            });
-            assert.equal(n, size);
-            assert.equal(nonZero, 0);
-          } finally {
-            conn.close();
-          }
-        };
-        await Promise.all([download(), download(), download(), download()]);
+        const reader = new StreamingReader(conn);
+        await conn.write(latin1(`GET /huge.bin HTTP/1.1\r\n${H}\r\n`));
+        const h = await reader.head();
+        assert.equal(h.status, 200);
+        await reader.body(1024 * 1024, () => {});
+        await Deno.truncate(`${root}/huge.bin`, 2 * 1024 * 1024);
+        let got = 1024 * 1024;
+        await assert.rejects(
+          reader.body(data.length - got, (b) => got += b.length),
+          /connection closed/,
+        );
+        assert.ok(got < data.length, "fewer bytes than promised, then the close");
+        await waitFor(() => server.vento.server.size === 0, 3000, "the connection to close");
+        assert.ok(server.errors.some((e) => /shrank/.test(e)), `logged: ${server.errors.join("; ")}`);
+        server.errors.length = 0;
+        assert.equal((await get(port, "/notes.txt")).status, 200);
       } finally {
-        clearInterval(sampler);
+        conn.close();
       }
-      peak = Math.max(peak, Deno.memoryUsage().rss);
-      const growthMiB = (peak - baseline) / (1024 * 1024);
-      assert.ok(growthMiB < 64, `RSS grew by ${growthMiB.toFixed(1)} MiB`);
-    });
-  },
+    },
+    {},
+    { "huge.bin": data },
+  );
+});
+
+/**
+ * The server for the memory test runs in a child process, so its RSS is the server's alone (test files
+ * run in parallel in this process, and the clients' buffers are not the server's). It prints its port,
+ * samples RSS until its stdin closes, then prints the baseline and the peak.
+ */
+const MEMORY_CHILD = `
+import { startTestServer } from ${JSON.stringify(new URL("../_helpers/server.ts", import.meta.url).href)};
+const s = await startTestServer({}, { "notes.txt": "n" });
+const f = await Deno.open(s.root + "/sparse.bin", { write: true, create: true });
+await f.truncate(${256 * 1024 * 1024}); // sparse: reads return zeros without touching the disk
+f.close();
+const baseline = Deno.memoryUsage().rss;
+let peak = baseline;
+const sampler = setInterval(() => { peak = Math.max(peak, Deno.memoryUsage().rss); }, 5);
+console.log(JSON.stringify({ port: s.port }));
+for await (const _ of Deno.stdin.readable) break;
+clearInterval(sampler);
+peak = Math.max(peak, Deno.memoryUsage().rss);
+await s.stop();
+console.log(JSON.stringify({ baseline, peak }));
+`;
+
+Deno.test("streaming a 256 MiB file to 4 clients at once keeps the server's RSS growth under 64 MiB", async () => {
+  const size = 256 * 1024 * 1024;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", MEMORY_CHILD],
+    cwd: new URL("../..", import.meta.url).pathname,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  const nextLine = async (): Promise<string> => {
+    for (;;) {
+      const nl = pending.indexOf("\n");
+      if (nl >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        return line;
+      }
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`memory child ended early (had ${JSON.stringify(pending)})`);
+      pending += value;
+    }
+  };
+  const stdin = child.stdin.getWriter();
+  try {
+    const { port } = JSON.parse(await nextLine()) as { port: number };
+    const download = async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        const reader = new StreamingReader(conn);
+        await conn.write(latin1(`GET /sparse.bin HTTP/1.1\r\n${H}\r\n`));
+        const h = await reader.head();
+        assert.equal(h.status, 200);
+        let n = 0;
+        let nonZero = 0;
+        await reader.body(size, (b) => {
+          n += b.length;
+          if (b[0] !== 0) nonZero++;
+        });
+        assert.equal(n, size);
+        assert.equal(nonZero, 0);
+      } finally {
+        conn.close();
+      }
+    };
+    await Promise.all([download(), download(), download(), download()]);
+    await stdin.close();
+    const { baseline, peak } = JSON.parse(await nextLine()) as { baseline: number; peak: number };
+    const growthMiB = (peak - baseline) / (1024 * 1024);
+    assert.ok(growthMiB < 64, `server RSS grew by ${growthMiB.toFixed(1)} MiB`);
+  } finally {
+    await stdin.close().catch(() => {});
+    await lines.cancel().catch(() => {});
+    await child.status;
+    clearTimeout(killer);
+  }
 });
