@@ -9,7 +9,7 @@
  * at 10 Hz. Prints median req/s per condition, the ratio and the server's CPU per request.
  *
  * `--top-cpu SEC` instead measures `vento-admin top` itself: it runs top at 1 Hz in a detached tmux
- * against the idle server and reports its CPU use (utime+stime from /proc) over SEC seconds.
+ * against the idle server and reports its CPU use (per-thread schedstat from /proc) over SEC seconds.
  *
  * Must never: aim at anything but 127.0.0.1, run unbounded (duration and rounds are capped), or leave
  * a server, tmux or temp folder behind (all stopped and removed on exit, error and ctrl-c).
@@ -116,24 +116,20 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** utime + stime of one process in clock ticks, or null when /proc cannot say. */
-function cpuTicks(pid: number): number | null {
+/**
+ * CPU time used so far by every thread of `pid`, in milliseconds, or null when /proc cannot say.
+ * From `/proc/<pid>/task/<tid>/schedstat` (nanoseconds): utime+stime in /proc/<pid>/stat count 10 ms
+ * ticks, too coarse for a subscriber that costs a few milliseconds a second.
+ */
+function cpuMs(pid: number): number | null {
   try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]);
+    let ns = 0;
+    for (const e of Deno.readDirSync(`/proc/${pid}/task`)) {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${e.name}/schedstat`).split(" ")[0]);
+    }
+    return ns / 1e6;
   } catch {
     return null;
-  }
-}
-
-async function ticksPerSec(): Promise<number> {
-  try {
-    const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stdout: "piped" }).output();
-    const n = Number(new TextDecoder().decode(out.stdout).trim());
-    return n > 0 ? n : 100;
-  } catch {
-    return 100;
   }
 }
 
@@ -300,7 +296,6 @@ async function runWrk(
   opts: Options,
   server: { pid: number; port: number },
   durationSec: number,
-  tick: number,
 ): Promise<Run> {
   const args = [
     "-t1",
@@ -310,29 +305,28 @@ async function runWrk(
     `http://${BENCH_HOST}:${server.port}${FILE_PATH}`,
   ];
   const [cmd, cmdArgs] = opts.pin ? ["taskset", ["-c", "0", "wrk", ...args]] : ["wrk", args];
-  const before = cpuTicks(server.pid);
+  const before = cpuMs(server.pid);
   const child = new Deno.Command(cmd, { args: cmdArgs, stdout: "piped", stderr: "piped" }).spawn();
   janitor.wrk = child;
   const out = await child.output();
   janitor.wrk = null;
-  const after = cpuTicks(server.pid);
+  const after = cpuMs(server.pid);
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   const parsed = parseWrk(text);
   if (!out.success || parsed === null) throw new Error(`wrk failed (exit ${out.code}):\n${text}`);
   const cpuUsPerReq = before !== null && after !== null && parsed.requests > 0
-    ? (after - before) * (1e6 / tick) / parsed.requests
+    ? (after - before) * 1000 / parsed.requests
     : Number.NaN;
   return { rps: parsed.rps, errors: parsed.errors, cpuUsPerReq };
 }
 
 async function overhead(janitor: Janitor, opts: Options, dir: string): Promise<number> {
   const server = await startServer(janitor, dir, opts.pin);
-  const tick = await ticksPerSec();
   const socket = `${dir}/vento.sock`;
   progress(`vento pid ${server.pid} on ${BENCH_HOST}:${server.port}; subscriber every ${opts.intervalMs} ms`);
   if (opts.warmupSec > 0) {
     progress(`warm-up ${opts.warmupSec} s`);
-    await runWrk(janitor, opts, server, opts.warmupSec, tick);
+    await runWrk(janitor, opts, server, opts.warmupSec);
   }
   const results: Record<"off" | "on", Run[]> = { off: [], on: [] };
   let events = 0;
@@ -340,7 +334,7 @@ async function overhead(janitor: Janitor, opts: Options, dir: string): Promise<n
     const order: ("off" | "on")[] = round % 2 === 0 ? ["off", "on"] : ["on", "off"];
     for (const cond of order) {
       const sub = cond === "on" ? await subscribe(socket, opts.intervalMs) : null;
-      const r = await runWrk(janitor, opts, server, opts.durationSec, tick);
+      const r = await runWrk(janitor, opts, server, opts.durationSec);
       const got = sub === null ? null : await sub.stop();
       if (got !== null) events += got.events;
       results[cond].push(r);
@@ -385,7 +379,7 @@ async function overhead(janitor: Janitor, opts: Options, dir: string): Promise<n
   if ([...results.off, ...results.on].some((r) => r.errors > 0)) {
     console.log("WARNING: some runs had errors.");
   }
-  await subscriberCost(opts, server, socket, tick);
+  await subscriberCost(opts, server, socket);
   return 0;
 }
 
@@ -398,7 +392,6 @@ async function subscriberCost(
   opts: Options,
   server: { pid: number; port: number },
   socket: string,
-  tick: number,
 ): Promise<void> {
   const idle = await idleConnections(server.port, WRK_CONNS);
   try {
@@ -406,24 +399,25 @@ async function subscriberCost(
     for (let round = 0; round < 2; round++) {
       for (const cond of round % 2 === 0 ? ["off", "on"] as const : ["on", "off"] as const) {
         const sub = cond === "on" ? await subscribe(socket, opts.intervalMs) : null;
-        const before = cpuTicks(server.pid);
+        const before = cpuMs(server.pid);
         const t0 = performance.now();
         await sleep(opts.durationSec * 1000);
-        const after = cpuTicks(server.pid);
+        const after = cpuMs(server.pid);
         const sec = (performance.now() - t0) / 1000;
         await sub?.stop();
-        if (before !== null && after !== null) cost[cond].push((after - before) / tick / sec * 1000);
+        if (before !== null && after !== null) cost[cond].push((after - before) / sec);
       }
     }
     if (cost.on.length === 0) return;
     const extra = median(cost.on) - median(cost.off);
+    const events = 1000 / opts.intervalMs;
     console.log(
       `\nserver CPU with ${WRK_CONNS} idle connections: subscriber off ${
-        median(cost.off).toFixed(1)
-      } ms/s, ` +
-        `on ${median(cost.on).toFixed(1)} ms/s: the subscriber costs about ${extra.toFixed(1)} ms of CPU ` +
-        `per second (${(extra / 10).toFixed(2)} % of a core; /proc resolution ` +
-        `${(1000 / tick / opts.durationSec).toFixed(1)} ms/s)`,
+        median(cost.off).toFixed(2)
+      } ms/s, on ` +
+        `${median(cost.on).toFixed(2)} ms/s: the subscriber costs ${extra.toFixed(2)} ms of CPU per second ` +
+        `(${(extra / 10).toFixed(2)} % of a core, ${(extra / events * 1000).toFixed(0)} µs a snapshot). ` +
+        `At saturation that bounds the req/s it can take to about the same fraction.`,
     );
   } finally {
     for (const c of idle) c.close();
@@ -451,7 +445,6 @@ async function topCpu(janitor: Janitor, opts: Options, dir: string): Promise<num
     return 1;
   }
   await startServer(janitor, dir, false);
-  const tick = await ticksPerSec();
   const tmux = `vento-bench-${Deno.pid}`;
   janitor.tmuxSocket = tmux;
   const pidFile = `${dir}/top.pid`;
@@ -472,18 +465,17 @@ async function topCpu(janitor: Janitor, opts: Options, dir: string): Promise<num
   if (pid === 0) throw new Error("top did not start");
   // Let start-up (module loading, the first frames) pass: the issue is about idle cost.
   await sleep(5_000);
-  const before = cpuTicks(pid);
+  const before = cpuMs(pid);
   const t0 = performance.now();
   progress(`measuring top (pid ${pid}) for ${opts.topCpuSec} s…`);
   await sleep(opts.topCpuSec * 1000);
-  const after = cpuTicks(pid);
+  const after = cpuMs(pid);
   const wallSec = (performance.now() - t0) / 1000;
-  if (before === null || after === null) throw new Error("cannot read /proc/<pid>/stat for top");
-  const cpuSec = (after - before) / tick;
+  if (before === null || after === null) throw new Error("cannot read /proc/<pid>/task for top");
+  const cpuSec = (after - before) / 1000;
   console.log(
     `vento-admin top --interval ${TOP_INTERVAL_SEC}, idle server: ${cpuSec.toFixed(2)} s CPU in ` +
-      `${wallSec.toFixed(1)} s = ${(cpuSec / wallSec * 100).toFixed(2)} % of one core ` +
-      `(resolution ${(100 / tick / wallSec).toFixed(2)} %)`,
+      `${wallSec.toFixed(1)} s = ${(cpuSec / wallSec * 100).toFixed(3)} % of one core`,
   );
   return 0;
 }

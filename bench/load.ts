@@ -115,6 +115,7 @@ Usage: deno task bench [options]
   --json            print the results as JSON on stdout (progress stays on stderr)
   --keep            keep the temp folder (configs, logs) for inspection
   --set KEY=VALUE   extra vento.conf line, repeatable (e.g. --set STREAM_CHUNK_BYTES=1048576)
+  --v8-flags FLAGS  run Vento with --v8-flags=FLAGS instead of those of deno.json's start task
   --help            this text
 
 Needs wrk and nginx (Debian/Ubuntu: apt-get install wrk nginx-light).`;
@@ -130,6 +131,8 @@ interface Options {
   keep: boolean;
   /** Extra vento.conf lines (`KEY=VALUE`), appended after the bench's own. */
   ventoSettings: string[];
+  /** `--v8-flags=` value for Vento, replacing the start task's; null keeps the task's. */
+  v8Flags: string | null;
 }
 
 function parseOptions(args: string[]): Options | { help: true } | { error: string } {
@@ -146,6 +149,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
         servers: { type: "string", default: "nginx,vento" },
         "no-pin": { type: "boolean", default: false },
         set: { type: "string", multiple: true, default: [] },
+        "v8-flags": { type: "string" },
         json: { type: "boolean", default: false },
         keep: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -192,6 +196,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
     json: v.json,
     keep: v.keep,
     ventoSettings: v.set,
+    v8Flags: v["v8-flags"] ?? null,
   };
 }
 
@@ -457,6 +462,26 @@ http {
   }
 }
 `;
+}
+
+/**
+ * `deno` arguments that start Vento as `deno task start` does (deno.json), so the bench measures the
+ * runtime flags users get (e.g. `--v8-flags`); `v8Flags` replaces the task's V8 flags for experiments.
+ */
+async function ventoRunArgs(v8Flags: string | null): Promise<string[]> {
+  let args = ["run", "-A", "main.ts"];
+  try {
+    const task = JSON.parse(await Deno.readTextFile(`${REPO_ROOT}/deno.json`))?.tasks?.start;
+    const words = typeof task === "string" ? task.trim().split(/\s+/) : [];
+    if (words[0] === "deno" && words[1] === "run" && words.at(-1) === "main.ts") args = words.slice(1);
+  } catch {
+    // No readable deno.json: the plain command.
+  }
+  if (v8Flags !== null) {
+    args = args.filter((a) => !a.startsWith("--v8-flags"));
+    args.splice(1, 0, `--v8-flags=${v8Flags}`);
+  }
+  return args;
 }
 
 function ventoConfig(docroot: string, port: number, extra: string[]): string {
@@ -851,7 +876,8 @@ async function main(args: string[]): Promise<number> {
         const check = parseConfig(text);
         if (!check.ok) throw new Error(`generated vento.conf is invalid: ${JSON.stringify(check.errors)}`);
         await Deno.writeTextFile(conf, text);
-        const [cmd, a] = pinServer(Deno.execPath(), ["run", "-A", "main.ts", "--config", conf]);
+        const runArgs = await ventoRunArgs(opts.v8Flags);
+        const [cmd, a] = pinServer(Deno.execPath(), [...runArgs, "--config", conf]);
         server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
       }
       janitor.servers.push(server);

@@ -116,7 +116,9 @@ function isPeerGone(e: unknown): boolean {
   return e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset ||
     e instanceof Deno.errors.Interrupted || e instanceof Deno.errors.UnexpectedEof ||
     e instanceof Deno.errors.BadResource || e instanceof Deno.errors.NotConnected ||
-    e instanceof Deno.errors.ConnectionAborted;
+    e instanceof Deno.errors.ConnectionAborted ||
+    // A failed TLS handshake surfaces as InvalidData on the first read: the peer's failure, not ours.
+    e instanceof Deno.errors.InvalidData;
 }
 
 /** Escapes a request line for logs and the admin view (no control bytes, no quotes). */
@@ -164,6 +166,8 @@ export class Connection {
   #out: Uint8Array | null = null;
   #outLen = 0;
   #sink: BodySink;
+  /** What the connection is doing, for the log line of an unexpected error (a constant string: no cost). */
+  #action = "reading request head";
   /** The last answer closed the connection on the server's initiative (error, 429): linger before closing. */
   #serverClosed = false;
 
@@ -215,16 +219,15 @@ export class Connection {
 
   /** Serves the connection until it closes. Never rejects. */
   async serve(): Promise<void> {
-    let action = "reading request head";
     try {
       this.#setDeadline("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
-      action = await this.#loop();
+      await this.#loop();
     } catch (e) {
       if (e instanceof ClosedError || this.#closed || isPeerGone(e)) {
         if (!(e instanceof ClosedError) && !this.#closed) this.#ctx.stats.peerResets++;
       } else {
         this.#ctx.logError(
-          `conn ${this.id} ${this.remote}: ${action}: ${e instanceof Error ? e.message : String(e)}`,
+          `conn ${this.id} ${this.remote}: ${this.#action}: ${e instanceof Error ? e.message : String(e)}`,
         );
       }
     } finally {
@@ -279,10 +282,17 @@ export class Connection {
       const [grace, minRate] = this.#rateKind === "body"
         ? [o.bodyMinRateGraceMs, o.bodyMinRateBytesPerSec]
         : [o.sendMinRateGraceMs, o.sendMinRateBytesPerSec];
-      if (minRate > 0 && elapsed > grace && this.#rateBytes * 1000 < minRate * elapsed) {
-        this.#ctx.stats.timeouts++;
-        if (this.#rateKind === "body") this.#answerTimeout("BODY_TIMEOUT");
-        else this.close();
+      if (minRate > 0 && elapsed > grace) {
+        if (this.#rateBytes * 1000 < minRate * elapsed) {
+          this.#ctx.stats.timeouts++;
+          if (this.#rateKind === "body") this.#answerTimeout("BODY_TIMEOUT");
+          else this.close();
+        } else {
+          // Judge each later stretch of `grace` ms on its own: the megabytes a socket buffer takes at
+          // first must not buy a reader (or sender) that then stalls time for ever.
+          this.#rateStartMs = nowMs;
+          this.#rateBytes = 0;
+        }
       }
     }
   }
@@ -290,8 +300,7 @@ export class Connection {
   // ---------------------------------------------------------------------------------------------
   // The read loop
 
-  /** Returns the action in progress when it ended (for the log line of an unexpected error). */
-  async #loop(): Promise<string> {
+  async #loop(): Promise<void> {
     const o = this.#ctx.options;
     for (;;) {
       // Parse everything this read delivered; sync replies pile up in #out.
@@ -303,7 +312,7 @@ export class Connection {
         }
         if (r.kind === "error") {
           await this.#protocolError(r.code);
-          return "answering a protocol error";
+          return;
         }
         this.#start += r.consumed;
         this.#head = r.head;
@@ -315,7 +324,7 @@ export class Connection {
           await this.#flush();
           // Unread input at close time would make the kernel send a reset that can destroy the answer.
           if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
-          return "closing";
+          return;
         }
         this.#parser.reset();
         this.#head = null;
@@ -330,13 +339,14 @@ export class Connection {
         const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
         this.#setDeadline("idle", this.#ctx.nowMs + idle);
       }
-      if (this.#ctx.shuttingDown && this.#state === "idle") return "closing for shutdown";
+      if (this.#ctx.shuttingDown && this.#state === "idle") return;
       this.#start = 0;
       this.#end = 0;
+      this.#action = "reading request head";
       const n = await this.#read();
       if (n === null) {
         if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
-        return "reading request head";
+        return;
       }
       this.#end = n;
       if (this.#state !== "active") {
@@ -414,7 +424,11 @@ export class Connection {
     } catch (e) {
       reply = this.#internalError(e);
     }
-    if (this.#closed) throw new ClosedError();
+    if (this.#closed) {
+      // Closed (kick, deadline, shutdown) while the handler worked: release what the reply holds.
+      reply.stream?.cancel();
+      throw new ClosedError();
+    }
     return this.#emit(head, reply);
   }
 
@@ -427,6 +441,22 @@ export class Connection {
 
   async #exchangeWithBody(head: RequestHead): Promise<boolean> {
     const limit = this.#ctx.handler.bodyLimitBytes(head);
+    if (limit === 0) {
+      // The route takes no body (a static path): answer as if none came (405 for POST, the file for a GET),
+      // then close, since the unread body would otherwise be parsed as the next request. Lingering drains it.
+      let reply: Reply;
+      try {
+        reply = await this.#ctx.handler.handle({ head, body: EMPTY, remote: this.remote, connId: this.id });
+      } catch (e) {
+        reply = this.#internalError(e);
+      }
+      if (this.#closed) {
+        reply.stream?.cancel();
+        throw new ClosedError();
+      }
+      this.#serverClosed = true;
+      return this.#emit(head, reply.close ? reply : { ...reply, close: true });
+    }
     if (head.contentLength > limit) {
       // Refuse before reading (and before any 100 Continue): RFC 9110 §10.1.1.
       return this.#emit(head, this.#errorReply("BODY_TOO_LARGE"));
@@ -443,13 +473,17 @@ export class Connection {
     } catch (e) {
       reply = this.#internalError(e);
     }
-    if (this.#closed) throw new ClosedError();
+    if (this.#closed) {
+      reply.stream?.cancel();
+      throw new ClosedError();
+    }
     return this.#emit(head, reply);
   }
 
   /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */
   async #readBody(head: RequestHead, limit: number): Promise<Uint8Array | ErrorCode> {
     const o = this.#ctx.options;
+    this.#action = "reading request body";
     this.#rateKind = "body";
     this.#rateStartMs = this.#ctx.nowMs;
     this.#rateBytes = 0;
@@ -551,6 +585,7 @@ export class Connection {
       stream.cancel();
       throw e;
     }
+    this.#action = "streaming response body";
     this.#rateKind = "send";
     this.#rateStartMs = this.#ctx.nowMs;
     this.#rateBytes = 0;
@@ -599,6 +634,7 @@ export class Connection {
   /** Writes everything queued, in one write when the kernel takes it. */
   async #flush(): Promise<void> {
     if (this.#outLen === 0) return;
+    this.#action = "writing response";
     const out = this.#out!;
     const len = this.#outLen;
     this.#outLen = 0;

@@ -99,7 +99,8 @@ export class Server {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #lastTickMs = 0;
   #acceptDone: Promise<void> = Promise.resolve();
-  #ctx: ConnContext;
+  /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
+  #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
   /** Refreshed by every sweep to "now + one sweep period" (see `ConnContext.nowMs`). */
   #coarseNowMs: number;
@@ -110,7 +111,6 @@ export class Server {
     this.#sweepMs = sweepIntervalMs(deps.options);
     this.#coarseNowMs = deps.clock.nowMs() + this.#sweepMs;
     const logError = deps.logError ?? ((m: string) => console.error(m));
-    const server = this;
     this.#ctx = {
       options: deps.options,
       clock: deps.clock,
@@ -119,12 +119,8 @@ export class Server {
       gate: deps.gate,
       accessLog: deps.accessLog,
       dateLine: new DateLine(),
-      get nowMs() {
-        return server.#coarseNowMs;
-      },
-      get shuttingDown() {
-        return server.#shuttingDown;
-      },
+      nowMs: this.#coarseNowMs,
+      shuttingDown: false,
       readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_KEPT),
       outPool: new BufferPool(OUT_BUFFER_BYTES, OUT_POOL_KEPT),
       logError,
@@ -191,6 +187,14 @@ export class Server {
           this.#shuttingDown || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted
         ) {
           return;
+        }
+        // One peer's failure surfacing at accept (a reset, or a TLS error should the runtime ever
+        // handshake there): that connection only, so no log line and no back-off for everyone else.
+        if (
+          e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.ConnectionAborted ||
+          e instanceof Deno.errors.InvalidData || e instanceof Deno.errors.UnexpectedEof
+        ) {
+          continue;
         }
         // Out of descriptors or a transient error: say so once, back off briefly, keep serving.
         this.#ctx.logError(`accepting connection: ${e instanceof Error ? e.message : String(e)}`);
@@ -279,6 +283,7 @@ export class Server {
   #sweep(): void {
     const now = this.#deps.clock.nowMs();
     this.#coarseNowMs = now + this.#sweepMs;
+    this.#ctx.nowMs = this.#coarseNowMs;
     for (const c of this.#conns.values()) c.expireIfDue(now);
     if (now - this.#lastTickMs >= 1000) {
       this.#lastTickMs = now;
@@ -327,6 +332,7 @@ export class Server {
   async shutdown(timeoutMs: number): Promise<void> {
     if (!this.#shuttingDown) {
       this.#shuttingDown = true;
+      this.#ctx.shuttingDown = true;
       this.#closeListeners();
     }
     await this.#acceptDone;
@@ -355,6 +361,7 @@ export class Server {
   /** Closes every connection and stops the sweeper (second signal, or after the shutdown deadline). */
   forceClose(): void {
     this.#shuttingDown = true;
+    this.#ctx.shuttingDown = true;
     this.#closeListeners();
     for (const c of this.#conns.values()) c.close();
     clearInterval(this.#sweeper);

@@ -2,15 +2,16 @@
  * Streams byte ranges of an open file into a `BodySink` through one pooled buffer: read a chunk into
  * the buffer, `await sink.write`, repeat. Memory per transfer is one buffer whatever the file size
  * (never `file.readable.pipeTo`, whose internal buffer grows to 16 MiB per transfer), and no chunk
- * allocates.
+ * allocates a buffer.
  *
  * Reads are synchronous while they are fast. An async `FsFile.read` runs on Deno's blocking thread
  * pool: per chunk it costs an fd dup, a thread hand-off and a wake-up (measured: 256 KiB chunks read
  * at ~3.4 GB/s async against ~5.4 GB/s sync on one core), and 8 parallel downloads kept 8 more pool
- * threads alive (stacks, malloc arenas: several MiB of RSS). A page-cache read of one chunk takes tens
- * of microseconds, less than the write that follows it. A read that takes longer went to the disk, so
- * from then on that transfer reads asynchronously and a cold file never stalls the event loop again
- * (nginx without `aio` blocks its worker on every such read; this blocks at most once per transfer).
+ * threads alive (6 → 14 threads, each with its stack and malloc arena). A page-cache read of one chunk takes tens
+ * of microseconds, less than the write that follows it. Reads that take longer went to the disk, so
+ * after `SLOW_READS_TO_SWITCH` of them that transfer reads asynchronously and a cold file stops
+ * stalling the event loop (nginx without `aio` blocks its worker on every such read; this blocks at
+ * most twice per transfer).
  *
  * Owns the file handle it is given: closes it on every path (done, failure, cancel). Never writes
  * fewer bytes than promised without failing: a file that shrinks mid-transfer rejects, so the
@@ -39,6 +40,12 @@ export type StreamFile = Pick<Deno.FsFile, "read" | "readSync" | "seekSync" | "c
 export const SLOW_READ_BASE_MS = 1;
 /** Bytes per millisecond a page-cache read is assumed to beat (1 GB/s). */
 export const PAGE_CACHE_BYTES_PER_MS = 1_000_000;
+/**
+ * Slow synchronous reads a transfer tolerates before it reads asynchronously. One can be a preemption
+ * on a busy core (seen here: 1.3 ms for a cached 256 KiB chunk); a cold file is slow on every read, so
+ * the event loop waits for the disk at most this many times per transfer.
+ */
+export const SLOW_READS_TO_SWITCH = 2;
 
 /** Raised when the file ends before the promised bytes were read. */
 export class FileShrankError extends Error {
@@ -63,8 +70,10 @@ export class FileStream implements BodyStream {
   readonly #pool: BufferPool;
   readonly #clock: Clock;
   #used = false;
-  /** True until one synchronous read was slow (the file is not in the page cache). */
-  #syncReads = Deno.env.get("VENTO_EXP_SYNC") !== "0";
+  /** True until `SLOW_READS_TO_SWITCH` synchronous reads were slow (the file is not in the page cache). */
+  #syncReads = true;
+  /** Synchronous reads so far that were too slow to have come from the page cache. */
+  #slowReads = 0;
 
   /** `clock` times the reads; tests pass a fake one to simulate a slow disk. */
   constructor(
@@ -83,7 +92,7 @@ export class FileStream implements BodyStream {
     this.#clock = clock;
   }
 
-  /** Whether reads are still synchronous (false once one was slow); for tests and diagnostics. */
+  /** Whether reads are still synchronous (false once they proved slow); for tests and diagnostics. */
   get syncReads(): boolean {
     return this.#syncReads;
   }
@@ -122,13 +131,14 @@ export class FileStream implements BodyStream {
     this.#file.seekSync(seg.start, Deno.SeekMode.Start);
     while (remaining > 0) {
       const want = Math.min(buf.byteLength - filled, remaining);
-      const n = await this.#read(buf.subarray(filled, filled + want));
+      const n = await this.#read(want === buf.byteLength ? buf : buf.subarray(filled, filled + want));
       if (n === null || n === 0) throw new FileShrankError(this.#path);
       remaining -= n;
       filled += n;
       // Fill the buffer before writing: fewer, larger writes (each write is a costly op crossing).
       if (filled === buf.byteLength || remaining === 0) {
-        await sink.write(buf.subarray(0, filled));
+        // A full buffer goes as is: no view object per chunk on the hot path.
+        await sink.write(filled === buf.byteLength ? buf : buf.subarray(0, filled));
         filled = 0;
       }
     }
@@ -141,7 +151,7 @@ export class FileStream implements BodyStream {
     const startMs = this.#clock.nowMs();
     const n = this.#file.readSync(into);
     const slowMs = SLOW_READ_BASE_MS + into.byteLength / PAGE_CACHE_BYTES_PER_MS;
-    if (this.#clock.nowMs() - startMs > slowMs * Number(Deno.env.get("VENTO_EXP_SLOWX") ?? "1")) {
+    if (this.#clock.nowMs() - startMs > slowMs && ++this.#slowReads >= SLOW_READS_TO_SWITCH) {
       this.#syncReads = false;
     }
     return n;

@@ -278,3 +278,38 @@ Deno.test("admin server answers BUSY and closes beyond its client cap", async ()
     for (const c of clients) c.close();
   });
 });
+
+Deno.test("admin server answers INTERNAL when the backend throws, and keeps serving", async () => {
+  const { dir, path } = await tempSocket();
+  class BrokenBackend extends FakeBackend {
+    override conns(): never {
+      throw new Error("registry exploded");
+    }
+    override reload(): Promise<never> {
+      return Promise.reject(new Error("disk on fire"));
+    }
+  }
+  const server = await AdminServer.start(path, new BrokenBackend(systemClock), systemClock);
+  const c = await RawClient.open(path);
+  try {
+    const conns = await c.ask("conns", {}, 5);
+    assert.deepEqual([conns.id, conns.ok, conns.error.code], [5, false, "INTERNAL"]);
+    assert.match(conns.error.message, /conns failed: registry exploded/);
+    const reload = await c.ask("reload", {}, 6);
+    assert.deepEqual([reload.id, reload.error.code], [6, "INTERNAL"]);
+    assert.match(reload.error.message, /disk on fire/);
+    // A subscription whose snapshot throws says so with its id instead of dying silently.
+    const sub = await c.ask("subscribe", { intervalMs: 100, conns: true }, 7);
+    assert.deepEqual([sub.id, sub.ok, sub.error.code], [7, false, "INTERNAL"]);
+    assert.match(sub.error.message, /snapshot failed: registry exploded/);
+    await c.send(JSON.stringify({ v: 1, id: 8, op: "unsubscribe" }) + "\n");
+    let reply = await c.next();
+    while (reply !== null && reply.id !== 8) reply = await c.next();
+    assert.equal(reply?.ok, true);
+    assert.equal((await c.ask("hello", {}, 9)).data.pid, 4242);
+  } finally {
+    c.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

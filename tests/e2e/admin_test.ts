@@ -4,6 +4,8 @@
  * bound to chosen loopback sources (127.0.0.5, 127.0.0.9) with node:net's `localAddress` so one of them
  * can be banned while the others keep being served. Also `vento-admin` as a subprocess, and the metrics
  * text checked by a small Prometheus text-format (0.0.4) parser written here, not borrowed from the server.
+ * Last, `vento-admin top` driven in a private tmux server against live traffic (skipped, saying why,
+ * when tmux is absent): the screen shows the connection, `b` bans it, `q` restores the terminal.
  *
  * Never: sleeps to wait for an effect (every wait polls a condition with a deadline), or talks to
  * anything but 127.0.0.0/8 and the temp socket.
@@ -19,6 +21,8 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const ADMIN_MAIN = `${ROOT}admin/main.ts`;
 /** How long any single expected effect may take before the test fails. */
 const EFFECT_TIMEOUT_MS = 5_000;
+/** How long `vento-admin top` may take to start and draw (a cold `deno run` on a busy machine). */
+const TOP_START_TIMEOUT_MS = 20_000;
 const BODY = "<!doctype html><title>admin e2e</title><h1>hello</h1>\n";
 
 const BASE_CONF = `# written by tests/e2e/admin_test.ts
@@ -82,8 +86,9 @@ async function withSite(extraConf: string, fn: (site: Site) => Promise<void>): P
 async function eventually<T>(
   what: string,
   check: () => T | Promise<T>,
+  timeoutMs = EFFECT_TIMEOUT_MS,
 ): Promise<Exclude<T, false | undefined>> {
-  const deadline = performance.now() + EFFECT_TIMEOUT_MS;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const v = await check();
     if (v !== undefined && v !== false) return v as Exclude<T, false | undefined>;
@@ -678,9 +683,9 @@ Deno.test("vento-admin stats, conns, bans, ban, unban and kick work against the 
       assert.equal((await cli([...s, "kick"])).code, 2);
       assert.equal(site.vento.guard.bans().length, 0);
 
-      // Refused by the server (allowlisted targets cannot be banned is not configured here; a too-short ban is
-      // caught by the CLI): exit 2 for usage, and no ban was made.
+      // A ban shorter than the protocol's minimum is a usage error caught by the CLI: exit 2, no ban.
       assert.equal((await cli([...s, "ban", "127.0.0.5", "--for", "10ms"])).code, 2);
+      assert.equal(site.vento.guard.bans().length, 0);
     } finally {
       await Promise.all([client, ...late].map((c) => c.close()));
     }
@@ -814,7 +819,7 @@ Deno.test({
         const shown = await eventually("top to show the 127.0.0.5 connection", async () => {
           const s = await tmux.screen();
           return /^> +\d+ 127\.0\.0\.5:\d+ +(idle|active|new) /m.test(s) && s;
-        });
+        }, TOP_START_TIMEOUT_MS);
         assert.match(shown, /^Vento \S+ {2}up \S+ {2}127\.0\.0\.1:\d+ {2}pid \d+/m);
         assert.match(shown, /Top talkers/);
         assert.equal(await tmux.flag("alternate_on"), "1");

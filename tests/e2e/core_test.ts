@@ -415,3 +415,29 @@ Deno.test("shutdown force-closes connections that outlive the shutdown deadline"
     await s.stop();
   }
 });
+
+Deno.test("a body sent to a route that takes none gets that route's answer, then the connection closes", () =>
+  withServer(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      await c.send(`POST /index.html HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`);
+      const r = await c.read();
+      assert.equal(r.status, 405);
+      assert.match(r.headers.get("allow") ?? "", /GET, HEAD, OPTIONS/);
+      assert.equal(r.headers.get("connection"), "close");
+      assert.ok(await c.closedWithin(3000));
+    } finally {
+      c.close();
+    }
+    const g = await RawClient.connect(s.port);
+    try {
+      // The smuggled-looking body is never parsed as a request: it is drained and the connection closed.
+      await g.send(`GET / HTTP/1.1\r\n${H}Content-Length: 24\r\n\r\nGET /secret HTTP/1.1\r\n\r\n`);
+      const r = await g.read();
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("connection"), "close");
+      assert.equal((await g.readToEnd()).length, 0);
+    } finally {
+      g.close();
+    }
+  }));

@@ -120,6 +120,10 @@ async function withTlsServer(
   }
 }
 
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 /** Reads until the peer closes (null) or errors; resolves with how it ended. */
 async function readUntilClosed(conn: Deno.Conn): Promise<"eof" | "error"> {
   const buf = new Uint8Array(4096);
@@ -278,21 +282,24 @@ Deno.test({
 });
 
 Deno.test({
-  name: `a handshake that never completes is closed by the header deadline${NO_OPENSSL}`,
+  name: `a handshake that never completes is dropped from the registry by the header deadline${NO_OPENSSL}`,
   ignore: !HAVE_OPENSSL,
   fn: () =>
     withTlsServer(async (s, port) => {
-      const started = performance.now();
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       try {
         // The first bytes of a TLS record header (handshake, TLS 1.0 record version), then silence.
         await conn.write(new Uint8Array([0x16, 0x03, 0x01]));
-        const ended = await readUntilClosed(conn);
+        const started = performance.now();
+        while (s.vento.server.size === 0 && performance.now() - started < 2000) await delay(10);
+        assert.equal(s.vento.server.size, 1, "the connection is registered while it handshakes");
+        while (s.vento.server.size > 0 && performance.now() - started < 5000) await delay(20);
         const elapsedMs = performance.now() - started;
-        assert.ok(ended === "eof" || ended === "error");
-        assert.ok(elapsedMs >= 250, `closed after ${elapsedMs} ms, before the 300 ms deadline`);
-        assert.ok(elapsedMs < 5000, `still open after ${elapsedMs} ms`);
-        assert.ok(s.vento.stats.timeouts >= 1);
+        assert.equal(s.vento.server.size, 0, `still registered after ${Math.round(elapsedMs)} ms`);
+        assert.ok(elapsedMs >= 200, `dropped after ${Math.round(elapsedMs)} ms, before the 300 ms deadline`);
+        assert.equal(s.vento.stats.timeouts, 1);
+        // Known Deno limitation (docs/operations.md, threat model): TlsConn.close() waits for a pending
+        // handshake, so the socket itself stays open until this peer sends or leaves. Leaving frees it.
       } finally {
         conn.close();
       }
