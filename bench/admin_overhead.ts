@@ -9,7 +9,7 @@
  * at 10 Hz. Prints median req/s per condition, the ratio and the server's CPU per request.
  *
  * `--top-cpu SEC` instead measures `vento-admin top` itself: it runs top at 1 Hz in a detached tmux
- * against the idle server and reports its CPU use (per-thread schedstat from /proc) over SEC seconds.
+ * against the idle server and reports its CPU use (main-thread schedstat from /proc) over SEC seconds.
  *
  * Must never: aim at anything but 127.0.0.1, run unbounded (duration and rounds are capped), or leave
  * a server, tmux or temp folder behind (all stopped and removed on exit, error and ctrl-c).
@@ -117,17 +117,15 @@ function median(xs: number[]): number {
 }
 
 /**
- * CPU time used so far by every thread of `pid`, in milliseconds, or null when /proc cannot say.
- * From `/proc/<pid>/task/<tid>/schedstat` (nanoseconds): utime+stime in /proc/<pid>/stat count 10 ms
- * ticks, too coarse for a subscriber that costs a few milliseconds a second.
+ * CPU time used so far by the main thread of `pid`, in milliseconds, or null when /proc cannot say.
+ * From `/proc/<pid>/schedstat` (nanoseconds): Deno runs JavaScript and its I/O event loop on the main
+ * thread, which is what a subscriber competes for. utime+stime in /proc/<pid>/stat count 10 ms ticks,
+ * too coarse for a cost of a few milliseconds a second; summing every thread's schedstat is not
+ * monotonic (short-lived blocking-pool threads take their time with them when they exit).
  */
 function cpuMs(pid: number): number | null {
   try {
-    let ns = 0;
-    for (const e of Deno.readDirSync(`/proc/${pid}/task`)) {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${e.name}/schedstat`).split(" ")[0]);
-    }
-    return ns / 1e6;
+    return Number(Deno.readTextFileSync(`/proc/${pid}/schedstat`).split(" ")[0]) / 1e6;
   } catch {
     return null;
   }
@@ -471,7 +469,7 @@ async function topCpu(janitor: Janitor, opts: Options, dir: string): Promise<num
   await sleep(opts.topCpuSec * 1000);
   const after = cpuMs(pid);
   const wallSec = (performance.now() - t0) / 1000;
-  if (before === null || after === null) throw new Error("cannot read /proc/<pid>/task for top");
+  if (before === null || after === null) throw new Error("cannot read /proc/<pid>/schedstat for top");
   const cpuSec = (after - before) / 1000;
   console.log(
     `vento-admin top --interval ${TOP_INTERVAL_SEC}, idle server: ${cpuSec.toFixed(2)} s CPU in ` +

@@ -172,28 +172,37 @@ export class StaticResponder {
       if (method === "OPTIONS") return this.#options;
       return this.#error(405, false, false, [["Allow", ALLOWED_METHODS]]);
     }
-    const route = this.#routes.get(head.path);
+    const path = head.path;
+    const route = this.#routes.get(path);
     const now = this.#clock.nowMs();
     const maxAge = this.#opts.fileCacheRevalidateMs;
-    if (route !== undefined && now - route.checkedAtMs < maxAge) {
+    // While one request re-checks a stale path, the others keep using what was cached a moment ago:
+    // otherwise every concurrent request for a hot file would stat and realpath it at once.
+    const revalidating = this.#revalidating.has(path);
+    if (route !== undefined && (revalidating || now - route.checkedAtMs < maxAge)) {
       if (route.kind === "status") return this.#error(route.status, isHead);
       if (route.kind === "reply") return isHead ? route.head : route.get;
       const encoding = route.hasBr || route.hasGzip ? this.#negotiate(head, route) : null;
       const entry = encoding === null ? route.identity : encoding === "br" ? route.br : route.gzip;
-      if (entry !== null && entry.live && now - entry.checkedAtMs < maxAge) {
+      if (entry !== null && entry.live && (revalidating || now - entry.checkedAtMs < maxAge)) {
         this.#cache.touch(entry);
         const flags = scanFlags(head);
         if (flags === 0) return isHead ? entry.headReply : entry.getReply;
         return this.#fromCache(entry, head, isHead);
       }
     }
-    return this.#slow(head, isHead);
+    if (route === undefined || revalidating) return this.#slow(head, isHead);
+    this.#revalidating.add(path);
+    return this.#slow(head, isHead).finally(() => this.#revalidating.delete(path));
   }
 
   /** An error reply (the `<status>.html` page when present, else a built-in one), e.g. for other layers. */
   errorReply(status: number, close = false): Reply | Promise<Reply> {
     return this.#error(status, false, close);
   }
+
+  /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
+  #revalidating = new Set<string>();
 
   /** Drops caches and pooled buffers. There are no timers or watchers to stop. */
   close(): void {
