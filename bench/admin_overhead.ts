@@ -181,7 +181,7 @@ class Janitor {
         // finished already
       }
       if (this.tmuxSocket !== null) {
-        await new Deno.Command("tmux", { args: ["-L", this.tmuxSocket, "kill-server"], stderr: "null" })
+        await new Deno.Command("tmux", { args: ["-S", this.tmuxSocket, "kill-server"], stderr: "null" })
           .output().catch(() => {});
       }
       const server = this.server;
@@ -443,7 +443,8 @@ async function topCpu(janitor: Janitor, opts: Options, dir: string): Promise<num
     return 1;
   }
   await startServer(janitor, dir, false);
-  const tmux = `vento-bench-${Deno.pid}`;
+  // The tmux socket in our temp folder: removed with it, and never the user's tmux server.
+  const tmux = `${dir}/tmux.sock`;
   janitor.tmuxSocket = tmux;
   const pidFile = `${dir}/top.pid`;
   // `exec` so the pane's process is top itself; its pid is written first, so we measure the right one.
@@ -451,7 +452,7 @@ async function topCpu(janitor: Janitor, opts: Options, dir: string): Promise<num
     `echo $$ > ${pidFile}; exec ${Deno.execPath()} run -A --quiet --config=${REPO_ROOT}/deno.json ` +
     `${REPO_ROOT}/admin/main.ts --socket ${dir}/vento.sock top --interval ${TOP_INTERVAL_SEC}`;
   const t = await new Deno.Command("tmux", {
-    args: ["-L", tmux, "new-session", "-d", "-x", "120", "-y", "40", "sh", "-c", shell],
+    args: ["-S", tmux, "new-session", "-d", "-x", "120", "-y", "40", "sh", "-c", shell],
     stderr: "piped",
   }).output();
   if (!t.success) throw new Error(`tmux: ${new TextDecoder().decode(t.stderr)}`);

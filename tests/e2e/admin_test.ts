@@ -729,13 +729,16 @@ if (!HAS_TMUX) {
   console.warn("tests/e2e/admin_test.ts: tmux is not installed; skipping the `top` test (apt install tmux)");
 }
 
-/** A tmux server of our own (`-L`), so the test never touches the user's sessions. */
+/**
+ * A tmux server of our own whose socket lives in the test's temp folder (`-S`), so the test never
+ * touches the user's sessions and leaves no socket behind in /tmp/tmux-UID.
+ */
 class Tmux {
-  readonly socketName = `vento-test-${Deno.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  constructor(readonly socketPath: string) {}
 
   async run(...args: string[]): Promise<string> {
     const out = await new Deno.Command("tmux", {
-      args: ["-L", this.socketName, ...args],
+      args: ["-S", this.socketPath, ...args],
       stdout: "piped",
       stderr: "piped",
     })
@@ -789,7 +792,7 @@ Deno.test({
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
-      const tmux = new Tmux();
+      const tmux = new Tmux(`${site.dir}/tmux.sock`);
       const stty = (file: string) => `stty -g > ${site.dir}/${file}`;
       try {
         await tmux.run(
