@@ -12,8 +12,8 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { DEFAULT_CONFIG, formatConfigError, parseConfig } from "../src/config.ts";
 import type { ConnInfo } from "../src/net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../src/guard/views.ts";
-import { REFUSE_REASONS } from "../src/stats/stats.ts";
 import type { HelloData, StatsReport } from "../src/admin/protocol.ts";
+import { REFUSE_REASONS } from "../src/admin/protocol.ts";
 import { AdminClient, AdminGone, AdminRefused, AdminUnavailable } from "./client.ts";
 import { type Column, formatBytes, formatDuration, formatMBps, formatRate, table } from "./format.ts";
 

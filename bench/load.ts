@@ -980,6 +980,8 @@ async function main(args: string[]): Promise<number> {
         rounds: opts.rounds,
         fileBytes: FILE_BYTES,
         bigFileBytes: BIG_FILE_BYTES,
+        ventoArgs: await ventoRunArgs(opts.v8Flags),
+        ventoSettings: opts.ventoSettings,
       };
       console.log(JSON.stringify({ env, results: reports }, null, 2));
     } else {

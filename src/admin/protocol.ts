@@ -16,6 +16,9 @@ import type { StatsSnapshot } from "../stats/stats.ts";
 import type { ConnInfo } from "../net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../guard/views.ts";
 
+/** The refusal reasons a `stats` reply counts, re-exported so the client needs only this module. */
+export { REFUSE_REASONS } from "../stats/stats.ts";
+
 /** The protocol version this code speaks; a request with another `v` gets BAD_VERSION. */
 export const PROTOCOL_VERSION = 1;
 /** Longest request line (bytes, without the newline); beyond it LINE_TOO_LONG and the connection closes. */

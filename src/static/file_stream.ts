@@ -13,6 +13,9 @@
  * stalling the event loop (nginx without `aio` blocks its worker on every such read; this blocks at
  * most twice per transfer).
  *
+ * Regular files only (the responder checks the opened handle): a synchronous read of a pipe or device
+ * could wait forever.
+ *
  * Owns the file handle it is given: closes it on every path (done, failure, cancel). Never writes
  * fewer bytes than promised without failing: a file that shrinks mid-transfer rejects, so the
  * connection closes instead of leaving the client waiting for bytes that will not come.

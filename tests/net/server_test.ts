@@ -1,0 +1,41 @@
+/** Unit tests for the connection layer's pure helpers. */
+
+import assert from "node:assert/strict";
+import { sweepIntervalMs, unmapAddress } from "../../src/net/server.ts";
+import { escapeForLog } from "../../src/net/connection.ts";
+import { DEFAULT_CONFIG } from "../../src/config.ts";
+import { FakeClock, SystemClock } from "../../src/net/clock.ts";
+
+Deno.test("unmapAddress unwraps v4-mapped IPv6 and leaves everything else", () => {
+  assert.equal(unmapAddress("::ffff:127.0.0.5"), "127.0.0.5");
+  assert.equal(unmapAddress("127.0.0.5"), "127.0.0.5");
+  assert.equal(unmapAddress("::1"), "::1");
+  assert.equal(unmapAddress("2001:db8::ffff:1"), "2001:db8::ffff:1");
+});
+
+Deno.test("the sweeper runs often enough for the shortest deadline, but never busier than 5 ms", () => {
+  assert.equal(sweepIntervalMs(DEFAULT_CONFIG), 250);
+  assert.equal(sweepIntervalMs({ ...DEFAULT_CONFIG, headerTimeoutMs: 200 }), 50);
+  assert.equal(sweepIntervalMs({ ...DEFAULT_CONFIG, sendTimeoutMs: 4 }), 5);
+});
+
+Deno.test("escapeForLog hides control bytes, quotes and backslashes, and truncates", () => {
+  assert.equal(escapeForLog('GET /a"b\\c\r\n HTTP/1.1'), "GET /a\\x22b\\x5cc\\x0d\\x0a HTTP/1.1");
+  assert.equal(escapeForLog("x".repeat(10), 4), "xxxx...");
+  assert.equal(escapeForLog("caf\u00e9"), "caf\\xe9");
+});
+
+Deno.test("the system clock never goes backwards; the fake clock moves only when told", () => {
+  const c = new SystemClock();
+  let last = c.nowMs();
+  for (let i = 0; i < 1000; i++) {
+    const t = c.nowMs();
+    assert.ok(t >= last);
+    last = t;
+  }
+  const f = new FakeClock(100, 1_000_000);
+  assert.equal(f.nowMs(), 100);
+  f.advance(50);
+  assert.equal(f.nowMs(), 150);
+  assert.equal(f.wallMs(), 1_000_050);
+});
