@@ -19,8 +19,37 @@ const RATE_WINDOW_MS = 1000;
 
 const NONE = -1;
 
+/**
+ * What the policy needs of a client table: `ClientTable` (one thread) and `SharedClientTable` (every
+ * worker thread over one SharedArrayBuffer, see `shared_table.ts`) both provide it.
+ */
+export interface GuardTable {
+  readonly capacity: number;
+  readonly requestTatMs: Float64Array;
+  readonly connTatMs: Float64Array;
+  readonly conns: Int32Array;
+  readonly violations: Int32Array;
+  readonly violationStartMs: Float64Array;
+  readonly offences: Int32Array;
+  readonly lastBanEndMs: Float64Array;
+  readonly bannedUntilMs: Float64Array;
+  readonly requests: Float64Array;
+  readonly family: Uint8Array;
+  readonly groups: Uint16Array;
+  readonly lastCreated: boolean;
+  readonly size: number;
+  slotOf(key: string): number;
+  keyAt(slot: number): string;
+  acquire(key: string, addr: IpAddr | null, nowMs: number): number;
+  pin(slot: number): void;
+  unpin(slot: number): void;
+  countRequest(slot: number, nowMs: number): void;
+  requestRatePerSec(slot: number, nowMs: number): number;
+  forEachSlot(visit: (slot: number, key: string) => void): void;
+}
+
 /** Slot-indexed state; fields are public typed arrays so the policy reads and writes them in place. */
-export class ClientTable {
+export class ClientTable implements GuardTable {
   /** Slots in all; fixed for the table's life (a change needs a new table, i.e. a restart). */
   readonly capacity: number;
   /** GCRA theoretical arrival time for requests, monotonic ms (0 = fresh). */
@@ -58,8 +87,8 @@ export class ClientTable {
   /** LRU list of drained slots: head = most recently used, tail = next to evict. */
   #head = NONE;
   #tail = NONE;
-  readonly #free: Int32Array;
-  #freeTop: number;
+  /** Slots below this have been used; above it, never (so their memory pages were never touched). */
+  #highWater = 0;
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`bad table capacity ${capacity}`);
@@ -78,13 +107,12 @@ export class ClientTable {
     this.ratePrevious = new Float64Array(capacity);
     this.family = new Uint8Array(capacity);
     this.groups = new Uint16Array(capacity * 8);
-    this.#keys = new Array<string>(capacity).fill("");
-    this.#prev = new Int32Array(capacity).fill(NONE);
-    this.#next = new Int32Array(capacity).fill(NONE);
-    this.#free = new Int32Array(capacity);
-    // Pop order 0, 1, 2, … keeps tests readable.
-    for (let i = 0; i < capacity; i++) this.#free[i] = capacity - 1 - i;
-    this.#freeTop = capacity;
+    // Nothing here is filled or pre-linked: typed arrays are zero pages until written, and slots are handed
+    // out in order 0, 1, 2, … below a high-water mark, so an idle server with a 100,000-key table costs
+    // only the pages its clients touched (filling them up front cost ~8 MiB of RSS at start-up).
+    this.#keys = [];
+    this.#prev = new Int32Array(capacity);
+    this.#next = new Int32Array(capacity);
   }
 
   /** Keys held now (≤ capacity). */
@@ -106,7 +134,7 @@ export class ClientTable {
 
   /** The key held in `slot` ("" when free). */
   keyAt(slot: number): string {
-    return this.#keys[slot];
+    return this.#keys[slot] ?? "";
   }
 
   /**
@@ -122,8 +150,8 @@ export class ClientTable {
       return found;
     }
     let slot: number;
-    if (this.#freeTop > 0) {
-      slot = this.#free[--this.#freeTop];
+    if (this.#highWater < this.capacity) {
+      slot = this.#highWater++;
     } else if (this.#tail !== NONE) {
       slot = this.#tail;
       this.#unlink(slot);
