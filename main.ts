@@ -9,9 +9,12 @@
 import { parseArgs } from "node:util";
 import { type Config, loadConfig, parseConfig, SETTINGS } from "./src/config.ts";
 import { type Clock, systemClock } from "./src/net/clock.ts";
-import { Server } from "./src/net/server.ts";
+import { type ConnGate, Server } from "./src/net/server.ts";
 import { Stats } from "./src/stats/stats.ts";
 import { Guard } from "./src/guard/policy.ts";
+import { createGuardStore, storeGate } from "./src/net/guard_store.ts";
+import type { GuardTable } from "./src/guard/table.ts";
+import { Cluster, resolveWorkers, startCluster } from "./src/net/cluster.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
@@ -47,6 +50,12 @@ export interface StartOptions {
   logError?: (message: string) => void;
   /** The port given on the command line, which a reload must keep winning over PORT in the file. */
   portOverride?: number;
+  /** WORKERS > 1 (set by `src/net/cluster_worker.ts`): bind with SO_REUSEPORT to share the port. */
+  reusePort?: boolean;
+  /** WORKERS > 1: the shared client table, so limits and bans are global across workers. */
+  guardTable?: GuardTable;
+  /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
+  gate?: (guard: Guard) => ConnGate;
 }
 
 /** Settings that a reload can apply to a running server without a restart. */
@@ -90,7 +99,9 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // The live config object: reload mutates the fields that may change while running.
   const live: Config = { ...config };
   const stats = new Stats();
-  const guard = new Guard(live, clock, stats);
+  const guard = new Guard(live, clock, stats, undefined, options.guardTable);
+  // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
+  const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
   const router = new Router(staticResponder, live);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
@@ -99,9 +110,11 @@ export async function startVento(config: Config, options: StartOptions): Promise
     clock,
     stats,
     handler: router,
-    gate: guard,
+    // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
+    gate: options.gate?.(guard) ?? (store === null ? guard : storeGate(guard)),
     accessLog,
     logError,
+    reusePort: options.reusePort,
   });
   let addr: Deno.NetAddr;
   let tlsAddr: Deno.NetAddr | null = null;
@@ -122,6 +135,15 @@ export async function startVento(config: Config, options: StartOptions): Promise
     throw e;
   }
   const startedWallMs = clock.wallMs();
+  // Bans published by other instances also close the open connections they cover, as a local one does.
+  await store?.start({
+    ban: (target, ms, reason) => {
+      guard.applySharedBan(target, ms, reason);
+      kickBanned(server, target, live);
+    },
+    unban: (target) => guard.applySharedUnban(target),
+    localBans: () => guard.bans(),
+  });
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => resolveDone = r);
@@ -131,6 +153,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const shutdown = (): Promise<void> => {
     shutdownPromise ??= (async () => {
       await server.shutdown(live.shutdownTimeoutMs);
+      await store?.close();
       await admin?.close();
       staticResponder.close();
       await accessLog?.close();
@@ -199,6 +222,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
       admin = await AdminServer.start(live.adminSocket, backend, clock);
     } catch (e) {
       server.forceClose();
+      await store?.close();
       staticResponder.close();
       await accessLog?.close();
       throw e;
@@ -225,7 +249,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
  * them. The target is normalised first: `2001:db8::1` bans the key `2001:db8::/64`, `127.0.0.5/32` the key
  * `127.0.0.5`; a wider CIDR covers every peer inside it except allowlisted ones (the guard exempts those).
  */
-function kickBanned(server: Server, text: string, config: Config): void {
+export function kickBanned(server: Server, text: string, config: Config): void {
   const target = banTarget(text, config.clientIpv6PrefixBits);
   if (target === null) return;
   if ("key" in target) {
@@ -304,9 +328,13 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
 
-  let vento: Vento;
+  // WORKERS > 1: worker threads behind a supervisor; 1: this thread serves, exactly as before.
+  const workers = resolveWorkers(loaded.config.workers);
+  let vento: Vento | Cluster;
   try {
-    vento = await startVento(loaded.config, { configPath, portOverride });
+    vento = workers > 1
+      ? await startCluster(loaded.config, workers, { configPath, portOverride })
+      : await startVento(loaded.config, { configPath, portOverride });
   } catch (e) {
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
     else if (e instanceof Deno.errors.AddrInUse) {
@@ -321,7 +349,10 @@ export async function main(args: string[]): Promise<number> {
   const shown = urls.map(([scheme, a]) =>
     `${scheme}://${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}/`
   );
-  console.log(`vento ${VERSION} listening on ${shown.join(" and ")} serving ${loaded.config.documentRoot}`);
+  console.log(
+    `vento ${VERSION} listening on ${shown.join(" and ")} serving ${loaded.config.documentRoot}` +
+      (workers > 1 ? ` with ${workers} worker threads` : ""),
+  );
 
   let signals = 0;
   const onStop = () => {
@@ -330,7 +361,8 @@ export async function main(args: string[]): Promise<number> {
       console.log("vento: shutting down (send the signal again to force)");
       void vento.shutdown();
     } else {
-      vento.server.forceClose();
+      if (vento instanceof Cluster) vento.forceClose();
+      else vento.server.forceClose();
       Deno.exit(1);
     }
   };

@@ -208,6 +208,11 @@ function headerLines(s: TopState, cols: number, o: RenderOptions): string[] {
     const refused = Object.values(x.refused).reduce((a, b) => a + b, 0);
     l2 = `2xx ${x.responses[2]}  3xx ${x.responses[3]}  4xx ${x.responses[4]}  5xx ${x.responses[5]}  ` +
       `429 ${x.status429}  bans ${x.bansActive}  refused ${refused}`;
+    // GUARD_STORE=redis unreachable: limits fell back to per instance (shown only then).
+    if (x.guardStoreDegraded === 1) {
+      l2 += "  STORE DEGRADED";
+      l2attr = REVERSE;
+    }
   }
   return [line(title, cols, BOLD, o), line(l1, cols, "", o), line(l2, cols, l2attr, o)];
 }

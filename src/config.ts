@@ -7,11 +7,18 @@
  * each as `vento.conf:3: …`. Unknown keys are errors (a typo must not silently fall back to a default).
  */
 
+import { parseGuardStore } from "./guard/redis_store.ts";
+
 /** The complete, validated configuration. Field names carry their unit. */
 export interface Config {
   // --- listening ---------------------------------------------------------------------------------
   /** TCP port (0 picks a free one; tests use that). */
   port: number;
+  /**
+   * Accept loops (worker threads) sharing the port through SO_REUSEPORT; `auto` = one per core. 1 keeps
+   * the single-threaded server with no worker at all. Per-client limits and bans stay global.
+   */
+  workers: number | "auto";
   /** Address to bind. `::` (the default) is all interfaces, dual-stack. */
   host: string;
   /** Folder served, absolute after `loadConfig` (relative paths are resolved against the conf's folder). */
@@ -118,6 +125,11 @@ export interface Config {
   banListCapacity: number;
   /** `enforce`, or `dry-run` (count and log, never refuse). */
   limitMode: "enforce" | "dry-run";
+  /**
+   * Where request-rate state and bans live: `memory` (this process), or `redis://host:port[/db]`,
+   * shared by every instance using it (falls back to per-instance limits while Redis is unreachable).
+   */
+  guardStore: string;
   /** Connections one client may hold open; at the cap new ones get 503 and close. */
   maxConnsPerClient: number;
   /** Connections the server holds open; at the cap new ones get 503 and close. */
@@ -131,7 +143,9 @@ type Kind =
   | { type: "string"; nonEmpty: boolean }
   | { type: "bool" }
   | { type: "enum"; values: readonly string[] }
-  | { type: "cidrs" };
+  | { type: "cidrs" }
+  | { type: "intOrAuto"; min: number; max: number }
+  | { type: "store" };
 
 interface Setting {
   key: string;
@@ -147,6 +161,7 @@ const DAY_MS = 86_400_000;
 /** Defaults, applied when `vento.conf` is absent or a key is not set. */
 export const DEFAULT_CONFIG: Readonly<Config> = {
   port: 8080,
+  workers: 1,
   host: "::",
   documentRoot: "www",
   accessLog: "vento.log",
@@ -195,6 +210,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   banMaxMs: DAY_MS,
   banListCapacity: 100_000,
   limitMode: "enforce",
+  guardStore: "memory",
   maxConnsPerClient: 32,
   maxConns: 4096,
   busyThresholdPercent: 80,
@@ -207,6 +223,12 @@ const str: Kind = { type: "string", nonEmpty: true };
 export const SETTINGS: readonly Setting[] = [
   { key: "PORT", field: "port", kind: int(0, 65535), doc: "TCP port to listen on" },
   { key: "HOST", field: "host", kind: str, doc: "address to bind; :: is every interface, dual-stack" },
+  {
+    key: "WORKERS",
+    field: "workers",
+    kind: { type: "intOrAuto", min: 1, max: 64 },
+    doc: "accept loops (threads) sharing PORT, or auto for one per core; limits stay global",
+  },
   { key: "DOCUMENT_ROOT", field: "documentRoot", kind: str, doc: "folder to serve, relative to vento.conf" },
   { key: "ACCESS_LOG", field: "accessLog", kind: str, doc: "access log path, - for stdout, off for none" },
   { key: "ADMIN_SOCKET", field: "adminSocket", kind: str, doc: "admin Unix socket path, or off" },
@@ -415,6 +437,12 @@ export const SETTINGS: readonly Setting[] = [
     doc: "enforce, or dry-run (count only)",
   },
   {
+    key: "GUARD_STORE",
+    field: "guardStore",
+    kind: { type: "store" },
+    doc: "memory, or redis://host:port[/db] to share rate limits and bans between instances",
+  },
+  {
     key: "MAX_CONNS_PER_CLIENT",
     field: "maxConnsPerClient",
     kind: int(1, 1_000_000),
@@ -483,12 +511,25 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
         return { error: `${s.key} must be one of ${k.values.join(", ")}, got "${raw}"` };
       }
       return { value: raw };
+    case "intOrAuto": {
+      if (raw === "auto") return { value: "auto" };
+      const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+      if (!(n >= k.min && n <= k.max)) {
+        return { error: `${s.key} must be auto or between ${k.min} and ${k.max}, got "${raw}"` };
+      }
+      return { value: n };
+    }
     case "cidrs": {
       const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
       const bad = items.find((x) => !isCidr(x));
       if (bad !== undefined) return { error: `${s.key}: "${bad}" is not an IP address or CIDR` };
       return { value: items };
     }
+    case "store":
+      if (!parseGuardStore(raw).ok) {
+        return { error: `${s.key} must be memory or redis://host:port[/db], got "${raw}"` };
+      }
+      return { value: raw };
   }
 }
 

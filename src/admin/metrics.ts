@@ -65,6 +65,12 @@ function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[
     one("vento_sent_bytes_total", "counter", "Bytes written to clients.", s.bytesOut),
     one("vento_peer_resets_total", "counter", "Peers that vanished mid-exchange.", s.peerResets),
     one("vento_timeouts_total", "counter", "Connections closed by a deadline.", s.timeouts),
+    one(
+      "vento_guard_store_degraded",
+      "gauge",
+      "1 while the shared guard store (Redis) is unreachable and limits are per instance.",
+      s.guardStoreDegraded,
+    ),
   ];
 }
 

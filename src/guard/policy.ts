@@ -30,7 +30,8 @@ import { BanList } from "./bans.ts";
 import { cidrContains, CidrSet, IpAddr } from "./cidr.ts";
 import { banTarget, forwardedClient, keyOf, parsePeerIp } from "./client_key.ts";
 import { type GcraLimit, gcraLimit, gcraNextTat, gcraWaitMs, retryAfterSec } from "./gcra.ts";
-import { ClientTable } from "./table.ts";
+import { ClientTable, type GuardTable } from "./table.ts";
+import type { SharedStore } from "./shared_store.ts";
 import type { BanInfo, ClientInfo } from "./views.ts";
 
 export type GuardOptions = Pick<
@@ -79,7 +80,7 @@ export class Guard {
   readonly #clock: Clock;
   readonly #stats: Stats;
   readonly #warn: (line: string) => void;
-  readonly #table: ClientTable;
+  readonly #table: GuardTable;
   readonly #bans: BanList;
   #trusted: CidrSet;
   #allow: CidrSet;
@@ -92,6 +93,13 @@ export class Guard {
   #dryRunRefusals = 0;
   #lastLogMs = -Infinity;
   #suppressedLogs = 0;
+  /** GUARD_STORE shared by several instances (null: the embedded table alone). */
+  #store: SharedStore | null = null;
+  /** Set by `admitRequestShared` around `admitRequest`: the rate decision is handed to the store. */
+  #deferToStore = false;
+  #deferred: Promise<number> | null = null;
+  /** Set while applying a ban or unban another instance published (so it is not published back). */
+  #applyingShared = false;
   /** Scratch addresses, reused so the request path allocates nothing. */
   readonly #peer = new IpAddr();
   readonly #forwarded = new IpAddr();
@@ -106,12 +114,14 @@ export class Guard {
     clock: Clock,
     stats: Stats,
     warn: (line: string) => void = console.warn,
+    /** The client table; a `SharedClientTable` makes limits global across worker threads. */
+    table: GuardTable = new ClientTable(options.guardTableCapacity),
   ) {
     this.#o = options;
     this.#clock = clock;
     this.#stats = stats;
     this.#warn = warn;
-    this.#table = new ClientTable(options.guardTableCapacity);
+    this.#table = table;
     this.#bans = new BanList(options.banListCapacity);
     this.#trusted = this.#cidrSet("TRUSTED_PROXIES", options.trustedProxies);
     this.#allow = this.#cidrSet("ALLOWLIST", options.allowlist);
@@ -159,6 +169,12 @@ export class Guard {
     const slot = this.#acquire(key, isIp ? addr : null, now);
     if (slot < 0) return this.#refuse("table_full", key, CAPACITY_RETRY_SEC);
     if (t.conns[slot] >= o.maxConnsPerClient) return this.#refuse("client_cap", key, CAPACITY_RETRY_SEC);
+    // The table's ban mirror also holds bans another worker thread earned for this key (shared table).
+    if (wouldRefuse === null && t.bannedUntilMs[slot] > now) {
+      retrySec = retryAfterSec(t.bannedUntilMs[slot] - now);
+      if (this.#enforce) return this.#refuse("banned", key, retrySec);
+      wouldRefuse = "banned";
+    }
 
     if (wouldRefuse === null) {
       const waitMs = gcraWaitMs(t.connTatMs[slot], now, this.#connLimit);
@@ -213,6 +229,49 @@ export class Guard {
     return this.#judgeRequest(slot, now);
   }
 
+  /**
+   * As `admitRequest`, with the request rate judged on the attached shared store while it is healthy
+   * (then a promise; the ban check stays local and synchronous). Without a store, or while it is
+   * degraded, exactly `admitRequest`: the same synchronous path.
+   */
+  admitRequestShared(ticket: number, forwardedFor: string | undefined): number | Promise<number> {
+    const store = this.#store;
+    if (store === null || !store.healthy) return this.admitRequest(ticket, forwardedFor);
+    this.#deferToStore = true;
+    try {
+      const r = this.admitRequest(ticket, forwardedFor);
+      return this.#deferred ?? r;
+    } finally {
+      this.#deferToStore = false;
+      this.#deferred = null;
+    }
+  }
+
+  /** Attaches the store shared with other instances (GUARD_STORE); bans made here are published to it. */
+  attachStore(store: SharedStore | null): void {
+    this.#store = store;
+  }
+
+  /** Applies a ban another instance published (the same forms as `ban`), without publishing it back. */
+  applySharedBan(target: string, ms: number, reason: string): void {
+    this.#applyingShared = true;
+    try {
+      this.ban(target, ms, reason);
+    } finally {
+      this.#applyingShared = false;
+    }
+  }
+
+  /** Applies an unban another instance published, without publishing it back. */
+  applySharedUnban(target: string): void {
+    this.#applyingShared = true;
+    try {
+      this.unban(target);
+    } finally {
+      this.#applyingShared = false;
+    }
+  }
+
   /** Connection closed (exactly once per ok verdict). */
   release(ticket: number): void {
     if (this.#open > 0) this.#open--;
@@ -248,6 +307,7 @@ export class Guard {
       const rec = this.#bans.addCidr(target.cidr, until, reason);
       if (rec === null) return { ok: false, error: `too many CIDR bans (${this.#bans.size} held)` };
       this.#stats.bansAdded++;
+      if (!this.#applyingShared) this.#store?.publishBan(rec.key, ms, reason, 0);
       // Mirror onto the held keys inside the block (not for blocks narrower than a key: those apply at accept).
       const t = this.#table;
       const a = this.#scratch;
@@ -264,6 +324,10 @@ export class Guard {
   /** Lifts a ban (same forms as `ban`) and forgives the key's violations and offences. */
   unban(keyOrCidr: string): boolean {
     const target = banTarget(keyOrCidr, this.#o.clientIpv6PrefixBits);
+    if (!this.#applyingShared && this.#store !== null) {
+      // Published whether or not this instance held it: another one may.
+      this.#store.publishUnban(target === null ? keyOrCidr.trim() : "key" in target ? target.key : target.cidr);
+    }
     if (target === null) return this.#bans.remove(keyOrCidr.trim()) && this.#afterUnban();
     const t = this.#table;
     const now = this.#clock.nowMs();
@@ -376,6 +440,10 @@ export class Guard {
       if (this.#enforce) return retrySec;
       return this.#dryRunRequest(slot, now, "banned", retrySec);
     }
+    if (this.#deferToStore) {
+      this.#deferred = this.#judgeShared(slot, now);
+      return 0;
+    }
     const waitMs = gcraWaitMs(t.requestTatMs[slot], now, this.#requestLimit);
     if (waitMs === 0) {
       t.requestTatMs[slot] = gcraNextTat(t.requestTatMs[slot], now, this.#requestLimit);
@@ -385,6 +453,30 @@ export class Guard {
     const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
     if (this.#enforce) return retrySec;
     return this.#dryRunRequest(slot, now, "rate", retrySec);
+  }
+
+  /**
+   * The request rate judged on the shared store (bans were checked locally already); the local GCRA
+   * when the store cannot answer. The local TAT follows this instance's admitted share, so a fallback
+   * starts from this instance's recent history rather than from a full burst.
+   */
+  async #judgeShared(slot: number, now: number): Promise<number> {
+    const t = this.#table;
+    const key = t.keyAt(slot);
+    const limit = this.#requestLimit;
+    const shared = await this.#store!.gcra(key, limit);
+    const at = Math.max(now, this.#clock.nowMs());
+    // An X-Forwarded-For client's slot is not pinned: it may have been evicted and reused meanwhile.
+    if (t.keyAt(slot) !== key) return shared > 0 && this.#enforce ? retryAfterSec(shared) : 0;
+    const waitMs = shared >= 0 ? shared : gcraWaitMs(t.requestTatMs[slot], at, limit);
+    if (waitMs === 0) {
+      t.requestTatMs[slot] = gcraNextTat(t.requestTatMs[slot], at, limit);
+      return 0;
+    }
+    const banMs = this.#violation(slot, at);
+    const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
+    if (this.#enforce) return retrySec;
+    return this.#dryRunRequest(slot, at, "rate", retrySec);
   }
 
   #dryRunRequest(slot: number, now: number, why: string, retrySec: number): number {
@@ -424,6 +516,7 @@ export class Guard {
     if (dropped !== null) this.#clearMirror(dropped);
     this.#stats.bansAdded++;
     const now = this.#clock.nowMs();
+    if (!this.#applyingShared) this.#store?.publishBan(key, until - now, reason, offences);
     this.#log(now, `ban ${key} for ${Math.ceil((until - now) / 1000)}s: ${reason} (offence ${offences})`);
   }
 

@@ -57,8 +57,11 @@ export interface ConnectionOptions {
 
 /** Per-request admission and connection release (the guard implements it). */
 export interface RequestGate {
-  /** 0 to serve, else the Retry-After seconds of a 429 (the connection then closes). */
-  admitRequest(ticket: number, forwardedFor: string | undefined): number;
+  /**
+   * 0 to serve, else the Retry-After seconds of a 429 (the connection then closes). A promise only when
+   * a shared guard store (GUARD_STORE=redis) decides; the in-memory guard always answers synchronously.
+   */
+  admitRequest(ticket: number, forwardedFor: string | undefined): number | Promise<number>;
   release(ticket: number): void;
   /** The idle keep-alive timeout to apply now (shrinks when the server is busy). */
   idleTimeoutMs(): number;
@@ -402,10 +405,27 @@ export class Connection {
     ctx.stats.requests++;
     if (ctx.gate !== null) {
       const retryAfterSec = ctx.gate.admitRequest(this.#ticket, forwardedForOf(head.headers));
+      if (typeof retryAfterSec !== "number") return this.#admitLater(head, retryAfterSec);
       if (retryAfterSec > 0) {
         return this.#emit(head, textReply(429, [["Retry-After", String(retryAfterSec)]], true));
       }
     }
+    return this.#dispatch(head);
+  }
+
+  /** The shared guard store's answer (bounded by its timeout), then as `#exchange`. */
+  async #admitLater(head: RequestHead, pending: Promise<number>): Promise<boolean> {
+    const retryAfterSec = await pending;
+    if (this.#closed) throw new ClosedError();
+    if (retryAfterSec > 0) {
+      return this.#emit(head, textReply(429, [["Retry-After", String(retryAfterSec)]], true));
+    }
+    return this.#dispatch(head);
+  }
+
+  /** Serves an admitted request: synchronously when it has no body and the reply is in memory. */
+  #dispatch(head: RequestHead): boolean | Promise<boolean> {
+    const ctx = this.#ctx;
     if (hasBody(head)) return this.#exchangeWithBody(head);
     let reply: Reply | Promise<Reply>;
     try {

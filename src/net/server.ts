@@ -56,6 +56,8 @@ export interface ServerDeps {
   accessLog: AccessLogSink | null;
   /** Where error lines go (default console.error). */
   logError?: (message: string) => void;
+  /** SO_REUSEPORT on the listeners, so WORKERS accept loops share one port (Linux spreads connections). */
+  reusePort?: boolean;
 }
 
 /** Idle read buffers kept for new connections (churn under `Connection: close` would otherwise allocate). */
@@ -130,7 +132,12 @@ export class Server {
   /** Binds the listening socket (throws on failure, e.g. address in use). */
   listen(): Deno.NetAddr {
     const o = this.#deps.options;
-    this.#listener = Deno.listen({ hostname: o.host, port: o.port, transport: "tcp" });
+    this.#listener = Deno.listen({
+      hostname: o.host,
+      port: o.port,
+      transport: "tcp",
+      reusePort: this.#deps.reusePort === true,
+    });
     return this.#listener.addr;
   }
 
@@ -147,6 +154,7 @@ export class Server {
       cert: tls.certPem,
       key: tls.keyPem,
       alpnProtocols: TLS_ALPN_PROTOCOLS,
+      reusePort: this.#deps.reusePort === true,
     });
     return this.#tlsListener.addr;
   }

@@ -49,6 +49,8 @@ export interface StatsSnapshot {
   peerResets: number;
   /** Connections closed by a deadline (header, body, send, idle). */
   timeouts: number;
+  /** 1 while GUARD_STORE (Redis) is configured but unreachable or slow: limits are per instance. */
+  guardStoreDegraded: number;
 }
 
 /** The live counters. Fields are public for speed on the hot path; only `src/` code mutates them. */
@@ -78,6 +80,7 @@ export class Stats {
   bytesOut = 0;
   peerResets = 0;
   timeouts = 0;
+  guardStoreDegraded = 0;
 
   /** Counts one response by its status. */
   countResponse(status: number): void {
@@ -111,6 +114,7 @@ export class Stats {
       bytesOut: this.bytesOut,
       peerResets: this.peerResets,
       timeouts: this.timeouts,
+      guardStoreDegraded: this.guardStoreDegraded,
     };
   }
 }

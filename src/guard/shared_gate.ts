@@ -1,0 +1,94 @@
+/**
+ * A worker thread's admission gate when WORKERS > 1: the ordinary `Guard` over a `SharedClientTable`,
+ * each decision taken under the table's mutex so that N workers see one table (global per-client
+ * rates, caps, violations and bans), plus this worker's pin counts so the supervisor can release a
+ * dead worker's connections.
+ *
+ * It must never hold the lock across an `await` (every method is synchronous) nor let an exception
+ * leave it held (try/finally). WORKERS=1 never builds one: the server calls the `Guard` directly.
+ *
+ * Pure: never mentions `Deno.`.
+ */
+
+import type { ConnVerdict, Guard } from "./policy.ts";
+import { MAX_WORKERS, type SharedClientTable } from "./shared_table.ts";
+
+/** The worker index of the supervisor's own gate. */
+export const SUPERVISOR = -1;
+
+export class SharedGate {
+  readonly #guard: Guard;
+  readonly #table: SharedClientTable;
+  readonly #owner: number;
+  readonly #pinRow: number;
+
+  /**
+   * `worker` is this thread's index (0-based; its lock id is `worker + 1`), or `SUPERVISOR` for the
+   * supervisor's own view (admin reads and ban checks; it holds no connections, so no pin row).
+   */
+  constructor(guard: Guard, table: SharedClientTable, worker: number) {
+    if (worker !== SUPERVISOR && (worker < 0 || worker >= table.workers)) {
+      throw new RangeError(`bad worker index ${worker}`);
+    }
+    this.#guard = guard;
+    this.#table = table;
+    this.#owner = worker === SUPERVISOR ? MAX_WORKERS + 1 : worker + 1;
+    this.#pinRow = worker === SUPERVISOR ? -1 : worker * table.capacity;
+  }
+
+  admitConnection(remoteIp: string): ConnVerdict {
+    const t = this.#table;
+    t.lock(this.#owner);
+    try {
+      const v = this.#guard.admitConnection(remoteIp);
+      if (v.ok && v.ticket >= 0 && this.#pinRow >= 0) t.pins[this.#pinRow + (v.ticket >> 1)]++;
+      return v;
+    } finally {
+      t.unlock();
+    }
+  }
+
+  admitRequest(ticket: number, forwardedFor: string | undefined): number {
+    const t = this.#table;
+    t.lock(this.#owner);
+    try {
+      return this.#guard.admitRequest(ticket, forwardedFor);
+    } finally {
+      t.unlock();
+    }
+  }
+
+  release(ticket: number): void {
+    const t = this.#table;
+    t.lock(this.#owner);
+    try {
+      this.#guard.release(ticket);
+      if (ticket >= 0 && this.#pinRow >= 0) {
+        const i = this.#pinRow + (ticket >> 1);
+        if (t.pins[i] > 0) t.pins[i]--;
+      }
+    } finally {
+      t.unlock();
+    }
+  }
+
+  /** Per worker (it depends on this worker's open connections only): no lock. */
+  idleTimeoutMs(): number {
+    return this.#guard.idleTimeoutMs();
+  }
+
+  tick(): void {
+    this.withLock(() => this.#guard.tick());
+  }
+
+  /** Runs `f` (synchronous) under the table's lock: admin operations on the guard (ban, unban, clients). */
+  withLock<T>(f: () => T): T {
+    const t = this.#table;
+    t.lock(this.#owner);
+    try {
+      return f();
+    } finally {
+      t.unlock();
+    }
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The messages between the supervisor (`cluster.ts`, main thread) and its worker threads
+ * (`cluster_worker.ts`) when WORKERS > 1, and the mapping between a worker's connection ids and the
+ * server-wide ids the admin channel shows.
+ *
+ * Types and two pure functions only: nothing here touches a socket or a worker.
+ */
+
+import type { Config } from "../config.ts";
+import type { SharedGuardMemory } from "../guard/shared_table.ts";
+import { MAX_WORKERS } from "../guard/shared_table.ts";
+import type { BanInfo } from "../guard/views.ts";
+import type { StatsSnapshot } from "../stats/stats.ts";
+import type { ConnInfo } from "./conn_info.ts";
+
+export type ReloadResult = { applied: string[]; needsRestart: string[] } | { errors: string[] };
+
+/** Supervisor → worker. */
+export type ToWorker =
+  | {
+    op: "start";
+    index: number;
+    /** Total workers (the global connection cap is shared out between them). */
+    workers: number;
+    /** The config to run; `port`/`tlsPort` are the ones worker 0 bound (0 only for worker 0). */
+    config: Config;
+    configPath: string | null;
+    portOverride: number | undefined;
+    memory: SharedGuardMemory;
+    /** How often to send a `report` (ms). */
+    reportMs: number;
+    /** Whether reports carry the connection and ban lists (only while an admin client looks). */
+    lists: boolean;
+  }
+  | { op: "lists"; on: boolean }
+  | { op: "ban"; target: string; ms: number; reason: string }
+  | { op: "unban"; target: string }
+  | { op: "kick"; id: number }
+  | { op: "reload"; id: number }
+  | { op: "shutdown" }
+  /** Test hook: throw an uncaught error, as a bug would. */
+  | { op: "crash" };
+
+/** Worker → supervisor. */
+export type FromWorker =
+  | { op: "listening"; addr: Deno.NetAddr; tlsAddr: Deno.NetAddr | null }
+  | { op: "failed"; name: string; message: string }
+  | { op: "report"; stats: StatsSnapshot; conns: ConnInfo[] | null; bans: BanInfo[] | null }
+  | { op: "reloaded"; id: number; result: ReloadResult }
+  | { op: "log"; line: string }
+  | { op: "stopped" };
+
+/** Server-wide connection id of worker `index`'s connection `localId` (unique among open connections). */
+export function globalConnId(localId: number, index: number): number {
+  return localId * MAX_WORKERS + index;
+}
+
+/** The worker index and local id of a server-wide connection id. */
+export function splitConnId(id: number): { index: number; localId: number } {
+  return { index: id % MAX_WORKERS, localId: Math.floor(id / MAX_WORKERS) };
+}

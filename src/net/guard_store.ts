@@ -1,0 +1,45 @@
+/**
+ * Wiring of GUARD_STORE for the composition root: builds the Redis-backed shared store (sockets from
+ * src/net/redis_client.ts) and attaches it to the guard, and the server gate that lets the store decide
+ * request rates. With GUARD_STORE=memory it builds nothing and the guard stays the gate itself, so the
+ * default path is unchanged.
+ */
+
+import type { Config } from "../config.ts";
+import type { Guard } from "../guard/policy.ts";
+import { parseGuardStore, RedisStore } from "../guard/redis_store.ts";
+import type { Stats } from "../stats/stats.ts";
+import { connectRedis } from "./redis_client.ts";
+import type { ConnGate } from "./server.ts";
+
+/** The store named by `config.guardStore`, attached to `guard`; null for `memory`. Not yet connected. */
+export function createGuardStore(
+  config: Pick<Config, "guardStore">,
+  guard: Guard,
+  stats: Stats,
+  log: (line: string) => void,
+): RedisStore | null {
+  const parsed = parseGuardStore(config.guardStore);
+  if (!parsed.ok) throw new Error(`GUARD_STORE: cannot use "${config.guardStore}"`);
+  if (parsed.target === null) return null;
+  const store = new RedisStore({
+    target: parsed.target,
+    connect: connectRedis,
+    stats,
+    log,
+    instanceId: crypto.randomUUID(),
+  });
+  guard.attachStore(store);
+  return store;
+}
+
+/** The guard as the server's gate, with request rates judged on its shared store while it is healthy. */
+export function storeGate(guard: Guard): ConnGate {
+  return {
+    admitConnection: (remoteIp) => guard.admitConnection(remoteIp),
+    admitRequest: (ticket, forwardedFor) => guard.admitRequestShared(ticket, forwardedFor),
+    release: (ticket) => guard.release(ticket),
+    idleTimeoutMs: () => guard.idleTimeoutMs(),
+    tick: () => guard.tick(),
+  };
+}

@@ -1,0 +1,233 @@
+/**
+ * One TCP connection to Redis: pipelined commands (every command issued in the same turn of the event
+ * loop leaves in one `write`, replies are matched in order), a deadline on the oldest unanswered
+ * command, and subscriber mode for PUBLISH/SUBSCRIBE. It implements `RedisLink` for the guard's shared
+ * store (src/guard/redis_store.ts), which owns reconnecting, backoff and the fallback decision.
+ *
+ * Failure is terminal and loud: a timeout, a malformed reply, EOF or a socket error closes the
+ * connection, rejects every pending command with `RedisLinkError` and resolves `closed`. Never retries
+ * on its own (the store decides when to come back). Owns its socket and its one sweep timer; nothing else.
+ */
+
+import { encodeCommand, RespDecoder, type RespValue } from "../guard/resp.ts";
+import type { RedisConnector, RedisLink, StoreTarget } from "../guard/redis_store.ts";
+
+/** Why a link failed (the store logs it once per transition). */
+export class RedisLinkError extends Error {}
+
+/** Read buffer per connection (replies here are tens of bytes; a ban list sync may need several reads). */
+const READ_BUFFER_BYTES = 16 * 1024;
+/** How often the oldest pending command is checked against its deadline, as a share of the timeout. */
+const SWEEPS_PER_TIMEOUT = 4;
+/** Fastest sweep, whatever the timeout. */
+const MIN_SWEEP_MS = 5;
+
+interface Pending {
+  resolve: (v: RespValue) => void;
+  reject: (e: Error) => void;
+  sentAtMs: number;
+}
+
+/** Opens a link: TCP connect within `connectTimeoutMs`, then PING (and SELECT) within `timeoutMs` each. */
+export const connectRedis: RedisConnector = async (
+  target: StoreTarget,
+  { connectTimeoutMs, timeoutMs }: { connectTimeoutMs: number; timeoutMs: number },
+) => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const connecting = Deno.connect({ hostname: target.host, port: target.port, transport: "tcp" });
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new RedisLinkError(`connect timed out after ${connectTimeoutMs} ms`)),
+      connectTimeoutMs,
+    );
+  });
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Promise.race([connecting, timeout]);
+  } catch (e) {
+    // A connect that completes after the deadline must not leak its socket.
+    connecting.then((c) => c.close(), () => {});
+    throw e instanceof RedisLinkError ? e : new RedisLinkError(errorText(e));
+  } finally {
+    clearTimeout(timer);
+  }
+  conn.setNoDelay(true);
+  // The handshake has the same per-command deadline: a Redis too slow to answer PING is no use to us.
+  const link = new RedisConnection(conn, timeoutMs);
+  try {
+    const pong = await link.command(["PING"]);
+    if (pong !== "PONG") throw new RedisLinkError(`PING: ${describe(pong)}`);
+    if (target.db !== 0) {
+      const r = await link.command(["SELECT", target.db]);
+      if (r !== "OK") throw new RedisLinkError(`SELECT ${target.db}: ${describe(r)}`);
+    }
+  } catch (e) {
+    link.close();
+    throw e instanceof RedisLinkError ? e : new RedisLinkError(errorText(e));
+  }
+  return link;
+};
+
+/** A live connection (see the module comment). */
+export class RedisConnection implements RedisLink {
+  readonly #conn: Deno.TcpConn;
+  readonly #timeoutMs: number;
+  readonly #decoder = new RespDecoder();
+  readonly #pending: Pending[] = [];
+  /** Index of the oldest pending command in `#pending` (shifted lazily: O(1) per reply). */
+  #head = 0;
+  #out: Uint8Array[] = [];
+  #flushQueued = false;
+  #onMessage: ((channel: string, payload: string) => void) | null = null;
+  #sweep: ReturnType<typeof setInterval>;
+  #lastSweepMs: number;
+  #closedWith: Error | null = null;
+  #resolveClosed!: () => void;
+  /** Resolves once the connection is closed, for whatever reason. */
+  readonly closed: Promise<void> = new Promise((r) => this.#resolveClosed = r);
+
+  constructor(conn: Deno.TcpConn, timeoutMs: number) {
+    this.#conn = conn;
+    this.#timeoutMs = timeoutMs;
+    this.#lastSweepMs = Date.now();
+    const every = Math.max(MIN_SWEEP_MS, Math.floor(timeoutMs / SWEEPS_PER_TIMEOUT));
+    this.#sweep = setInterval(() => this.#checkDeadline(every), every);
+    void this.#readLoop();
+  }
+
+  /** Sends one command; resolves with its reply (an error reply resolves as a `RespError` value). */
+  command(args: readonly (string | number)[]): Promise<RespValue> {
+    if (this.#closedWith !== null) return Promise.reject(this.#closedWith);
+    return new Promise<RespValue>((resolve, reject) => {
+      this.#pending.push({ resolve, reject, sentAtMs: Date.now() });
+      this.#out.push(encodeCommand(args));
+      if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        queueMicrotask(() => this.#flush());
+      }
+    });
+  }
+
+  /**
+   * Enters subscriber mode on `channel` (the connection then carries only that): each published
+   * message is handed to `onMessage`. Resolves once Redis confirmed the subscription.
+   */
+  async subscribe(channel: string, onMessage: (channel: string, payload: string) => void): Promise<void> {
+    this.#onMessage = onMessage;
+    const r = await this.command(["SUBSCRIBE", channel]);
+    if (!Array.isArray(r) || r[0] !== "subscribe") {
+      throw new RedisLinkError(`SUBSCRIBE ${channel}: ${describe(r)}`);
+    }
+  }
+
+  /** Closes the socket and fails whatever is pending. Idempotent. */
+  close(): void {
+    this.#fail(new RedisLinkError("closed"));
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushQueued = false;
+    const parts = this.#out;
+    if (parts.length === 0 || this.#closedWith !== null) return;
+    this.#out = [];
+    let bytes: Uint8Array;
+    if (parts.length === 1) bytes = parts[0];
+    else {
+      let total = 0;
+      for (const p of parts) total += p.length;
+      bytes = new Uint8Array(total);
+      let at = 0;
+      for (const p of parts) {
+        bytes.set(p, at);
+        at += p.length;
+      }
+    }
+    try {
+      for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
+    } catch (e) {
+      this.#fail(new RedisLinkError(`write: ${errorText(e)}`));
+    }
+  }
+
+  async #readLoop(): Promise<void> {
+    const buf = new Uint8Array(READ_BUFFER_BYTES);
+    try {
+      for (;;) {
+        const n = await this.#conn.read(buf);
+        if (n === null) {
+          this.#fail(new RedisLinkError("connection closed by Redis"));
+          return;
+        }
+        this.#decoder.feed(buf.subarray(0, n));
+        for (let v = this.#decoder.next(); v !== undefined; v = this.#decoder.next()) this.#deliver(v);
+        if (this.#decoder.error !== null) {
+          this.#fail(new RedisLinkError(`malformed reply: ${this.#decoder.error}`));
+          return;
+        }
+        if (this.#closedWith !== null) return;
+      }
+    } catch (e) {
+      this.#fail(new RedisLinkError(`read: ${errorText(e)}`));
+    }
+  }
+
+  #deliver(v: RespValue): void {
+    if (this.#onMessage !== null && Array.isArray(v) && v[0] === "message" && v.length === 3) {
+      this.#onMessage(String(v[1]), String(v[2]));
+      return;
+    }
+    if (this.#head >= this.#pending.length) {
+      this.#fail(new RedisLinkError(`unexpected reply ${describe(v)}`));
+      return;
+    }
+    const p = this.#pending[this.#head++];
+    if (this.#head === this.#pending.length) {
+      this.#pending.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024) {
+      this.#pending.splice(0, this.#head);
+      this.#head = 0;
+    }
+    p.resolve(v);
+  }
+
+  /**
+   * Fails the link when its oldest command waited longer than the timeout. A sweep that itself ran
+   * late means our own event loop was stalled (the reply may be sitting unread): wait one more sweep.
+   */
+  #checkDeadline(everyMs: number): void {
+    const now = Date.now();
+    const late = now - this.#lastSweepMs > everyMs * 2;
+    this.#lastSweepMs = now;
+    if (late || this.#head >= this.#pending.length) return;
+    const waited = now - this.#pending[this.#head].sentAtMs;
+    if (waited > this.#timeoutMs) {
+      this.#fail(new RedisLinkError(`no reply within ${this.#timeoutMs} ms`));
+    }
+  }
+
+  #fail(e: Error): void {
+    if (this.#closedWith !== null) return;
+    this.#closedWith = e;
+    clearInterval(this.#sweep);
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer: nothing to release.
+    }
+    const pending = this.#pending.splice(this.#head);
+    this.#pending.length = 0;
+    this.#head = 0;
+    for (const p of pending) p.reject(e);
+    this.#resolveClosed();
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function describe(v: RespValue | undefined): string {
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) return v.message;
+  return JSON.stringify(v);
+}
