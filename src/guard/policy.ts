@@ -326,7 +326,9 @@ export class Guard {
     const target = banTarget(keyOrCidr, this.#o.clientIpv6PrefixBits);
     if (!this.#applyingShared && this.#store !== null) {
       // Published whether or not this instance held it: another one may.
-      this.#store.publishUnban(target === null ? keyOrCidr.trim() : "key" in target ? target.key : target.cidr);
+      this.#store.publishUnban(
+        target === null ? keyOrCidr.trim() : "key" in target ? target.key : target.cidr,
+      );
     }
     if (target === null) return this.#bans.remove(keyOrCidr.trim()) && this.#afterUnban();
     const t = this.#table;

@@ -285,7 +285,9 @@ export class RedisStore implements SharedStore {
       if (this.#reported !== "down") {
         this.#reported = "down";
         o.log(
-          `guard store ${o.target.url}: unreachable (${errorText(e)}); limiting per instance until it answers`,
+          `guard store ${o.target.url}: unreachable (${
+            errorText(e)
+          }); limiting per instance until it answers`,
         );
       }
       this.#scheduleReconnect();
@@ -351,7 +353,9 @@ export class RedisStore implements SharedStore {
         throw new Error(`SCAN: ${describe(r)}`);
       }
       cursor = r[0];
-      const keys = r[1].filter((k): k is string => typeof k === "string" && !pushed.has(k.slice(prefix.length)));
+      const keys = r[1].filter((k): k is string =>
+        typeof k === "string" && !pushed.has(k.slice(prefix.length))
+      );
       const [ttls, reasons] = await Promise.all([
         Promise.all(keys.map((k) => cmd.command(["PTTL", k]))),
         Promise.all(keys.map((k) => cmd.command(["GET", k]))),

@@ -137,7 +137,9 @@ export class RespDecoder {
         if (n < 0) return null;
         if (this.#end - this.#pos < n + 2) return INCOMPLETE;
         const end = this.#pos + n;
-        if (this.#buf[end] !== CR || this.#buf[end + 1] !== LF) return this.#fail("bulk string not ended by CRLF");
+        if (this.#buf[end] !== CR || this.#buf[end + 1] !== LF) {
+          return this.#fail("bulk string not ended by CRLF");
+        }
         const s = decoder.decode(this.#buf.subarray(this.#pos, end));
         this.#pos = end + 2;
         return s;

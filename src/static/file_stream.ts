@@ -16,6 +16,12 @@
  * Regular files only (the responder checks the opened handle): a synchronous read of a pipe or device
  * could wait forever.
  *
+ * Buffers start small and grow only for readers that keep up ("slow start"): a transfer begins with a
+ * `small` buffer and moves to a `large` one after `FAST_WRITES_TO_GROW` writes in a row each drained
+ * within `FAST_WRITE_MS`, and only while fewer than `maxLargeInUse` large buffers are lent out; a write
+ * that stalls longer than `SLOW_WRITE_MS` moves it back. A slow-read attacker therefore pins at most a
+ * small buffer per connection, and the large ones are a bounded budget for fast clients.
+ *
  * Owns the file handle it is given: closes it on every path (done, failure, cancel). Never writes
  * fewer bytes than promised without failing: a file that shrinks mid-transfer rejects, so the
  * connection closes instead of leaving the client waiting for bytes that will not come.
@@ -50,6 +56,23 @@ export const PAGE_CACHE_BYTES_PER_MS = 1_000_000;
  */
 export const SLOW_READS_TO_SWITCH = 2;
 
+/** Size of the buffer every transfer starts with. */
+export const START_CHUNK_BYTES = 16 * 1024;
+/** A write that completes within this many ms counts as drained at once (the reader keeps up). */
+export const FAST_WRITE_MS = 5;
+/** Consecutive fast writes after which a transfer may move to a large buffer. */
+export const FAST_WRITES_TO_GROW = 4;
+/** A write pending longer than this moves the transfer back to a small buffer. */
+export const SLOW_WRITE_MS = 100;
+
+/** The two buffer sizes a transfer moves between, and the budget for large ones. */
+export interface StreamBuffers {
+  small: BufferPool;
+  large: BufferPool;
+  /** Large buffers lent out at most (the rest of the transfers stay small). */
+  maxLargeInUse: number;
+}
+
 /** Raised when the file ends before the promised bytes were read. */
 export class FileShrankError extends Error {
   constructor(path: string) {
@@ -70,8 +93,12 @@ export class FileStream implements BodyStream {
   readonly #path: string;
   readonly #segments: readonly StreamSegment[];
   readonly #trailer: Uint8Array | null;
-  readonly #pool: BufferPool;
+  readonly #buffers: StreamBuffers;
   readonly #clock: Clock;
+  /** The buffer in use, and whether it came from the large pool. */
+  #buf: Uint8Array | null = null;
+  #large = false;
+  #fastWrites = 0;
   #used = false;
   /** True until `SLOW_READS_TO_SWITCH` synchronous reads were slow (the file is not in the page cache). */
   #syncReads = true;
@@ -84,14 +111,15 @@ export class FileStream implements BodyStream {
     path: string,
     segments: readonly StreamSegment[],
     trailer: Uint8Array | null,
-    pool: BufferPool,
+    buffers: StreamBuffers | BufferPool,
     clock: Clock = preciseClock,
   ) {
     this.#file = file;
     this.#path = path;
     this.#segments = segments;
     this.#trailer = trailer;
-    this.#pool = pool;
+    // A single pool (tests, simple callers) means: always that buffer size, no slow start.
+    this.#buffers = "large" in buffers ? buffers : { small: buffers, large: buffers, maxLargeInUse: 0 };
     this.#clock = clock;
   }
 
@@ -103,12 +131,13 @@ export class FileStream implements BodyStream {
   async pipe(sink: BodySink): Promise<void> {
     if (this.#used) throw new Error("FileStream used twice");
     this.#used = true;
-    const buf = this.#pool.acquire();
+    this.#buf = this.#buffers.small.acquire();
     try {
-      for (const seg of this.#segments) await this.#copy(seg, buf, sink);
+      for (const seg of this.#segments) await this.#copy(seg, sink);
       if (this.#trailer !== null) await sink.write(this.#trailer);
     } finally {
-      this.#pool.release(buf);
+      (this.#large ? this.#buffers.large : this.#buffers.small).release(this.#buf);
+      this.#buf = null;
       this.#file.close();
     }
   }
@@ -120,7 +149,8 @@ export class FileStream implements BodyStream {
   }
 
   /** Copies one segment; a multipart header rides in the same write as the first file bytes. */
-  async #copy(seg: StreamSegment, buf: Uint8Array, sink: BodySink): Promise<void> {
+  async #copy(seg: StreamSegment, sink: BodySink): Promise<void> {
+    let buf = this.#buf!;
     let filled = 0;
     if (seg.header !== null) {
       if (seg.header.byteLength >= buf.byteLength) await sink.write(seg.header);
@@ -141,11 +171,35 @@ export class FileStream implements BodyStream {
       // Fill the buffer before writing: fewer, larger writes (each write is a costly op crossing).
       if (filled === buf.byteLength || remaining === 0) {
         // A full buffer goes as is: no view object per chunk on the hot path.
-        await sink.write(filled === buf.byteLength ? buf : buf.subarray(0, filled));
+        await this.#timedWrite(sink, filled === buf.byteLength ? buf : buf.subarray(0, filled));
         filled = 0;
+        buf = this.#buf!;
       }
     }
     if (filled > 0) await sink.write(buf.subarray(0, filled));
+  }
+
+  /** Writes one chunk and, between chunks, moves to a larger or smaller buffer (see the module doc). */
+  async #timedWrite(sink: BodySink, bytes: Uint8Array): Promise<void> {
+    const b = this.#buffers;
+    if (b.maxLargeInUse === 0) return sink.write(bytes);
+    const startMs = this.#clock.nowMs();
+    await sink.write(bytes);
+    const tookMs = this.#clock.nowMs() - startMs;
+    if (tookMs <= FAST_WRITE_MS) {
+      if (++this.#fastWrites >= FAST_WRITES_TO_GROW && !this.#large && b.large.inUse < b.maxLargeInUse) {
+        b.small.release(this.#buf!);
+        this.#buf = b.large.acquire();
+        this.#large = true;
+      }
+    } else {
+      this.#fastWrites = 0;
+      if (this.#large && tookMs > SLOW_WRITE_MS) {
+        b.large.release(this.#buf!);
+        this.#buf = b.small.acquire();
+        this.#large = false;
+      }
+    }
   }
 
   /** One read: synchronous while reads come from the page cache, else on Deno's blocking pool. */

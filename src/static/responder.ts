@@ -23,7 +23,7 @@ import {
   type Validators,
 } from "./conditional.ts";
 import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
-import { FileStream, type StreamSegment } from "./file_stream.ts";
+import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
 import { ErrorPages } from "./error_pages.ts";
 import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } from "./listing.ts";
@@ -57,6 +57,14 @@ export const MAX_ENCODING_PREFS = 256;
 export const MAX_LISTING_ENTRIES = 10_000;
 /** Idle stream buffers kept in the pool (each `streamChunkBytes`). */
 export const POOL_MAX_IDLE_BUFFERS = 8;
+/** Idle small (slow-start) stream buffers kept. */
+export const POOL_MAX_IDLE_SMALL_BUFFERS = 64;
+/**
+ * Memory all large stream buffers together may take (64 × 256 KiB by default); transfers beyond it keep
+ * their small buffer. With the small ones this bounds streaming memory at about
+ * `MAX_CONNS × 16 KiB + 16 MiB` whatever the clients do.
+ */
+export const LARGE_BUFFER_BUDGET_BYTES = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -131,6 +139,7 @@ export class StaticResponder {
   readonly #fs: ConfinedFs;
   readonly #cache: FileCache;
   readonly #pool: BufferPool;
+  readonly #buffers: StreamBuffers;
   readonly #routes = new Map<string, Route>();
   readonly #encodingPrefs = new Map<string, EncodingPrefs>();
   readonly #errorPages: ErrorPages;
@@ -143,6 +152,14 @@ export class StaticResponder {
     this.#errorPages = new ErrorPages(fs, clock, options.fileCacheRevalidateMs);
     this.#cache = new FileCache(options.fileCacheMaxBytes, options.fileCacheMaxFileBytes);
     this.#pool = new BufferPool(options.streamChunkBytes, POOL_MAX_IDLE_BUFFERS);
+    this.#buffers = {
+      small: new BufferPool(
+        Math.min(START_CHUNK_BYTES, options.streamChunkBytes),
+        POOL_MAX_IDLE_SMALL_BUFFERS,
+      ),
+      large: this.#pool,
+      maxLargeInUse: Math.max(1, Math.floor(LARGE_BUFFER_BUDGET_BYTES / options.streamChunkBytes)),
+    };
     this.#options = frozenReply(204, buildHead(204, [["Allow", ALLOWED_METHODS]]), null, 0);
   }
 
@@ -158,7 +175,11 @@ export class StaticResponder {
 
   /** Cache occupancy, for stats and tests. */
   cacheStats(): { entries: number; bytes: number; buffersInUse: number } {
-    return { entries: this.#cache.size, bytes: this.#cache.bytes, buffersInUse: this.#pool.inUse };
+    return {
+      entries: this.#cache.size,
+      bytes: this.#cache.bytes,
+      buffersInUse: this.#pool.inUse + this.#buffers.small.inUse,
+    };
   }
 
   /**
@@ -211,6 +232,7 @@ export class StaticResponder {
     this.#errorPages.clear();
     this.#encodingPrefs.clear();
     this.#pool.clear();
+    this.#buffers.small.clear();
   }
 
   // --- resolution (slow path) ------------------------------------------------------------------
@@ -564,7 +586,7 @@ export class StaticResponder {
     const validatorHeaders = this.#validatorHeaders(route, v);
     const d = this.#decide(head, v, id.size, isHead);
     const stream = (segments: StreamSegment[], trailer: Uint8Array | null) =>
-      file === null ? null : new FileStream(file, path, segments, trailer, this.#pool);
+      file === null ? null : new FileStream(file, path, segments, trailer, this.#buffers);
     if (d.kind === "full") {
       const h = buildHead(200, [
         ...this.#entityHeaders(route, encoding),

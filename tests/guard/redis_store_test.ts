@@ -11,7 +11,13 @@ import { parseGuardStore } from "../../src/guard/redis_store.ts";
 import { connectRedis } from "../../src/net/redis_client.ts";
 import { Stats } from "../../src/stats/stats.ts";
 import type { BanInfo } from "../../src/guard/views.ts";
-import { REDIS_AVAILABLE, REDIS_SKIP_NOTE, redisCommand, startRedis, type TestRedis } from "../_helpers/redis.ts";
+import {
+  REDIS_AVAILABLE,
+  REDIS_SKIP_NOTE,
+  redisCommand,
+  startRedis,
+  type TestRedis,
+} from "../_helpers/redis.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Longest a condition that should hold "within ~100 ms" may take before a test fails (slow CI). */
@@ -70,7 +76,9 @@ Deno.test("parseGuardStore accepts memory and redis://host:port[/db] only", () =
     ok: true,
     target: { host: "::1", port: 7000, db: 0, url: "redis://[::1]:7000" },
   });
-  for (const bad of ["redis", "redis://h", "redis://h:0", "redis://h:70000", "redis://h:1/16", "http://h:1", ""]) {
+  for (
+    const bad of ["redis", "redis://h", "redis://h:0", "redis://h:70000", "redis://h:1/16", "http://h:1", ""]
+  ) {
     assert.equal(parseGuardStore(bad).ok, false, bad);
   }
 });
@@ -157,11 +165,18 @@ Deno.test({
         offences: 0,
       }];
       await c.store.start(c.sink);
-      assert.deepEqual(c.sink.bans.map((x) => x.target), ["203.0.113.9"], "pulled, and its own not re-applied");
+      assert.deepEqual(
+        c.sink.bans.map((x) => x.target),
+        ["203.0.113.9"],
+        "pulled, and its own not re-applied",
+      );
       assert.match(await redisCommand(redis.port, "GET", "vento:ban:10.0.0.0/8"), /operator/);
 
       b.store.publishUnban("203.0.113.9");
-      await until("a and c receive the unban", () => a.sink.unbans.length === 1 && c.sink.unbans.length === 1);
+      await until(
+        "a and c receive the unban",
+        () => a.sink.unbans.length === 1 && c.sink.unbans.length === 1,
+      );
       assert.equal(a.sink.unbans[0], "203.0.113.9");
       assert.match(await redisCommand(redis.port, "EXISTS", "vento:ban:203.0.113.9"), /^:0/);
     } finally {
@@ -172,7 +187,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a dead Redis degrades the store at once, logged once; it recovers when Redis is back" + REDIS_SKIP_NOTE,
+  name: "a dead Redis degrades the store at once, logged once; it recovers when Redis is back" +
+    REDIS_SKIP_NOTE,
   ignore: !REDIS_AVAILABLE,
   async fn() {
     let redis = await startRedis();
@@ -203,7 +219,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a stalled Redis (no replies) fails a check after the timeout and degrades the store" + REDIS_SKIP_NOTE,
+  name: "a stalled Redis (no replies) fails a check after the timeout and degrades the store" +
+    REDIS_SKIP_NOTE,
   ignore: !REDIS_AVAILABLE,
   async fn() {
     const redis = await startRedis();

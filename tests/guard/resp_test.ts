@@ -15,7 +15,10 @@ Deno.test("encodeCommand writes an array of bulk strings, byte lengths for UTF-8
     text(encodeCommand(["SET", "k", "é", "PX", 1500])),
     "*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\né\r\n$2\r\nPX\r\n$4\r\n1500\r\n",
   );
-  assert.equal(text(encodeCommand(["X", 50.5, 1 / 3])), "*3\r\n$1\r\nX\r\n$4\r\n50.5\r\n$19\r\n0.33333333333333331\r\n");
+  assert.equal(
+    text(encodeCommand(["X", 50.5, 1 / 3])),
+    "*3\r\n$1\r\nX\r\n$4\r\n50.5\r\n$19\r\n0.33333333333333331\r\n",
+  );
   assert.equal(text(encodeCommand(["X", ""])), "*2\r\n$1\r\nX\r\n$0\r\n\r\n");
 });
 

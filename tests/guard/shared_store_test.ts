@@ -60,7 +60,11 @@ Deno.test("a healthy store decides the request rate (a promise), with the key an
     assert.ok(r instanceof Promise);
     assert.equal(await r, 0);
   }
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 1, "the store's wait becomes a Retry-After");
+  assert.equal(
+    await guard.admitRequestShared(ticket, undefined),
+    1,
+    "the store's wait becomes a Retry-After",
+  );
   assert.equal(store.checks.length, 4);
   assert.equal(store.checks[0].key, "203.0.113.7");
   assert.equal(store.checks[0].limit.intervalMs, 100);

@@ -186,3 +186,81 @@ Deno.test("file stream cancel closes the file once and a second pipe is refused"
   await assert.rejects(stream.pipe(new CollectSink()), /used twice/);
   assert.equal(pool.inUse, 0);
 });
+
+/** A sink whose writes take `delays[i]` ms of fake time each (then `rest`), recording each write's size. */
+class TimedSink {
+  sizes: number[] = [];
+  #i = 0;
+  constructor(readonly clock: FakeClock, readonly delays: number[], readonly rest: number) {}
+  write(bytes: Uint8Array): Promise<void> {
+    this.sizes.push(bytes.byteLength);
+    this.clock.advance(this.delays[this.#i++] ?? this.rest);
+    return Promise.resolve();
+  }
+}
+
+Deno.test("a transfer starts with a small buffer and grows only after fast writes", async () => {
+  const clock = new FakeClock();
+  const data = new Uint8Array(1024 * 1024).map((_, i) => i % 251);
+  const file = new FakeFile(data, clock);
+  const small = new BufferPool(1024, 4);
+  const large = new BufferPool(64 * 1024, 4);
+  const sink = new TimedSink(clock, [], 0);
+  const s = new FileStream(file, "f", [{ header: null, start: 0, end: data.length - 1 }], null, {
+    small,
+    large,
+    maxLargeInUse: 2,
+  }, clock);
+  await s.pipe(sink);
+  assert.deepEqual(sink.sizes.slice(0, 5), [1024, 1024, 1024, 1024, 64 * 1024]);
+  assert.equal(sink.sizes.reduce((a, b) => a + b, 0), data.length);
+  assert.equal(small.inUse + large.inUse, 0, "every buffer went back");
+});
+
+Deno.test("a reader that stalls keeps (or returns to) the small buffer", async () => {
+  const clock = new FakeClock();
+  const data = new Uint8Array(512 * 1024);
+  const small = new BufferPool(1024, 4);
+  const large = new BufferPool(64 * 1024, 4);
+  // Four fast writes (grow), then one stalled write of 500 ms (shrink), then slow writes for ever.
+  const sink = new TimedSink(clock, [0, 0, 0, 0, 500], 50);
+  const s = new FileStream(
+    new FakeFile(data, clock),
+    "f",
+    [{ header: null, start: 0, end: data.length - 1 }],
+    null,
+    {
+      small,
+      large,
+      maxLargeInUse: 2,
+    },
+    clock,
+  );
+  await s.pipe(sink);
+  assert.deepEqual(sink.sizes.slice(0, 7), [1024, 1024, 1024, 1024, 64 * 1024, 1024, 1024]);
+  assert.ok(sink.sizes.slice(5).every((n) => n <= 1024), "never grows again while writes are slow");
+});
+
+Deno.test("large buffers are a budget: beyond it transfers stay small", async () => {
+  const clock = new FakeClock();
+  const data = new Uint8Array(256 * 1024);
+  const small = new BufferPool(1024, 4);
+  const large = new BufferPool(64 * 1024, 4);
+  const held = large.acquire(); // another transfer holds the only allowed large buffer
+  const sink = new TimedSink(clock, [], 0);
+  const s = new FileStream(
+    new FakeFile(data, clock),
+    "f",
+    [{ header: null, start: 0, end: data.length - 1 }],
+    null,
+    {
+      small,
+      large,
+      maxLargeInUse: 1,
+    },
+    clock,
+  );
+  await s.pipe(sink);
+  assert.ok(sink.sizes.every((n) => n === 1024));
+  large.release(held);
+});

@@ -1,0 +1,214 @@
+/**
+ * GUARD_STORE=redis end to end: a real `redis-server` on a free loopback port and two Vento instances
+ * (the real `startVento`, two ports) sharing one request limit and one ban list; then Redis killed in
+ * the middle of a flood (both instances keep serving and limit locally) and brought back (limits are
+ * shared again). Skipped, with the reason in the test name, when `redis-server` is not installed.
+ *
+ * Every client uses its own 127.0.0.x source address, so the tests never share a limiter bucket.
+ */
+
+import assert from "node:assert/strict";
+import { NodeClient, requestFrom } from "../_helpers/node_client.ts";
+import { startTestServer, type TestServer } from "../_helpers/server.ts";
+import { REDIS_AVAILABLE, REDIS_SKIP_NOTE, startRedis, type TestRedis } from "../_helpers/redis.ts";
+import type { Config } from "../../src/config.ts";
+
+const GET = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+const RATE_PER_SEC = 20;
+const BURST = 10;
+/** How long a flood runs per phase. */
+const FLOOD_MS = 1_000;
+/** "Within ~100 ms" for ban fan-out, with room for a slow CI machine. */
+const FANOUT_LIMIT_MS = 1_000;
+/** Longest wait for a reconnect (backoff caps at 2 s). */
+const RECOVER_LIMIT_MS = 5_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, limitMs: number, cond: () => boolean): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > limitMs) {
+      throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    }
+    await sleep(2);
+  }
+  return performance.now() - t0;
+}
+
+interface Tally {
+  ok: [number, number];
+  limited: [number, number];
+  other: number;
+  elapsedMs: number;
+}
+
+/** One request at a time from `ip`, alternating between the instances, for `ms`. */
+async function flood(servers: TestServer[], ip: string, ms: number): Promise<Tally> {
+  const t: Tally = { ok: [0, 0], limited: [0, 0], other: 0, elapsedMs: 0 };
+  const t0 = performance.now();
+  for (let i = 0; performance.now() - t0 < ms; i++) {
+    const which = i % 2;
+    const r = await requestFrom(servers[which].port, ip, GET);
+    if (r.status === 200) t.ok[which]++;
+    else if (r.status === 429) t.limited[which]++;
+    else t.other++;
+  }
+  t.elapsedMs = performance.now() - t0;
+  return t;
+}
+
+/** What one limit allows over `ms` from a fresh bucket: the burst, then the rate. */
+function allowance(ms: number): number {
+  return BURST + RATE_PER_SEC * ms / 1000;
+}
+
+async function withCluster(
+  fn: (redis: TestRedis, servers: TestServer[]) => Promise<void>,
+  overrides: Partial<Config> = {},
+): Promise<void> {
+  const redis = await startRedis();
+  const servers: TestServer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      servers.push(
+        await startTestServer({
+          guardStore: redis.url,
+          requestRatePerSec: RATE_PER_SEC,
+          requestBurst: BURST,
+          banAfterViolations: 1_000_000, // these tests measure the limit, not the ban
+          ...overrides,
+        }),
+      );
+    }
+    for (const s of servers) assert.equal(s.vento.stats.guardStoreDegraded, 0, "connected at start");
+    await fn(redis, servers);
+  } finally {
+    for (const s of servers) await s.stop();
+    await redis.stop();
+  }
+}
+
+Deno.test({
+  name: "two instances share one request limit: a client alternating between them gets one allowance" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(async (_redis, servers) => {
+      const t = await flood(servers, "127.0.0.21", FLOOD_MS);
+      const oks = t.ok[0] + t.ok[1];
+      const expected = allowance(t.elapsedMs);
+      assert.equal(t.other, 0);
+      assert.ok(
+        oks <= expected * 1.1 + 1 && oks >= expected * 0.9 - 1,
+        `${oks} served in ${t.elapsedMs.toFixed(0)} ms; one shared limit allows ~${expected.toFixed(0)}, ` +
+          `two separate ones ~${(2 * expected).toFixed(0)}`,
+      );
+      assert.ok(t.ok[0] > 0 && t.ok[1] > 0 && t.limited[0] > 0 && t.limited[1] > 0, JSON.stringify(t));
+    }),
+});
+
+Deno.test({
+  name: "a ban made on one instance is refused at accept on the other within ~100 ms; unban likewise" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(async (_redis, [a, b]) => {
+      const ip = "127.0.0.22";
+      assert.equal((await requestFrom(b.port, ip, GET)).status, 200);
+      assert.deepEqual(a.vento.guard.ban(ip, 60_000, "operator test"), { ok: true });
+      const took = await until("the ban reaches b", FANOUT_LIMIT_MS, () => b.vento.guard.bans().length === 1);
+      assert.equal(b.vento.guard.bans()[0].key, ip);
+      assert.equal(b.vento.guard.bans()[0].reason, "operator test");
+      const c = await NodeClient.connect(b.port, { localAddress: ip });
+      try {
+        assert.equal(
+          await c.closedWithin(FANOUT_LIMIT_MS),
+          true,
+          `refused at accept (ban arrived in ${took} ms)`,
+        );
+        assert.equal(c.bytesReceived, 0);
+      } finally {
+        await c.close();
+      }
+      assert.equal(b.vento.stats.refused.banned, 1);
+
+      assert.equal(b.vento.guard.unban(ip), true);
+      await until("the unban reaches a", FANOUT_LIMIT_MS, () => a.vento.guard.bans().length === 0);
+      assert.equal((await requestFrom(a.port, ip, GET)).status, 200);
+    }),
+});
+
+Deno.test({
+  name: "an automatic ban earned by flooding one instance is refused at accept on the other" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(async (_redis, [a, b]) => {
+      const ip = "127.0.0.25";
+      // Flood only a: the burst, then 429s until the 5th violation bans.
+      let statuses = "";
+      for (let i = 0; i < BURST + 20 && a.vento.guard.bans().length === 0; i++) {
+        statuses += ` ${(await requestFrom(a.port, ip, GET)).status}`;
+      }
+      assert.equal(a.vento.guard.bans().length, 1, `banned on a:${statuses}`);
+      await until("the ban reaches b", FANOUT_LIMIT_MS, () => b.vento.guard.bans().length === 1);
+      const c = await NodeClient.connect(b.port, { localAddress: ip });
+      try {
+        assert.equal(await c.closedWithin(FANOUT_LIMIT_MS), true);
+        assert.equal(c.bytesReceived, 0);
+      } finally {
+        await c.close();
+      }
+    }, { banAfterViolations: 5 }),
+});
+
+Deno.test({
+  name: "Redis killed mid-flood: both instances keep serving and limiting locally, then share again" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(async (redis, servers) => {
+      const floodDone = flood(servers, "127.0.0.23", FLOOD_MS);
+      await sleep(FLOOD_MS / 3);
+      await redis.kill();
+      const t = await floodDone;
+      assert.equal(t.other, 0, "no 5xx, nothing but 200 and 429");
+      for (const s of servers) assert.equal(s.vento.stats.guardStoreDegraded, 1);
+      for (const s of servers) {
+        assert.equal(
+          s.errors.filter((l) => /guard store .*unavailable/.test(l)).length,
+          1,
+          s.errors.join("\n"),
+        );
+      }
+
+      // Degraded: each instance limits on its own (at most its own allowance), and still serves.
+      const local = await flood(servers, "127.0.0.24", FLOOD_MS);
+      const each = allowance(local.elapsedMs);
+      assert.equal(local.other, 0);
+      for (const i of [0, 1]) {
+        assert.ok(local.ok[i] > 0, `instance ${i} keeps serving: ${JSON.stringify(local)}`);
+        assert.ok(local.limited[i] > 0, `instance ${i} keeps limiting: ${JSON.stringify(local)}`);
+        assert.ok(
+          local.ok[i] <= each * 1.1 + 1,
+          `instance ${i}: ${local.ok[i]} > its own ~${each.toFixed(0)}`,
+        );
+      }
+
+      const back = await startRedis(redis.port);
+      try {
+        await until(
+          "both instances reconnect",
+          RECOVER_LIMIT_MS,
+          () => servers.every((s) => s.vento.stats.guardStoreDegraded === 0),
+        );
+        const shared = await flood(servers, "127.0.0.26", FLOOD_MS);
+        const oks = shared.ok[0] + shared.ok[1];
+        const expected = allowance(shared.elapsedMs);
+        assert.ok(oks <= expected * 1.1 + 1, `shared again: ${oks} served, one limit allows ~${expected}`);
+      } finally {
+        await back.stop();
+      }
+    }),
+});
