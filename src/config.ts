@@ -57,15 +57,22 @@ export interface Config {
   idleTimeoutBusyMs: number;
   /** Longest gap between two body reads; then 408 and close. */
   bodyIdleTimeoutMs: number;
-  /** After this grace period a body must arrive at `bodyMinRateBytesPerSec` or the request is cut (408). */
+  /**
+   * The body rate is judged per window of this length (the first ends this long after the body starts):
+   * a window averaging below `bodyMinRateBytesPerSec` cuts the request (408).
+   */
   bodyMinRateGraceMs: number;
-  /** Minimum average body rate after the grace period. */
+  /** Minimum body rate, averaged over each `bodyMinRateGraceMs` window. */
   bodyMinRateBytesPerSec: number;
   /** Longest time one socket write may stay pending (a reader that stopped reading); then close. */
   sendTimeoutMs: number;
-  /** After this grace period a response must drain at `sendMinRateBytesPerSec` or the connection closes. */
+  /**
+   * The send rate is judged per window of this length: a window in which the reader drained less than
+   * `sendMinRateBytesPerSec` on average closes the connection (slow-read defence). Per window, not since the
+   * start, so the megabytes a socket buffer swallows at first can't buy a reader that then stalls.
+   */
   sendMinRateGraceMs: number;
-  /** Minimum average send rate after the grace period (slow-read defence). */
+  /** Minimum send rate, averaged over each `sendMinRateGraceMs` window. */
   sendMinRateBytesPerSec: number;
   /** On SIGINT/SIGTERM, how long in-flight responses may run before connections are force-closed. */
   shutdownTimeoutMs: number;
@@ -304,13 +311,13 @@ export const SETTINGS: readonly Setting[] = [
     key: "BODY_MIN_RATE_GRACE_MS",
     field: "bodyMinRateGraceMs",
     kind: int(0, DAY_MS),
-    doc: "grace before the minimum body rate applies",
+    doc: "window over which the minimum body rate is judged (first after this grace, then per window)",
   },
   {
     key: "BODY_MIN_RATE_BYTES_PER_SEC",
     field: "bodyMinRateBytesPerSec",
     kind: int(0, 1_000_000_000),
-    doc: "minimum request body rate after the grace",
+    doc: "minimum request body rate, averaged over each window; slower is 408",
   },
   {
     key: "SEND_TIMEOUT_MS",
@@ -322,13 +329,13 @@ export const SETTINGS: readonly Setting[] = [
     key: "SEND_MIN_RATE_GRACE_MS",
     field: "sendMinRateGraceMs",
     kind: int(0, DAY_MS),
-    doc: "grace before the minimum send rate applies",
+    doc: "window over which the minimum send rate is judged (first after this grace, then per window)",
   },
   {
     key: "SEND_MIN_RATE_BYTES_PER_SEC",
     field: "sendMinRateBytesPerSec",
     kind: int(0, 1_000_000_000),
-    doc: "minimum response drain rate after the grace",
+    doc: "minimum response drain rate, averaged over each window; slower is closed",
   },
   {
     key: "SHUTDOWN_TIMEOUT_MS",
