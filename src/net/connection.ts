@@ -12,6 +12,8 @@
  */
 
 import type { Clock } from "./clock.ts";
+import type { Config } from "../config.ts";
+import type { AccessEntry } from "../access_log.ts";
 import type { ConnInfo, ConnState } from "./conn_info.ts";
 import type { Stats } from "../stats/stats.ts";
 import type { Handler } from "../http/handler.ts";
@@ -39,21 +41,22 @@ export const LINGER_MAX_BYTES = 256 * 1024;
 /** Trailer section limit for chunked bodies. */
 export const MAX_TRAILER_BYTES = 4096;
 
-/** The settings a connection reads (all from `Config`). */
-export interface ConnectionOptions {
-  maxRequestLineBytes: number;
-  maxHeaderBytes: number;
-  maxHeaderCount: number;
-  maxRequestsPerConn: number;
-  headerTimeoutMs: number;
-  idleTimeoutMs: number;
-  bodyIdleTimeoutMs: number;
-  bodyMinRateGraceMs: number;
-  bodyMinRateBytesPerSec: number;
-  sendTimeoutMs: number;
-  sendMinRateGraceMs: number;
-  sendMinRateBytesPerSec: number;
-}
+/** The settings a connection reads (all from `Config`, where each is documented). */
+export type ConnectionOptions = Pick<
+  Config,
+  | "maxRequestLineBytes"
+  | "maxHeaderBytes"
+  | "maxHeaderCount"
+  | "maxRequestsPerConn"
+  | "headerTimeoutMs"
+  | "idleTimeoutMs"
+  | "bodyIdleTimeoutMs"
+  | "bodyMinRateGraceMs"
+  | "bodyMinRateBytesPerSec"
+  | "sendTimeoutMs"
+  | "sendMinRateGraceMs"
+  | "sendMinRateBytesPerSec"
+>;
 
 /** Per-request admission and connection release (the guard implements it). */
 export interface RequestGate {
@@ -69,15 +72,7 @@ export interface RequestGate {
 
 /** One line per request for the access log (see `src/access_log.ts`). */
 export interface AccessLogSink {
-  log(entry: {
-    remote: string;
-    wallMs: number;
-    requestLine: string;
-    status: number;
-    bytes: number;
-    referer: string;
-    userAgent: string;
-  }): void;
+  log(entry: AccessEntry): void;
 }
 
 /** What every connection shares with its server. */
@@ -425,19 +420,23 @@ export class Connection {
 
   /** Serves an admitted request: synchronously when it has no body and the reply is in memory. */
   #dispatch(head: RequestHead): boolean | Promise<boolean> {
-    const ctx = this.#ctx;
     if (hasBody(head)) return this.#exchangeWithBody(head);
-    let reply: Reply | Promise<Reply>;
-    try {
-      reply = ctx.handler.handle({ head, body: EMPTY, remote: this.remote, connId: this.id });
-    } catch (e) {
-      reply = this.#internalError(e);
-    }
+    const reply = this.#callHandler(head, EMPTY);
     if (reply instanceof Promise) return this.#settle(head, reply);
     return this.#emit(head, reply);
   }
 
-  async #settle(head: RequestHead, pending: Promise<Reply>): Promise<boolean> {
+  /** Asks the handler; a synchronous throw becomes a 500 like an asynchronous one. */
+  #callHandler(head: RequestHead, body: Uint8Array): Reply | Promise<Reply> {
+    try {
+      return this.#ctx.handler.handle({ head, body, remote: this.remote, connId: this.id });
+    } catch (e) {
+      return this.#internalError(e);
+    }
+  }
+
+  /** Waits for a handler's reply and emits it (`close` forces `Connection: close`). */
+  async #settle(head: RequestHead, pending: Reply | Promise<Reply>, close = false): Promise<boolean> {
     let reply: Reply;
     try {
       reply = await pending;
@@ -449,7 +448,7 @@ export class Connection {
       reply.stream?.cancel();
       throw new ClosedError();
     }
-    return this.#emit(head, reply);
+    return this.#emit(head, close && !reply.close ? { ...reply, close: true } : reply);
   }
 
   #internalError(e: unknown): Reply {
@@ -464,18 +463,8 @@ export class Connection {
     if (limit === 0) {
       // The route takes no body (a static path): answer as if none came (405 for POST, the file for a GET),
       // then close, since the unread body would otherwise be parsed as the next request. Lingering drains it.
-      let reply: Reply;
-      try {
-        reply = await this.#ctx.handler.handle({ head, body: EMPTY, remote: this.remote, connId: this.id });
-      } catch (e) {
-        reply = this.#internalError(e);
-      }
-      if (this.#closed) {
-        reply.stream?.cancel();
-        throw new ClosedError();
-      }
       this.#serverClosed = true;
-      return this.#emit(head, reply.close ? reply : { ...reply, close: true });
+      return this.#settle(head, this.#callHandler(head, EMPTY), true);
     }
     if (head.contentLength > limit) {
       // Refuse before reading (and before any 100 Continue): RFC 9110 §10.1.1.
@@ -487,17 +476,7 @@ export class Connection {
     }
     const body = await this.#readBody(head, limit);
     if (typeof body === "string") return this.#emit(head, this.#errorReply(body));
-    let reply: Reply;
-    try {
-      reply = await this.#ctx.handler.handle({ head, body, remote: this.remote, connId: this.id });
-    } catch (e) {
-      reply = this.#internalError(e);
-    }
-    if (this.#closed) {
-      reply.stream?.cancel();
-      throw new ClosedError();
-    }
-    return this.#emit(head, reply);
+    return this.#settle(head, this.#callHandler(head, body));
   }
 
   /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */

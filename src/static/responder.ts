@@ -30,22 +30,24 @@ import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } 
 import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
 import { encodePath, resolvePath } from "./resolve.ts";
+import type { Config } from "../config.ts";
 
-/** Everything the responder reads from `Config` (pass the `Config` itself). */
-export interface StaticOptions {
-  documentRoot: string;
-  indexFile: string;
-  dotfiles: "hide" | "allow";
-  directoryListing: boolean;
-  cacheControlHtml: string;
-  cacheControl: string;
-  fileCacheMaxFileBytes: number;
-  fileCacheMaxBytes: number;
-  fileCacheRevalidateMs: number;
-  streamChunkBytes: number;
-  maxRanges: number;
-  precompressed: boolean;
-}
+/** Everything the responder reads from `Config` (pass the `Config` itself; each key is documented there). */
+export type StaticOptions = Pick<
+  Config,
+  | "documentRoot"
+  | "indexFile"
+  | "dotfiles"
+  | "directoryListing"
+  | "cacheControlHtml"
+  | "cacheControl"
+  | "fileCacheMaxFileBytes"
+  | "fileCacheMaxBytes"
+  | "fileCacheRevalidateMs"
+  | "streamChunkBytes"
+  | "maxRanges"
+  | "precompressed"
+>;
 
 /** Methods we answer; sent in `Allow` on 405 and OPTIONS. */
 export const ALLOWED_METHODS = "GET, HEAD, OPTIONS";
