@@ -11,9 +11,8 @@
  */
 
 import net from "node:net";
-import { concat, latin1, type RawResponse } from "./raw_client.ts";
-
-const decoder = new TextDecoder();
+import { latin1, type RawResponse } from "./raw_client.ts";
+import { concat, ResponseReader } from "./response_reader.ts";
 
 /** Loopback IPv4 only (127.0.0.0/8). */
 const LOOPBACK_V4 = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
@@ -30,10 +29,9 @@ export interface NodeClientOptions {
   paused?: boolean;
 }
 
-export class NodeClient {
+export class NodeClient extends ResponseReader {
   #sock: net.Socket;
   #chunks: Uint8Array[] = [];
-  #buf: Uint8Array = new Uint8Array(0);
   #eof = false;
   /** The first error that was not a peer-gone event (rethrown by reads). */
   #error: Error | null = null;
@@ -43,6 +41,7 @@ export class NodeClient {
   bytesReceived = 0;
 
   private constructor(sock: net.Socket) {
+    super();
     this.#sock = sock;
     this.#released = new Promise<void>((resolve) => sock.once("close", () => resolve()));
     sock.on("data", (chunk: Uint8Array) => {
@@ -117,106 +116,18 @@ export class NodeClient {
     });
   }
 
-  /** Moves received chunks into the buffer; waits for more when none. False at end of stream. */
-  async #fill(): Promise<boolean> {
+  /** The next received bytes (waiting for some when none are queued), or null at end of stream. */
+  protected override async nextChunk(): Promise<Uint8Array | null> {
     for (;;) {
       if (this.#chunks.length > 0) {
-        this.#buf = concat([this.#buf, ...this.#chunks]);
+        const chunk = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
         this.#chunks = [];
-        return true;
+        return chunk;
       }
       if (this.#error !== null) throw this.#error;
-      if (this.#eof) return false;
+      if (this.#eof) return null;
       await new Promise<void>((r) => this.#wake = r);
     }
-  }
-
-  #take(n: number): Uint8Array {
-    const out = this.#buf.slice(0, n);
-    this.#buf = this.#buf.slice(n);
-    return out;
-  }
-
-  async #readLine(): Promise<string> {
-    for (;;) {
-      const i = this.#buf.indexOf(0x0a);
-      if (i >= 0) return decoder.decode(this.#take(i + 1)).replace(/\r?\n$/, "");
-      if (!(await this.#fill())) {
-        throw new Error(`connection closed mid-line (have ${this.#buf.length} bytes)`);
-      }
-    }
-  }
-
-  async #readExactly(n: number): Promise<Uint8Array> {
-    while (this.#buf.length < n) {
-      if (!(await this.#fill())) {
-        throw new Error(`connection closed after ${this.#buf.length} of ${n} body bytes`);
-      }
-    }
-    return this.#take(n);
-  }
-
-  /** Reads one response. `method` tells whether a body follows (HEAD has none). */
-  async read(method = "GET"): Promise<RawResponse> {
-    const statusLine = await this.#readLine();
-    const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
-    if (m === null) throw new Error(`bad status line: ${JSON.stringify(statusLine)}`);
-    const status = Number(m[1]);
-    const headers = new Map<string, string>();
-    for (;;) {
-      const line = await this.#readLine();
-      if (line === "") break;
-      const colon = line.indexOf(":");
-      const name = line.slice(0, colon).toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
-    }
-    let body: Uint8Array = new Uint8Array(0);
-    const noBody = method === "HEAD" || status < 200 || status === 204 || status === 304;
-    if (!noBody) {
-      if (headers.get("transfer-encoding")?.toLowerCase() === "chunked") {
-        const parts: Uint8Array[] = [];
-        for (;;) {
-          const size = parseInt(await this.#readLine(), 16);
-          if (size === 0) {
-            while ((await this.#readLine()) !== "");
-            break;
-          }
-          parts.push(await this.#readExactly(size));
-          await this.#readLine();
-        }
-        body = concat(parts);
-      } else if (headers.has("content-length")) {
-        body = await this.#readExactly(Number(headers.get("content-length")));
-      } else {
-        while (await this.#fill());
-        body = this.#take(this.#buf.length);
-      }
-    }
-    return { status, statusLine, headers, body, text: decoder.decode(body) };
-  }
-
-  /** Reads until the server closes; returns the bytes that came (empty when none). Resolves on reset too. */
-  async readToEnd(): Promise<Uint8Array> {
-    while (await this.#fill());
-    return this.#take(this.#buf.length);
-  }
-
-  /** True once the server closed the connection (EOF or reset within `ms`); false (and closes) if not. */
-  async closedWithin(ms: number): Promise<boolean> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
-    const eof = (async () => {
-      while (await this.#fill());
-      return true as const;
-    })();
-    const r = await Promise.race([eof, timeout]);
-    clearTimeout(timer);
-    if (!r) {
-      await this.close();
-      await eof.catch(() => {});
-    }
-    return r;
   }
 
   /** Destroys the socket; resolves once it is fully released. Idempotent. */
