@@ -126,7 +126,7 @@ export function formatStats(r: StatsReport, hello: HelloData | null): string[] {
     ["closed early", `timeouts ${s.timeouts}  peer resets ${s.peerResets}`],
     ["bans", `active ${s.bansActive}  added ${s.bansAdded}  expired ${s.bansExpired}`],
     ["guard table", `${s.guardTableSize} clients  full ${s.guardTableFull}`],
-    ...(s.guardStoreDegraded === 1
+    ...(s.guardStoreDegraded > 0
       ? [["guard store", "DEGRADED: shared store unreachable, limiting per instance"] as [string, string]]
       : []),
     ["traffic in", `${formatBytes(s.bytesIn)}  (${formatMBps(rt.bytesInPerSec)} MB/s)`],

@@ -209,7 +209,7 @@ function headerLines(s: TopState, cols: number, o: RenderOptions): string[] {
     l2 = `2xx ${x.responses[2]}  3xx ${x.responses[3]}  4xx ${x.responses[4]}  5xx ${x.responses[5]}  ` +
       `429 ${x.status429}  bans ${x.bansActive}  refused ${refused}`;
     // GUARD_STORE=redis unreachable: limits fell back to per instance (shown only then).
-    if (x.guardStoreDegraded === 1) {
+    if (x.guardStoreDegraded > 0) {
       l2 += "  STORE DEGRADED";
       l2attr = REVERSE;
     }

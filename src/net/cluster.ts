@@ -258,6 +258,11 @@ export class Cluster {
     return snap;
   }
 
+  /** Each worker's latest report (null while starting or dead), by worker index. */
+  workerStats(): (StatsSnapshot | null)[] {
+    return this.#slots.map((s) => s.state === "running" ? s.stats : null);
+  }
+
   /** Re-reads the config in every worker; the first worker's answer (errors from any win). */
   reload(): Promise<ReloadResult> {
     const live = this.#slots.filter((s) => s.state === "running");

@@ -7,7 +7,13 @@
  */
 
 /** Why a connection was refused at accept (before any byte was read). */
-export type RefuseReason = "banned" | "conn_rate" | "client_cap" | "global_cap" | "table_full" | "shutting_down";
+export type RefuseReason =
+  | "banned"
+  | "conn_rate"
+  | "client_cap"
+  | "global_cap"
+  | "table_full"
+  | "shutting_down";
 
 export const REFUSE_REASONS: readonly RefuseReason[] = [
   "banned",
