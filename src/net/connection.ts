@@ -264,6 +264,12 @@ export class Connection {
    */
   expireIfDue(nowMs: number): void {
     if (this.#closed) return;
+    if (this.#state === "closing") {
+      // Already answered (or lingering): only the send/linger deadline is left to enforce. Checking the
+      // rates again would answer a second 408.
+      if (nowMs >= this.#deadlineMs) this.close();
+      return;
+    }
     if (nowMs >= this.#deadlineMs) {
       const kind = this.#deadlineKind;
       this.#ctx.stats.timeouts++;
