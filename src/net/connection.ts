@@ -26,8 +26,16 @@ import type { DateLine } from "../http/date.ts";
 import { forwardedForOf } from "../guard/client_key.ts";
 import type { BufferPool } from "../static/buffer_pool.ts";
 
-/** Bytes of the buffer every connection keeps a read pending on. Small on purpose: idle connections are cheap. */
-export const READ_BUFFER_BYTES = 4096;
+/**
+ * Bytes of the buffer every connection keeps a read pending on. Small on purpose: an idle keep-alive
+ * connection holds only this (plus Deno's own socket state), and a typical request head fits.
+ */
+export const READ_BUFFER_BYTES = 1024;
+/**
+ * A read that fills the small buffer means more is waiting (a large head, a body, deep pipelining): the
+ * connection then reads into a pooled buffer of this size until it goes idle again.
+ */
+export const LARGE_READ_BUFFER_BYTES = 16 * 1024;
 /** Size of the pooled buffers responses are coalesced into (borrowed only while a batch is written). */
 export const OUT_BUFFER_BYTES = 16 * 1024;
 /** Coalesced output above this is written before more pipelined requests are parsed (bounds memory). */
@@ -94,6 +102,8 @@ export interface ConnContext {
   readonly shuttingDown: boolean;
   /** Read buffers (READ_BUFFER_BYTES) of closed connections, reused by new ones. */
   readonly readPool: BufferPool;
+  /** Large read buffers (LARGE_READ_BUFFER_BYTES), lent to busy connections. */
+  readonly largeReadPool: BufferPool;
   /** Output buffers (OUT_BUFFER_BYTES), borrowed per written batch. */
   readonly outPool: BufferPool;
   /** Logs one line naming the action (`conn 42 203.0.113.9: reading request head: …`). */
@@ -145,7 +155,10 @@ export class Connection {
   #ctx: ConnContext;
   #ticket: number;
   #parser: RequestParser;
+  /** The buffer reads go into: `#small`, or a pooled large one while the connection is busy. */
   #buf: Uint8Array;
+  #small: Uint8Array;
+  #growNext = false;
   #start = 0;
   #end = 0;
   #state: ConnState = "new";
@@ -186,7 +199,7 @@ export class Connection {
     this.#ticket = ticket;
     this.#ctx = ctx;
     this.#parser = new RequestParser(ctx.options);
-    this.#buf = ctx.readPool.acquire();
+    this.#buf = this.#small = ctx.readPool.acquire();
     this.#acceptedAtMs = ctx.nowMs;
     ctx.stats.idle++;
     this.#sink = { write: (bytes) => this.#writeStream(bytes) };
@@ -231,8 +244,9 @@ export class Connection {
     } finally {
       this.close();
       this.#ctx.gate?.release(this.#ticket);
-      // The loop has ended, so no read is pending into the buffer: it is safe to hand on.
-      this.#ctx.readPool.release(this.#buf);
+      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on.
+      this.#shrinkReadBuffer();
+      this.#ctx.readPool.release(this.#small);
     }
   }
 
@@ -340,6 +354,7 @@ export class Connection {
       if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
         // Between requests: keep-alive idle. The header deadline starts with the next first byte.
         this.#setState("idle");
+        this.#shrinkReadBuffer();
         const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
         this.#setDeadline("idle", this.#ctx.nowMs + idle);
       }
@@ -363,10 +378,17 @@ export class Connection {
   async #read(): Promise<number | null> {
     if (this.#closed || this.#state === "closing") throw new ClosedError();
     // Inlined rather than calling #rawRead: one promise fewer per request on the hot path.
-    const n = await this.#conn.read(this.#buf);
+    if (this.#growNext) {
+      // The last read filled the small buffer: more is waiting, take a large one while busy.
+      this.#growNext = false;
+      this.#buf = this.#ctx.largeReadPool.acquire();
+    }
+    const buf = this.#buf;
+    const n = await this.#conn.read(buf);
     if (n !== null) {
       this.#bytesIn += n;
       this.#ctx.stats.bytesIn += n;
+      if (n === buf.byteLength && buf === this.#small) this.#growNext = true;
     }
     if (this.#isClosing()) {
       // A deadline answered 408 while this read was pending: what arrives now is discarded.
@@ -374,6 +396,15 @@ export class Connection {
       throw new ClosedError();
     }
     return n;
+  }
+
+  /** Back to the small buffer (going idle, or closing). Only between reads: none may be pending. */
+  #shrinkReadBuffer(): void {
+    this.#growNext = false;
+    if (this.#buf !== this.#small) {
+      this.#ctx.largeReadPool.release(this.#buf);
+      this.#buf = this.#small;
+    }
   }
 
   async #rawRead(): Promise<number | null> {

@@ -13,6 +13,7 @@ import {
   type ConnContext,
   Connection,
   type ConnectionOptions,
+  LARGE_READ_BUFFER_BYTES,
   OUT_BUFFER_BYTES,
   READ_BUFFER_BYTES,
   type RequestGate,
@@ -62,6 +63,8 @@ export interface ServerDeps {
 
 /** Idle read buffers kept for new connections (churn under `Connection: close` would otherwise allocate). */
 export const READ_POOL_KEPT = 256;
+/** Idle large read buffers kept. */
+export const LARGE_READ_POOL_KEPT = 64;
 /** Idle output buffers kept. */
 export const OUT_POOL_KEPT = 64;
 
@@ -124,6 +127,7 @@ export class Server {
       nowMs: this.#coarseNowMs,
       shuttingDown: false,
       readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_KEPT),
+      largeReadPool: new BufferPool(LARGE_READ_BUFFER_BYTES, LARGE_READ_POOL_KEPT),
       outPool: new BufferPool(OUT_BUFFER_BYTES, OUT_POOL_KEPT),
       logError,
     };
