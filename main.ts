@@ -333,7 +333,16 @@ export async function main(args: string[]): Promise<number> {
   let vento: Vento | Cluster;
   try {
     vento = workers > 1
-      ? await startCluster(loaded.config, workers, { configPath, portOverride })
+      ? await startCluster(loaded.config, workers, {
+        configPath,
+        portOverride,
+        onStuck: (index) => {
+          // Deno cannot stop a thread spinning in JavaScript; its listener would hold its share of new
+          // connections unanswered. Exit non-zero so the service manager starts a clean process.
+          console.error(`vento: worker ${index} is stuck; exiting for the service manager to restart Vento`);
+          Deno.exit(70);
+        },
+      })
       : await startVento(loaded.config, { configPath, portOverride });
   } catch (e) {
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);

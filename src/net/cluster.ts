@@ -14,14 +14,19 @@
  * the others.
  */
 
-import { type Config, loadConfig } from "../config.ts";
+import { type Config, loadConfig, SETTINGS } from "../config.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { ConnInfo } from "./conn_info.ts";
 import { type AdminBackend, AdminServer } from "../admin/server.ts";
 import { PROTOCOL_VERSION } from "../admin/protocol.ts";
 import { Guard } from "../guard/policy.ts";
 import { SharedGate, SUPERVISOR } from "../guard/shared_gate.ts";
-import { createSharedGuardMemory, MAX_WORKERS, SharedClientTable } from "../guard/shared_table.ts";
+import {
+  createSharedGuardMemory,
+  MAX_WORKERS,
+  SharedClientTable,
+  type SharedGuardMemory,
+} from "../guard/shared_table.ts";
 import { banTarget } from "../guard/client_key.ts";
 import type { BanInfo } from "../guard/views.ts";
 import { Stats, type StatsSnapshot } from "../stats/stats.ts";
@@ -30,8 +35,12 @@ import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "
 
 /** How often each worker reports its counters (the admin stats are at most this stale). */
 export const REPORT_INTERVAL_MS = 100;
-/** A worker silent this long is stuck (an endless loop): it is terminated and restarted. */
-export const HEARTBEAT_TIMEOUT_MS = 10_000;
+/**
+ * A worker silent this long is stuck (an endless loop): it is terminated and restarted. Reports come from
+ * a timer, which runs between any two tasks however loaded the worker is, so only one task running this
+ * long (a true hang) trips it; generous, because `main.ts` then restarts the whole process.
+ */
+export const HEARTBEAT_TIMEOUT_MS = 30_000;
 /** How often the supervisor checks heartbeats and list subscriptions. */
 const HOUSEKEEPING_MS = 500;
 /** Connection and ban lists ride on reports only this long after an admin client last asked. */
@@ -44,6 +53,20 @@ const RESTART_RESET_MS = 60_000;
 export const WORKER_START_TIMEOUT_MS = 30_000;
 /** Added to SHUTDOWN_TIMEOUT_MS before workers that have not stopped are terminated. */
 const SHUTDOWN_GRACE_MS = 2_000;
+
+/** Reload keys the supervisor judges (workers run with the bound port and without an admin socket). */
+const SUPERVISOR_KEYS = new Set(["PORT", "TLS_PORT", "ADMIN_SOCKET"]);
+/** Config fields a reload never changes in the supervisor's view (they need a restart). */
+const LISTENING_FIELDS = new Set([
+  "port",
+  "host",
+  "tlsPort",
+  "tlsCert",
+  "tlsKey",
+  "plainHttp",
+  "workers",
+  "adminSocket",
+]);
 
 /** Gauges that describe the shared state, not one worker: the summary takes the largest, not the sum. */
 const MAX_FIELDS = new Set(["bansActive", "bansExpired", "guardTableSize", "guardStoreDegraded"]);
@@ -89,6 +112,15 @@ export interface ClusterOptions {
   clock?: Clock;
   /** Error lines: worker deaths and restarts, workers' own error lines (default console.error). */
   logError?: (message: string) => void;
+  /** A worker silent this long is declared stuck (default HEARTBEAT_TIMEOUT_MS; tests shorten it). */
+  heartbeatTimeoutMs?: number;
+  /**
+   * Called after a stuck worker was terminated and its restart scheduled. Deno 2.9 cannot stop a thread
+   * spinning in JavaScript (`terminate()` returns but the thread runs on: denoland/deno PR 35657), and its
+   * listener then holds its share of new connections unanswered, so `main.ts` exits for the service
+   * manager to restart the process.
+   */
+  onStuck?: (index: number) => void;
 }
 
 type WorkerState = "starting" | "running" | "stopped" | "dead";
@@ -114,10 +146,13 @@ class WorkerSlot {
 export class Cluster {
   readonly config: Config;
   readonly workers: number;
+  /** The config as started, for judging what a reload would need a restart for. */
+  readonly #started: Config;
   readonly #options: ClusterOptions;
   readonly #clock: Clock;
   readonly #logError: (message: string) => void;
-  readonly #memory;
+  readonly #heartbeatTimeoutMs: number;
+  readonly #memory: SharedGuardMemory;
   readonly #table: SharedClientTable;
   /** The supervisor's own guard over the shared table: client views and ban validation. */
   readonly #guard: Guard;
@@ -137,7 +172,10 @@ export class Cluster {
   #operatorBans = 0;
   #restarts = 0;
   #reloadId = 0;
-  #reloads = new Map<number, { left: number; results: ReloadResult[]; resolve: (r: ReloadResult) => void }>();
+  #reloads = new Map<
+    number,
+    { left: number; results: (ReloadResult | undefined)[]; resolve: (r: ReloadResult) => void }
+  >();
   #shuttingDown = false;
   #shutdownPromise: Promise<void> | null = null;
   #resolveDone!: () => void;
@@ -145,10 +183,12 @@ export class Cluster {
 
   private constructor(config: Config, workers: number, options: ClusterOptions) {
     this.config = { ...config };
+    this.#started = { ...config };
     this.workers = workers;
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#logError = options.logError ?? ((m: string) => console.error(m));
+    this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS;
     this.#memory = createSharedGuardMemory(config.guardTableCapacity, workers);
     this.#table = new SharedClientTable(this.#memory);
     this.#guard = new Guard(this.config, this.#clock, new Stats(), () => {}, this.#table);
@@ -211,7 +251,9 @@ export class Cluster {
       this.#wantLists();
       return this.#slots.flatMap((s) => s.state === "running" ? s.conns ?? [] : []);
     },
-    clients: (limit) => this.#gate.withLock(() => this.#guard.clients(limit)),
+    // Read without the lock: a full table is 100k rows, and holding the lock that long would stall every
+    // worker's admissions. A row may mix two moments of a slot that changes meanwhile; it is a view.
+    clients: (limit) => this.#guard.clients(limit),
     bans: () => {
       this.#wantLists();
       return this.#bans();
@@ -236,8 +278,11 @@ export class Cluster {
       const { index, localId } = splitConnId(id);
       const s = this.#slots[index];
       if (s === undefined || s.state !== "running") return false;
-      const known = s.conns?.some((c) => c.id === id) ?? false;
-      this.#post(s, { op: "kick", id: localId });
+      // Without a recent list (no admin client looked in LISTS_WANTED_MS) the id cannot be checked here:
+      // the kick is sent anyway and reported as done.
+      const known = s.conns === null || s.conns.some((c) => c.id === id);
+      if (known) this.#post(s, { op: "kick", id: localId });
+      this.#wantLists();
       return known;
     },
     reload: () => this.reload(),
@@ -263,21 +308,34 @@ export class Cluster {
     return this.#slots.map((s) => s.state === "running" ? s.stats : null);
   }
 
-  /** Re-reads the config in every worker; the first worker's answer (errors from any win). */
-  reload(): Promise<ReloadResult> {
+  /**
+   * Validates the config file whole, then has every worker re-read and apply it. The answer is the
+   * lowest-numbered worker's (any worker's errors win), except for the settings judged here: the workers
+   * run with the bound port and no admin socket of their own, so PORT, TLS_PORT and ADMIN_SOCKET are
+   * compared with what the supervisor started with.
+   */
+  async reload(): Promise<ReloadResult> {
+    if (this.#options.configPath === null) return { applied: [], needsRestart: [] };
+    const loaded = await loadConfig(this.#options.configPath, { portOverride: this.#options.portOverride });
+    if (!loaded.ok) return { errors: loaded.messages };
     const live = this.#slots.filter((s) => s.state === "running");
-    if (live.length === 0) return Promise.resolve({ errors: ["no worker is running"] });
+    if (live.length === 0) return { errors: ["no worker is running"] };
     const id = ++this.#reloadId;
-    return new Promise<ReloadResult>((resolve) => {
+    const r = await new Promise<ReloadResult>((resolve) => {
       this.#reloads.set(id, { left: live.length, results: [], resolve });
       for (const s of live) this.#post(s, { op: "reload", id });
-    }).then((r) => {
-      if (!("errors" in r)) {
-        // Keep the supervisor's view (admin limits, ban validation) on the new settings too.
-        void this.#reloadOwnView();
-      }
-      return r;
     });
+    if ("errors" in r) return r;
+    const needsRestart = r.needsRestart.filter((k) => !SUPERVISOR_KEYS.has(k));
+    for (const st of SETTINGS) {
+      if (!SUPERVISOR_KEYS.has(st.key)) continue;
+      if (JSON.stringify(this.#started[st.field]) !== JSON.stringify(loaded.config[st.field])) {
+        needsRestart.push(st.key);
+      }
+    }
+    // Keep the supervisor's view (admin limits, ban validation) on the new settings too.
+    this.#applyOwnView(loaded.config);
+    return { applied: r.applied, needsRestart };
   }
 
   /** Graceful shutdown of every worker, then the admin socket. Idempotent. */
@@ -311,6 +369,8 @@ export class Cluster {
     clearInterval(this.#housekeeping);
     for (const s of this.#slots) {
       clearTimeout(s.restartTimer);
+      // A worker still starting (a restart) fails now, so its start timer is cleared.
+      s.onFailed?.(new Error(`worker ${s.index}: shut down while starting`));
       s.worker?.terminate();
       s.worker = null;
       if (s.state !== "dead") s.state = "stopped";
@@ -324,6 +384,12 @@ export class Cluster {
   crashWorker(index: number): void {
     const s = this.#slots[index];
     if (s !== undefined) this.#post(s, { op: "crash" });
+  }
+
+  /** Test hook: makes worker `index` stop reporting, as a stuck one would look (caught by the heartbeat). */
+  muteWorker(index: number): void {
+    const s = this.#slots[index];
+    if (s !== undefined) this.#post(s, { op: "mute" });
   }
 
   // --- internals ---------------------------------------------------------------------------------
@@ -417,10 +483,11 @@ export class Cluster {
       case "reloaded": {
         const r = this.#reloads.get(m.id);
         if (r === undefined) return;
-        r.results.push(m.result);
+        r.results[slot.index] = m.result;
         if (--r.left > 0) return;
         this.#reloads.delete(m.id);
-        r.resolve(r.results.find((x) => "errors" in x) ?? r.results[0]);
+        const results = r.results.filter((x) => x !== undefined);
+        r.resolve(results.find((x) => "errors" in x) ?? results[0]);
         return;
       }
       case "log":
@@ -445,9 +512,11 @@ export class Cluster {
     // It may have died holding the table lock, and it can never release its connections' pins.
     this.#table.forceUnlock(slot.index + 1);
     const released = this.#gate.withLock(() => this.#table.releaseWorkerPins(slot.index));
-    for (const r of this.#reloads.values()) {
-      r.results.push({ errors: [`worker ${slot.index} died during the reload`] });
-      if (--r.left === 0) r.resolve(r.results.find((x) => "errors" in x)!);
+    for (const [id, r] of this.#reloads) {
+      r.results[slot.index] = { errors: [`worker ${slot.index} died during the reload`] };
+      if (--r.left > 0) continue;
+      this.#reloads.delete(id);
+      r.resolve(r.results.find((x) => x !== undefined && "errors" in x)!);
     }
     if (this.#shuttingDown) return;
     const now = this.#clock.nowMs();
@@ -461,12 +530,14 @@ export class Cluster {
   }
 
   #scheduleRestart(slot: WorkerSlot, delayMs: number): void {
+    if (this.#shuttingDown) return;
     slot.restartTimer = setTimeout(() => {
       if (this.#shuttingDown) return;
       this.#spawn(slot, this.#followerConfig).then(() => {
         this.#restarts++;
         this.#logError(`worker ${slot.index} restarted`);
       }, (e) => {
+        if (this.#shuttingDown) return;
         this.#logError(`worker ${slot.index} failed to restart: ${e instanceof Error ? e.message : e}`);
         this.#scheduleRestart(slot, Math.min(RESTART_DELAY_MAX_MS, delayMs * 2));
       });
@@ -476,8 +547,9 @@ export class Cluster {
   #housekeep(): void {
     const now = this.#clock.nowMs();
     for (const s of this.#slots) {
-      if (s.state === "running" && now - s.lastReportMs > HEARTBEAT_TIMEOUT_MS) {
+      if (s.state === "running" && now - s.lastReportMs > this.#heartbeatTimeoutMs) {
         this.#died(s, `no report for ${Math.round((now - s.lastReportMs) / 1000)} s`);
+        this.#options.onStuck?.(s.index);
       }
     }
     if (this.#listsOn && now > this.#listsUntilMs) {
@@ -508,20 +580,11 @@ export class Cluster {
     return [...byKey.values()].sort((a, b) => a.expiresAtWallMs - b.expiresAtWallMs);
   }
 
-  async #reloadOwnView(): Promise<void> {
-    if (this.#options.configPath === null) return;
-    const loaded = await loadConfig(this.#options.configPath, { portOverride: this.#options.portOverride });
-    if (!loaded.ok) return;
+  #applyOwnView(next: Config): void {
     const c = this.config as unknown as Record<string, unknown>;
-    const n = loaded.config as unknown as Record<string, unknown>;
+    const n = next as unknown as Record<string, unknown>;
     // Listening keys stay as bound (a change there needs a restart, as with WORKERS=1).
-    for (const k of Object.keys(n)) {
-      if (
-        !["port", "host", "tlsPort", "tlsCert", "tlsKey", "plainHttp", "workers", "adminSocket"].includes(k)
-      ) {
-        c[k] = n[k];
-      }
-    }
+    for (const k of Object.keys(n)) if (!LISTENING_FIELDS.has(k)) c[k] = n[k];
     this.#gate.withLock(() => this.#guard.applyOptions(this.config));
   }
 

@@ -39,7 +39,9 @@ export type ToWorker =
   | { op: "reload"; id: number }
   | { op: "shutdown" }
   /** Test hook: throw an uncaught error, as a bug would. */
-  | { op: "crash" };
+  | { op: "crash" }
+  /** Test hook: stop reporting, as a worker stuck in an endless loop would look to the supervisor. */
+  | { op: "mute" };
 
 /** Worker → supervisor. */
 export type FromWorker =

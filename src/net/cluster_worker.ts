@@ -134,5 +134,8 @@ scope.onmessage = (e: MessageEvent<ToWorker>) => {
         throw new Error(`worker ${index}: crash requested by the supervisor`);
       }, 0);
       return;
+    case "mute":
+      clearInterval(reportTimer);
+      return;
   }
 };

@@ -10,8 +10,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type Config, DEFAULT_CONFIG } from "../../src/config.ts";
-import { type Cluster, startCluster } from "../../src/net/cluster.ts";
+import { type Config, DEFAULT_CONFIG, loadConfig } from "../../src/config.ts";
+import { type Cluster, type ClusterOptions, startCluster } from "../../src/net/cluster.ts";
 import { splitConnId } from "../../src/net/cluster_protocol.ts";
 import { RawClient, request } from "../_helpers/raw_client.ts";
 
@@ -29,8 +29,15 @@ interface Site {
   stop(): Promise<void>;
 }
 
-/** Starts WORKERS=2 on port 0 in a temp folder; `admin` puts the admin socket at `<dir>/vento.sock`. */
-async function startSite(overrides: Partial<Config> = {}, admin = false): Promise<Site> {
+/**
+ * Starts WORKERS=2 on port 0 in a temp folder; `admin` puts the admin socket at `<dir>/vento.sock`;
+ * `watch` shortens the stuck-worker detection and observes it.
+ */
+async function startSite(
+  overrides: Partial<Config> = {},
+  admin = false,
+  watch: Pick<ClusterOptions, "heartbeatTimeoutMs" | "onStuck"> = {},
+): Promise<Site> {
   const dir = await Deno.makeTempDir({ prefix: "vento-workers-" });
   await Deno.mkdir(`${dir}/www`);
   await Deno.writeTextFile(`${dir}/www/index.html`, BODY);
@@ -50,7 +57,11 @@ async function startSite(overrides: Partial<Config> = {}, admin = false): Promis
     ...overrides,
   };
   const errors: string[] = [];
-  const cluster = await startCluster(config, 2, { configPath: null, logError: (m) => errors.push(m) });
+  const cluster = await startCluster(config, 2, {
+    configPath: null,
+    logError: (m) => errors.push(m),
+    ...watch,
+  });
   return {
     cluster,
     port: cluster.addr.port,
@@ -314,6 +325,58 @@ Deno.test("a crashed worker is restarted and logged; the port keeps answering; i
   }
 });
 
+Deno.test("a silent worker (no reports) is declared stuck, terminated and restarted; the port answers", async () => {
+  const stuck: number[] = [];
+  const site = await startSite({}, false, { heartbeatTimeoutMs: 1_000, onStuck: (i) => stuck.push(i) });
+  try {
+    site.cluster.muteWorker(1);
+    await until("the stuck worker was restarted", () => site.cluster.restarts === 1);
+    assert.ok(site.errors.some((e) => /worker 1 died \(no report for/.test(e)), site.errors.join("\n"));
+    await until("both workers running", () => site.cluster.running === 2);
+    for (let i = 0; i < 20; i++) assert.equal((await request(site.port, GET_CLOSE)).status, 200);
+    assert.deepEqual(stuck, [1]);
+  } finally {
+    await site.stop();
+  }
+});
+
+Deno.test("reload re-reads the config in every worker: a new per-client cap holds across both", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vento-workers-reload-" });
+  await Deno.mkdir(`${dir}/www`);
+  await Deno.writeTextFile(`${dir}/www/index.html`, BODY);
+  const confPath = `${dir}/vento.conf`;
+  const conf = (cap: number) =>
+    `PORT=0\nHOST=127.0.0.1\nDOCUMENT_ROOT=www\nACCESS_LOG=off\nADMIN_SOCKET=off\nWORKERS=2\n` +
+    `REQUEST_RATE_PER_SEC=100000\nREQUEST_BURST=100000\nCONN_RATE_PER_SEC=100000\nCONN_BURST=100000\n` +
+    `MAX_CONNS_PER_CLIENT=${cap}\n`;
+  await Deno.writeTextFile(confPath, conf(100));
+  const loaded = await loadConfig(confPath);
+  assert.ok(loaded.ok, loaded.ok ? "" : loaded.messages.join("\n"));
+  const cluster = await startCluster(loaded.config, 2, { configPath: confPath, logError: () => {} });
+  const clients: RawClient[] = [];
+  try {
+    await Deno.writeTextFile(confPath, conf(3));
+    assert.deepEqual(await cluster.reload(), { applied: ["MAX_CONNS_PER_CLIENT"], needsRestart: [] });
+    let refused = 0;
+    for (let i = 0; i < 12; i++) {
+      const c = await RawClient.connect(cluster.addr.port);
+      clients.push(c);
+      await c.send(GET);
+      if ((await c.read()).status === 503) refused++;
+    }
+    assert.equal(refused, 9, "3 admitted in all after the reload");
+    await until("both workers saw the client (and so both applied the new cap)", () => {
+      const seen = cluster.workerStats().map((s) => s === null ? 0 : s.accepted + s.refused.client_cap);
+      return seen[0] > 0 && seen[1] > 0 && seen[0] + seen[1] === 12;
+    });
+    assert.equal(cluster.backend.limits().maxConns, DEFAULT_CONFIG.maxConns);
+  } finally {
+    for (const c of clients) c.close();
+    await cluster.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("graceful shutdown stops every worker: idle connections close, the port stops answering", async () => {
   const site = await startSite();
   const clients = await openServed(site.port, SPREAD_CONNS);
@@ -321,7 +384,7 @@ Deno.test("graceful shutdown stops every worker: idle connections close, the por
     const per = connsPerWorker(site);
     return per[0] > 0 && per[1] > 0;
   });
-  await site.cluster.shutdown();
+  site.cluster.backend.drain(); // the admin `drain`, as SIGTERM does
   await site.cluster.done;
   for (const c of clients) {
     assert.ok(await c.closedWithin(EFFECT_TIMEOUT_MS), "idle keep-alive connection closed at shutdown");
