@@ -149,6 +149,8 @@ export class RequestParser {
   #headers: string[] = [];
   #fieldCount = 0;
   #host: string | null = null;
+  /** The last Host value that passed validation on this connection (survives `reset`). */
+  #validHost: string | null = null;
   #contentLength = -1;
   #teSeen = false;
   #teChunked = 0;
@@ -511,7 +513,11 @@ export class RequestParser {
       case "host":
         if (this.#host !== null) return "DUPLICATE_HOST";
         // An empty Host is legal only for a URI without authority (RFC 9110 §7.2); ours always has one.
-        if (!isValidHost(value)) return "INVALID_HOST";
+        // Keep-alive clients repeat their Host: validate a value once per connection, not per request.
+        if (value !== this.#validHost) {
+          if (!isValidHost(value)) return "INVALID_HOST";
+          this.#validHost = value;
+        }
         this.#host = value;
         return null;
       case "content-length": {

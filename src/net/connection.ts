@@ -98,6 +98,11 @@ export interface ConnContext {
    * crossing; per request that cost more than parsing.
    */
   readonly nowMs: number;
+  /**
+   * Wall-clock milliseconds as of the last sweep (for the `Date` header, which has second precision;
+   * it may lag by one sweep period).
+   */
+  readonly wallMs: number;
   /** True once shutdown began: answers carry `Connection: close`. */
   readonly shuttingDown: boolean;
   /** Read buffers (READ_BUFFER_BYTES) of closed connections, reused by new ones. */
@@ -598,7 +603,7 @@ export class Connection {
     const body = isHead ? null : reply.body;
     const stream = reply.stream;
     this.#append(reply.head);
-    this.#append(ctx.dateLine.bytes(ctx.clock.wallMs()));
+    this.#append(ctx.dateLine.bytes(ctx.wallMs));
     this.#append(connLine);
     this.#append(CRLF);
     ctx.stats.countResponse(reply.status);
@@ -722,7 +727,7 @@ export class Connection {
     ctx.stats.protocolErrors++;
     const reply = textReply(ERROR_STATUS[code], [], true);
     this.#append(reply.head);
-    this.#append(ctx.dateLine.bytes(ctx.clock.wallMs()));
+    this.#append(ctx.dateLine.bytes(ctx.wallMs));
     this.#append(CLOSE_LINE);
     this.#append(CRLF);
     this.#append(reply.body!);
@@ -770,7 +775,7 @@ export class Connection {
     const reply = textReply(ERROR_STATUS[code], [], true);
     ctx.stats.countResponse(reply.status);
     this.#append(reply.head);
-    this.#append(ctx.dateLine.bytes(ctx.clock.wallMs()));
+    this.#append(ctx.dateLine.bytes(ctx.wallMs));
     this.#append(CLOSE_LINE);
     this.#append(CRLF);
     this.#append(reply.body!);

@@ -125,6 +125,7 @@ export class Server {
       accessLog: deps.accessLog,
       dateLine: new DateLine(),
       nowMs: this.#coarseNowMs,
+      wallMs: deps.clock.wallMs(),
       shuttingDown: false,
       readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_KEPT),
       largeReadPool: new BufferPool(LARGE_READ_BUFFER_BYTES, LARGE_READ_POOL_KEPT),
@@ -296,6 +297,7 @@ export class Server {
     const now = this.#deps.clock.nowMs();
     this.#coarseNowMs = now + this.#sweepMs;
     this.#ctx.nowMs = this.#coarseNowMs;
+    this.#ctx.wallMs = this.#deps.clock.wallMs();
     for (const c of this.#conns.values()) c.expireIfDue(now);
     if (now - this.#lastTickMs >= 1000) {
       this.#lastTickMs = now;
