@@ -50,6 +50,41 @@ export interface Reply {
   length: number;
   /** Close the connection after this reply (errors, `Retry-After` refusals). */
   close: boolean;
+  /**
+   * The same (frozen) object answers every hit, as the static cache's replies do: the connection may then
+   * keep its whole serialised form (see `WholeReplies`).
+   */
+  reusable?: boolean;
+}
+
+/** In-memory bodies up to this size get a whole precomputed response (head, Date, body) per reply. */
+export const WHOLE_REPLY_MAX_BODY_BYTES = 16 * 1024;
+
+/**
+ * Whole responses (head + `Date` + blank line + body) of reusable replies, rebuilt when the `Date` line
+ * changes (once a second): the hot path then costs one copy — or none, when it is the only answer of a
+ * read — instead of assembling five pieces per request. Held weakly: an evicted cache entry takes its
+ * whole form with it.
+ */
+export class WholeReplies {
+  #map = new WeakMap<Reply, { date: Uint8Array; bytes: Uint8Array }>();
+
+  /** The whole response for `reply` (with its body unless `withBody` is false) under `dateLine`. */
+  bytes(reply: Reply, dateLine: Uint8Array, withBody: boolean): Uint8Array {
+    const hit = this.#map.get(reply);
+    if (hit !== undefined && hit.date === dateLine && (withBody || reply.body === null)) return hit.bytes;
+    const body = withBody ? reply.body : null;
+    const head = reply.head;
+    const out = new Uint8Array(head.byteLength + dateLine.byteLength + 2 + (body?.byteLength ?? 0));
+    out.set(head);
+    out.set(dateLine, head.byteLength);
+    out[head.byteLength + dateLine.byteLength] = 0x0d;
+    out[head.byteLength + dateLine.byteLength + 1] = 0x0a;
+    if (body !== null) out.set(body, head.byteLength + dateLine.byteLength + 2);
+    // Only the form with the body is kept (a HEAD of a reply with a body is rare and built each time).
+    if (withBody || reply.body === null) this.#map.set(reply, { date: dateLine, bytes: out });
+    return out;
+  }
 }
 
 /**

@@ -19,7 +19,13 @@ import type { Stats } from "../stats/stats.ts";
 import type { Handler } from "../http/handler.ts";
 import { hasBody, headerValue, type RequestHead } from "../http/head.ts";
 import { ERROR_STATUS, type ErrorCode } from "../http/errors.ts";
-import { type BodySink, type Reply, textReply } from "../http/response.ts";
+import {
+  type BodySink,
+  type Reply,
+  textReply,
+  WHOLE_REPLY_MAX_BODY_BYTES,
+  type WholeReplies,
+} from "../http/response.ts";
 import { RequestParser } from "../http/parser.ts";
 import { ChunkedDecoder } from "../http/body.ts";
 import type { DateLine } from "../http/date.ts";
@@ -92,6 +98,8 @@ export interface ConnContext {
   readonly gate: RequestGate | null;
   readonly accessLog: AccessLogSink | null;
   readonly dateLine: DateLine;
+  /** Whole serialised forms of reusable replies (server-wide). */
+  readonly wholeReplies: WholeReplies;
   /**
    * A coarse monotonic "now" for setting deadlines, refreshed by the server's sweeper and never behind the
    * real time (so deadlines never fire early, at most one sweep late). Reading `performance.now()` is an op
@@ -180,6 +188,8 @@ export class Connection {
   #bytesOut = 0;
   #head: RequestHead | null = null;
   #out: Uint8Array | null = null;
+  /** A whole precomputed response to write as is (zero copy), when it is the only thing to write. */
+  #direct: Uint8Array | null = null;
   #outLen = 0;
   #sink: BodySink;
   /** What the connection is doing, for the log line of an unexpected error (a constant string: no cost). */
@@ -602,6 +612,18 @@ export class Connection {
     const isHead = head.method === "HEAD";
     const body = isHead ? null : reply.body;
     const stream = reply.stream;
+    if (
+      reply.reusable === true && connLine === EMPTY && stream === null &&
+      (body === null || body.byteLength <= WHOLE_REPLY_MAX_BODY_BYTES)
+    ) {
+      // The hot path: a precomputed whole response; written as is when it is the only answer of this read.
+      const whole = ctx.wholeReplies.bytes(reply, ctx.dateLine.bytes(ctx.wallMs), !isHead);
+      if (this.#outLen === 0 && this.#direct === null && this.#start === this.#end) this.#direct = whole;
+      else this.#append(whole);
+      ctx.stats.countResponse(reply.status);
+      if (ctx.accessLog !== null) this.#logAccess(head, reply, isHead ? 0 : reply.length);
+      return keep;
+    }
     this.#append(reply.head);
     this.#append(ctx.dateLine.bytes(ctx.wallMs));
     this.#append(connLine);
@@ -660,6 +682,12 @@ export class Connection {
   #append(bytes: Uint8Array): void {
     const n = bytes.byteLength;
     if (n === 0) return;
+    if (this.#direct !== null) {
+      // Something follows the answer we meant to write as is: it joins the batch first (order is kept).
+      const direct = this.#direct;
+      this.#direct = null;
+      this.#append(direct);
+    }
     let out = this.#out;
     if (out === null) {
       out = this.#out = n <= OUT_BUFFER_BYTES ? this.#ctx.outPool.acquire() : new Uint8Array(n);
@@ -674,6 +702,12 @@ export class Connection {
 
   /** Writes everything queued, in one write when the kernel takes it. */
   async #flush(): Promise<void> {
+    if (this.#direct !== null) {
+      const direct = this.#direct;
+      this.#direct = null;
+      this.#action = "writing response";
+      return this.#writeAll(direct);
+    }
     if (this.#outLen === 0) return;
     this.#action = "writing response";
     const out = this.#out!;
@@ -690,6 +724,7 @@ export class Connection {
   #releaseOut(): void {
     this.#out = null;
     this.#outLen = 0;
+    this.#direct = null;
   }
 
   /** Writes all of `bytes` (writes may be partial) under the send deadline. */
@@ -767,7 +802,7 @@ export class Connection {
 
   /** A deadline passed while reading a head or body: answer 408 (unless a write is under way), then close. */
   #answerTimeout(code: ErrorCode): void {
-    if (this.#deadlineKind === "send" || this.#outLen > 0) {
+    if (this.#deadlineKind === "send" || this.#outLen > 0 || this.#direct !== null) {
       this.close();
       return;
     }

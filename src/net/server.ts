@@ -21,7 +21,7 @@ import {
 import type { RefuseReason, Stats } from "../stats/stats.ts";
 import type { Handler } from "../http/handler.ts";
 import { DateLine } from "../http/date.ts";
-import { textReply } from "../http/response.ts";
+import { textReply, WholeReplies } from "../http/response.ts";
 import { BufferPool } from "../static/buffer_pool.ts";
 
 /** Admission at accept (the guard implements it). */
@@ -124,6 +124,7 @@ export class Server {
       gate: deps.gate,
       accessLog: deps.accessLog,
       dateLine: new DateLine(),
+      wholeReplies: new WholeReplies(),
       nowMs: this.#coarseNowMs,
       wallMs: deps.clock.wallMs(),
       shuttingDown: false,

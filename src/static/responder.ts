@@ -132,7 +132,7 @@ function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
 }
 
 function frozenReply(status: number, head: Uint8Array, body: Uint8Array | null, length: number): Reply {
-  return Object.freeze({ status, head, body, stream: null, length, close: false });
+  return Object.freeze({ status, head, body, stream: null, length, close: false, reusable: true });
 }
 
 export class StaticResponder {
