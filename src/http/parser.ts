@@ -112,9 +112,9 @@ const VERSION_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f]; // "HTTP/"
  * it returns that head with `consumed: 0` until `reset()`.
  */
 export class RequestParser {
-  readonly #maxRequestLineBytes: number;
-  readonly #maxHeaderBytes: number;
-  readonly #maxHeaderCount: number;
+  #maxRequestLineBytes: number;
+  #maxHeaderBytes: number;
+  #maxHeaderCount: number;
 
   #state = S_START;
   #result: ParseResult | null = null;
@@ -167,6 +167,17 @@ export class RequestParser {
     this.#marks = new Int32Array(
       4 + MARKS_PER_FIELD * Math.min(INITIAL_MARKED_FIELDS, limits.maxHeaderCount),
     );
+  }
+
+  /**
+   * Makes a used parser as good as new under `limits` (a reloaded config may have changed them), so a
+   * server can keep parsers of closed connections for new ones instead of allocating per connection.
+   */
+  configure(limits: ParserLimits): void {
+    this.#maxRequestLineBytes = limits.maxRequestLineBytes;
+    this.#maxHeaderBytes = limits.maxHeaderBytes;
+    this.#maxHeaderCount = limits.maxHeaderCount;
+    this.reset();
   }
 
   /** Bytes of the current head consumed so far (0 = nothing of a next request has arrived yet). */

@@ -52,6 +52,8 @@ export const INLINE_BODY_BYTES = 64 * 1024;
 export const LINGER_MS = 1000;
 /** …and how many bytes we are willing to discard meanwhile. */
 export const LINGER_MAX_BYTES = 256 * 1024;
+/** Idle parsers kept for new connections. */
+export const PARSER_POOL_KEPT = 256;
 /** Trailer section limit for chunked bodies. */
 export const MAX_TRAILER_BYTES = 4096;
 
@@ -115,6 +117,8 @@ export interface ConnContext {
   readonly shuttingDown: boolean;
   /** Read buffers (READ_BUFFER_BYTES) of closed connections, reused by new ones. */
   readonly readPool: BufferPool;
+  /** Parsers of closed connections, reused by new ones (churn under `Connection: close` made GC work). */
+  readonly parserPool: RequestParser[];
   /** Large read buffers (LARGE_READ_BUFFER_BYTES), lent to busy connections. */
   readonly largeReadPool: BufferPool;
   /** Output buffers (OUT_BUFFER_BYTES), borrowed per written batch. */
@@ -213,7 +217,9 @@ export class Connection {
     this.key = key;
     this.#ticket = ticket;
     this.#ctx = ctx;
-    this.#parser = new RequestParser(ctx.options);
+    const pooled = ctx.parserPool.pop();
+    if (pooled !== undefined) pooled.configure(ctx.options);
+    this.#parser = pooled ?? new RequestParser(ctx.options);
     this.#buf = this.#small = ctx.readPool.acquire();
     this.#acceptedAtMs = ctx.nowMs;
     ctx.stats.idle++;
@@ -262,6 +268,7 @@ export class Connection {
       // The loop has ended, so no read is pending into the buffers: it is safe to hand them on.
       this.#shrinkReadBuffer();
       this.#ctx.readPool.release(this.#small);
+      if (this.#ctx.parserPool.length < PARSER_POOL_KEPT) this.#ctx.parserPool.push(this.#parser);
     }
   }
 

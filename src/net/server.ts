@@ -129,6 +129,7 @@ export class Server {
       wallMs: deps.clock.wallMs(),
       shuttingDown: false,
       readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_KEPT),
+      parserPool: [],
       largeReadPool: new BufferPool(LARGE_READ_BUFFER_BYTES, LARGE_READ_POOL_KEPT),
       outPool: new BufferPool(OUT_BUFFER_BYTES, OUT_POOL_KEPT),
       logError,

@@ -138,3 +138,23 @@ Deno.test("parseContentLength accepts digits and identical lists only", () => {
   }
   assert.equal(parseContentLength("1, 2"), -2);
 });
+
+Deno.test("a parser reconfigured for reuse forgets its last request and takes the new limits", () => {
+  const p = new RequestParser(LIMITS);
+  // Leave it mid-head, then in an error state: a pooled parser can come back in either.
+  assert.equal(p.feed(enc.encode("GET / HT"), 0, 8).kind, "more");
+  p.configure({ maxRequestLineBytes: 16, maxHeaderBytes: 64, maxHeaderCount: 1 });
+  assert.equal(p.bytesSeen, 0);
+  const long = enc.encode("GET /0123456789abcdef HTTP/1.1\r\nHost: a\r\n\r\n");
+  const r = p.feed(long, 0, long.length);
+  assert.equal(r.kind, "error");
+  if (r.kind === "error") assert.equal(r.code, "URI_TOO_LONG");
+  p.configure(LIMITS);
+  const ok = enc.encode("GET /x HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n");
+  const h = p.feed(ok, 0, ok.length);
+  assert.equal(h.kind, "head");
+  if (h.kind === "head") {
+    assert.equal(h.head.path, "/x");
+    assert.equal(h.consumed, ok.length);
+  }
+});
