@@ -1,13 +1,16 @@
 /**
- * Load benchmark: Vento against nginx serving the same files, side by side, on loopback only.
+ * Load benchmark: Vento against nginx and a `Deno.serve` file server serving the same files, side by
+ * side, on loopback only.
  *
- * It builds a temp document root, starts nginx (1 worker, sendfile, open_file_cache, no access log)
- * and Vento (`main.ts --config <generated>`, guard allowlisting 127.0.0.0/8) as children on free
- * 127.0.0.1 ports, checks both answer 200 with the right bytes, then runs `wrk` against each in turn
- * (A B A B …) for every chosen scenario and prints median req/s, the Vento/nginx ratio, p99 latency and
- * the CPU time each server process spent per request (from /proc/<pid>/stat). The `bigfile` scenario
- * (a 1 GiB file to 8 clients) instead reports MiB/s, CPU per GiB sent and each server's peak RSS
- * (VmHWM), starting fresh server processes for every round so each round's peak is its own.
+ * It builds a temp document root, starts nginx (1 worker, sendfile, open_file_cache, no access log),
+ * Vento (`main.ts --config <generated>`, guard allowlisting 127.0.0.0/8) and `denoserve`
+ * (bench/deno_serve_baseline.ts: `Deno.serve` + `Deno.open` per request, as std's file server) as children
+ * on free 127.0.0.1 ports, checks each answers 200 with the right bytes, then runs `wrk` against each in
+ * turn (A B C A B C …) for every chosen scenario and prints median req/s, the Vento/nginx and
+ * Vento/denoserve ratios, p99 latency and the CPU time each server process spent per request (from
+ * /proc/<pid>/stat). The `bigfile` scenario (a 1 GiB file to 8 clients) instead reports MiB/s, CPU per
+ * GiB sent and each server's peak RSS (VmHWM), starting fresh server processes for every round so each
+ * round's peak is its own.
  *
  * Must never: aim at anything but 127.0.0.1, run unbounded (duration, rounds and connection counts are
  * capped), or leave a server or temp folder behind (stopped and removed on exit, error and ctrl-c).
@@ -51,6 +54,8 @@ const BENCH_HOST = "127.0.0.1";
 
 const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 const PIPELINE_SCRIPT = `${REPO_ROOT}/bench/pipeline.lua`;
+/** The `Deno.serve` + `Deno.open` baseline; always one process, whatever `--workers` says. */
+const DENO_SERVE_SCRIPT = `${REPO_ROOT}/bench/deno_serve_baseline.ts`;
 
 interface Scenario {
   key: string;
@@ -102,19 +107,25 @@ const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
-type ServerName = "nginx" | "vento";
+type ServerName = "nginx" | "vento" | "denoserve";
 
-const HELP = `Vento load benchmark: Vento against nginx on loopback, interleaved runs, medians.
+const SERVER_NAMES: readonly ServerName[] = ["nginx", "vento", "denoserve"];
+/** Server names padded to this width line progress lines up. */
+const NAME_WIDTH = Math.max(...SERVER_NAMES.map((n) => n.length));
+
+const HELP = `Vento load benchmark: Vento against nginx and Deno.serve on loopback, interleaved runs, medians.
 
 Usage: deno task bench [options]
 
   --scenario LIST   comma-separated: ${SCENARIOS.map((s) => s.key).join(", ")}, or all (default keepalive)
   --duration SEC    seconds per wrk run (default 5, at most ${MAX_DURATION_SEC})
-  --rounds N        interleaved rounds per scenario, A B A B … (default 3, at most ${MAX_ROUNDS})
+  --rounds N        interleaved rounds per scenario, A B C A B C … (default 3, at most ${MAX_ROUNDS})
   --warmup SEC      warm-up per server before measuring (default 2, at most ${MAX_WARMUP_SEC})
-  --servers LIST    nginx,vento (default both); one alone gives no ratio
+  --servers LIST    any of nginx,vento,denoserve (default all three); ratios need vento and the other
+                    (denoserve = Deno.serve + Deno.open per request, as std's file server)
   --workers LIST    comma-separated worker counts, e.g. 1,2: nginx worker_processes N and Vento WORKERS=N,
-                    each count measured in turn (default 1); with N > 1 nothing is pinned
+                    each count measured in turn (default 1); denoserve stays one process; with N > 1
+                    nothing is pinned
   --no-pin          do not pin wrk (CPU 0) and the servers (CPU 1) with taskset
   --json            print the results as JSON on stdout (progress stays on stderr)
   --keep            keep the temp folder (configs, logs) for inspection
@@ -152,7 +163,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
         duration: { type: "string", default: "5" },
         rounds: { type: "string", default: "3" },
         warmup: { type: "string", default: "2" },
-        servers: { type: "string", default: "nginx,vento" },
+        servers: { type: "string", default: SERVER_NAMES.join(",") },
         workers: { type: "string", default: "1" },
         "no-pin": { type: "boolean", default: false },
         set: { type: "string", multiple: true, default: [] },
@@ -190,8 +201,9 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
   }
   const servers: ServerName[] = [];
   for (const name of v.servers.split(",").map((s) => s.trim())) {
-    if (name !== "nginx" && name !== "vento") return { error: `unknown server "${name}" (nginx, vento)` };
-    if (!servers.includes(name)) servers.push(name);
+    const known = SERVER_NAMES.find((n) => n === name);
+    if (known === undefined) return { error: `unknown server "${name}" (${SERVER_NAMES.join(", ")})` };
+    if (!servers.includes(known)) servers.push(known);
   }
   const workers: number[] = [];
   for (const raw of v.workers.split(",").map((s) => s.trim())) {
@@ -440,7 +452,7 @@ class Janitor {
   }
 }
 
-// --- the two servers -----------------------------------------------------------------------------
+// --- the three servers ---------------------------------------------------------------------------
 
 function nginxConfig(dir: string, docroot: string, port: number, workers: number): string {
   return `# Generated by bench/load.ts: nginx tuned as a fair static-file baseline.
@@ -496,6 +508,14 @@ async function ventoRunArgs(v8Flags: string | null): Promise<string[]> {
     args.splice(1, 0, `--v8-flags=${v8Flags}`);
   }
   return args;
+}
+
+/**
+ * `deno` arguments that start the `Deno.serve` baseline with just the permissions it needs, one process:
+ * it has no worker setting, and std's file server has none either.
+ */
+function denoServeArgs(docroot: string, port: number): string[] {
+  return ["run", "--allow-net", "--allow-read", DENO_SERVE_SCRIPT, "--port", String(port), "--root", docroot];
 }
 
 function ventoConfig(docroot: string, port: number, extra: string[], workers: number): string {
@@ -683,6 +703,8 @@ interface ScenarioReport {
   servers: Partial<Record<ServerName, ReturnType<typeof summarize>>>;
   /** Vento's median over nginx's (req/s, or MiB/s for a transfer scenario); null unless both ran. */
   ratio: number | null;
+  /** Vento's median over the `Deno.serve` baseline's, likewise; null unless both ran. */
+  ratioDenoServe: number | null;
 }
 
 const MIB = 1024 * 1024;
@@ -707,6 +729,10 @@ function summarize(runs: RunResult[]) {
 
 function fmtInt(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-";
+}
+
+function fmtRatio(x: number | null): string {
+  return x === null || !Number.isFinite(x) ? "-" : `${x.toFixed(2)}x`;
 }
 
 function fmtMs(n: number): string {
@@ -738,10 +764,13 @@ function printTransferTable(reports: ScenarioReport[]): void {
     "nginx MiB/s",
     "vento MiB/s",
     "vento/nginx",
+    "denoserve MiB/s",
+    "vento/denoserve",
     "nginx CPU ms/GiB",
     "vento CPU ms/GiB",
     "nginx peak RSS",
     "vento peak RSS",
+    "denoserve peak RSS",
     "errors n/v",
   ];
   const rss = (kib: number | null | undefined) =>
@@ -749,16 +778,20 @@ function printTransferTable(reports: ScenarioReport[]): void {
   const rows = reports.map((r) => {
     const n = r.servers.nginx;
     const v = r.servers.vento;
+    const d = r.servers.denoserve;
     const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : fmtInt(x));
     return [
       r.label,
       n ? fmtInt(n.medianMiBps) : "-",
       v ? fmtInt(v.medianMiBps) : "-",
-      r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
+      fmtRatio(r.ratio),
+      d ? fmtInt(d.medianMiBps) : "-",
+      fmtRatio(r.ratioDenoServe),
       cpu(n?.medianCpuMsPerGiB),
       cpu(v?.medianCpuMsPerGiB),
       rss(n?.maxPeakRssKiB),
       rss(v?.maxPeakRssKiB),
+      rss(d?.maxPeakRssKiB),
       `${n ? n.errors : "-"}/${v ? v.errors : "-"}`,
     ];
   });
@@ -771,6 +804,8 @@ function printRateTable(reports: ScenarioReport[]): void {
     "nginx req/s",
     "vento req/s",
     "vento/nginx",
+    "denoserve req/s",
+    "vento/denoserve",
     "nginx CPU µs/req",
     "vento CPU µs/req",
     "nginx p99",
@@ -780,12 +815,15 @@ function printRateTable(reports: ScenarioReport[]): void {
   const rows = reports.map((r) => {
     const n = r.servers.nginx;
     const v = r.servers.vento;
+    const d = r.servers.denoserve;
     const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
     return [
       r.label,
       n ? fmtInt(n.medianRps) : "-",
       v ? fmtInt(v.medianRps) : "-",
-      r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
+      fmtRatio(r.ratio),
+      d ? fmtInt(d.medianRps) : "-",
+      fmtRatio(r.ratioDenoServe),
       cpu(n?.medianCpuUsPerReq),
       cpu(v?.medianCpuUsPerReq),
       n ? fmtMs(n.medianP99Ms) : "-",
@@ -816,12 +854,14 @@ async function main(args: string[]): Promise<number> {
     console.error(
       `bench: ${missing.join(" and ")} not found. Install with:\n` +
         `  sudo apt-get install ${missing.map((m) => (m === "nginx" ? "nginx-light" : m)).join(" ")}\n` +
-        `(or run with --servers vento to skip nginx)`,
+        `(or run with --servers vento,denoserve to skip nginx)`,
     );
     return 1;
   }
   if (opts.servers.includes("vento") && !(await Deno.stat(`${REPO_ROOT}/main.ts`).catch(() => null))) {
-    console.error(`bench: ${REPO_ROOT}/main.ts not found; run with --servers nginx to bench nginx alone`);
+    console.error(
+      `bench: ${REPO_ROOT}/main.ts not found; run with --servers nginx,denoserve to bench without Vento`,
+    );
     return 1;
   }
   const pin = opts.pin && navigator.hardwareConcurrency >= 2 && (await hasCommand("taskset", ["-V"]));
@@ -892,6 +932,9 @@ async function main(args: string[]): Promise<number> {
             "daemon off;",
           ]);
           server = new ServerProcess(name, port, cmd, a, dir);
+        } else if (name === "denoserve") {
+          const [cmd, a] = pinServer(Deno.execPath(), denoServeArgs(docroot, port));
+          server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
         } else {
           const conf = `${dir}/vento.conf`;
           const text = ventoConfig(docroot, port, opts.ventoSettings, workers);
@@ -926,11 +969,8 @@ async function main(args: string[]): Promise<number> {
             `${name} does not serve ${BIG_FILE_PATH} correctly: ${bigProblem}\n${server.output}`,
           );
         }
-        progress(
-          `${name} (${workers} worker${
-            workers > 1 ? "s" : ""
-          }) ready on ${BENCH_HOST}:${server.port} (pid ${server.pid})`,
-        );
+        const shape = name === "denoserve" ? "1 process" : `${workers} worker${workers > 1 ? "s" : ""}`;
+        progress(`${name} (${shape}) ready on ${BENCH_HOST}:${server.port} (pid ${server.pid})`);
         started.push(server);
       }
 
@@ -965,14 +1005,14 @@ async function main(args: string[]): Promise<number> {
               const cpu = r.cpuMsPerGiB === null ? "" : `, ${fmtInt(r.cpuMsPerGiB)} ms CPU/GiB`;
               const rss = r.peakRssKiB === null ? "" : `, peak RSS ${(r.peakRssKiB / 1024).toFixed(1)} MiB`;
               progress(
-                `  ${sc.key} round ${round} ${s.name.padEnd(5)}: ${
+                `  ${sc.key} round ${round} ${s.name.padEnd(NAME_WIDTH)}: ${
                   fmtInt(r.bytesPerSec / MIB)
                 } MiB/s${cpu}${rss}${err}`,
               );
             } else {
               const cpu = r.cpuUsPerReq === null ? "" : `, ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`;
               progress(
-                `  ${sc.key} round ${round} ${s.name.padEnd(5)}: ${fmtInt(r.rps)} req/s, p99 ${
+                `  ${sc.key} round ${round} ${s.name.padEnd(NAME_WIDTH)}: ${fmtInt(r.rps)} req/s, p99 ${
                   fmtMs(r.p99Ms)
                 }${cpu}${err}`,
               );
@@ -986,6 +1026,9 @@ async function main(args: string[]): Promise<number> {
           x: ReturnType<typeof summarize>,
         ) => (sc.measure === "transfer" ? x.medianMiBps : x.medianRps);
         const ratio = servers.nginx && servers.vento ? pick(servers.vento) / pick(servers.nginx) : null;
+        const ratioDenoServe = servers.denoserve && servers.vento
+          ? pick(servers.vento) / pick(servers.denoserve)
+          : null;
         reports.push({
           scenario: sc.key,
           label: opts.workers.length > 1 || workers > 1
@@ -996,6 +1039,7 @@ async function main(args: string[]): Promise<number> {
           measure: sc.measure,
           servers,
           ratio,
+          ratioDenoServe,
         });
       }
 
@@ -1017,6 +1061,8 @@ async function main(args: string[]): Promise<number> {
         fileBytes: FILE_BYTES,
         bigFileBytes: BIG_FILE_BYTES,
         ventoArgs: await ventoRunArgs(opts.v8Flags),
+        // Without the per-run `--port N --root DIR`.
+        denoServeArgs: denoServeArgs("", 0).slice(0, -4),
         ventoSettings: opts.ventoSettings,
       };
       console.log(JSON.stringify({ env, results: reports }, null, 2));
@@ -1034,9 +1080,13 @@ async function main(args: string[]): Promise<number> {
             `fresh server processes (nginx: master + worker summed).`,
         );
       }
-      if (reports.some((r) => Object.values(r.servers).some((s) => s !== undefined && s.errors > 0))) {
+      const withErrors = reports.flatMap((r) =>
+        SERVER_NAMES.filter((n) => (r.servers[n]?.errors ?? 0) > 0).map((n) => `${n} in ${r.label}`)
+      );
+      if (withErrors.length > 0) {
         console.log(
-          "WARNING: some runs had errors (non-2xx answers or socket errors); their req/s is suspect.",
+          `WARNING: some runs had errors (non-2xx answers or socket errors); their req/s is suspect: ` +
+            `${withErrors.join("; ")}.`,
         );
       }
     }
