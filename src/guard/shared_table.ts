@@ -20,10 +20,8 @@
  */
 
 import { formatIp, IpAddr, maskGroups, parseCidr, parseIp } from "./cidr.ts";
-import type { GuardTable } from "./table.ts";
+import { countRequestIn, type GuardTable, requestRateIn } from "./table.ts";
 
-/** Width of the request-rate window (as in `table.ts`). */
-const RATE_WINDOW_MS = 1000;
 const NONE = -1;
 
 /** Most worker threads one memory block serves (WORKERS=auto is capped to it). */
@@ -323,23 +321,11 @@ export class SharedClientTable implements GuardTable {
   }
 
   countRequest(slot: number, nowMs: number): void {
-    this.requests[slot]++;
-    const elapsed = nowMs - this.rateWindowStartMs[slot];
-    if (elapsed >= RATE_WINDOW_MS) {
-      this.ratePrevious[slot] = elapsed < 2 * RATE_WINDOW_MS ? this.rateCurrent[slot] : 0;
-      this.rateCurrent[slot] = 0;
-      this.rateWindowStartMs[slot] = nowMs - (elapsed % RATE_WINDOW_MS);
-    }
-    this.rateCurrent[slot]++;
+    countRequestIn(this, slot, nowMs);
   }
 
   requestRatePerSec(slot: number, nowMs: number): number {
-    const elapsed = nowMs - this.rateWindowStartMs[slot];
-    if (elapsed >= 2 * RATE_WINDOW_MS) return 0;
-    if (elapsed >= RATE_WINDOW_MS) {
-      return this.rateCurrent[slot] * (1 - (elapsed - RATE_WINDOW_MS) / RATE_WINDOW_MS);
-    }
-    return this.ratePrevious[slot] * (1 - elapsed / RATE_WINDOW_MS) + this.rateCurrent[slot];
+    return requestRateIn(this, slot, nowMs);
   }
 
   /** Every held slot (admin views; O(capacity)). */

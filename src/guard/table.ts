@@ -184,27 +184,12 @@ export class ClientTable implements GuardTable {
 
   /** Counts one request in the totals and the rate window. */
   countRequest(slot: number, nowMs: number): void {
-    this.requests[slot]++;
-    const elapsed = nowMs - this.rateWindowStartMs[slot];
-    if (elapsed >= RATE_WINDOW_MS) {
-      this.ratePrevious[slot] = elapsed < 2 * RATE_WINDOW_MS ? this.rateCurrent[slot] : 0;
-      this.rateCurrent[slot] = 0;
-      this.rateWindowStartMs[slot] = nowMs - (elapsed % RATE_WINDOW_MS);
-    }
-    this.rateCurrent[slot]++;
+    countRequestIn(this, slot, nowMs);
   }
 
-  /**
-   * Requests per second over the last second, estimated as a sliding window (the previous window
-   * weighted by how much of it still overlaps, plus the current one).
-   */
+  /** Requests per second over the last second (see `requestRateIn`). */
   requestRatePerSec(slot: number, nowMs: number): number {
-    const elapsed = nowMs - this.rateWindowStartMs[slot];
-    if (elapsed >= 2 * RATE_WINDOW_MS) return 0;
-    if (elapsed >= RATE_WINDOW_MS) {
-      return this.rateCurrent[slot] * (1 - (elapsed - RATE_WINDOW_MS) / RATE_WINDOW_MS);
-    }
-    return this.ratePrevious[slot] * (1 - elapsed / RATE_WINDOW_MS) + this.rateCurrent[slot];
+    return requestRateIn(this, slot, nowMs);
   }
 
   /** Calls `visit` for every held slot (admin views; O(size)). */
@@ -253,4 +238,37 @@ export class ClientTable implements GuardTable {
     this.#unlink(slot);
     this.#pushHead(slot);
   }
+}
+
+/** The per-slot request counters both table layouts (in-process and shared memory) keep. */
+export interface RateColumns {
+  readonly requests: Float64Array;
+  readonly rateWindowStartMs: Float64Array;
+  readonly rateCurrent: Float64Array;
+  readonly ratePrevious: Float64Array;
+}
+
+/** Counts one request of `slot` in the totals and the current rate window. */
+export function countRequestIn(t: RateColumns, slot: number, nowMs: number): void {
+  t.requests[slot]++;
+  const elapsed = nowMs - t.rateWindowStartMs[slot];
+  if (elapsed >= RATE_WINDOW_MS) {
+    t.ratePrevious[slot] = elapsed < 2 * RATE_WINDOW_MS ? t.rateCurrent[slot] : 0;
+    t.rateCurrent[slot] = 0;
+    t.rateWindowStartMs[slot] = nowMs - (elapsed % RATE_WINDOW_MS);
+  }
+  t.rateCurrent[slot]++;
+}
+
+/**
+ * Requests per second of `slot` over the last second, estimated as a sliding window (the previous window
+ * weighted by how much of it still overlaps, plus the current one).
+ */
+export function requestRateIn(t: RateColumns, slot: number, nowMs: number): number {
+  const elapsed = nowMs - t.rateWindowStartMs[slot];
+  if (elapsed >= 2 * RATE_WINDOW_MS) return 0;
+  if (elapsed >= RATE_WINDOW_MS) {
+    return t.rateCurrent[slot] * (1 - (elapsed - RATE_WINDOW_MS) / RATE_WINDOW_MS);
+  }
+  return t.ratePrevious[slot] * (1 - elapsed / RATE_WINDOW_MS) + t.rateCurrent[slot];
 }
