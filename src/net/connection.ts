@@ -540,7 +540,6 @@ export class Connection {
 
   /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */
   async #readBody(head: RequestHead, limit: number): Promise<Uint8Array | ErrorCode> {
-    const o = this.#ctx.options;
     this.#action = "reading request body";
     this.#rateKind = "body";
     this.#rateStartMs = this.#ctx.nowMs;
@@ -555,13 +554,7 @@ export class Connection {
           got += take;
           this.#start += take;
           if (got === body.length) return body;
-          this.#setDeadline("body", this.#ctx.nowMs + o.bodyIdleTimeoutMs);
-          this.#start = 0;
-          this.#end = 0;
-          const n = await this.#read();
-          if (n === null) throw new Deno.errors.UnexpectedEof("body ended early");
-          this.#end = n;
-          this.#rateBytes += n;
+          await this.#readMoreBody();
         }
       }
       const decoder = new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES });
@@ -590,17 +583,22 @@ export class Connection {
           this.#start += r.consumed;
           return body.subarray(0, len);
         }
-        this.#setDeadline("body", this.#ctx.nowMs + o.bodyIdleTimeoutMs);
-        this.#start = 0;
-        this.#end = 0;
-        const n = await this.#read();
-        if (n === null) throw new Deno.errors.UnexpectedEof("body ended early");
-        this.#end = n;
-        this.#rateBytes += n;
+        await this.#readMoreBody();
       }
     } finally {
       this.#rateKind = "none";
     }
+  }
+
+  /** Refills the buffer with the next body bytes under the body idle deadline; EOF here is a peer failure. */
+  async #readMoreBody(): Promise<void> {
+    this.#setDeadline("body", this.#ctx.nowMs + this.#ctx.options.bodyIdleTimeoutMs);
+    this.#start = 0;
+    this.#end = 0;
+    const n = await this.#read();
+    if (n === null) throw new Deno.errors.UnexpectedEof("body ended early");
+    this.#end = n;
+    this.#rateBytes += n;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -619,6 +617,8 @@ export class Connection {
     const isHead = head.method === "HEAD";
     const body = isHead ? null : reply.body;
     const stream = reply.stream;
+    ctx.stats.countResponse(reply.status);
+    if (ctx.accessLog !== null) this.#logAccess(head, reply.status, isHead ? 0 : reply.length);
     if (
       reply.reusable === true && connLine === EMPTY && stream === null &&
       (body === null || body.byteLength <= WHOLE_REPLY_MAX_BODY_BYTES)
@@ -627,16 +627,9 @@ export class Connection {
       const whole = ctx.wholeReplies.bytes(reply, ctx.dateLine.bytes(ctx.wallMs), !isHead);
       if (this.#outLen === 0 && this.#direct === null && this.#start === this.#end) this.#direct = whole;
       else this.#append(whole);
-      ctx.stats.countResponse(reply.status);
-      if (ctx.accessLog !== null) this.#logAccess(head, reply, isHead ? 0 : reply.length);
       return keep;
     }
-    this.#append(reply.head);
-    this.#append(ctx.dateLine.bytes(ctx.wallMs));
-    this.#append(connLine);
-    this.#append(CRLF);
-    ctx.stats.countResponse(reply.status);
-    if (ctx.accessLog !== null) this.#logAccess(head, reply, isHead ? 0 : reply.length);
+    this.#appendHead(reply.head, connLine);
     if (stream !== null) {
       if (isHead) stream.cancel();
       else return this.#pipeStream(stream, keep);
@@ -673,16 +666,25 @@ export class Connection {
     return keep;
   }
 
-  #logAccess(head: RequestHead, reply: Reply, bytes: number): void {
+  /** One access-log line; `head` is null when the request never parsed (protocol error, header timeout). */
+  #logAccess(head: RequestHead | null, status: number, bytes: number): void {
     this.#ctx.accessLog!.log({
       remote: this.remote,
       wallMs: this.#ctx.clock.wallMs(),
-      requestLine: `${head.method} ${head.target} HTTP/1.${head.version === 10 ? 0 : 1}`,
-      status: reply.status,
+      requestLine: head === null ? "" : `${head.method} ${head.target} HTTP/1.${head.version === 10 ? 0 : 1}`,
+      status,
       bytes,
-      referer: headerValue(head, "referer") ?? "",
-      userAgent: headerValue(head, "user-agent") ?? "",
+      referer: head === null ? "" : headerValue(head, "referer") ?? "",
+      userAgent: head === null ? "" : headerValue(head, "user-agent") ?? "",
     });
+  }
+
+  /** Queues a response head with the per-exchange lines: `Date`, the `Connection` line, the blank line. */
+  #appendHead(head: Uint8Array, connLine: Uint8Array): void {
+    this.#append(head);
+    this.#append(this.#ctx.dateLine.bytes(this.#ctx.wallMs));
+    this.#append(connLine);
+    this.#append(CRLF);
   }
 
   /** Appends bytes to the coalesced output, growing it as needed (bounded by OUT_FLUSH_BYTES per batch). */
@@ -765,28 +767,19 @@ export class Connection {
 
   /** Answers a protocol error with `Connection: close`, then lingers and closes (GUIDE §6). */
   async #protocolError(code: ErrorCode): Promise<void> {
-    const ctx = this.#ctx;
-    ctx.stats.protocolErrors++;
-    const reply = textReply(ERROR_STATUS[code], [], true);
-    this.#append(reply.head);
-    this.#append(ctx.dateLine.bytes(ctx.wallMs));
-    this.#append(CLOSE_LINE);
-    this.#append(CRLF);
-    this.#append(reply.body!);
-    ctx.stats.countResponse(reply.status);
-    if (ctx.accessLog !== null) {
-      ctx.accessLog.log({
-        remote: this.remote,
-        wallMs: ctx.clock.wallMs(),
-        requestLine: "",
-        status: reply.status,
-        bytes: reply.length,
-        referer: "",
-        userAgent: "",
-      });
-    }
+    this.#ctx.stats.protocolErrors++;
+    this.#queueErrorAnswer(code);
     await this.#flush();
     await this.#lingerClose();
+  }
+
+  /** Queues the `Connection: close` answer for `code` (a request that never reached a handler), counted and logged. */
+  #queueErrorAnswer(code: ErrorCode): void {
+    const reply = textReply(ERROR_STATUS[code], [], true);
+    this.#appendHead(reply.head, CLOSE_LINE);
+    this.#append(reply.body!);
+    this.#ctx.stats.countResponse(reply.status);
+    if (this.#ctx.accessLog !== null) this.#logAccess(this.#head, reply.status, reply.length);
   }
 
   /**
@@ -814,13 +807,7 @@ export class Connection {
       return;
     }
     const ctx = this.#ctx;
-    const reply = textReply(ERROR_STATUS[code], [], true);
-    ctx.stats.countResponse(reply.status);
-    this.#append(reply.head);
-    this.#append(ctx.dateLine.bytes(ctx.wallMs));
-    this.#append(CLOSE_LINE);
-    this.#append(CRLF);
-    this.#append(reply.body!);
+    this.#queueErrorAnswer(code);
     // The read loop is parked on a pending read; write the answer beside it, then close: the pending read
     // fails with Interrupted and the loop ends. A short send deadline bounds the write.
     this.#setState("closing");
