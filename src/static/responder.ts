@@ -405,6 +405,21 @@ export class StaticResponder {
     return h;
   }
 
+  /** The head of a 200 with the whole representation (cached or streamed alike). */
+  #fullHead(
+    route: FileRoute,
+    encoding: Encoding | null,
+    size: number,
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+  ): Uint8Array {
+    return buildHead(200, [
+      ...this.#entityHeaders(route, encoding),
+      ["Content-Length", String(size)],
+      ["Accept-Ranges", "bytes"],
+      ...validatorHeaders,
+    ]);
+  }
+
   #entityHeaders(route: FileRoute, encoding: Encoding | null): Array<readonly [string, string]> {
     const h: Array<readonly [string, string]> = [["Content-Type", route.contentType]];
     if (encoding !== null) h.push(["Content-Encoding", encoding]);
@@ -421,12 +436,7 @@ export class StaticResponder {
     const etag = makeEtag(identity.size, identity.mtimeMs, encoding);
     const lastModifiedMs = truncateToSecond(identity.mtimeMs);
     const validatorHeaders = this.#validatorHeaders(route, { etag, lastModifiedMs });
-    const head200 = buildHead(200, [
-      ...this.#entityHeaders(route, encoding),
-      ["Content-Length", String(bytes.length)],
-      ["Accept-Ranges", "bytes"],
-      ...validatorHeaders,
-    ]);
+    const head200 = this.#fullHead(route, encoding, bytes.length, validatorHeaders);
     return {
       key,
       bytes,
@@ -590,12 +600,7 @@ export class StaticResponder {
     const stream = (segments: StreamSegment[], trailer: Uint8Array | null) =>
       file === null ? null : new FileStream(file, path, segments, trailer, this.#buffers);
     if (d.kind === "full") {
-      const h = buildHead(200, [
-        ...this.#entityHeaders(route, encoding),
-        ["Content-Length", String(id.size)],
-        ["Accept-Ranges", "bytes"],
-        ...validatorHeaders,
-      ]);
+      const h = this.#fullHead(route, encoding, id.size, validatorHeaders);
       return {
         status: 200,
         head: h,
