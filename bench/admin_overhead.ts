@@ -18,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { AdminClient } from "../admin/client.ts";
 import { parseWrk } from "./load.ts";
+import { freePort, hasCommand, median } from "./_common.ts";
 
 /** Longest single wrk run. */
 const MAX_DURATION_SEC = 60;
@@ -110,12 +111,6 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
 const progress = (msg: string): void => console.error(msg);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 /**
  * CPU time used so far by the main thread of `pid`, in milliseconds, or null when /proc cannot say.
  * From `/proc/<pid>/schedstat` (nanoseconds): Deno runs JavaScript and its I/O event loop on the main
@@ -129,22 +124,6 @@ function cpuMs(pid: number): number | null {
   } catch {
     return null;
   }
-}
-
-async function hasCommand(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: BENCH_HOST, port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 function ventoConfig(port: number): string {
@@ -218,7 +197,7 @@ async function startServer(
   dir: string,
   pin: boolean,
 ): Promise<{ pid: number; port: number }> {
-  const port = freePort();
+  const port = freePort(BENCH_HOST);
   await Deno.writeTextFile(`${dir}/vento.conf`, ventoConfig(port));
   const args = [
     "run",

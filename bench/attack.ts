@@ -24,6 +24,7 @@
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config.ts";
 import { NodeClient } from "../tests/_helpers/node_client.ts";
+import { commandOutput, freePort } from "./_common.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
 
@@ -174,23 +175,6 @@ const progress = (msg: string): void => console.error(msg);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const decoder = new TextDecoder();
 
-/** A free TCP port on the loopback address (bound and released; the race is harmless here). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: HOST, port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
-
-async function commandOutput(cmd: string, args: string[]): Promise<string | null> {
-  try {
-    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-    return (decoder.decode(out.stdout) + decoder.decode(out.stderr)).trim();
-  } catch {
-    return null;
-  }
-}
-
 /** The q-quantile (0..1) of `xs` by nearest rank; NaN when empty. */
 function quantile(xs: readonly number[], q: number): number {
   if (xs.length === 0) return Number.NaN;
@@ -259,7 +243,7 @@ ${PROFILE_CONFIG[profile]}`;
 }
 
 async function startVento(dir: string, profile: Profile): Promise<VentoProcess> {
-  const port = freePort();
+  const port = freePort(HOST);
   const text = ventoConfig(`${dir}/www`, port, profile);
   const checked = parseConfig(text);
   if (!checked.ok) throw new Error(`bad generated config: ${JSON.stringify(checked.errors)}`);

@@ -19,6 +19,7 @@
 
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config.ts";
+import { commandOutput, freePort, hasCommand, median } from "./_common.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
 
@@ -231,42 +232,6 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
 const progress = (msg: string): void => console.error(msg);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Whether `cmd` can be spawned (any exit code counts; only a missing binary does not). */
-async function hasCommand(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function commandOutput(cmd: string, args: string[]): Promise<string> {
-  try {
-    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-    const dec = new TextDecoder();
-    return (dec.decode(out.stdout) + dec.decode(out.stderr)).trim();
-  } catch {
-    return "";
-  }
-}
-
-/** A free TCP port on the loopback address (bound and released; the race is harmless here). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: BENCH_HOST, port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** Median of the finite values (NaN marks an unknown measurement); NaN when there are none. */
-function median(xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 // --- CPU accounting from /proc -------------------------------------------------------------------
 
@@ -865,7 +830,7 @@ async function main(args: string[]): Promise<number> {
     return 1;
   }
   const pin = opts.pin && navigator.hardwareConcurrency >= 2 && (await hasCommand("taskset", ["-V"]));
-  const ticksPerSec = Number(await commandOutput("getconf", ["CLK_TCK"])) || 100;
+  const ticksPerSec = Number(await commandOutput("getconf", ["CLK_TCK"]) ?? "") || 100;
 
   const janitor = new Janitor();
   janitor.keepTemp = opts.keep;
@@ -916,7 +881,7 @@ async function main(args: string[]): Promise<number> {
       ): [string, string[]] => (pinNow ? ["taskset", ["-c", "1", cmd, ...a]] : [cmd, a]);
       /** Starts one server on a fresh port and waits until it accepts connections. */
       const startServer = async (name: ServerName): Promise<ServerProcess> => {
-        const port = freePort();
+        const port = freePort(BENCH_HOST);
         let server: ServerProcess;
         if (name === "nginx") {
           const conf = `${dir}/nginx.conf`;
@@ -1050,8 +1015,8 @@ async function main(args: string[]): Promise<number> {
 
     if (opts.json) {
       const env = {
-        nginx: await commandOutput("nginx", ["-v"]),
-        wrk: (await commandOutput("wrk", ["-v"])).split("\n")[0],
+        nginx: (await commandOutput("nginx", ["-v"])) ?? "",
+        wrk: ((await commandOutput("wrk", ["-v"])) ?? "").split("\n")[0],
         deno: Deno.version.deno,
         cpus: navigator.hardwareConcurrency,
         pinned: pin,
