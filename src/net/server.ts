@@ -8,6 +8,7 @@
 
 import type { Clock } from "./clock.ts";
 import type { ConnInfo } from "./conn_info.ts";
+import { ConnSlots } from "./conn_slots.ts";
 import {
   type AccessLogSink,
   type ConnContext,
@@ -98,7 +99,7 @@ export class Server {
   #deps: ServerDeps;
   #listener: Deno.TcpListener | null = null;
   #tlsListener: Deno.TlsListener | null = null;
-  #conns = new Map<number, Connection>();
+  #conns = new ConnSlots<Connection>();
   #nextId = 1;
   #shuttingDown = false;
   #sweeper: ReturnType<typeof setInterval> | undefined;
@@ -237,19 +238,13 @@ export class Server {
       ticket = v.ticket;
       key = v.key;
     }
-    try {
-      // TlsConn has no setNoDelay; each answer is already one coalesced write there.
-      if ("setNoDelay" in conn) conn.setNoDelay(true);
-    } catch {
-      // the peer is already gone; the read loop will notice
-    }
     stats.accepted++;
     stats.open++;
     const id = this.#nextId++;
     const c = new Connection(conn, id, remote, addr.port, key, ticket, this.#ctx);
-    this.#conns.set(id, c);
+    const slot = this.#conns.add(c);
     c.serve().finally(() => {
-      this.#conns.delete(id);
+      this.#conns.remove(slot);
       stats.open--;
       if (this.#conns.size === 0) this.#wakeIdleWaiters();
     });
@@ -300,7 +295,7 @@ export class Server {
     this.#coarseNowMs = now + this.#sweepMs;
     this.#ctx.nowMs = this.#coarseNowMs;
     this.#ctx.wallMs = this.#deps.clock.wallMs();
-    for (const c of this.#conns.values()) c.expireIfDue(now);
+    this.#conns.forEach((c) => c.expireIfDue(now));
     if (now - this.#lastTickMs >= 1000) {
       this.#lastTickMs = now;
       this.#deps.gate?.tick();
@@ -311,13 +306,13 @@ export class Server {
   connections(): ConnInfo[] {
     const now = this.#deps.clock.nowMs();
     const out: ConnInfo[] = [];
-    for (const c of this.#conns.values()) out.push(c.info(now));
+    this.#conns.forEach((c) => out.push(c.info(now)));
     return out;
   }
 
   /** Closes connection `id` now. Returns whether it existed. */
   kick(id: number): boolean {
-    const c = this.#conns.get(id);
+    const c = this.#conns.find((c) => c.id === id);
     if (c === undefined) return false;
     c.close();
     return true;
@@ -326,12 +321,12 @@ export class Server {
   /** Closes every connection whose client key is `key` (after a ban). Returns how many. */
   kickKey(key: string): number {
     let n = 0;
-    for (const c of this.#conns.values()) {
+    this.#conns.forEach((c) => {
       if (c.key === key) {
         c.close();
         n++;
       }
-    }
+    });
     return n;
   }
 
@@ -352,7 +347,7 @@ export class Server {
       this.#closeListeners();
     }
     await this.#acceptDone;
-    for (const c of this.#conns.values()) c.closeIfIdle();
+    this.#conns.forEach((c) => c.closeIfIdle());
     if (this.#conns.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
@@ -379,7 +374,7 @@ export class Server {
     this.#shuttingDown = true;
     this.#ctx.shuttingDown = true;
     this.#closeListeners();
-    for (const c of this.#conns.values()) c.close();
+    this.#conns.forEach((c) => c.close());
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
     this.#wakeIdleWaiters();
