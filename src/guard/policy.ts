@@ -102,6 +102,15 @@ export class Guard {
   #applyingShared = false;
   /** Scratch addresses, reused so the request path allocates nothing. */
   readonly #peer = new IpAddr();
+  /** The last address `admitConnection` saw and what it parsed to (cleared when the options change). */
+  readonly #lastPeer = {
+    remote: "",
+    addr: new IpAddr(),
+    isIp: false,
+    key: "",
+    trusted: false,
+    allowed: false,
+  };
   readonly #forwarded = new IpAddr();
   readonly #scratch = new IpAddr();
 
@@ -145,11 +154,22 @@ export class Guard {
     const now = this.#clock.nowMs();
     const o = this.#o;
     const addr = this.#peer;
-    const isIp = parsePeerIp(remoteIp, addr);
-    const key = isIp ? keyOf(addr, o.clientIpv6PrefixBits) : remoteIp;
-    const trusted = isIp && this.#trusted.contains(addr);
+    const m = this.#lastPeer;
+    if (remoteIp !== m.remote) {
+      // Clients open connections in runs (a browser's six, a proxy's many): parse, key and classify
+      // an address once per run rather than once per connection.
+      m.isIp = parsePeerIp(remoteIp, m.addr);
+      m.key = m.isIp ? keyOf(m.addr, o.clientIpv6PrefixBits) : remoteIp;
+      m.trusted = m.isIp && this.#trusted.contains(m.addr);
+      m.allowed = m.isIp && this.#allow.contains(m.addr);
+      m.remote = remoteIp;
+    }
+    addr.copyFrom(m.addr);
+    const isIp = m.isIp;
+    const key = m.key;
+    const trusted = m.trusted;
 
-    if (isIp && this.#allow.contains(addr)) {
+    if (m.allowed) {
       if (this.#open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
       this.#open++;
       return { ok: true, ticket: trusted ? TICKET_ALLOWED_PROXY : TICKET_ALLOWED, key };
@@ -409,6 +429,7 @@ export class Guard {
       );
     }
     this.#o = options;
+    this.#lastPeer.remote = "";
     this.#trusted = this.#cidrSet("TRUSTED_PROXIES", options.trustedProxies);
     this.#allow = this.#cidrSet("ALLOWLIST", options.allowlist);
     this.#requestLimit = gcraLimit(options.requestRatePerSec, options.requestBurst);

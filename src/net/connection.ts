@@ -195,7 +195,8 @@ export class Connection {
   /** A whole precomputed response to write as is (zero copy), when it is the only thing to write. */
   #direct: Uint8Array | null = null;
   #outLen = 0;
-  #sink: BodySink;
+  /** Where a streamed body goes; made on the first streamed answer (most connections never stream). */
+  #sink: BodySink | null = null;
   /** What the connection is doing, for the log line of an unexpected error (a constant string: no cost). */
   #action = "reading request head";
   /** The last answer closed the connection on the server's initiative (error, 429): linger before closing. */
@@ -225,7 +226,6 @@ export class Connection {
     this.#buf = this.#small = ctx.readPool.acquire();
     this.#acceptedAtMs = ctx.nowMs;
     ctx.stats.idle++;
-    this.#sink = { write: (bytes) => this.#writeStream(bytes) };
   }
 
   get state(): ConnState {
@@ -674,7 +674,7 @@ export class Connection {
     this.#rateStartMs = this.#ctx.nowMs;
     this.#rateBytes = 0;
     try {
-      await stream.pipe(this.#sink);
+      await stream.pipe(this.#sink ??= { write: (bytes) => this.#writeStream(bytes) });
     } finally {
       this.#rateKind = "none";
     }

@@ -172,6 +172,23 @@ Deno.test("live reload changes rates, keeps state, and says a capacity change ne
   assert.match(logs.join("\n"), /GUARD_TABLE_CAPACITY change .* after a restart/);
 });
 
+Deno.test("live reload of ALLOWLIST and TRUSTED_PROXIES applies to the next connection of an address just seen", () => {
+  const { guard, opts } = setup({ maxConnsPerClient: 1 });
+  const first = admit(guard, "203.0.113.9");
+  const capped = guard.admitConnection("203.0.113.9");
+  assert.equal(!capped.ok && capped.reason, "client_cap");
+  guard.applyOptions({ ...opts, maxConnsPerClient: 1, allowlist: ["203.0.113.0/24"] });
+  assert.ok(guard.admitConnection("203.0.113.9").ok, "allowlisted now: no per-client cap");
+  guard.applyOptions({ ...opts, maxConnsPerClient: 1, allowlist: [] });
+  const again = guard.admitConnection("203.0.113.9");
+  assert.equal(!again.ok && again.reason, "client_cap", "and capped again once removed");
+  guard.release(first);
+  guard.applyOptions({ ...opts, trustedProxies: ["203.0.113.9"], requestBurst: 1 });
+  const proxy = admit(guard, "203.0.113.9");
+  assert.equal(guard.admitRequest(proxy, "198.51.100.1"), 0);
+  assert.equal(guard.admitRequest(proxy, "198.51.100.1"), 1, "X-Forwarded-For is read: it is a proxy now");
+});
+
 Deno.test("allowlisting a trusted proxy still limits the clients behind it", () => {
   const { guard } = setup({ allowlist: ["10.0.0.1"], trustedProxies: ["10.0.0.1"], requestBurst: 1 });
   const proxy = admit(guard, "10.0.0.1");
