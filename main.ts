@@ -4,6 +4,11 @@
  * signals → graceful shutdown.
  *
  * `startVento` is exported so end-to-end tests run exactly what `deno task start` runs, on port 0.
+ *
+ * It is also every worker thread's entry when WORKERS > 1: the supervisor names its threads
+ * `WORKER_NAME_PREFIX` + index, and a thread so named runs `runClusterWorker` instead of `main()`. The
+ * entry module is the one module a bundle or a compiled binary is sure to contain, so they need no second
+ * file for their workers.
  */
 
 import { parseArgs } from "node:util";
@@ -14,7 +19,8 @@ import { Stats } from "./src/stats/stats.ts";
 import { Guard } from "./src/guard/policy.ts";
 import { createGuardStore, storeGate } from "./src/net/guard_store.ts";
 import type { GuardTable } from "./src/guard/table.ts";
-import { Cluster, resolveWorkers, startCluster } from "./src/net/cluster.ts";
+import { Cluster, resolveWorkers, startCluster, WORKER_NAME_PREFIX } from "./src/net/cluster.ts";
+import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
@@ -276,6 +282,23 @@ Usage: deno run -A main.ts [PORT] [options]
 Every setting is documented in vento.conf. Signals: SIGINT/SIGTERM shut down gracefully (a second one
 forces), SIGHUP reloads the config and reopens the access log.`;
 
+/**
+ * The global `deno task bundle` sets to the bundle's own text (a line after the `#!`): a bundle's worker
+ * threads run that text from a `blob:` URL, because a worker's module is loaded like a dynamic import and
+ * the bundle file itself lies outside the `--allow-read=.` its `#!` line grants. Unset when running from
+ * source or compiled: the workers then load this module's own URL.
+ */
+const BUNDLE_SOURCE_GLOBAL = "VENTO_BUNDLE_SOURCE";
+
+/** The module worker threads run: this one, from its URL, or (bundled) from the bundle's text. */
+function workerEntryUrl(): string {
+  const globals = globalThis as unknown as Record<string, unknown>;
+  const source = globals[BUNDLE_SOURCE_GLOBAL];
+  if (typeof source !== "string") return import.meta.url;
+  // Kept alive for the life of the process: a restarted worker loads it again.
+  return URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+}
+
 /** Runs the server from the command line. Returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
   let parsed;
@@ -336,6 +359,7 @@ export async function main(args: string[]): Promise<number> {
       ? await startCluster(loaded.config, workers, {
         configPath,
         portOverride,
+        workerUrl: workerEntryUrl(),
         onStuck: (index) => {
           // Deno cannot stop a thread spinning in JavaScript; its listener would hold its share of new
           // connections unanswered. Exit non-zero so the service manager starts a clean process.
@@ -400,6 +424,10 @@ export async function main(args: string[]): Promise<number> {
 // Re-exported for tools that validate configs without starting (bench, tests).
 export { parseConfig };
 
-if (import.meta.main) {
+/** The name of this thread: "vento-worker-<i>" in a supervisor's worker, "" on the main thread. */
+const threadName = (globalThis as unknown as { name?: unknown }).name;
+if (typeof threadName === "string" && threadName.startsWith(WORKER_NAME_PREFIX)) {
+  runClusterWorker(self as unknown as WorkerPort, { startVento, kickBanned });
+} else if (import.meta.main) {
   Deno.exit(await main(Deno.args));
 }

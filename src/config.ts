@@ -7,7 +7,7 @@
  * each as `vento.conf:3: …`. Unknown keys are errors (a typo must not silently fall back to a default).
  */
 
-import { parseGuardStore } from "./guard/redis_store.ts";
+import { parseGuardStore, redactGuardStore } from "./guard/redis_store.ts";
 
 /** The complete, validated configuration. Field names carry their unit. */
 export interface Config {
@@ -135,8 +135,23 @@ export interface Config {
   /**
    * Where request-rate state and bans live: `memory` (this process), or `redis://host:port[/db]`,
    * shared by every instance using it (falls back to per-instance limits while Redis is unreachable).
+   * `redis://[[user]:password@]host:port[/db]` sends AUTH (percent-decoded); `rediss://` is TLS.
    */
   guardStore: string;
+  /**
+   * File holding the GUARD_STORE password (trailing newlines dropped), or `off`. It wins over a password
+   * in the URL, so the secret can stay out of a world-readable vento.conf. Relative to the conf's folder.
+   */
+  guardStorePasswordFile: string;
+  /** CA certificate(s) (PEM) trusted for a `rediss://` GUARD_STORE signed by a private CA, or `off`. */
+  guardStoreCaFile: string;
+  /**
+   * Not a key: the password `loadConfig` read from `guardStorePasswordFile` (null: none). Only the store's
+   * connector reads it; never printed.
+   */
+  guardStorePassword: string | null;
+  /** Not a key: the PEM `loadConfig` read from `guardStoreCaFile` (null: none). */
+  guardStoreCaPem: string | null;
   /** Connections one client may hold open; at the cap new ones get 503 and close. */
   maxConnsPerClient: number;
   /** Connections the server holds open; at the cap new ones get 503 and close. */
@@ -218,6 +233,10 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   banListCapacity: 100_000,
   limitMode: "enforce",
   guardStore: "memory",
+  guardStorePasswordFile: "off",
+  guardStoreCaFile: "off",
+  guardStorePassword: null,
+  guardStoreCaPem: null,
   maxConnsPerClient: 32,
   maxConns: 4096,
   busyThresholdPercent: 80,
@@ -447,7 +466,19 @@ export const SETTINGS: readonly Setting[] = [
     key: "GUARD_STORE",
     field: "guardStore",
     kind: { type: "store" },
-    doc: "memory, or redis://host:port[/db] to share rate limits and bans between instances",
+    doc: "memory, or redis[s]://[[user]:password@]host:port[/db] to share limits and bans between instances",
+  },
+  {
+    key: "GUARD_STORE_PASSWORD_FILE",
+    field: "guardStorePasswordFile",
+    kind: str,
+    doc: "file holding the Redis password (wins over one in GUARD_STORE), or off",
+  },
+  {
+    key: "GUARD_STORE_CA_FILE",
+    field: "guardStoreCaFile",
+    kind: str,
+    doc: "CA certificate (PEM) trusted for a rediss:// GUARD_STORE with a private CA, or off",
   },
   {
     key: "MAX_CONNS_PER_CLIENT",
@@ -532,12 +563,47 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
       if (bad !== undefined) return { error: `${s.key}: "${bad}" is not an IP address or CIDR` };
       return { value: items };
     }
-    case "store":
-      if (!parseGuardStore(raw).ok) {
-        return { error: `${s.key} must be memory or redis://host:port[/db], got "${raw}"` };
+    case "store": {
+      const r = parseGuardStore(raw);
+      if (!r.ok) {
+        // The value may hold a password: it is quoted redacted.
+        return {
+          error: `${s.key} must be memory or redis[s]://[[user]:password@]host:port[/db] (${r.reason}), ` +
+            `got "${redactGuardStore(raw)}"`,
+        };
       }
       return { value: raw };
+    }
   }
+}
+
+/** GUARD_STORE's companion keys must fit it: a secret file nothing would use is a mistake worth reporting. */
+function guardStoreErrors(config: Config, seen: ReadonlyMap<string, number>): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const parsed = parseGuardStore(config.guardStore);
+  const target = parsed.ok ? parsed.target : null;
+  if (config.guardStorePasswordFile !== "off" && target === null) {
+    errors.push({
+      line: seen.get("GUARD_STORE_PASSWORD_FILE") ?? 0,
+      message: "GUARD_STORE_PASSWORD_FILE needs a redis:// or rediss:// GUARD_STORE",
+    });
+  }
+  if (config.guardStoreCaFile !== "off" && target?.tls !== true) {
+    errors.push({
+      line: seen.get("GUARD_STORE_CA_FILE") ?? 0,
+      message: "GUARD_STORE_CA_FILE needs a rediss:// (TLS) GUARD_STORE",
+    });
+  }
+  // `redis://name@host` is often meant as a password: refuse it rather than connect without AUTH, and
+  // do not quote the name, in case it is one.
+  const userOnly = target !== null && target.user !== null && target.password === null;
+  if (userOnly && config.guardStorePasswordFile === "off") {
+    errors.push({
+      line: seen.get("GUARD_STORE") ?? 0,
+      message: "GUARD_STORE names a user but no password: add :password or set GUARD_STORE_PASSWORD_FILE",
+    });
+  }
+  return errors;
 }
 
 /**
@@ -608,6 +674,7 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
         message: "MAX_CONNS_PER_CLIENT exceeds MAX_CONNS",
       });
     }
+    errors.push(...guardStoreErrors(config, seen));
   }
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, config, setKeys: [...seen.keys()] };
@@ -667,6 +734,8 @@ function lineOfKey(text: string, key: string): number {
  * `off`) and ADMIN_SOCKET (unless `off`) are resolved against the conf file's folder, absolute paths
  * kept as given. The document root must exist and be a directory, so a typo fails at start-up with a
  * line number instead of as a 404 for every request. `portOverride` (from `--port`) wins over PORT.
+ * GUARD_STORE_PASSWORD_FILE and GUARD_STORE_CA_FILE (relative to the conf's folder too) are read here
+ * into `guardStorePassword` / `guardStoreCaPem`; missing, unreadable or empty is an error.
  * Never throws: every problem comes back as `path:line: problem`.
  */
 export async function loadConfig(
@@ -714,6 +783,12 @@ export async function loadConfig(
   if (config.adminSocket !== "off") config.adminSocket = resolvePath(confDir, config.adminSocket);
   if (config.tlsCert !== "off") config.tlsCert = resolvePath(confDir, config.tlsCert);
   if (config.tlsKey !== "off") config.tlsKey = resolvePath(confDir, config.tlsKey);
+  if (config.guardStorePasswordFile !== "off") {
+    config.guardStorePasswordFile = resolvePath(confDir, config.guardStorePasswordFile);
+  }
+  if (config.guardStoreCaFile !== "off") {
+    config.guardStoreCaFile = resolvePath(confDir, config.guardStoreCaFile);
+  }
 
   const rootLine = lineOfKey(text, "DOCUMENT_ROOT");
   const where = rootLine > 0 ? `${shownPath}:${rootLine}` : shownPath;
@@ -746,6 +821,36 @@ export async function loadConfig(
         ? "does not exist"
         : `cannot be read: ${err instanceof Error ? err.message : String(err)}`;
       messages.push(`${at}: ${key} "${path}" ${why}`);
+    }
+  }
+
+  // The Redis secrets are read here, once, so a wrong path fails at start-up (exit 2) instead of as a
+  // store that never connects. Messages name the file, never its content.
+  for (const key of ["GUARD_STORE_PASSWORD_FILE", "GUARD_STORE_CA_FILE"] as const) {
+    const path = key === "GUARD_STORE_PASSWORD_FILE"
+      ? config.guardStorePasswordFile
+      : config.guardStoreCaFile;
+    if (path === "off") continue;
+    const line = lineOfKey(text, key);
+    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    let content: string;
+    try {
+      content = await Deno.readTextFile(path);
+    } catch (err) {
+      const why = err instanceof Deno.errors.NotFound
+        ? "does not exist"
+        : `cannot be read: ${err instanceof Error ? err.message : String(err)}`;
+      messages.push(`${at}: ${key} "${path}" ${why}`);
+      continue;
+    }
+    if (key === "GUARD_STORE_CA_FILE") {
+      if (content.includes("-----BEGIN CERTIFICATE-----")) config.guardStoreCaPem = content;
+      else messages.push(`${at}: ${key} "${path}" holds no PEM certificate`);
+    } else {
+      // Editors and `echo` add a final newline that is not part of the password.
+      const password = content.replace(/[\r\n]+$/, "");
+      if (password !== "") config.guardStorePassword = password;
+      else messages.push(`${at}: ${key} "${path}" is empty`);
     }
   }
 

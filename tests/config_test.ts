@@ -333,6 +333,96 @@ Deno.test("loadConfig without a path falls back to defaults when ./vento.conf is
   });
 });
 
+// --- GUARD_STORE secrets -------------------------------------------------------------------------
+
+Deno.test("parseConfig accepts GUARD_STORE with user, password and rediss://", () => {
+  for (
+    const url of ["redis://vento:s3cret@10.0.0.5:6379/2", "redis://:s3cret@[::1]:6379", "rediss://h:6380"]
+  ) {
+    assert.equal(okConfig(parseConfig(`GUARD_STORE=${url}`)).guardStore, url);
+  }
+});
+
+Deno.test("parseConfig quotes a bad GUARD_STORE with its user and password hidden", () => {
+  const errors = errorsOf(parseConfig("GUARD_STORE=redis://vento:s3cret@h"));
+  assert.equal(errors.length, 1);
+  assert.match(
+    errors[0],
+    /^vento\.conf:1: GUARD_STORE must be memory or redis\[s\]:\/\/.*, got "redis:\/\/\*\*\*@h"$/,
+  );
+  assert.ok(!errors.join("").includes("s3cret"), errors[0]);
+  const atInPassword = errorsOf(parseConfig("GUARD_STORE=redis://u:p@ss-secret@h:1"));
+  assert.ok(!atInPassword.join("").includes("ss-secret"), atInPassword[0]);
+  assert.match(atInPassword[0], /percent-encode/);
+});
+
+Deno.test("parseConfig checks the GUARD_STORE secret keys against GUARD_STORE", () => {
+  assert.deepEqual(errorsOf(parseConfig("GUARD_STORE_PASSWORD_FILE=pw")), [
+    "vento.conf:1: GUARD_STORE_PASSWORD_FILE needs a redis:// or rediss:// GUARD_STORE",
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("GUARD_STORE=redis://h:1\nGUARD_STORE_CA_FILE=ca.pem")), [
+    "vento.conf:2: GUARD_STORE_CA_FILE needs a rediss:// (TLS) GUARD_STORE",
+  ]);
+  // A lone name before @ is often a password written in the wrong place: refused, and not quoted.
+  const userOnly = errorsOf(parseConfig("GUARD_STORE=redis://hunter2@h:1"));
+  assert.deepEqual(userOnly, [
+    "vento.conf:1: GUARD_STORE names a user but no password: add :password or set GUARD_STORE_PASSWORD_FILE",
+  ]);
+  const c = okConfig(
+    parseConfig("GUARD_STORE=rediss://vento@h:1\nGUARD_STORE_PASSWORD_FILE=pw\nGUARD_STORE_CA_FILE=ca"),
+  );
+  assert.equal(c.guardStorePasswordFile, "pw");
+  assert.equal(c.guardStoreCaFile, "ca");
+  assert.equal(c.guardStorePassword, null, "parseConfig reads no file");
+});
+
+Deno.test("loadConfig reads GUARD_STORE_PASSWORD_FILE and GUARD_STORE_CA_FILE relative to the conf", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/etc/secrets`, { recursive: true });
+    await Deno.mkdir(`${dir}/etc/www`);
+    await Deno.writeTextFile(`${dir}/etc/secrets/redis.pw`, "s3cret with spaces\r\n\n");
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    await Deno.writeTextFile(`${dir}/etc/ca.pem`, pem);
+    const conf = `${dir}/etc/vento.conf`;
+    await Deno.writeTextFile(
+      conf,
+      "GUARD_STORE=rediss://vento:ignored@h:6380\nGUARD_STORE_PASSWORD_FILE=secrets/redis.pw\n" +
+        "GUARD_STORE_CA_FILE=ca.pem\n",
+    );
+    const r = await loadConfig(conf);
+    if (!r.ok) return assert.fail(r.messages.join("\n"));
+    assert.equal(r.config.guardStorePasswordFile, `${dir}/etc/secrets/redis.pw`);
+    assert.equal(r.config.guardStorePassword, "s3cret with spaces", "trailing newlines dropped");
+    assert.equal(r.config.guardStoreCaFile, `${dir}/etc/ca.pem`);
+    assert.equal(r.config.guardStoreCaPem, pem);
+  });
+});
+
+Deno.test("loadConfig refuses a missing or empty password file and a CA file with no certificate", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/www`);
+    const conf = `${dir}/vento.conf`;
+    const store = "GUARD_STORE=rediss://h:6380\n";
+    await Deno.writeTextFile(conf, `${store}GUARD_STORE_PASSWORD_FILE=nope.pw\n`);
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}:2: GUARD_STORE_PASSWORD_FILE "${dir}/nope.pw" does not exist`],
+    });
+    await Deno.writeTextFile(`${dir}/empty.pw`, "\n");
+    await Deno.writeTextFile(conf, `${store}GUARD_STORE_PASSWORD_FILE=empty.pw\n`);
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}:2: GUARD_STORE_PASSWORD_FILE "${dir}/empty.pw" is empty`],
+    });
+    await Deno.writeTextFile(`${dir}/ca.pem`, "not a certificate\n");
+    await Deno.writeTextFile(conf, `${store}GUARD_STORE_CA_FILE=ca.pem\n`);
+    assert.deepEqual(await loadConfig(conf), {
+      ok: false,
+      messages: [`${conf}:2: GUARD_STORE_CA_FILE "${dir}/ca.pem" holds no PEM certificate`],
+    });
+  });
+});
+
 // --- the shipped vento.conf ----------------------------------------------------------------------
 
 const COMMENTED_KEY = /^#\s*([A-Z][A-Z0-9_]*=.*)$/;

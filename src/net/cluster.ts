@@ -12,6 +12,10 @@
  *
  * Never: serves HTTP itself, holds the table lock across an await, or lets one worker's death reach
  * the others.
+ *
+ * Each thread runs the program's own entry module (`ClusterOptions.workerUrl`, main.ts), named
+ * `WORKER_NAME_PREFIX` + index so the entry knows to run `runClusterWorker` instead of `main()`: a bundle
+ * or a compiled binary is one file, and its entry is the only module that is sure to be in it.
  */
 
 import { type Config, loadConfig, SETTINGS } from "../config.ts";
@@ -51,6 +55,11 @@ export const RESTART_DELAY_MAX_MS = 10_000;
 const RESTART_RESET_MS = 60_000;
 /** How long a worker may take to start listening before start-up fails. */
 export const WORKER_START_TIMEOUT_MS = 30_000;
+/**
+ * Worker threads are named this prefix + their index: the entry module (main.ts) reads its thread's name
+ * to choose between the worker entry and `main()`.
+ */
+export const WORKER_NAME_PREFIX = "vento-worker-";
 /** Added to SHUTDOWN_TIMEOUT_MS before workers that have not stopped are terminated. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
@@ -121,6 +130,13 @@ export interface ClusterOptions {
    * manager to restart the process.
    */
   onStuck?: (index: number) => void;
+  /**
+   * The module every worker thread runs: the program's entry (main.ts), which dispatches on the thread
+   * name. main.ts passes its own `import.meta.url` (a compiled binary: the embedded main module) or, in a
+   * bundle, a `blob:` URL of the bundle's text (a file outside `--allow-read` cannot be a worker). Default:
+   * main.ts from source, for tests that start a cluster directly.
+   */
+  workerUrl?: string | URL;
 }
 
 type WorkerState = "starting" | "running" | "stopped" | "dead";
@@ -412,7 +428,10 @@ export class Cluster {
 
   /** Starts a thread in `slot`; resolves when it listens, rejects (thread terminated) if it cannot. */
   #spawn(slot: WorkerSlot, config: Config): Promise<Extract<FromWorker, { op: "listening" }>> {
-    const worker = new Worker(new URL("./cluster_worker.ts", import.meta.url), { type: "module" });
+    const worker = new Worker(this.#options.workerUrl ?? new URL("../../main.ts", import.meta.url), {
+      type: "module",
+      name: `${WORKER_NAME_PREFIX}${slot.index}`,
+    });
     slot.worker = worker;
     slot.state = "starting";
     slot.stats = null;

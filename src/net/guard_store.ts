@@ -7,20 +7,23 @@
 
 import type { Config } from "../config.ts";
 import type { Guard } from "../guard/policy.ts";
-import { parseGuardStore, RedisStore } from "../guard/redis_store.ts";
+import { parseGuardStore, redactGuardStore, RedisStore } from "../guard/redis_store.ts";
 import type { Stats } from "../stats/stats.ts";
 import { connectRedis } from "./redis_client.ts";
 import type { ConnGate } from "./server.ts";
 
 /** The store named by `config.guardStore`, attached to `guard`; null for `memory`. Not yet connected. */
 export function createGuardStore(
-  config: Pick<Config, "guardStore">,
+  config: Pick<Config, "guardStore" | "guardStorePassword" | "guardStoreCaPem">,
   guard: Guard,
   stats: Stats,
   log: (line: string) => void,
 ): RedisStore | null {
-  const parsed = parseGuardStore(config.guardStore);
-  if (!parsed.ok) throw new Error(`GUARD_STORE: cannot use "${config.guardStore}"`);
+  const parsed = parseGuardStore(config.guardStore, {
+    password: config.guardStorePassword,
+    caCerts: config.guardStoreCaPem === null ? [] : [config.guardStoreCaPem],
+  });
+  if (!parsed.ok) throw new Error(`GUARD_STORE: cannot use "${redactGuardStore(config.guardStore)}"`);
   if (parsed.target === null) return null;
   const store = new RedisStore({
     target: parsed.target,

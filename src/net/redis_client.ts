@@ -1,5 +1,5 @@
 /**
- * One TCP connection to Redis: pipelined commands (every command issued in the same turn of the event
+ * One TCP (or TLS, for `rediss://`) connection to Redis: pipelined commands (every command issued in the same turn of the event
  * loop leaves in one `write`, replies are matched in order), a deadline on the oldest unanswered
  * command, and subscriber mode for PUBLISH/SUBSCRIBE. It implements `RedisLink` for the guard's shared
  * store (src/guard/redis_store.ts), which owns reconnecting, backoff and the fallback decision.
@@ -9,7 +9,7 @@
  * on its own (the store decides when to come back). Owns its socket and its one sweep timer; nothing else.
  */
 
-import { encodeCommand, RespDecoder, type RespValue } from "../guard/resp.ts";
+import { encodeCommand, RespDecoder, RespError, type RespValue } from "../guard/resp.ts";
 import type { RedisConnector, RedisLink, StoreTarget } from "../guard/redis_store.ts";
 
 /** Why a link failed (the store logs it once per transition). */
@@ -28,20 +28,23 @@ interface Pending {
   sentAtMs: number;
 }
 
-/** Opens a link: TCP connect within `connectTimeoutMs`, then PING (and SELECT) within `timeoutMs` each. */
+/**
+ * Opens a link: TCP connect (and, for `rediss://`, the TLS handshake) within `connectTimeoutMs`, then
+ * AUTH when a password is set, PING and SELECT, each within `timeoutMs`.
+ */
 export const connectRedis: RedisConnector = async (
   target: StoreTarget,
   { connectTimeoutMs, timeoutMs }: { connectTimeoutMs: number; timeoutMs: number },
 ) => {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const connecting = Deno.connect({ hostname: target.host, port: target.port, transport: "tcp" });
+  const connecting = open(target);
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new RedisLinkError(`connect timed out after ${connectTimeoutMs} ms`)),
       connectTimeoutMs,
     );
   });
-  let conn: Deno.TcpConn;
+  let conn: Deno.Conn;
   try {
     conn = await Promise.race([connecting, timeout]);
   } catch (e) {
@@ -51,11 +54,16 @@ export const connectRedis: RedisConnector = async (
   } finally {
     clearTimeout(timer);
   }
-  conn.setNoDelay(true);
   // The handshake has the same per-command deadline: a Redis too slow to answer PING is no use to us.
   const link = new RedisConnection(conn, timeoutMs);
   try {
+    if (target.password !== null) await authenticate(link, target.user, target.password);
     const pong = await link.command(["PING"]);
+    if (pong instanceof RespError && pong.code === "NOAUTH") {
+      throw new RedisLinkError(
+        `AUTH failed: Redis requires a password and none is configured (${describe(pong)})`,
+      );
+    }
     if (pong !== "PONG") throw new RedisLinkError(`PING: ${describe(pong)}`);
     if (target.db !== 0) {
       const r = await link.command(["SELECT", target.db]);
@@ -68,9 +76,47 @@ export const connectRedis: RedisConnector = async (
   return link;
 };
 
+/** TCP, or TLS with its handshake done (so a bad certificate fails here, under the connect deadline). */
+async function open(target: StoreTarget): Promise<Deno.Conn> {
+  if (!target.tls) {
+    const tcp = await Deno.connect({ hostname: target.host, port: target.port, transport: "tcp" });
+    tcp.setNoDelay(true);
+    return tcp;
+  }
+  let tls: Deno.TlsConn;
+  try {
+    tls = await Deno.connectTls({
+      hostname: target.host,
+      port: target.port,
+      ...(target.caCerts.length > 0 ? { caCerts: target.caCerts } : {}),
+    });
+  } catch (e) {
+    throw new RedisLinkError(`TLS connect to ${target.host}:${target.port}: ${errorText(e)}`);
+  }
+  try {
+    await tls.handshake();
+  } catch (e) {
+    tls.close();
+    throw new RedisLinkError(`TLS handshake with ${target.host}:${target.port} failed: ${errorText(e)}`);
+  }
+  return tls;
+}
+
+/**
+ * `AUTH [user] password`. Redis's refusal (WRONGPASS, or ERR when it has no password set) is reported
+ * by its code and text, with the password scrubbed in case a server ever echoes it.
+ */
+async function authenticate(link: RedisConnection, user: string | null, password: string): Promise<void> {
+  const r = await link.command(user === null ? ["AUTH", password] : ["AUTH", user, password]);
+  if (r === "OK") return;
+  const as = user === null ? "" : ` as user "${user}"`;
+  const why = password === "" ? describe(r) : describe(r).split(password).join("***");
+  throw new RedisLinkError(`AUTH failed${as}: ${why}`);
+}
+
 /** A live connection (see the module comment). */
 export class RedisConnection implements RedisLink {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #timeoutMs: number;
   readonly #decoder = new RespDecoder();
   readonly #pending: Pending[] = [];
@@ -86,7 +132,7 @@ export class RedisConnection implements RedisLink {
   /** Resolves once the connection is closed, for whatever reason. */
   readonly closed: Promise<void> = new Promise((r) => this.#resolveClosed = r);
 
-  constructor(conn: Deno.TcpConn, timeoutMs: number) {
+  constructor(conn: Deno.Conn, timeoutMs: number) {
     this.#conn = conn;
     this.#timeoutMs = timeoutMs;
     this.#lastSweepMs = Date.now();
@@ -228,6 +274,6 @@ function errorText(e: unknown): string {
 }
 
 function describe(v: RespValue | undefined): string {
-  if (v !== null && typeof v === "object" && !Array.isArray(v)) return v.message;
+  if (v instanceof RespError) return v.message;
   return JSON.stringify(v);
 }

@@ -2,7 +2,10 @@
  * GUARD_STORE=redis end to end: a real `redis-server` on a free loopback port and two Vento instances
  * (the real `startVento`, two ports) sharing one request limit and one ban list; then Redis killed in
  * the middle of a flood (both instances keep serving and limit locally) and brought back (limits are
- * shared again). Skipped, with the reason in the test name, when `redis-server` is not installed.
+ * shared again). Then a Redis with `--requirepass` (the right password shares, a wrong one degrades with
+ * one AUTH-failed line) and a TLS-only Redis behind a throwaway CA (`rediss://` with the CA shares,
+ * without it degrades with a certificate error). Skipped, with the reason in the test name, when
+ * `redis-server` (or, for TLS, `openssl`) is not installed.
  *
  * Every client uses its own 127.0.0.x source address, so the tests never share a limiter bucket.
  */
@@ -10,7 +13,16 @@
 import assert from "node:assert/strict";
 import { NodeClient, requestFrom } from "../_helpers/node_client.ts";
 import { startTestServer, type TestServer } from "../_helpers/server.ts";
-import { REDIS_AVAILABLE, REDIS_SKIP_NOTE, startRedis, type TestRedis } from "../_helpers/redis.ts";
+import {
+  makeTestPki,
+  OPENSSL_AVAILABLE,
+  REDIS_AVAILABLE,
+  REDIS_SKIP_NOTE,
+  REDIS_TLS_SKIP_NOTE,
+  type RedisOptions,
+  startRedis,
+  type TestRedis,
+} from "../_helpers/redis.ts";
 import type { Config } from "../../src/config.ts";
 
 const GET = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -63,13 +75,24 @@ function allowance(ms: number): number {
   return BURST + RATE_PER_SEC * ms / 1000;
 }
 
+/**
+ * Redis (with `redisOptions`) and two instances using it: `overrides` apply to both, `perInstance[i]` to
+ * instance i (a guardStore URL with a password, a CA…). `connected` false: the test expects the store
+ * degraded from the start.
+ */
 async function withCluster(
   fn: (redis: TestRedis, servers: TestServer[]) => Promise<void>,
   overrides: Partial<Config> = {},
+  opts: {
+    redisOptions?: RedisOptions;
+    perInstance?: (redis: TestRedis) => Partial<Config>[];
+    connected?: boolean;
+  } = {},
 ): Promise<void> {
-  const redis = await startRedis();
+  const redis = await startRedis(undefined, opts.redisOptions);
   const servers: TestServer[] = [];
   try {
+    const each = opts.perInstance?.(redis) ?? [];
     for (let i = 0; i < 2; i++) {
       servers.push(
         await startTestServer({
@@ -78,14 +101,42 @@ async function withCluster(
           requestBurst: BURST,
           banAfterViolations: 1_000_000, // these tests measure the limit, not the ban
           ...overrides,
+          ...each[i],
         }),
       );
     }
-    for (const s of servers) assert.equal(s.vento.stats.guardStoreDegraded, 0, "connected at start");
+    const degraded = opts.connected === false ? 1 : 0;
+    for (const s of servers) {
+      assert.equal(s.vento.stats.guardStoreDegraded, degraded, `degraded at start: ${s.errors.join(" | ")}`);
+    }
     await fn(redis, servers);
   } finally {
     for (const s of servers) await s.stop();
     await redis.stop();
+  }
+}
+
+/** Both instances got one limit between them (not one each), and both served and refused some. */
+function assertShared(t: Tally): void {
+  const oks = t.ok[0] + t.ok[1];
+  const expected = allowance(t.elapsedMs);
+  assert.equal(t.other, 0);
+  assert.ok(
+    oks <= expected * 1.1 + 1 && oks >= expected * 0.9 - 1,
+    `${oks} served in ${t.elapsedMs.toFixed(0)} ms; one shared limit allows ~${expected.toFixed(0)}, ` +
+      `two separate ones ~${(2 * expected).toFixed(0)}`,
+  );
+  assert.ok(t.ok[0] > 0 && t.ok[1] > 0 && t.limited[0] > 0 && t.limited[1] > 0, JSON.stringify(t));
+}
+
+/** Each instance limits on its own (at most its own allowance), and still serves. */
+function assertLocal(t: Tally): void {
+  const each = allowance(t.elapsedMs);
+  assert.equal(t.other, 0);
+  for (const i of [0, 1]) {
+    assert.ok(t.ok[i] > 0, `instance ${i} keeps serving: ${JSON.stringify(t)}`);
+    assert.ok(t.limited[i] > 0, `instance ${i} keeps limiting: ${JSON.stringify(t)}`);
+    assert.ok(t.ok[i] <= each * 1.1 + 1, `instance ${i}: ${t.ok[i]} > its own ~${each.toFixed(0)}`);
   }
 }
 
@@ -95,16 +146,7 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   fn: () =>
     withCluster(async (_redis, servers) => {
-      const t = await flood(servers, "127.0.0.21", FLOOD_MS);
-      const oks = t.ok[0] + t.ok[1];
-      const expected = allowance(t.elapsedMs);
-      assert.equal(t.other, 0);
-      assert.ok(
-        oks <= expected * 1.1 + 1 && oks >= expected * 0.9 - 1,
-        `${oks} served in ${t.elapsedMs.toFixed(0)} ms; one shared limit allows ~${expected.toFixed(0)}, ` +
-          `two separate ones ~${(2 * expected).toFixed(0)}`,
-      );
-      assert.ok(t.ok[0] > 0 && t.ok[1] > 0 && t.limited[0] > 0 && t.limited[1] > 0, JSON.stringify(t));
+      assertShared(await flood(servers, "127.0.0.21", FLOOD_MS));
     }),
 });
 
@@ -184,17 +226,7 @@ Deno.test({
       }
 
       // Degraded: each instance limits on its own (at most its own allowance), and still serves.
-      const local = await flood(servers, "127.0.0.24", FLOOD_MS);
-      const each = allowance(local.elapsedMs);
-      assert.equal(local.other, 0);
-      for (const i of [0, 1]) {
-        assert.ok(local.ok[i] > 0, `instance ${i} keeps serving: ${JSON.stringify(local)}`);
-        assert.ok(local.limited[i] > 0, `instance ${i} keeps limiting: ${JSON.stringify(local)}`);
-        assert.ok(
-          local.ok[i] <= each * 1.1 + 1,
-          `instance ${i}: ${local.ok[i]} > its own ~${each.toFixed(0)}`,
-        );
-      }
+      assertLocal(await flood(servers, "127.0.0.24", FLOOD_MS));
 
       const back = await startRedis(redis.port);
       try {
@@ -211,4 +243,121 @@ Deno.test({
         await back.stop();
       }
     }),
+});
+
+// --- AUTH and TLS --------------------------------------------------------------------------------
+
+const PASSWORD = "s3cret";
+/** How long a refused store keeps retrying (backoff 100 → 200 → 400 ms) before its log is counted. */
+const RETRY_WATCH_MS = 800;
+
+Deno.test({
+  name: "with --requirepass, two instances holding the password (URL, or password file) share one limit" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(
+      async (_redis, servers) => {
+        assertShared(await flood(servers, "127.0.0.31", FLOOD_MS));
+        for (const s of servers) {
+          const shown = s.errors.filter((l) => l.includes("guard store"));
+          assert.ok(shown.some((l) => l.includes("connected")), shown.join("\n"));
+          assert.ok(!s.errors.join("\n").includes(PASSWORD), s.errors.join("\n"));
+        }
+      },
+      {},
+      {
+        redisOptions: { args: ["--requirepass", PASSWORD], password: PASSWORD },
+        // The first has the password in its URL; the second as loadConfig leaves GUARD_STORE_PASSWORD_FILE's.
+        perInstance: (r) => [
+          { guardStore: `redis://:${PASSWORD}@127.0.0.1:${r.port}` },
+          { guardStore: `redis://127.0.0.1:${r.port}`, guardStorePassword: PASSWORD },
+        ],
+      },
+    ),
+});
+
+Deno.test({
+  name: "a wrong Redis password: both instances serve and limit locally, degraded, one AUTH-failed line" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(
+      async (_redis, servers) => {
+        assertLocal(await flood(servers, "127.0.0.32", FLOOD_MS));
+        await sleep(RETRY_WATCH_MS);
+        for (const s of servers) {
+          assert.equal(s.vento.stats.guardStoreDegraded, 1);
+          const store = s.errors.filter((l) => l.includes("guard store"));
+          assert.equal(store.length, 1, `one line per transition, not per retry: ${store.join(" | ")}`);
+          assert.match(store[0], /^guard store redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: .*AUTH failed: WRONGPASS/);
+          assert.ok(!s.errors.join("\n").includes("not-the-password"), store[0]);
+        }
+      },
+      {},
+      {
+        redisOptions: { args: ["--requirepass", PASSWORD], password: PASSWORD },
+        perInstance: (r) => {
+          const wrong = { guardStore: `redis://:not-the-password@127.0.0.1:${r.port}` };
+          return [wrong, wrong];
+        },
+        connected: false,
+      },
+    ),
+});
+
+Deno.test({
+  name:
+    "rediss:// with GUARD_STORE_CA_FILE's CA shares one limit; without the CA it degrades on the certificate" +
+    REDIS_TLS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE || !OPENSSL_AVAILABLE,
+  async fn(t) {
+    const pki = await makeTestPki();
+    try {
+      const tls: RedisOptions = { tls: pki, args: ["--requirepass", PASSWORD], password: PASSWORD };
+      await t.step(
+        "with the CA: connected over TLS, the limit is shared",
+        () =>
+          withCluster(
+            async (redis, servers) => {
+              assert.match(redis.url, /^rediss:\/\/localhost:/);
+              assertShared(await flood(servers, "127.0.0.33", FLOOD_MS));
+            },
+            {},
+            {
+              redisOptions: tls,
+              // What loadConfig leaves for GUARD_STORE_CA_FILE and GUARD_STORE_PASSWORD_FILE.
+              perInstance: () =>
+                [0, 1].map(() => ({ guardStoreCaPem: pki.caPem, guardStorePassword: PASSWORD })),
+            },
+          ),
+      );
+      await t.step(
+        "without the CA: serves and limits locally, one certificate error line",
+        () =>
+          withCluster(
+            async (_redis, servers) => {
+              assertLocal(await flood(servers, "127.0.0.34", FLOOD_MS));
+              for (const s of servers) {
+                assert.equal(s.vento.stats.guardStoreDegraded, 1);
+                const store = s.errors.filter((l) => l.includes("guard store"));
+                assert.equal(store.length, 1, store.join(" | "));
+                assert.match(
+                  store[0],
+                  /^guard store rediss:\/\/:\*\*\*@localhost:\d+: .*TLS handshake .* failed: .*certificate/,
+                );
+              }
+            },
+            {},
+            {
+              redisOptions: tls,
+              perInstance: () => [0, 1].map(() => ({ guardStorePassword: PASSWORD })),
+              connected: false,
+            },
+          ),
+      );
+    } finally {
+      await pki.remove();
+    }
+  },
 });

@@ -2,7 +2,9 @@
  * The shipped artefacts, as an operator runs them: `deno task bundle` builds dist/vento.js and
  * dist/vento-admin.js, each executable through its `#!/usr/bin/env -S deno run …` line with the narrow
  * permissions (never -A); the server bundle serves a file and the admin bundle answers `stats` from it;
- * the permission boundary really holds (a log outside the working directory is refused by Deno).
+ * the permission boundary really holds (a log outside the working directory is refused by Deno); the
+ * bundle alone, copied into an empty folder, runs WORKERS=2 under those same permissions (its worker
+ * threads run the bundle's own text, so no second file and no read access to the bundle are needed).
  * `deno task compile` gets the same smoke test when Deno's compile runtime (denort) can be had: it is
  * downloaded on first use, which machines without Internet access cannot do, so that test then reports
  * itself ignored with the reason in its name.
@@ -10,6 +12,8 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { splitConnId } from "../../src/net/cluster_protocol.ts";
+import { RawClient, request } from "../_helpers/raw_client.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const DIST = `${REPO}/dist`;
@@ -17,10 +21,19 @@ const DIST = `${REPO}/dist`;
 /** The permission flags every artefact carries: the contract docs/operations.md documents. */
 const SERVER_PERMS = "--allow-net --allow-read=. --allow-write=vento.log,vento.sock";
 const ADMIN_PERMS = "--allow-net --allow-read=. --allow-write=vento.sock";
+/**
+ * Not a permission: WORKERS > 1 binds with SO_REUSEPORT, still an unstable API in Deno 2.9, and a bundle
+ * run outside the repo has no deno.json to enable it (`"unstable": ["net"]`).
+ */
+const SERVER_UNSTABLE = "--unstable-net";
 /** How long the compile probe may take before we call the runtime unavailable. */
 const COMPILE_PROBE_TIMEOUT_MS = 20_000;
 /** How long a built server may take to print its `listening on` line. */
 const START_TIMEOUT_MS = 10_000;
+/** How long the admin view may take to list every connection of the WORKERS=2 test. */
+const CONNS_TIMEOUT_MS = 15_000;
+/** Keep-alive connections the WORKERS=2 test opens: the kernel hashes each to a worker, 2^-15 odds of one. */
+const SPREAD_CONNS = 16;
 
 const decoder = new TextDecoder();
 
@@ -179,7 +192,12 @@ async function ensureBundles(): Promise<void> {
 
 Deno.test("deno task bundle builds executable bundles whose #! line carries the narrow permissions", async () => {
   await ensureBundles();
-  for (const [file, perms] of [["vento.js", SERVER_PERMS], ["vento-admin.js", ADMIN_PERMS]]) {
+  for (
+    const [file, perms] of [["vento.js", `${SERVER_UNSTABLE} ${SERVER_PERMS}`], [
+      "vento-admin.js",
+      ADMIN_PERMS,
+    ]]
+  ) {
     const info = await Deno.stat(`${DIST}/${file}`);
     assert.ok(((info.mode ?? 0) & 0o111) !== 0, `${file} is executable`);
     const first = (await Deno.readTextFile(`${DIST}/${file}`)).split("\n", 1)[0];
@@ -226,6 +244,93 @@ Deno.test("the bundle's permissions refuse an access log outside the working dir
   } finally {
     await Deno.remove(site, { recursive: true });
     await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("the bundle alone runs WORKERS=2 under its #! permissions: both workers serve, SIGTERM exits 0", async () => {
+  await ensureBundles();
+  // Only the bundle, in a folder of its own: a worker needing any second file would fail here.
+  const bin = await Deno.makeTempDir({ prefix: "vento-ship-bin-" });
+  await Deno.copyFile(`${DIST}/vento.js`, `${bin}/vento.js`);
+  await Deno.chmod(`${bin}/vento.js`, 0o755);
+  const site = await tempSite("WORKERS=2\n");
+  // Bytes of every value, large enough to arrive in several reads: the body must come back byte-exact.
+  const blob = new Uint8Array(300_000).map((_, i) => (i * 7919 + (i >> 8)) & 0xff);
+  await Deno.writeFile(`${site}/www/blob.bin`, blob);
+  const child = new Deno.Command(`${bin}/vento.js`, {
+    cwd: site,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderr = child.stderr.text();
+  const clients: RawClient[] = [];
+  let exited = false;
+  try {
+    const { port, rest } = await waitForPort(child).catch(async (e: Error) => {
+      // A start that failed (a worker refused a permission, say) is explained on stderr.
+      throw /exited/.test(e.message) ? new Error(`${e.message}\n${await stderr}`) : e;
+    });
+
+    // Keep-alive connections answered once each, so each is registered by the worker that accepted it.
+    for (let i = 0; i < SPREAD_CONNS; i++) {
+      const c = await RawClient.connect(port);
+      clients.push(c);
+      await c.send("GET /data.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+      const r = await c.read();
+      assert.equal(r.status, 200);
+      assert.equal(r.text, "payload from the site folder\n");
+    }
+    // The admin view's connection ids carry the worker index; lists ride on the next worker reports.
+    let perWorker = new Map<number, number>();
+    const deadline = Date.now() + CONNS_TIMEOUT_MS;
+    for (;;) {
+      const conns = await run(`${DIST}/vento-admin.js`, ["--json", "conns"], site);
+      assert.equal(conns.code, 0, conns.stderr);
+      perWorker = new Map();
+      for (const c of JSON.parse(conns.stdout) as { id: number }[]) {
+        const w = splitConnId(c.id).index;
+        perWorker.set(w, (perWorker.get(w) ?? 0) + 1);
+      }
+      const total = [...perWorker.values()].reduce((a, b) => a + b, 0);
+      if (total === SPREAD_CONNS && perWorker.size === 2) break;
+      if (Date.now() > deadline) throw new Error(`conns per worker: ${JSON.stringify([...perWorker])}`);
+    }
+    assert.deepEqual([...perWorker.keys()].sort(), [0, 1]);
+
+    const big = await request(port, "GET /blob.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert.equal(big.status, 200);
+    assert.equal(big.headers.get("content-length"), String(blob.length));
+    assert.deepEqual(big.body, blob);
+    for (const c of clients) c.close();
+
+    child.kill("SIGTERM");
+    const status = await child.status;
+    exited = true;
+    const errors = await stderr;
+    assert.equal(status.code, 0, errors);
+    // Nothing asked for a permission the #! line does not grant, and no worker failed.
+    assert.equal(errors, "");
+    const out = await rest;
+    assert.match(out, /listening on http:\/\/127\.0\.0\.1:\d+\/ serving \S+ with 2 worker threads/);
+    assert.match(out, /vento: stopped/);
+    // Every worker's listener is gone: the port can be bound again.
+    const again = Deno.listen({ hostname: "127.0.0.1", port });
+    again.close();
+  } finally {
+    for (const c of clients) c.close();
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // it exited on its own (a failed start): its status and stderr are collected below
+      }
+      await child.status;
+    }
+    await stderr.catch(() => "");
+    await child.stdout.cancel().catch(() => {});
+    await Deno.remove(site, { recursive: true });
+    await Deno.remove(bin, { recursive: true });
   }
 });
 
