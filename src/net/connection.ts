@@ -387,7 +387,9 @@ export class Connection {
       this.#start = 0;
       this.#end = 0;
       this.#action = "reading request head";
-      const n = await this.#read();
+      const buf = this.#readBuffer();
+      const n = await this.#conn.read(buf);
+      if (this.#readDone(n, buf)) await this.#discardAndClose();
       if (n === null) {
         if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
         return;
@@ -400,27 +402,44 @@ export class Connection {
     }
   }
 
+  /**
+   * One read into the connection's buffer. The read loop spells out the same three steps itself
+   * (`#readBuffer`, the runtime read, `#readDone`): one async frame and promise fewer per request.
+   */
   async #read(): Promise<number | null> {
+    const buf = this.#readBuffer();
+    const n = await this.#conn.read(buf);
+    if (this.#readDone(n, buf)) await this.#discardAndClose();
+    return n;
+  }
+
+  /** The buffer the next read goes into (throws ClosedError once closed). */
+  #readBuffer(): Uint8Array {
     if (this.#closed || this.#state === "closing") throw new ClosedError();
-    // Inlined rather than calling #rawRead: one promise fewer per request on the hot path.
     if (this.#growNext) {
       // The last read filled the small buffer: more is waiting, take a large one while busy.
       this.#growNext = false;
       this.#buf = this.#ctx.largeReadPool.acquire();
     }
-    const buf = this.#buf;
-    const n = await this.#conn.read(buf);
+    return this.#buf;
+  }
+
+  /**
+   * Accounts a finished read. Returns true when a deadline answered 408 while the read was pending: what
+   * arrived is then to be discarded (`#discardAndClose`).
+   */
+  #readDone(n: number | null, buf: Uint8Array): boolean {
     if (n !== null) {
       this.#bytesIn += n;
       this.#ctx.stats.bytesIn += n;
       if (n === buf.byteLength && buf === this.#small) this.#growNext = true;
     }
-    if (this.#isClosing()) {
-      // A deadline answered 408 while this read was pending: what arrives now is discarded.
-      await this.#drain();
-      throw new ClosedError();
-    }
-    return n;
+    return this.#isClosing();
+  }
+
+  async #discardAndClose(): Promise<never> {
+    await this.#drain();
+    throw new ClosedError();
   }
 
   /**
