@@ -6,6 +6,11 @@
  * installs it.
  */
 
+import { makeTestPki, OPENSSL_AVAILABLE, type TestPki } from "./pki.ts";
+
+// The Redis tests take their certificates from here too.
+export { makeTestPki, OPENSSL_AVAILABLE, type TestPki };
+
 /** Whether `redis-server` can be run here. */
 export const REDIS_AVAILABLE: boolean = await (async () => {
   try {
@@ -20,17 +25,6 @@ export const REDIS_AVAILABLE: boolean = await (async () => {
 /** Appended to the names of tests that need Redis when it is missing, so a skip explains itself. */
 export const REDIS_SKIP_NOTE = REDIS_AVAILABLE ? "" : " (skipped: redis-server not installed)";
 
-/** Whether `openssl` can be run here (the TLS tests make their certificates with it). */
-export const OPENSSL_AVAILABLE: boolean = await (async () => {
-  try {
-    const r = await new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-      .output();
-    return r.success;
-  } catch {
-    return false;
-  }
-})();
-
 /** As `REDIS_SKIP_NOTE`, for tests that also need `openssl`. */
 export const REDIS_TLS_SKIP_NOTE = REDIS_SKIP_NOTE !== ""
   ? REDIS_SKIP_NOTE
@@ -40,17 +34,6 @@ export const REDIS_TLS_SKIP_NOTE = REDIS_SKIP_NOTE !== ""
 
 /** Longest wait for a started server to answer PING. */
 const START_TIMEOUT_MS = 5_000;
-
-/** Certificates for a TLS Redis: a CA, and a leaf it signed for localhost and 127.0.0.1. */
-export interface TestPki {
-  dir: string;
-  caFile: string;
-  caPem: string;
-  certFile: string;
-  keyFile: string;
-  /** Removes the folder. */
-  remove(): Promise<void>;
-}
 
 export interface RedisOptions {
   /** Extra `redis-server` arguments, e.g. `["--requirepass", "s3cret"]`. */
@@ -206,73 +189,4 @@ async function waitForPing(dial: Dial, alive: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`redis-server on port ${dial.port} did not answer PING (${alive() ? last : "it exited"})`);
-}
-
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`openssl ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
-
-/**
- * A throwaway CA and a leaf it signed for localhost / 127.0.0.1 (CA:FALSE, serverAuth: rustls, Deno's
- * TLS, refuses a CA certificate used as a server's own), in a temp folder.
- */
-export async function makeTestPki(): Promise<TestPki> {
-  const dir = await Deno.makeTempDir({ prefix: "vento-redis-tls-" });
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  try {
-    await openssl([
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=Vento Redis test CA",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ], dir);
-    await openssl(["req", ...ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"], dir);
-    await Deno.writeTextFile(
-      `${dir}/leaf.ext`,
-      "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n" +
-        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    );
-    await openssl([
-      "x509",
-      "-req",
-      "-in",
-      "leaf.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      "leaf.ext",
-      "-out",
-      "leaf.pem",
-    ], dir);
-  } catch (e) {
-    await Deno.remove(dir, { recursive: true });
-    throw e;
-  }
-  return {
-    dir,
-    caFile: `${dir}/ca.pem`,
-    caPem: await Deno.readTextFile(`${dir}/ca.pem`),
-    certFile: `${dir}/leaf.pem`,
-    keyFile: `${dir}/leaf.key`,
-    remove: () => Deno.remove(dir, { recursive: true }),
-  };
 }

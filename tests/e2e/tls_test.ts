@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_CONFIG, loadConfig, parseConfig } from "../../src/config.ts";
 import { startTestServer, type TestServer } from "../_helpers/server.ts";
+import { makeTestPki, OPENSSL_AVAILABLE, type TestPki } from "../_helpers/pki.ts";
 
 function hasTool(name: string, versionArg: string): boolean {
   try {
@@ -18,18 +19,6 @@ function hasTool(name: string, versionArg: string): boolean {
   } catch {
     return false;
   }
-}
-
-const HAVE_OPENSSL = hasTool("openssl", "version");
-const HAVE_CURL = hasTool("curl", "--version");
-const NO_OPENSSL = HAVE_OPENSSL ? "" : " (skipped: openssl is not installed)";
-
-/** A CA, and a leaf it signed for localhost / 127.0.0.1, in a temp folder. */
-interface TestPki {
-  dir: string;
-  caPem: string;
-  certPath: string;
-  keyPath: string;
 }
 
 async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
@@ -41,68 +30,13 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
   return text;
 }
 
-/**
- * rustls (Deno's TLS) refuses a CA certificate used as a server's own certificate, so this makes what a
- * real deployment has: a CA, and a leaf with CA:FALSE, serverAuth and the SANs clients check.
- */
-async function makePki(): Promise<TestPki> {
-  const dir = await Deno.makeTempDir({ prefix: "vento-tls-" });
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Vento test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ], dir);
-  await run(
-    "openssl",
-    ["req", ...ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"],
-    dir,
-  );
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n" +
-      "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-  );
-  await run("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    "leaf.ext",
-    "-out",
-    "leaf.pem",
-  ], dir);
-  return {
-    dir,
-    caPem: await Deno.readTextFile(`${dir}/ca.pem`),
-    certPath: `${dir}/leaf.pem`,
-    keyPath: `${dir}/leaf.key`,
-  };
-}
+const HAVE_OPENSSL = OPENSSL_AVAILABLE;
+const HAVE_CURL = hasTool("curl", "--version");
+const NO_OPENSSL = HAVE_OPENSSL ? "" : " (skipped: openssl is not installed)";
 
 let pki: TestPki | null = null;
 async function getPki(): Promise<TestPki> {
-  pki ??= await makePki();
+  pki ??= await makeTestPki();
   return pki;
 }
 
@@ -111,7 +45,7 @@ async function withTlsServer(
   overrides: Parameters<typeof startTestServer>[0] = {},
 ): Promise<void> {
   const p = await getPki();
-  const s = await startTestServer({ tlsCert: p.certPath, tlsKey: p.keyPath, tlsPort: 0, ...overrides });
+  const s = await startTestServer({ tlsCert: p.certFile, tlsKey: p.keyFile, tlsPort: 0, ...overrides });
   try {
     assert.ok(s.vento.tlsAddr !== null, "the HTTPS listener is bound");
     await fn(s, s.vento.tlsAddr.port, p);
@@ -367,7 +301,7 @@ Deno.test({
     const p = await getPki();
     // The CA's key with the leaf's certificate: Deno refuses to build the listener.
     await assert.rejects(
-      startTestServer({ tlsCert: p.certPath, tlsKey: `${p.dir}/ca.key`, tlsPort: 0 }),
+      startTestServer({ tlsCert: p.certFile, tlsKey: `${p.dir}/ca.key`, tlsPort: 0 }),
     );
   },
 });

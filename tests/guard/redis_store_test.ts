@@ -18,13 +18,7 @@ import {
 import { connectRedis, RedisLinkError } from "../../src/net/redis_client.ts";
 import { Stats } from "../../src/stats/stats.ts";
 import type { BanInfo } from "../../src/guard/views.ts";
-import {
-  REDIS_AVAILABLE,
-  REDIS_SKIP_NOTE,
-  redisCommand,
-  startRedis,
-  type TestRedis,
-} from "../_helpers/redis.ts";
+import { REDIS_AVAILABLE, REDIS_SKIP_NOTE, redisCommand, startRedis } from "../_helpers/redis.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Longest a condition that should hold "within ~100 ms" may take before a test fails (slow CI). */
@@ -55,8 +49,8 @@ class RecordingSink implements SharedBanSink {
   }
 }
 
-function makeStore(redis: TestRedis, id: string, timeoutMs = 50) {
-  const parsed = parseGuardStore(redis.url);
+function makeStore(url: string, id: string, timeoutMs = 50) {
+  const parsed = parseGuardStore(url);
   assert.ok(parsed.ok && parsed.target !== null);
   const stats = new Stats();
   const logs: string[] = [];
@@ -279,19 +273,7 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   async fn() {
     const redis = await startRedis(undefined, { args: ["--requirepass", "s3cret"], password: "s3cret" });
-    const parsed = parseGuardStore(`redis://:wrong-one@127.0.0.1:${redis.port}`);
-    assert.ok(parsed.ok && parsed.target !== null);
-    const stats = new Stats();
-    const logs: string[] = [];
-    const store = new RedisStore({
-      target: parsed.target,
-      connect: connectRedis,
-      stats,
-      log: (l) => logs.push(l),
-      instanceId: "a",
-      backoffMinMs: 20,
-      backoffMaxMs: 50,
-    });
+    const { store, stats, logs } = makeStore(`redis://:wrong-one@127.0.0.1:${redis.port}`, "a");
     try {
       await store.start(new RecordingSink());
       assert.equal(store.healthy, false);
@@ -314,7 +296,7 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   async fn() {
     const redis = await startRedis();
-    const { store, stats, sink } = makeStore(redis, "a");
+    const { store, stats, sink } = makeStore(redis.url, "a");
     try {
       await store.start(sink);
       assert.equal(store.healthy, true);
@@ -345,7 +327,7 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   async fn() {
     const redis = await startRedis();
-    const { store, sink } = makeStore(redis, "a");
+    const { store, sink } = makeStore(redis.url, "a");
     try {
       await store.start(sink);
       assert.match(await redisCommand(redis.port, "SCRIPT", "FLUSH"), /^\+OK/);
@@ -365,9 +347,9 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   async fn() {
     const redis = await startRedis();
-    const a = makeStore(redis, "a");
-    const b = makeStore(redis, "b");
-    const c = makeStore(redis, "c");
+    const a = makeStore(redis.url, "a");
+    const b = makeStore(redis.url, "b");
+    const c = makeStore(redis.url, "c");
     try {
       await a.store.start(a.sink);
       await b.store.start(b.sink);
@@ -417,7 +399,7 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   async fn() {
     let redis = await startRedis();
-    const { store, stats, logs, sink } = makeStore(redis, "a");
+    const { store, stats, logs, sink } = makeStore(redis.url, "a");
     try {
       await store.start(sink);
       assert.deepEqual(logs.length, 1);
@@ -449,7 +431,7 @@ Deno.test({
   ignore: !REDIS_AVAILABLE,
   async fn() {
     const redis = await startRedis();
-    const { store, stats, sink } = makeStore(redis, "a", 50);
+    const { store, stats, sink } = makeStore(redis.url, "a", 50);
     try {
       await store.start(sink);
       redis.pause();
