@@ -111,13 +111,14 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const staticResponder = await StaticResponder.create(live, clock);
   const router = new Router(staticResponder, live);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
+  // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
+  const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
   const server = new Server({
     options: live,
     clock,
     stats,
     handler: router,
-    // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
-    gate: options.gate?.(guard) ?? (store === null ? guard : storeGate(guard)),
+    gate,
     accessLog,
     logError,
     reusePort: options.reusePort,
@@ -186,7 +187,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
         needsRestart.push(s.key);
       }
     }
-    if (applied.length > 0) guard.applyOptions(live);
+    if (applied.length > 0) {
+      // With WORKERS > 1 the guard's table is shared (a shrinking ban list clears its mirror there).
+      const apply = () => guard.applyOptions(live);
+      if (gate.withLock !== undefined) gate.withLock(apply);
+      else apply();
+    }
     try {
       await accessLog?.reopen();
     } catch (e) {

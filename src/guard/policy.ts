@@ -87,8 +87,13 @@ export class Guard {
   #requestLimit: GcraLimit;
   #connLimit: GcraLimit;
   #enforce: boolean;
-  /** Connections admitted and not yet released (the global cap and busy state count these). */
+  /** Connections admitted here and not yet released (the cap and busy state count these, see below). */
   #open = 0;
+  /**
+   * Open connections of the whole server when several guards share MAX_CONNS (WORKERS > 1, attached by
+   * `SharedGate`); null: this guard's own `#open` is the whole server.
+   */
+  #openSource: (() => number) | null = null;
   #expiredSeen = 0;
   #dryRunRefusals = 0;
   #lastLogMs = -Infinity;
@@ -144,6 +149,15 @@ export class Guard {
     return this.#open;
   }
 
+  /**
+   * Makes the MAX_CONNS cap and the busy idle timeout judge `source()` (the open connections of every
+   * guard sharing the cap) instead of this guard's own count; null restores the own count. `source` is
+   * called once per admission and per `idleTimeoutMs`: it must be O(1) and allocate nothing.
+   */
+  useOpenCount(source: (() => number) | null): void {
+    this.#openSource = source;
+  }
+
   /** Refusals that dry-run mode let through (bans and rate limits that would have applied). */
   get dryRunRefusals(): number {
     return this.#dryRunRefusals;
@@ -169,8 +183,10 @@ export class Guard {
     const key = m.key;
     const trusted = m.trusted;
 
+    // The whole server's open connections (read once: both cap checks below use it).
+    const open = this.#openSource === null ? this.#open : this.#openSource();
     if (m.allowed) {
-      if (this.#open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
+      if (open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
       this.#open++;
       return { ok: true, ticket: trusted ? TICKET_ALLOWED_PROXY : TICKET_ALLOWED, key };
     }
@@ -183,7 +199,7 @@ export class Guard {
       if (this.#enforce) return this.#refuse("banned", key, retrySec);
       wouldRefuse = "banned";
     }
-    if (this.#open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
+    if (open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
 
     const t = this.#table;
     const slot = this.#acquire(key, isIp ? addr : null, now);
@@ -301,7 +317,8 @@ export class Guard {
   /** The idle keep-alive timeout to use now: shorter while above `busyThresholdPercent` of `maxConns`. */
   idleTimeoutMs(): number {
     const o = this.#o;
-    return this.#open * 100 > o.maxConns * o.busyThresholdPercent ? o.idleTimeoutBusyMs : o.idleTimeoutMs;
+    const open = this.#openSource === null ? this.#open : this.#openSource();
+    return open * 100 > o.maxConns * o.busyThresholdPercent ? o.idleTimeoutBusyMs : o.idleTimeoutMs;
   }
 
   /**

@@ -2,7 +2,8 @@
  * A worker thread's admission gate when WORKERS > 1: the ordinary `Guard` over a `SharedClientTable`,
  * each decision taken under the table's mutex so that N workers see one table (global per-client
  * rates, caps, violations and bans), plus this worker's pin counts so the supervisor can release a
- * dead worker's connections.
+ * dead worker's connections, and this worker's open count in the table so that MAX_CONNS and the busy
+ * idle timeout count every worker's connections (the guard reads the total through `useOpenCount`).
  *
  * It must never hold the lock across an `await` (every method is synchronous) nor let an exception
  * leave it held (try/finally). WORKERS=1 never builds one: the server calls the `Guard` directly.
@@ -21,6 +22,8 @@ export class SharedGate {
   readonly #table: SharedClientTable;
   readonly #owner: number;
   readonly #pinRow: number;
+  /** This worker's index, or SUPERVISOR (holds no connections: counts nothing). */
+  readonly #worker: number;
 
   /**
    * `worker` is this thread's index (0-based; its lock id is `worker + 1`), or `SUPERVISOR` for the
@@ -34,6 +37,9 @@ export class SharedGate {
     this.#table = table;
     this.#owner = worker === SUPERVISOR ? MAX_WORKERS + 1 : worker + 1;
     this.#pinRow = worker === SUPERVISOR ? -1 : worker * table.capacity;
+    this.#worker = worker;
+    // The cap and the busy threshold judge the open connections of all workers, not this one's.
+    if (worker !== SUPERVISOR) guard.useOpenCount(() => table.openConns);
   }
 
   admitConnection(remoteIp: string): ConnVerdict {
@@ -41,7 +47,11 @@ export class SharedGate {
     t.lock(this.#owner);
     try {
       const v = this.#guard.admitConnection(remoteIp);
-      if (v.ok && v.ticket >= 0 && this.#pinRow >= 0) t.pins[this.#pinRow + (v.ticket >> 1)]++;
+      if (v.ok && this.#pinRow >= 0) {
+        // Allowlisted peers (negative tickets) hold no slot but still count toward MAX_CONNS.
+        t.addOpen(this.#worker);
+        if (v.ticket >= 0) t.pins[this.#pinRow + (v.ticket >> 1)]++;
+      }
       return v;
     } finally {
       t.unlock();
@@ -63,16 +73,22 @@ export class SharedGate {
     t.lock(this.#owner);
     try {
       this.#guard.release(ticket);
-      if (ticket >= 0 && this.#pinRow >= 0) {
-        const i = this.#pinRow + (ticket >> 1);
-        if (t.pins[i] > 0) t.pins[i]--;
+      if (this.#pinRow >= 0) {
+        t.removeOpen(this.#worker);
+        if (ticket >= 0) {
+          const i = this.#pinRow + (ticket >> 1);
+          if (t.pins[i] > 0) t.pins[i]--;
+        }
       }
     } finally {
       t.unlock();
     }
   }
 
-  /** Per worker (it depends on this worker's open connections only): no lock. */
+  /**
+   * No lock: the guard reads the all-workers open count with one atomic load (a heuristic, where a
+   * value one connection old does no harm).
+   */
   idleTimeoutMs(): number {
     return this.#guard.idleTimeoutMs();
   }

@@ -16,6 +16,11 @@
  * worker that died holding it (`forceUnlock`). Per-worker pin counts (`pins`) let the supervisor
  * release a dead worker's connections (`releaseWorkerPins`) so its clients are not pinned forever.
  *
+ * Open connections: one word per worker (`openByWorker`) plus their total in the header, so MAX_CONNS is
+ * one cap over all workers rather than a share each (the kernel's SO_REUSEPORT hash spreads connections
+ * unevenly). Both change under the lock (`addOpen`/`removeOpen`, by `SharedGate`); the total is written
+ * with Atomics so a reader without the lock (the busy idle-timeout heuristic) sees a whole value.
+ *
  * Pure: never mentions `Deno.`; allocation-free on the hot path (scratch key buffers are reused).
  */
 
@@ -38,6 +43,8 @@ const H_SIZE = 2;
 const H_HEAD = 3;
 const H_TAIL = 4;
 const H_FREE_TOP = 5;
+/** Open connections of every worker (the sum of `openByWorker`). */
+const H_OPEN = 6;
 const HEADER_WORDS = 8;
 
 /** Key families: 4 and 6 are addresses; OTHER is a peer that is no address (hashed text). */
@@ -46,7 +53,7 @@ const FAMILY_OTHER = 255;
 /** The shared block and its shape; structured-clonable (the buffer is shared with, not copied to, a worker). */
 export interface SharedGuardMemory {
   readonly capacity: number;
-  /** Rows of per-worker pin counts (worker indexes 0..workers-1). */
+  /** Rows of per-worker pin counts and open counts (worker indexes 0..workers-1). */
   readonly workers: number;
   readonly buffer: SharedArrayBuffer;
 }
@@ -92,6 +99,7 @@ function layout(capacity: number, workers: number) {
     prefixBits: take(cap),
     used: take(cap),
     pins: take(cap * workers * 2),
+    open: take(workers * 4),
     bytes: 0,
   };
   l.bytes = at;
@@ -100,7 +108,7 @@ function layout(capacity: number, workers: number) {
 
 /**
  * Allocates and initialises a block for `capacity` keys and `workers` workers (MAX_WORKERS at most).
- * Size is about 112 bytes per key plus 2 bytes per key per worker.
+ * Size is about 112 bytes per key plus 2 bytes per key per worker (and 4 bytes per worker).
  */
 export function createSharedGuardMemory(capacity: number, workers: number): SharedGuardMemory {
   if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`bad table capacity ${capacity}`);
@@ -143,6 +151,8 @@ export class SharedClientTable implements GuardTable {
   readonly groups: Uint16Array<SharedArrayBuffer>;
   /** Open connections per (worker, slot): row `worker * capacity`. Maintained by `SharedGate`. */
   readonly pins: Uint16Array<SharedArrayBuffer>;
+  /** Open connections per worker (admitted, not yet released), allowlisted peers included. */
+  readonly openByWorker: Int32Array<SharedArrayBuffer>;
   lastCreated = false;
 
   readonly #header: Int32Array<SharedArrayBuffer>;
@@ -195,6 +205,30 @@ export class SharedClientTable implements GuardTable {
     this.#prefixBits = new Uint8Array(b, l.prefixBits, cap);
     this.#used = new Uint8Array(b, l.used, cap);
     this.pins = new Uint16Array(b, l.pins, cap * memory.workers);
+    this.openByWorker = new Int32Array(b, l.open, memory.workers);
+  }
+
+  // --- open connections, all workers -------------------------------------------------------------
+
+  /**
+   * Open connections of every worker together. Exact under the lock (the MAX_CONNS decision); without
+   * it, a value at most one admission or release old (good enough for the busy idle timeout).
+   */
+  get openConns(): number {
+    return Atomics.load(this.#header, H_OPEN);
+  }
+
+  /** `worker` admitted a connection. Call with the lock held. */
+  addOpen(worker: number): void {
+    Atomics.add(this.openByWorker, worker, 1);
+    Atomics.add(this.#header, H_OPEN, 1);
+  }
+
+  /** `worker` closed a connection it had admitted (never below zero). Call with the lock held. */
+  removeOpen(worker: number): void {
+    if (this.openByWorker[worker] <= 0) return;
+    Atomics.sub(this.openByWorker, worker, 1);
+    Atomics.sub(this.#header, H_OPEN, 1);
   }
 
   // --- the lock -----------------------------------------------------------------------------------
@@ -335,9 +369,12 @@ export class SharedClientTable implements GuardTable {
 
   /**
    * Drops every connection `worker` still held (it died without releasing them): its pins come off the
-   * slots, which become evictable again. Call with the lock held. Returns the connections released.
+   * slots, which become evictable again, and its open count stops counting toward MAX_CONNS. Call with
+   * the lock held. Returns the pinned connections released (allowlisted ones hold no pin).
    */
   releaseWorkerPins(worker: number): number {
+    const open = Atomics.exchange(this.openByWorker, worker, 0);
+    if (open > 0) Atomics.sub(this.#header, H_OPEN, open);
     const row = worker * this.capacity;
     let n = 0;
     for (let s = 0; s < this.capacity; s++) {

@@ -32,11 +32,6 @@ export interface WorkerEntryDeps {
   kickBanned: typeof kickBanned;
 }
 
-/** This worker's share of the server-wide connection cap (the kernel spreads connections evenly). */
-function shareOf(maxConns: number, workers: number): number {
-  return Math.max(1, Math.ceil(maxConns / workers));
-}
-
 /**
  * Makes this thread a Vento worker: answers the supervisor's `start` (then serves) and every later
  * message on `port`. Returns at once; the thread lives on its listener and its message handler.
@@ -46,10 +41,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
   let vento: Vento | null = null;
   let gate: SharedGate | null = null;
   let index = 0;
-  let workers = 1;
   let lists = false;
-  /** The configured (whole-server) MAX_CONNS, which this worker holds a share of. */
-  let fullMaxConns = 0;
   let reportTimer: ReturnType<typeof setInterval> | undefined;
 
   const report = (): void => {
@@ -62,14 +54,13 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
 
   const start = async (m: Extract<ToWorker, { op: "start" }>): Promise<void> => {
     index = m.index;
-    workers = m.workers;
     lists = m.lists;
-    fullMaxConns = m.config.maxConns;
     const table = new SharedClientTable(m.memory);
     let started: Vento;
     try {
+      // The full MAX_CONNS: the gate makes the guard count every worker's connections against it.
       started = await deps.startVento(
-        { ...m.config, adminSocket: "off", maxConns: shareOf(m.config.maxConns, workers) },
+        { ...m.config, adminSocket: "off" },
         {
           configPath: m.configPath,
           portOverride: m.portOverride,
@@ -97,17 +88,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
     });
   };
 
-  const reload = async (v: Vento, g: SharedGate, id: number): Promise<void> => {
-    const result = await v.reload();
-    if (!("errors" in result) && result.applied.includes("MAX_CONNS")) {
-      // The live value is this worker's share: a reload sees it differ from the file every time.
-      const full = v.config.maxConns;
-      if (full === fullMaxConns) result.applied = result.applied.filter((k) => k !== "MAX_CONNS");
-      fullMaxConns = full;
-      v.config.maxConns = shareOf(full, workers);
-      g.withLock(() => v.guard.applyOptions(v.config));
-    }
-    post({ op: "reloaded", id, result });
+  const reload = async (v: Vento, id: number): Promise<void> => {
+    post({ op: "reloaded", id, result: await v.reload() });
   };
 
   port.onmessage = (e: MessageEvent<ToWorker>) => {
@@ -140,7 +122,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
         v.server.kick(m.id);
         return;
       case "reload":
-        void reload(v, g, m.id).catch((err) =>
+        void reload(v, m.id).catch((err) =>
           post({ op: "reloaded", id: m.id, result: { errors: [String(err)] } })
         );
         return;

@@ -32,6 +32,11 @@ export interface ConnGate extends RequestGate {
     | { ok: false; reason: RefuseReason; key: string; retryAfterSec: number };
   /** Housekeeping, called about once a second. */
   tick(): void;
+  /**
+   * Runs `f` (synchronous) under the lock that guards state shared with other worker threads (WORKERS > 1);
+   * absent when the gate's state is this thread's alone.
+   */
+  withLock?<T>(f: () => T): T;
 }
 
 export interface ServerOptions extends ConnectionOptions {

@@ -198,6 +198,47 @@ Deno.test("the per-client connection cap counts connections on every worker", as
   }
 });
 
+Deno.test("MAX_CONNS counts connections on every worker: 4 served in all, the 5th refused, a close frees one", async () => {
+  // The busy idle timeout would close the held connections at 4 of 4: keep it long for the test.
+  const site = await startSite({ maxConns: 4, maxConnsPerClient: 4, idleTimeoutBusyMs: 15_000 });
+  const clients: RawClient[] = [];
+  try {
+    // Whatever worker the kernel picks for each, all 4 are admitted (a share of 2 each refused the 3rd
+    // on one worker whenever the spread was uneven).
+    clients.push(...await openServed(site.port, 4));
+    const fifth = await RawClient.connect(site.port);
+    clients.push(fifth);
+    await fifth.send(GET);
+    assert.equal((await fifth.read()).status, 503, "the 5th connection is over MAX_CONNS");
+    await until("the refusal is counted", () => {
+      const per = site.cluster.workerStats().map((s) => s?.refused.global_cap ?? 0);
+      return per[0] + per[1] === 1;
+    });
+    // The held ones are still served.
+    for (const c of clients.slice(0, 4)) {
+      await c.send(GET);
+      assert.equal((await c.read()).status, 200);
+    }
+    clients.shift()!.close();
+    // The worker notices the close and releases its place; a new connection is then served.
+    await until("a new connection is served after one closed", async () => {
+      const c = await RawClient.connect(site.port);
+      clients.push(c);
+      await c.send(GET);
+      const status = (await c.read()).status;
+      if (status !== 200) assert.equal(status, 503);
+      return status === 200;
+    });
+    const over = await RawClient.connect(site.port);
+    clients.push(over);
+    await over.send(GET);
+    assert.equal((await over.read()).status, 503, "full again at 4");
+  } finally {
+    for (const c of clients) c.close();
+    await site.stop();
+  }
+});
+
 Deno.test("the admin socket sums both workers' stats", async () => {
   const site = await startSite({}, true);
   try {

@@ -229,3 +229,31 @@ Deno.test("clients view lists top talkers first and is bounded by the limit", ()
   clock.advance(1_000);
   assert.equal(guard.clients(10)[0].requestRatePerSec, 15, "half of the previous window still overlaps");
 });
+
+Deno.test("with an attached open count the global cap and busy threshold follow it, not the guard's own", () => {
+  const { guard, stats } = setup({
+    maxConns: 4,
+    busyThresholdPercent: 50,
+    idleTimeoutMs: 15_000,
+    idleTimeoutBusyMs: 500,
+    allowlist: ["192.0.2.1"],
+  });
+  let elsewhere = 3; // connections other guards sharing the cap hold
+  guard.useOpenCount(() => elsewhere + guard.openConns);
+  assert.equal(guard.idleTimeoutMs(), 500, "busy with no connection of its own");
+  const t = admit(guard, "203.0.113.1");
+  for (const ip of ["203.0.113.2", "192.0.2.1"]) {
+    const v = guard.admitConnection(ip);
+    assert.equal(!v.ok && v.reason, "global_cap", ip);
+  }
+  assert.equal(stats.refused.global_cap, 2);
+  assert.equal(guard.openConns, 1, "openConns stays this guard's own count");
+  elsewhere = 1;
+  assert.equal(guard.idleTimeoutMs(), 15_000);
+  assert.ok(guard.admitConnection("192.0.2.1").ok, "room again once the others released");
+  guard.release(t);
+  // Detached: back to the guard's own count (1 open of 4).
+  elsewhere = 100;
+  guard.useOpenCount(null);
+  assert.ok(guard.admitConnection("203.0.113.2").ok);
+});

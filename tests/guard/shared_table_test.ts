@@ -136,6 +136,25 @@ Deno.test("shared table: a dead worker's pins are released and its lock freed, a
   assert.equal(acquire(t, "10.1.1.3"), -1);
 });
 
+Deno.test("shared table: per-worker open counts sum to one total, apart from the pins; a dead worker's zeroed", () => {
+  const memory = createSharedGuardMemory(3, 3);
+  const t = new SharedClientTable(memory);
+  const other = new SharedClientTable(memory);
+  t.pins.fill(0xffff); // every pin word set: the open counts must not alias them
+  t.addOpen(0);
+  t.addOpen(0);
+  other.addOpen(2);
+  assert.deepEqual([...other.openByWorker], [2, 0, 1]);
+  assert.equal(other.openConns, 3);
+  t.removeOpen(1); // nothing open on worker 1: stays at zero
+  assert.equal(t.openConns, 3);
+  t.pins.fill(0);
+  t.releaseWorkerPins(0);
+  assert.deepEqual([...t.openByWorker], [0, 0, 1]);
+  assert.equal(t.openConns, 1);
+  assert.equal(t.size, 0, "the header's total is not the size word");
+});
+
 Deno.test("shared table: the mutex serialises plain read-modify-write across real worker threads", async () => {
   const memory = createSharedGuardMemory(1, 2);
   const t = new SharedClientTable(memory);
