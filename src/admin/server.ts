@@ -40,7 +40,11 @@ export interface AdminBackend {
   bans(): BanInfo[];
   ban(target: string, ms: number, reason: string): { ok: true } | { ok: false; error: string };
   unban(target: string): boolean;
-  kick(id: number): boolean;
+  /**
+   * Closes connection `id`; answers whether it existed. A promise when the answer comes from another
+   * thread (WORKERS > 1: the worker holding the connection says).
+   */
+  kick(id: number): boolean | Promise<boolean>;
   reload(): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }>;
   /** Graceful shutdown (same as SIGTERM). */
   drain(): void;
@@ -381,7 +385,7 @@ export class AdminServer {
         }
         return encodeOk(req.id, { target: req.args.target });
       case "kick":
-        if (!b.kick(req.args.id)) {
+        if (!(await b.kick(req.args.id))) {
           return encodeError(req.id, { code: "NOT_FOUND", message: `no connection ${req.args.id}` });
         }
         return encodeOk(req.id, { id: req.args.id });

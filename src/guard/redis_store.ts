@@ -10,8 +10,9 @@
  *   and mirrors them into its local ban list (the accept-time check stays local and synchronous). On
  *   (re)connect, local bans are pushed (`NX`) and the stored ones pulled, so a restarted Redis or a new
  *   instance catches up.
- * - Failure: any timeout (`timeoutMs`, default 50), error or disconnect (a refused AUTH or TLS handshake
- *   included) marks the store unhealthy: the guard then judges locally (fail open to the per-instance
+ * - Failure: any timeout (`timeoutMs`, default 50, for the checks a request waits on; setting up a
+ *   connection — handshake, AUTH, SCRIPT LOAD, SUBSCRIBE, the ban sync — has `connectTimeoutMs`), error or
+ *   disconnect (a refused AUTH or TLS handshake included) marks the store unhealthy: the guard then judges locally (fail open to the per-instance
  *   limiter), one log line per transition, the `guardStoreDegraded` gauge is 1, and a reconnect is tried
  *   with doubling backoff until it answers.
  * - Secrets: the password lives only in `StoreTarget.password`, which only the connector reads. Every
@@ -56,10 +57,17 @@ export type ParseGuardStoreResult = { ok: true; target: StoreTarget | null } | {
 
 /** One connection to Redis, as src/net/redis_client.ts provides it. */
 export interface RedisLink {
-  /** Resolves with the reply (error replies as `RespError`); rejects when the link fails or times out. */
-  command(args: readonly (string | number)[]): Promise<RespValue>;
-  /** Enters subscriber mode on `channel`; resolves once confirmed. */
-  subscribe(channel: string, onMessage: (channel: string, payload: string) => void): Promise<void>;
+  /**
+   * Resolves with the reply (error replies as `RespError`); rejects when the link fails or no reply came
+   * within `timeoutMs` (default: the link's per-command timeout).
+   */
+  command(args: readonly (string | number)[], timeoutMs?: number): Promise<RespValue>;
+  /** Enters subscriber mode on `channel`; resolves once confirmed (within `timeoutMs`, as `command`). */
+  subscribe(
+    channel: string,
+    onMessage: (channel: string, payload: string) => void,
+    timeoutMs?: number,
+  ): Promise<void>;
   close(): void;
   /** Resolves when the link is closed, for any reason. */
   readonly closed: Promise<void>;
@@ -347,10 +355,13 @@ export class RedisStore implements SharedStore {
       const limits = { connectTimeoutMs: o.connectTimeoutMs, timeoutMs: o.timeoutMs };
       cmd = await o.connect(o.target, limits);
       sub = await o.connect(o.target, limits);
-      const sha = await cmd.command(["SCRIPT", "LOAD", GCRA_LUA]);
+      // Setting up is off the request path (requests are judged locally meanwhile), so it gets the connect
+      // deadline: the per-check timeout is for the GCRA round trips a request waits on.
+      const setupMs = o.connectTimeoutMs;
+      const sha = await cmd.command(["SCRIPT", "LOAD", GCRA_LUA], setupMs);
       if (typeof sha !== "string") throw new Error(`SCRIPT LOAD: ${describe(sha)}`);
-      await sub.subscribe(this.#channel, (_ch, payload) => this.#onMessage(payload));
-      await this.#syncBans(cmd);
+      await sub.subscribe(this.#channel, (_ch, payload) => this.#onMessage(payload), setupMs);
+      await this.#syncBans(cmd, setupMs);
       if (this.#closing) throw new Error("closing");
       const s: Session = { cmd, sub, sha };
       this.#session = s;
@@ -407,7 +418,7 @@ export class RedisStore implements SharedStore {
    * Pushes local bans (NX: a longer one already stored wins) and applies the stored ones this instance
    * does not hold, in pipelined batches.
    */
-  async #syncBans(cmd: RedisLink): Promise<void> {
+  async #syncBans(cmd: RedisLink, timeoutMs: number): Promise<void> {
     const sink = this.#sink;
     if (sink === null) return;
     const pushed = new Set<string>();
@@ -422,7 +433,7 @@ export class RedisStore implements SharedStore {
           "PX",
           Math.max(1, Math.ceil(b.remainingMs)),
           "NX",
-        ])
+        ], timeoutMs)
       ));
       replies.forEach((r, j) => {
         if (r === "OK") pushed.add(batch[j].key);
@@ -432,7 +443,10 @@ export class RedisStore implements SharedStore {
     let cursor = "0";
     let pulled = 0;
     do {
-      const r = await cmd.command(["SCAN", cursor, "MATCH", `${escapeGlob(prefix)}*`, "COUNT", SYNC_BATCH]);
+      const r = await cmd.command(
+        ["SCAN", cursor, "MATCH", `${escapeGlob(prefix)}*`, "COUNT", SYNC_BATCH],
+        timeoutMs,
+      );
       if (!Array.isArray(r) || typeof r[0] !== "string" || !Array.isArray(r[1])) {
         throw new Error(`SCAN: ${describe(r)}`);
       }
@@ -441,8 +455,8 @@ export class RedisStore implements SharedStore {
         typeof k === "string" && !pushed.has(k.slice(prefix.length))
       );
       const [ttls, reasons] = await Promise.all([
-        Promise.all(keys.map((k) => cmd.command(["PTTL", k]))),
-        Promise.all(keys.map((k) => cmd.command(["GET", k]))),
+        Promise.all(keys.map((k) => cmd.command(["PTTL", k], timeoutMs))),
+        Promise.all(keys.map((k) => cmd.command(["GET", k], timeoutMs))),
       ]);
       keys.forEach((k, j) => {
         const ms = ttls[j];

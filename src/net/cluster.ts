@@ -5,9 +5,10 @@
  * that shows and steers the whole server.
  *
  * Owns: starting workers (worker 0 binds first, so PORT=0 picks one port that the others then share),
- * their reports (stats summed, connection and ban lists merged), fanning out ban/unban/kick/reload/
- * drain, restarting a worker that dies (uncaught error, or no report for HEARTBEAT_TIMEOUT_MS) with a
- * back-off, and releasing what a dead worker held in the shared table. The port never goes down while
+ * their reports (stats summed, connection and ban lists merged), fanning out ban/unban/reload/drain,
+ * routing a kick to the worker holding the connection (which answers whether it did), restarting a
+ * worker that dies (uncaught error, or no report for HEARTBEAT_TIMEOUT_MS) with a back-off, and
+ * releasing what a dead worker held in the shared table. The port never goes down while
  * one worker lives; a restarted worker binds it again beside the others.
  *
  * Never: serves HTTP itself, holds the table lock across an await, or lets one worker's death reach
@@ -60,6 +61,11 @@ export const WORKER_START_TIMEOUT_MS = 30_000;
  * to choose between the worker entry and `main()`.
  */
 export const WORKER_NAME_PREFIX = "vento-worker-";
+/**
+ * How long the supervisor waits for a worker to answer a `kick`; without an answer by then the kick is
+ * reported as not done (the worker is stuck or dying; the heartbeat restarts it).
+ */
+export const KICK_REPLY_TIMEOUT_MS = 2_000;
 /** Added to SHUTDOWN_TIMEOUT_MS before workers that have not stopped are terminated. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
@@ -130,6 +136,8 @@ export interface ClusterOptions {
    * manager to restart the process.
    */
   onStuck?: (index: number) => void;
+  /** How long a kick waits for the worker's answer (default KICK_REPLY_TIMEOUT_MS; tests change it). */
+  kickReplyTimeoutMs?: number;
   /**
    * The module every worker thread runs: the program's entry (main.ts), which dispatches on the thread
    * name. main.ts passes its own `import.meta.url` (a compiled binary: the embedded main module) or, in a
@@ -168,6 +176,7 @@ export class Cluster {
   readonly #clock: Clock;
   readonly #logError: (message: string) => void;
   readonly #heartbeatTimeoutMs: number;
+  readonly #kickReplyTimeoutMs: number;
   readonly #memory: SharedGuardMemory;
   readonly #table: SharedClientTable;
   /** The supervisor's own guard over the shared table: client views and ban validation. */
@@ -192,6 +201,12 @@ export class Cluster {
     number,
     { left: number; results: (ReloadResult | undefined)[]; resolve: (r: ReloadResult) => void }
   >();
+  #kickId = 0;
+  /** Kicks sent to a worker and not yet answered, by request id; each is settled exactly once. */
+  #kicks = new Map<
+    number,
+    { index: number; timer: ReturnType<typeof setTimeout>; resolve: (found: boolean) => void }
+  >();
   #shuttingDown = false;
   #shutdownPromise: Promise<void> | null = null;
   #resolveDone!: () => void;
@@ -205,6 +220,7 @@ export class Cluster {
     this.#clock = options.clock ?? systemClock;
     this.#logError = options.logError ?? ((m: string) => console.error(m));
     this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS;
+    this.#kickReplyTimeoutMs = options.kickReplyTimeoutMs ?? KICK_REPLY_TIMEOUT_MS;
     this.#memory = createSharedGuardMemory(config.guardTableCapacity, workers);
     this.#table = new SharedClientTable(this.#memory);
     this.#guard = new Guard(this.config, this.#clock, new Stats(), () => {}, this.#table);
@@ -290,21 +306,28 @@ export class Cluster {
       this.#broadcast({ op: "unban", target });
       return removed || known;
     },
-    kick: (id) => {
-      const { index, localId } = splitConnId(id);
-      const s = this.#slots[index];
-      if (s === undefined || s.state !== "running") return false;
-      // Without a recent list (no admin client looked in LISTS_WANTED_MS) the id cannot be checked here:
-      // the kick is sent anyway and reported as done.
-      const known = s.conns === null || s.conns.some((c) => c.id === id);
-      if (known) this.#post(s, { op: "kick", id: localId });
-      this.#wantLists();
-      return known;
-    },
+    kick: (id) => this.kick(id),
     reload: () => this.reload(),
     drain: () => void this.shutdown(),
     limits: () => ({ maxConns: this.config.maxConns }),
   };
+
+  /**
+   * Closes the connection with server-wide id `id`, answering whether it was open. The worker holding it
+   * answers (the supervisor's connection list may be missing or stale); a worker that is not running,
+   * dies meanwhile or does not answer within the kick reply timeout means false.
+   */
+  kick(id: number): Promise<boolean> {
+    const { index, localId } = splitConnId(id);
+    const s = this.#slots[index];
+    if (s === undefined || s.state !== "running") return Promise.resolve(false);
+    const requestId = ++this.#kickId;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => this.#settleKick(requestId, false), this.#kickReplyTimeoutMs);
+      this.#kicks.set(requestId, { index, timer, resolve });
+      this.#post(s, { op: "kick", id: requestId, connId: localId });
+    });
+  }
 
   /** Every worker's counters summed (plus those of workers that died), as one server's snapshot. */
   stats(): StatsSnapshot {
@@ -394,6 +417,7 @@ export class Cluster {
     }
     for (const r of this.#reloads.values()) r.resolve({ errors: ["shutting down"] });
     this.#reloads.clear();
+    for (const id of [...this.#kicks.keys()]) this.#settleKick(id, false);
   }
 
   /** Test hook: makes worker `index` throw an uncaught error, as a bug would. */
@@ -470,7 +494,6 @@ export class Cluster {
         {
           op: "start",
           index: slot.index,
-          workers: this.workers,
           config,
           configPath: this.#options.configPath,
           portOverride: this.#options.portOverride,
@@ -509,6 +532,10 @@ export class Cluster {
         r.resolve(results.find((x) => "errors" in x) ?? results[0]);
         return;
       }
+      case "kicked":
+        // Only the worker the kick went to may answer it (a restarted slot's new thread cannot).
+        if (this.#kicks.get(m.id)?.index === slot.index) this.#settleKick(m.id, m.found);
+        return;
       case "log":
         this.#logError(m.line);
         return;
@@ -537,6 +564,8 @@ export class Cluster {
       this.#reloads.delete(id);
       r.resolve(r.results.find((x) => x !== undefined && "errors" in x)!);
     }
+    // Its connections died with it: a kick still waiting for its answer did not close anything.
+    for (const [id, k] of [...this.#kicks]) if (k.index === slot.index) this.#settleKick(id, false);
     if (this.#shuttingDown) return;
     const now = this.#clock.nowMs();
     slot.deaths = now - slot.lastDeathMs > RESTART_RESET_MS ? 1 : slot.deaths + 1;
@@ -597,6 +626,15 @@ export class Cluster {
       }
     }
     return [...byKey.values()].sort((a, b) => a.expiresAtWallMs - b.expiresAtWallMs);
+  }
+
+  /** Answers pending kick `id` (if still pending) and forgets it and its timer. */
+  #settleKick(id: number, found: boolean): void {
+    const k = this.#kicks.get(id);
+    if (k === undefined) return;
+    this.#kicks.delete(id);
+    clearTimeout(k.timer);
+    k.resolve(found);
   }
 
   #applyOwnView(next: Config): void {

@@ -20,8 +20,6 @@ export type ToWorker =
   | {
     op: "start";
     index: number;
-    /** Total workers (the global connection cap is shared out between them). */
-    workers: number;
     /** The config to run; `port`/`tlsPort` are the ones worker 0 bound (0 only for worker 0). */
     config: Config;
     configPath: string | null;
@@ -35,12 +33,16 @@ export type ToWorker =
   | { op: "lists"; on: boolean }
   | { op: "ban"; target: string; ms: number; reason: string }
   | { op: "unban"; target: string }
-  | { op: "kick"; id: number }
+  /** Close the worker's connection `connId` (its local id); answered by `kicked` with the same `id`. */
+  | { op: "kick"; id: number; connId: number }
   | { op: "reload"; id: number }
   | { op: "shutdown" }
   /** Test hook: throw an uncaught error, as a bug would. */
   | { op: "crash" }
-  /** Test hook: stop reporting, as a worker stuck in an endless loop would look to the supervisor. */
+  /**
+   * Test hook: stop reporting and answering kicks, as a worker stuck in an endless loop would look to
+   * the supervisor.
+   */
   | { op: "mute" };
 
 /** Worker → supervisor. */
@@ -49,6 +51,8 @@ export type FromWorker =
   | { op: "failed"; name: string; message: string }
   | { op: "report"; stats: StatsSnapshot; conns: ConnInfo[] | null; bans: BanInfo[] | null }
   | { op: "reloaded"; id: number; result: ReloadResult }
+  /** The answer to `kick` request `id`: whether the connection was open (and is now closed). */
+  | { op: "kicked"; id: number; found: boolean }
   | { op: "log"; line: string }
   | { op: "stopped" };
 

@@ -2,7 +2,8 @@
  * A worker thread's entry when WORKERS > 1: runs the ordinary server (`startVento`, so the data path
  * is exactly the single-threaded one) on the shared port with SO_REUSEPORT and its own event loop, with
  * the guard over the shared client table (`SharedGate`), and answers the supervisor's messages
- * (`cluster_protocol.ts`): reports, ban/unban/kick/reload/shutdown.
+ * (`cluster_protocol.ts`): reports, ban/unban/kick/reload/shutdown; kick and reload are answered with
+ * their request id.
  *
  * Not a module a thread starts by itself: the thread runs the program's entry (main.ts, or the one file
  * of a bundle or compiled binary), which calls `runClusterWorker` when its thread name says it is a worker
@@ -43,9 +44,11 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
   let index = 0;
   let lists = false;
   let reportTimer: ReturnType<typeof setInterval> | undefined;
+  /** Set by the `mute` test hook: the worker then looks stuck (no reports, kicks unanswered). */
+  let muted = false;
 
   const report = (): void => {
-    if (vento === null) return;
+    if (vento === null || muted) return;
     const v = vento;
     const stats = v.stats.snapshot(systemClock.nowMs(), systemClock.wallMs());
     const conns = lists ? v.server.connections().map((c) => ({ ...c, id: globalConnId(c.id, index) })) : null;
@@ -119,7 +122,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
         g.withLock(() => v.guard.unban(m.target));
         return;
       case "kick":
-        v.server.kick(m.id);
+        if (muted) return;
+        post({ op: "kicked", id: m.id, found: v.server.kick(m.connId) });
         return;
       case "reload":
         void reload(v, m.id).catch((err) =>
@@ -135,6 +139,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
         }, 0);
         return;
       case "mute":
+        muted = true;
         clearInterval(reportTimer);
         return;
     }

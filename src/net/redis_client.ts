@@ -26,6 +26,8 @@ interface Pending {
   resolve: (v: RespValue) => void;
   reject: (e: Error) => void;
   sentAtMs: number;
+  /** How long this command may wait for its reply. */
+  timeoutMs: number;
 }
 
 /**
@@ -54,11 +56,12 @@ export const connectRedis: RedisConnector = async (
   } finally {
     clearTimeout(timer);
   }
-  // The handshake has the same per-command deadline: a Redis too slow to answer PING is no use to us.
   const link = new RedisConnection(conn, timeoutMs);
+  // The handshake gets the connect deadline, not the per-check one: it is off the request path, and a new
+  // (TLS) connection's first replies may be slow while the process is busy.
   try {
-    if (target.password !== null) await authenticate(link, target.user, target.password);
-    const pong = await link.command(["PING"]);
+    if (target.password !== null) await authenticate(link, target.user, target.password, connectTimeoutMs);
+    const pong = await link.command(["PING"], connectTimeoutMs);
     if (pong instanceof RespError && pong.code === "NOAUTH") {
       throw new RedisLinkError(
         `AUTH failed: Redis requires a password and none is configured (${describe(pong)})`,
@@ -66,7 +69,7 @@ export const connectRedis: RedisConnector = async (
     }
     if (pong !== "PONG") throw new RedisLinkError(`PING: ${describe(pong)}`);
     if (target.db !== 0) {
-      const r = await link.command(["SELECT", target.db]);
+      const r = await link.command(["SELECT", target.db], connectTimeoutMs);
       if (r !== "OK") throw new RedisLinkError(`SELECT ${target.db}: ${describe(r)}`);
     }
   } catch (e) {
@@ -106,8 +109,13 @@ async function open(target: StoreTarget): Promise<Deno.Conn> {
  * `AUTH [user] password`. Redis's refusal (WRONGPASS, or ERR when it has no password set) is reported
  * by its code and text, with the password scrubbed in case a server ever echoes it.
  */
-async function authenticate(link: RedisConnection, user: string | null, password: string): Promise<void> {
-  const r = await link.command(user === null ? ["AUTH", password] : ["AUTH", user, password]);
+async function authenticate(
+  link: RedisConnection,
+  user: string | null,
+  password: string,
+  timeoutMs: number,
+): Promise<void> {
+  const r = await link.command(user === null ? ["AUTH", password] : ["AUTH", user, password], timeoutMs);
   if (r === "OK") return;
   const as = user === null ? "" : ` as user "${user}"`;
   const why = password === "" ? describe(r) : describe(r).split(password).join("***");
@@ -141,11 +149,14 @@ export class RedisConnection implements RedisLink {
     void this.#readLoop();
   }
 
-  /** Sends one command; resolves with its reply (an error reply resolves as a `RespError` value). */
-  command(args: readonly (string | number)[]): Promise<RespValue> {
+  /**
+   * Sends one command; resolves with its reply (an error reply resolves as a `RespError` value). It fails
+   * the link when no reply came within `timeoutMs` (default: the link's per-command timeout).
+   */
+  command(args: readonly (string | number)[], timeoutMs = this.#timeoutMs): Promise<RespValue> {
     if (this.#closedWith !== null) return Promise.reject(this.#closedWith);
     return new Promise<RespValue>((resolve, reject) => {
-      this.#pending.push({ resolve, reject, sentAtMs: Date.now() });
+      this.#pending.push({ resolve, reject, sentAtMs: Date.now(), timeoutMs });
       this.#out.push(encodeCommand(args));
       if (!this.#flushQueued) {
         this.#flushQueued = true;
@@ -158,9 +169,13 @@ export class RedisConnection implements RedisLink {
    * Enters subscriber mode on `channel` (the connection then carries only that): each published
    * message is handed to `onMessage`. Resolves once Redis confirmed the subscription.
    */
-  async subscribe(channel: string, onMessage: (channel: string, payload: string) => void): Promise<void> {
+  async subscribe(
+    channel: string,
+    onMessage: (channel: string, payload: string) => void,
+    timeoutMs = this.#timeoutMs,
+  ): Promise<void> {
     this.#onMessage = onMessage;
-    const r = await this.command(["SUBSCRIBE", channel]);
+    const r = await this.command(["SUBSCRIBE", channel], timeoutMs);
     if (!Array.isArray(r) || r[0] !== "subscribe") {
       throw new RedisLinkError(`SUBSCRIBE ${channel}: ${describe(r)}`);
     }
@@ -246,9 +261,9 @@ export class RedisConnection implements RedisLink {
     const late = now - this.#lastSweepMs > everyMs * 2;
     this.#lastSweepMs = now;
     if (late || this.#head >= this.#pending.length) return;
-    const waited = now - this.#pending[this.#head].sentAtMs;
-    if (waited > this.#timeoutMs) {
-      this.#fail(new RedisLinkError(`no reply within ${this.#timeoutMs} ms`));
+    const oldest = this.#pending[this.#head];
+    if (now - oldest.sentAtMs > oldest.timeoutMs) {
+      this.#fail(new RedisLinkError(`no reply within ${oldest.timeoutMs} ms`));
     }
   }
 

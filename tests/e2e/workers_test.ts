@@ -2,7 +2,8 @@
  * WORKERS=2 end to end: the real supervisor and worker threads on one SO_REUSEPORT port (port 0 picked
  * by worker 0, shared by worker 1), talked to over raw loopback TCP. Serving from both workers; one
  * client spread over both held to the configured request rate (±10 %) and connection cap in all; the
- * admin channel's summed stats (over the real socket), kick and ban reaching every worker; a crashed
+ * admin channel's summed stats (over the real socket), kick and ban reaching every worker, a kick's
+ * answer coming from the worker that holds (or does not hold) the connection; a crashed
  * worker restarted while the port keeps answering, its connection slots released; graceful shutdown.
  *
  * Never: sleeps to wait for an effect (every wait polls a condition with a deadline), or talks to
@@ -12,7 +13,7 @@
 import assert from "node:assert/strict";
 import { type Config, DEFAULT_CONFIG, loadConfig } from "../../src/config.ts";
 import { type Cluster, type ClusterOptions, startCluster } from "../../src/net/cluster.ts";
-import { splitConnId } from "../../src/net/cluster_protocol.ts";
+import { globalConnId, splitConnId } from "../../src/net/cluster_protocol.ts";
 import { RawClient, request } from "../_helpers/raw_client.ts";
 
 const BODY = "<!doctype html><title>workers</title><h1>hello</h1>\n";
@@ -36,7 +37,7 @@ interface Site {
 async function startSite(
   overrides: Partial<Config> = {},
   admin = false,
-  watch: Pick<ClusterOptions, "heartbeatTimeoutMs" | "onStuck"> = {},
+  watch: Pick<ClusterOptions, "heartbeatTimeoutMs" | "onStuck" | "kickReplyTimeoutMs"> = {},
 ): Promise<Site> {
   const dir = await Deno.makeTempDir({ prefix: "vento-workers-" });
   await Deno.mkdir(`${dir}/www`);
@@ -95,6 +96,28 @@ async function openServed(port: number, n: number): Promise<RawClient[]> {
     assert.equal((await c.read()).status, 200);
   }
   return clients;
+}
+
+/** One request over the site's admin socket (a connection of its own); the decoded reply line. */
+async function adminAsk(
+  site: Site,
+  op: string,
+  args: Record<string, unknown>,
+): Promise<{ ok: boolean; data?: { id: number }; error?: { code: string } }> {
+  const sock = await Deno.connect({ transport: "unix", path: `${site.dir}/vento.sock` });
+  try {
+    await sock.write(new TextEncoder().encode(JSON.stringify({ v: 1, id: 1, op, args }) + "\n"));
+    let text = "";
+    const buf = new Uint8Array(64 * 1024);
+    while (!text.includes("\n")) {
+      const got = await sock.read(buf);
+      if (got === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, got));
+    }
+    return JSON.parse(text.slice(0, text.indexOf("\n")));
+  } finally {
+    sock.close();
+  }
 }
 
 /** Connections each worker holds now, from the admin view (connection id → worker index). */
@@ -280,11 +303,82 @@ Deno.test("kick closes a connection on whichever worker holds it", async () => {
       return per[0] + per[1] === SPREAD_CONNS && per[0] > 0 && per[1] > 0;
     });
     const ids = site.cluster.backend.conns().map((c) => c.id);
-    for (const id of ids) assert.equal(site.cluster.backend.kick(id), true);
+    for (const id of ids) assert.equal(await site.cluster.backend.kick(id), true);
     for (const c of clients) assert.ok(await c.closedWithin(EFFECT_TIMEOUT_MS), "kicked connection closed");
-    assert.equal(site.cluster.backend.kick(999_999 * 64), false);
+    // The workers answer, not the supervisor's list (which may still show them): gone is not found.
+    for (const id of ids) assert.equal(await site.cluster.backend.kick(id), false);
+    assert.equal(await site.cluster.backend.kick(globalConnId(999_999, 0)), false);
   } finally {
     for (const c of clients) c.close();
+    await site.stop();
+  }
+});
+
+Deno.test("admin kick without any connection list at the supervisor: a made-up id is not found, a real one is kicked", async () => {
+  // Nobody asks for `conns` here, so the supervisor holds no connection list: every answer is a worker's.
+  const site = await startSite({}, true);
+  const clients: RawClient[] = [];
+  try {
+    for (const index of [0, 1]) {
+      const r = await adminAsk(site, "kick", { id: globalConnId(999_999, index) });
+      assert.equal(r.ok, false, `made-up id on worker ${index}`);
+      assert.equal(r.error?.code, "NOT_FOUND");
+    }
+    // A fresh worker numbers its connections from 1: the one connection is id 1 on whichever worker
+    // the kernel gave it to, and the other worker has none.
+    clients.push(...await openServed(site.port, 1));
+    const answers = [];
+    for (const index of [0, 1]) answers.push(await adminAsk(site, "kick", { id: globalConnId(1, index) }));
+    const kicked = answers.filter((r) => r.ok);
+    assert.equal(kicked.length, 1, JSON.stringify(answers));
+    const id = kicked[0].data!.id;
+    assert.equal(answers.find((r) => !r.ok)?.error?.code, "NOT_FOUND");
+    assert.ok(await clients[0].closedWithin(EFFECT_TIMEOUT_MS), "kicked connection closed");
+    const again = await adminAsk(site, "kick", { id });
+    assert.equal(again.error?.code, "NOT_FOUND", "a closed connection cannot be kicked twice");
+  } finally {
+    for (const c of clients) c.close();
+    await site.stop();
+  }
+});
+
+Deno.test("a kick a stuck worker never answers is reported not done after the reply timeout", async () => {
+  const kickReplyTimeoutMs = 300;
+  const site = await startSite({}, false, { kickReplyTimeoutMs });
+  const clients: RawClient[] = [];
+  try {
+    clients.push(...await openServed(site.port, 1));
+    // Muted workers stop answering kicks (as stuck ones would), yet still serve and shut down.
+    site.cluster.muteWorker(0);
+    site.cluster.muteWorker(1);
+    const start = performance.now();
+    const answers = await Promise.all([0, 1].map((i) => site.cluster.kick(globalConnId(1, i))));
+    assert.deepEqual(answers, [false, false]);
+    assert.ok(performance.now() - start >= kickReplyTimeoutMs - 20, "answered only at the timeout");
+    await clients[0].send(GET);
+    assert.equal((await clients[0].read()).status, 200, "the connection was not kicked");
+  } finally {
+    for (const c of clients) c.close();
+    await site.stop();
+  }
+});
+
+Deno.test("a worker dying while a kick waits for its answer makes the kick answer false at once", async () => {
+  // A reply timeout far beyond the test: only the death can answer, and its timer must not leak.
+  const site = await startSite({}, false, { heartbeatTimeoutMs: 1_000, kickReplyTimeoutMs: 600_000 });
+  try {
+    site.cluster.muteWorker(0);
+    const start = performance.now();
+    assert.equal(await site.cluster.kick(globalConnId(1, 0)), false);
+    assert.ok(performance.now() - start < EFFECT_TIMEOUT_MS, "answered at the death, not the timeout");
+    assert.ok(site.errors.some((e) => /worker 0 died \(no report for/.test(e)), site.errors.join("\n"));
+    await until("the stuck worker was restarted", () => site.cluster.restarts === 1);
+    assert.equal(
+      await site.cluster.kick(globalConnId(1, 0)),
+      false,
+      "the restarted worker has no connections",
+    );
+  } finally {
     await site.stop();
   }
 });
