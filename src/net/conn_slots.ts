@@ -4,7 +4,7 @@
  * Why not a `Map<id, Connection>`: under `Connection: close` load the map sees an insert and a delete
  * per connection with ever-growing ids, so V8 keeps rehashing it into fresh tables. The obsolete
  * tables still point at the connections they held; once promoted they keep every young connection
- * they name alive through the next scavenges (GC "nepotism"), so about a fifth of everything a
+ * they name alive through the next scavenges (GC "nepotism"), so about a quarter of everything a
  * connection allocated got copied to the old generation: scavenges of 12–25 ms and ~8 % of the
  * CPU. A slot array is allocated once, and a freed slot is cleared at once, so nothing dead points
  * at a live connection (measured in bench/README.md, "where the time goes").
