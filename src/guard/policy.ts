@@ -11,6 +11,8 @@
  * - Per request: the key is the peer's, or, when the peer is in TRUSTED_PROXIES, the first address of
  *   `X-Forwarded-For` (walked right to left) that is not a trusted proxy. Then ban mirror → request
  *   rate. Connection caps and connection rate always stay with the peer.
+ * - With a healthy shared store (GUARD_STORE), `admitRequestShared` and `admitConnectionShared` hand
+ *   the request rate and the connection rate to it (one promise each); every other check stays local.
  * - Each 429 and each connection refused for rate is a violation; `banAfterViolations` of them within
  *   `violationWindowMs` ban the key for banMs × 2^offences (capped at banMaxMs). Offences are forgotten
  *   after a clean stretch of `banMaxMs` past the latest ban (or when the table evicts the entry).
@@ -71,6 +73,8 @@ const CAPACITY_RETRY_SEC = 1;
 const LOG_INTERVAL_MS = 1000;
 /** Most rows `clients()` returns, whatever is asked. */
 const MAX_CLIENT_ROWS = 10_000;
+/** Prefix of the connection rate's keys in a shared store (the request rate uses the bare client key). */
+export const CONN_RATE_KEY_PREFIX = "conn:";
 /** Reason recorded on automatic bans. */
 const FLOOD = "flood";
 
@@ -103,6 +107,14 @@ export class Guard {
   /** Set by `admitRequestShared` around `admitRequest`: the rate decision is handed to the store. */
   #deferToStore = false;
   #deferred: Promise<number> | null = null;
+  /**
+   * Set by `admitConnectionShared` around `admitConnection`: the connection rate is handed to the store.
+   * `admitConnection` then leaves in `#deferredConnSlot` the slot whose rate is still to judge (-1: none,
+   * the verdict is final) and in `#deferredConnAtMs` the time it judged at.
+   */
+  #deferConnToStore = false;
+  #deferredConnSlot = -1;
+  #deferredConnAtMs = 0;
   /** Set while applying a ban or unban another instance published (so it is not published back). */
   #applyingShared = false;
   /** Scratch addresses, reused so the request path allocates nothing. */
@@ -212,7 +224,11 @@ export class Guard {
       wouldRefuse = "banned";
     }
 
-    if (wouldRefuse === null) {
+    if (wouldRefuse === null && this.#deferConnToStore) {
+      // Every local check passed: admit provisionally, `admitConnectionShared` asks the store for the rate.
+      this.#deferredConnSlot = slot;
+      this.#deferredConnAtMs = now;
+    } else if (wouldRefuse === null) {
       const waitMs = gcraWaitMs(t.connTatMs[slot], now, this.#connLimit);
       if (waitMs === 0) {
         t.connTatMs[slot] = gcraNextTat(t.connTatMs[slot], now, this.#connLimit);
@@ -281,6 +297,30 @@ export class Guard {
       this.#deferToStore = false;
       this.#deferred = null;
     }
+  }
+
+  /**
+   * As `admitConnection`, with the connection rate judged on the attached shared store while it is
+   * healthy (then a promise). Bans, the global cap, the table slot, the per-client cap and the allowlist
+   * stay local and synchronous: the caps count this instance's live sockets. A refusal after the await
+   * releases what the synchronous part took (pin and open count). Without a store, or while it is
+   * degraded, exactly `admitConnection`: the same synchronous path.
+   */
+  admitConnectionShared(remoteIp: string): ConnVerdict | Promise<ConnVerdict> {
+    const store = this.#store;
+    if (store === null || !store.healthy) return this.admitConnection(remoteIp);
+    this.#deferConnToStore = true;
+    let v: ConnVerdict;
+    let slot: number;
+    try {
+      v = this.admitConnection(remoteIp);
+      slot = this.#deferredConnSlot;
+    } finally {
+      this.#deferConnToStore = false;
+      this.#deferredConnSlot = -1;
+    }
+    if (!v.ok || slot < 0) return v;
+    return this.#judgeConnShared(v, slot, this.#deferredConnAtMs);
   }
 
   /** Attaches the store shared with other instances (GUARD_STORE); bans made here are published to it. */
@@ -517,6 +557,38 @@ export class Guard {
     const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
     if (this.#enforce) return retrySec;
     return this.#dryRunRequest(slot, at, "rate", retrySec);
+  }
+
+  /**
+   * The connection rate of an admitted-so-far connection judged on the shared store, under a key space
+   * of its own (`conn:` + client key: no client key starts with `conn:`, so it never meets a request
+   * rate's TAT); the local GCRA when the store cannot answer. The slot is pinned by `admitted`, so it
+   * still holds its key. As `#judgeShared`, the local TAT follows this instance's admitted share.
+   */
+  async #judgeConnShared(
+    admitted: ConnVerdict & { ok: true },
+    slot: number,
+    now: number,
+  ): Promise<ConnVerdict> {
+    const t = this.#table;
+    const key = admitted.key;
+    const limit = this.#connLimit;
+    const shared = await this.#store!.gcra(CONN_RATE_KEY_PREFIX + key, limit);
+    const at = Math.max(now, this.#clock.nowMs());
+    const waitMs = shared >= 0 ? shared : gcraWaitMs(t.connTatMs[slot], at, limit);
+    if (waitMs === 0) {
+      t.connTatMs[slot] = gcraNextTat(t.connTatMs[slot], at, limit);
+      return admitted;
+    }
+    const banMs = this.#violation(slot, at);
+    const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
+    if (this.#enforce) {
+      this.release(admitted.ticket);
+      return this.#refuse("conn_rate", key, retrySec);
+    }
+    this.#dryRunRefusals++;
+    this.#log(at, `dry-run: would refuse connection from ${key}: conn_rate (retry after ${retrySec}s)`);
+    return admitted;
   }
 
   #dryRunRequest(slot: number, now: number, why: string, retrySec: number): number {

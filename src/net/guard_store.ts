@@ -1,7 +1,7 @@
 /**
  * Wiring of GUARD_STORE for the composition root: builds the Redis-backed shared store (sockets from
  * src/net/redis_client.ts) and attaches it to the guard, and the server gate that lets the store decide
- * request rates. With GUARD_STORE=memory it builds nothing and the guard stays the gate itself, so the
+ * request rates and connection rates. With GUARD_STORE=memory it builds nothing and the guard stays the gate itself, so the
  * default path is unchanged.
  */
 
@@ -36,10 +36,14 @@ export function createGuardStore(
   return store;
 }
 
-/** The guard as the server's gate, with request rates judged on its shared store while it is healthy. */
+/**
+ * The guard as the server's gate, with request rates and connection rates judged on its shared store
+ * while it is healthy (the connection caps stay this instance's). WORKERS > 1 does not use this gate:
+ * its `SharedGate` must decide synchronously under the shared table's lock.
+ */
 export function storeGate(guard: Guard): ConnGate {
   return {
-    admitConnection: (remoteIp) => guard.admitConnection(remoteIp),
+    admitConnection: (remoteIp) => guard.admitConnectionShared(remoteIp),
     admitRequest: (ticket, forwardedFor) => guard.admitRequestShared(ticket, forwardedFor),
     release: (ticket) => guard.release(ticket),
     idleTimeoutMs: () => guard.idleTimeoutMs(),

@@ -25,11 +25,19 @@ import { DateLine } from "../http/date.ts";
 import { textReply, WholeReplies } from "../http/response.ts";
 import { BufferPool } from "../static/buffer_pool.ts";
 
+/** The gate's answer at accept: a ticket to serve with, or why to refuse. */
+export type ConnGateVerdict =
+  | { ok: true; ticket: number; key: string }
+  | { ok: false; reason: RefuseReason; key: string; retryAfterSec: number };
+
 /** Admission at accept (the guard implements it). */
 export interface ConnGate extends RequestGate {
-  admitConnection(remoteIp: string):
-    | { ok: true; ticket: number; key: string }
-    | { ok: false; reason: RefuseReason; key: string; retryAfterSec: number };
+  /**
+   * A promise when part of the decision is made elsewhere (GUARD_STORE's shared connection rate): the
+   * socket is then not read until it settles, and an ok verdict is released if the server no longer wants
+   * the connection. Must never reject.
+   */
+  admitConnection(remoteIp: string): ConnGateVerdict | Promise<ConnGateVerdict>;
   /** Housekeeping, called about once a second. */
   tick(): void;
   /**
@@ -89,6 +97,15 @@ function refusalBytes(status: number, retryAfterSec: number): Uint8Array {
 
 const REFUSE_503 = refusalBytes(503, 0);
 
+/** Closes a socket that may already be closed (by the peer, a timer or shutdown). */
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // gone already
+  }
+}
+
 /** `::ffff:1.2.3.4` → `1.2.3.4`; anything else unchanged. */
 export function unmapAddress(ip: string): string {
   return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
@@ -113,6 +130,12 @@ export class Server {
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
+  /**
+   * Sockets accepted whose verdict is still awaited (not read meanwhile). `closed`: shutdown closed the
+   * socket as never-spoke; the verdict then only releases its ticket. Slots, not a Set: one insert and one
+   * delete per connection would churn a hash table (see conn_slots.ts).
+   */
+  #pending = new ConnSlots<{ conn: Deno.TcpConn | Deno.TlsConn; closed: boolean }>();
   /** Refreshed by every sweep to "now + one sweep period" (see `ConnContext.nowMs`). */
   #coarseNowMs: number;
   #sweepMs: number;
@@ -227,22 +250,69 @@ export class Server {
   }
 
   #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
+    const remote = unmapAddress(conn.remoteAddr.hostname);
+    const gate = this.#deps.gate;
+    if (gate === null) {
+      this.#start(conn, remote, -1, remote);
+      return;
+    }
+    const v = gate.admitConnection(remote);
+    if (v instanceof Promise) {
+      // The accept loop goes on; this socket waits, unread, for its verdict.
+      void this.#admitLater(conn, remote, v);
+      return;
+    }
+    if (!v.ok) {
+      // The guard already counted this refusal in `stats.refused` (counting here too doubled it).
+      this.#refuse(conn, v.reason, v.retryAfterSec);
+      return;
+    }
+    this.#start(conn, remote, v.ticket, v.key);
+  }
+
+  /**
+   * `#admit`'s end for a verdict that arrives later. A socket shutdown closed meanwhile (never spoke),
+   * or whose verdict arrives once the server is shutting down, is closed and its ticket released.
+   */
+  async #admitLater(
+    conn: Deno.TcpConn | Deno.TlsConn,
+    remote: string,
+    verdict: Promise<ConnGateVerdict>,
+  ): Promise<void> {
+    const p = { conn, closed: false };
+    const slot = this.#pending.add(p);
+    let v: ConnGateVerdict | null = null;
+    try {
+      v = await verdict;
+    } catch (e) {
+      // A gate must not reject; if one does, this socket alone is dropped (the ticket is unknown).
+      this.#ctx.logError(
+        `conn ${remote}: admitting connection: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    this.#pending.remove(slot);
+    if (v !== null && !p.closed && !this.#shuttingDown) {
+      if (!v.ok) this.#refuse(conn, v.reason, v.retryAfterSec);
+      else this.#start(conn, remote, v.ticket, v.key);
+      return;
+    }
+    if (v !== null && v.ok) this.#deps.gate!.release(v.ticket);
+    if (!p.closed) closeQuietly(conn);
+  }
+
+  /** Closes the sockets still waiting for a verdict (they never spoke). */
+  #closePending(): void {
+    this.#pending.forEach((p) => {
+      if (p.closed) return;
+      p.closed = true;
+      closeQuietly(p.conn);
+    });
+  }
+
+  /** Counts an admitted socket and starts serving it. */
+  #start(conn: Deno.TcpConn | Deno.TlsConn, remote: string, ticket: number, key: string): void {
     const stats = this.#deps.stats;
     const addr = conn.remoteAddr;
-    const remote = unmapAddress(addr.hostname);
-    let ticket = -1;
-    let key = remote;
-    const gate = this.#deps.gate;
-    if (gate !== null) {
-      const v = gate.admitConnection(remote);
-      if (!v.ok) {
-        // The guard already counted this refusal in `stats.refused` (counting here too doubled it).
-        this.#refuse(conn, v.reason, v.retryAfterSec);
-        return;
-      }
-      ticket = v.ticket;
-      key = v.key;
-    }
     stats.accepted++;
     stats.open++;
     const id = this.#nextId++;
@@ -352,6 +422,7 @@ export class Server {
       this.#closeListeners();
     }
     await this.#acceptDone;
+    this.#closePending();
     this.#conns.forEach((c) => c.closeIfIdle());
     if (this.#conns.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -379,6 +450,7 @@ export class Server {
     this.#shuttingDown = true;
     this.#ctx.shuttingDown = true;
     this.#closeListeners();
+    this.#closePending();
     this.#conns.forEach((c) => c.close());
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;

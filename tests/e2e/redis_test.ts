@@ -7,6 +7,11 @@
  * without it degrades with a certificate error). Skipped, with the reason in the test name, when
  * `redis-server` (or, for TLS, `openssl`) is not installed.
  *
+ * The connection rate is shared too: a client opening connections alternately on both instances gets one
+ * CONN_BURST + CONN_RATE × t, refused past it with the accept-time 429. Last, without Redis, a gate whose
+ * verdict arrives late (as a shared check's does): served when it admits, and when it arrives during
+ * shutdown the socket is closed and the ticket released.
+ *
  * Every client uses its own 127.0.0.x source address, so the tests never share a limiter bucket.
  */
 
@@ -23,7 +28,9 @@ import {
   startRedis,
   type TestRedis,
 } from "../_helpers/redis.ts";
-import type { Config } from "../../src/config.ts";
+import { type Config, DEFAULT_CONFIG } from "../../src/config.ts";
+import type { ConnGate, ConnGateVerdict } from "../../src/net/server.ts";
+import { startVento } from "../../main.ts";
 
 const GET = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 const RATE_PER_SEC = 20;
@@ -361,3 +368,132 @@ Deno.test({
     }
   },
 });
+
+// --- the connection rate ------------------------------------------------------------------------------
+
+const CONN_RATE_PER_SEC = 5;
+const CONN_BURST = 5;
+
+Deno.test({
+  name: "two instances share one connection rate: connections alternating between them get one allowance" +
+    REDIS_SKIP_NOTE,
+  ignore: !REDIS_AVAILABLE,
+  fn: () =>
+    withCluster(async (_redis, servers) => {
+      // Each attempt is a new connection; only the connection rate can refuse one here.
+      const t = await flood(servers, "127.0.0.27", FLOOD_MS);
+      const oks = t.ok[0] + t.ok[1];
+      const expected = CONN_BURST + CONN_RATE_PER_SEC * t.elapsedMs / 1000;
+      assert.equal(t.other, 0);
+      assert.ok(
+        oks <= expected * 1.1 + 1 && oks >= expected * 0.9 - 1,
+        `${oks} connections admitted in ${t.elapsedMs.toFixed(0)} ms; one shared rate allows ` +
+          `~${expected.toFixed(0)}, two separate ones ~${(2 * expected).toFixed(0)}: ${JSON.stringify(t)}`,
+      );
+      assert.ok(t.ok[0] > 0 && t.ok[1] > 0 && t.limited[0] > 0 && t.limited[1] > 0, JSON.stringify(t));
+      // Every 429 was the refusal at accept, and nothing stays open or pinned.
+      for (const [i, s] of servers.entries()) {
+        assert.equal(s.vento.stats.refused.conn_rate, t.limited[i]);
+        assert.equal(s.vento.stats.accepted, t.ok[i]);
+        await until("connections released", FANOUT_LIMIT_MS, () => s.vento.guard.openConns === 0);
+      }
+      // A bystander is not limited by it.
+      assert.equal((await requestFrom(servers[0].port, "127.0.0.28", GET)).status, 200);
+    }, {
+      connRatePerSec: CONN_RATE_PER_SEC,
+      connBurst: CONN_BURST,
+      requestRatePerSec: 100_000,
+      requestBurst: 100_000,
+    }),
+});
+
+// --- a verdict that arrives later (no Redis needed) -----------------------------------------------------
+
+/**
+ * A real server whose gate is the guard with each connection's verdict held until `next()` releases
+ * it, as a shared store's round trip holds it.
+ */
+async function withLateGate(
+  fn: (
+    port: number,
+    gate: { calls: number; next(): void },
+    vento: Awaited<ReturnType<typeof startVento>>,
+  ) => Promise<void>,
+): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "vento-test-" });
+  await Deno.writeTextFile(`${root}/index.html`, "hello\n");
+  const held: (() => void)[] = [];
+  const late = {
+    calls: 0,
+    next() {
+      held.shift()!();
+    },
+  };
+  const vento = await startVento(
+    {
+      ...DEFAULT_CONFIG,
+      host: "127.0.0.1",
+      port: 0,
+      documentRoot: root,
+      accessLog: "off",
+      adminSocket: "off",
+    },
+    {
+      configPath: null,
+      logError: () => {},
+      gate: (guard): ConnGate => ({
+        admitConnection: (remoteIp) => {
+          late.calls++;
+          const v = guard.admitConnection(remoteIp);
+          return new Promise<ConnGateVerdict>((resolve) => held.push(() => resolve(v)));
+        },
+        admitRequest: (ticket, forwardedFor) => guard.admitRequest(ticket, forwardedFor),
+        release: (ticket) => guard.release(ticket),
+        idleTimeoutMs: () => guard.idleTimeoutMs(),
+        tick: () => guard.tick(),
+      }),
+    },
+  );
+  try {
+    await fn(vento.addr.port, late, vento);
+  } finally {
+    await vento.shutdown();
+    while (held.length > 0) late.next();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("a connection whose verdict arrives later is not read until then, then served", () =>
+  withLateGate(async (port, gate, vento) => {
+    const c = await NodeClient.connect(port, { localAddress: "127.0.0.29" });
+    try {
+      await c.send(GET);
+      await until("the gate is asked", FANOUT_LIMIT_MS, () => gate.calls === 1);
+      await sleep(50);
+      assert.equal(c.bytesReceived, 0, "nothing is answered before the verdict");
+      assert.equal(vento.stats.accepted, 0);
+      gate.next();
+      assert.equal((await c.read()).status, 200);
+      assert.equal(vento.stats.accepted, 1);
+    } finally {
+      await c.close();
+    }
+  }));
+
+Deno.test("a verdict arriving during shutdown: the socket is closed unserved and the ticket released", () =>
+  withLateGate(async (port, gate, vento) => {
+    const c = await NodeClient.connect(port, { localAddress: "127.0.0.30" });
+    try {
+      await c.send(GET);
+      await until("the gate is asked", FANOUT_LIMIT_MS, () => gate.calls === 1);
+      assert.equal(vento.guard.openConns, 1, "the guard admitted it; the server waits for the verdict");
+      await vento.shutdown();
+      assert.equal(await c.closedWithin(FANOUT_LIMIT_MS), true, "closed by shutdown: it never spoke");
+      assert.equal(c.bytesReceived, 0);
+      gate.next(); // the verdict (ok) arrives after everything closed
+      await until("the ticket is released", FANOUT_LIMIT_MS, () => vento.guard.openConns === 0);
+      assert.equal(vento.stats.accepted, 0);
+    } finally {
+      await c.close();
+    }
+  }));

@@ -257,3 +257,15 @@ Deno.test("with an attached open count the global cap and busy threshold follow 
   guard.useOpenCount(null);
   assert.ok(guard.admitConnection("203.0.113.2").ok);
 });
+
+Deno.test("without a shared store admitConnectionShared is admitConnection: synchronous, same verdicts", () => {
+  const a = setup({ connBurst: 2, connRatePerSec: 1, banAfterViolations: 2 });
+  const b = setup({ connBurst: 2, connRatePerSec: 1, banAfterViolations: 2 });
+  for (let i = 0; i < 5; i++) {
+    const shared = a.guard.admitConnectionShared("203.0.113.3");
+    assert.ok(!(shared instanceof Promise), "no promise without a store");
+    assert.deepEqual(shared, b.guard.admitConnection("203.0.113.3"), `attempt ${i}`);
+  }
+  assert.equal(a.guard.openConns, 2);
+  assert.deepEqual(a.stats.refused, b.stats.refused);
+});
