@@ -201,20 +201,33 @@ Deno.test("the per-client connection cap counts connections on every worker", as
   const site = await startSite({ maxConnsPerClient: 6 });
   const clients: RawClient[] = [];
   try {
-    let refused = 0;
-    for (let i = 0; i < 16; i++) {
-      const c = await RawClient.connect(site.port);
-      clients.push(c);
-      await c.send(GET);
-      const r = await c.read();
-      if (r.status === 503) refused++;
-      else assert.equal(r.status, 200);
+    // The kernel picks the worker by a hash of the source port: all 6 admitted ones land on one worker
+    // about once in 32 tries. Such a round proves nothing about the sum across workers, so it is retried.
+    let spread = false;
+    for (let attempt = 0; attempt < 6 && !spread; attempt++) {
+      let refused = 0;
+      for (let i = 0; i < 16; i++) {
+        const c = await RawClient.connect(site.port);
+        clients.push(c);
+        await c.send(GET);
+        const r = await c.read();
+        if (r.status === 503) refused++;
+        else assert.equal(r.status, 200);
+      }
+      assert.equal(refused, 10, "6 admitted in all, not 6 per worker");
+      let per = [0, 0];
+      await until("the 6 admitted ones are listed", () => {
+        per = connsPerWorker(site);
+        return per[0] + per[1] === 6;
+      });
+      spread = per[0] > 0 && per[1] > 0;
+      for (const c of clients.splice(0)) c.close();
+      await until("the round's connections are gone", () => {
+        const now = connsPerWorker(site);
+        return now[0] + now[1] === 0;
+      });
     }
-    assert.equal(refused, 10, "6 admitted in all, not 6 per worker");
-    await until("the admitted ones sit on both workers", () => {
-      const per = connsPerWorker(site);
-      return per[0] + per[1] === 6 && per[0] > 0 && per[1] > 0;
-    });
+    assert.ok(spread, "in 6 rounds the admitted connections never sat on both workers");
   } finally {
     for (const c of clients) c.close();
     await site.stop();
