@@ -385,9 +385,12 @@ export class Server {
     return out;
   }
 
-  /** Closes connection `id` now. Returns whether it existed. */
+  /**
+   * Closes connection `id` now. Returns whether it was open (a connection already closed, whose loop has
+   * not yet wound down, counts as gone: a second kick of it is not found).
+   */
   kick(id: number): boolean {
-    const c = this.#conns.find((c) => c.id === id);
+    const c = this.#conns.find((c) => c.id === id && c.state !== "closed");
     if (c === undefined) return false;
     c.close();
     return true;
