@@ -4,7 +4,7 @@
  */
 
 import { type Config, DEFAULT_CONFIG } from "../../src/config.ts";
-import { startVento, type Vento } from "../../main.ts";
+import { type StartOptions, startVento, type Vento } from "../../main.ts";
 
 export interface TestServer {
   vento: Vento;
@@ -27,10 +27,12 @@ export const DEFAULT_FILES: Files = {
 /**
  * Starts a server. `overrides` replaces config fields (timeouts in ms, limits…); by default the guard's
  * limits are generous so ordinary tests never trip them, and there is no admin socket or access log.
+ * `start` passes other `startVento` options (a clock, a gate wrapping the guard).
  */
 export async function startTestServer(
   overrides: Partial<Config> = {},
   files: Files = DEFAULT_FILES,
+  start: Omit<StartOptions, "configPath" | "logError"> = {},
 ): Promise<TestServer> {
   const root = await Deno.makeTempDir({ prefix: "vento-test-" });
   for (const [rel, contents] of Object.entries(files)) {
@@ -54,7 +56,7 @@ export async function startTestServer(
     ...overrides,
   };
   const errors: string[] = [];
-  const vento = await startVento(config, { configPath: null, logError: (m) => errors.push(m) });
+  const vento = await startVento(config, { ...start, configPath: null, logError: (m) => errors.push(m) });
   return {
     vento,
     port: vento.addr.port,

@@ -8,9 +8,8 @@
  * `redis-server` (or, for TLS, `openssl`) is not installed.
  *
  * The connection rate is shared too: a client opening connections alternately on both instances gets one
- * CONN_BURST + CONN_RATE × t, refused past it with the accept-time 429. Last, without Redis, a gate whose
- * verdict arrives late (as a shared check's does): served when it admits, and when it arrives during
- * shutdown the socket is closed and the ticket released.
+ * CONN_BURST + CONN_RATE × t, refused past it with the accept-time 429. (How the server handles a verdict
+ * that arrives later, without Redis: tests/e2e/admission_test.ts.)
  *
  * Every client uses its own 127.0.0.x source address, so the tests never share a limiter bucket.
  */
@@ -28,9 +27,7 @@ import {
   startRedis,
   type TestRedis,
 } from "../_helpers/redis.ts";
-import { type Config, DEFAULT_CONFIG } from "../../src/config.ts";
-import type { ConnGate, ConnGateVerdict } from "../../src/net/server.ts";
-import { startVento } from "../../main.ts";
+import type { Config } from "../../src/config.ts";
 
 const GET = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 const RATE_PER_SEC = 20;
@@ -406,94 +403,3 @@ Deno.test({
       requestBurst: 100_000,
     }),
 });
-
-// --- a verdict that arrives later (no Redis needed) -----------------------------------------------------
-
-/**
- * A real server whose gate is the guard with each connection's verdict held until `next()` releases
- * it, as a shared store's round trip holds it.
- */
-async function withLateGate(
-  fn: (
-    port: number,
-    gate: { calls: number; next(): void },
-    vento: Awaited<ReturnType<typeof startVento>>,
-  ) => Promise<void>,
-): Promise<void> {
-  const root = await Deno.makeTempDir({ prefix: "vento-test-" });
-  await Deno.writeTextFile(`${root}/index.html`, "hello\n");
-  const held: (() => void)[] = [];
-  const late = {
-    calls: 0,
-    next() {
-      held.shift()!();
-    },
-  };
-  const vento = await startVento(
-    {
-      ...DEFAULT_CONFIG,
-      host: "127.0.0.1",
-      port: 0,
-      documentRoot: root,
-      accessLog: "off",
-      adminSocket: "off",
-    },
-    {
-      configPath: null,
-      logError: () => {},
-      gate: (guard): ConnGate => ({
-        admitConnection: (remoteIp) => {
-          late.calls++;
-          const v = guard.admitConnection(remoteIp);
-          return new Promise<ConnGateVerdict>((resolve) => held.push(() => resolve(v)));
-        },
-        admitRequest: (ticket, forwardedFor) => guard.admitRequest(ticket, forwardedFor),
-        release: (ticket) => guard.release(ticket),
-        idleTimeoutMs: () => guard.idleTimeoutMs(),
-        tick: () => guard.tick(),
-      }),
-    },
-  );
-  try {
-    await fn(vento.addr.port, late, vento);
-  } finally {
-    await vento.shutdown();
-    while (held.length > 0) late.next();
-    await Deno.remove(root, { recursive: true });
-  }
-}
-
-Deno.test("a connection whose verdict arrives later is not read until then, then served", () =>
-  withLateGate(async (port, gate, vento) => {
-    const c = await NodeClient.connect(port, { localAddress: "127.0.0.29" });
-    try {
-      await c.send(GET);
-      await until("the gate is asked", FANOUT_LIMIT_MS, () => gate.calls === 1);
-      await sleep(50);
-      assert.equal(c.bytesReceived, 0, "nothing is answered before the verdict");
-      assert.equal(vento.stats.accepted, 0);
-      gate.next();
-      assert.equal((await c.read()).status, 200);
-      assert.equal(vento.stats.accepted, 1);
-    } finally {
-      await c.close();
-    }
-  }));
-
-Deno.test("a verdict arriving during shutdown: the socket is closed unserved and the ticket released", () =>
-  withLateGate(async (port, gate, vento) => {
-    const c = await NodeClient.connect(port, { localAddress: "127.0.0.30" });
-    try {
-      await c.send(GET);
-      await until("the gate is asked", FANOUT_LIMIT_MS, () => gate.calls === 1);
-      assert.equal(vento.guard.openConns, 1, "the guard admitted it; the server waits for the verdict");
-      await vento.shutdown();
-      assert.equal(await c.closedWithin(FANOUT_LIMIT_MS), true, "closed by shutdown: it never spoke");
-      assert.equal(c.bytesReceived, 0);
-      gate.next(); // the verdict (ok) arrives after everything closed
-      await until("the ticket is released", FANOUT_LIMIT_MS, () => vento.guard.openConns === 0);
-      assert.equal(vento.stats.accepted, 0);
-    } finally {
-      await c.close();
-    }
-  }));

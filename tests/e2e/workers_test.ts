@@ -99,11 +99,11 @@ async function openServed(port: number, n: number): Promise<RawClient[]> {
 }
 
 /** One request over the site's admin socket (a connection of its own); the decoded reply line. */
-async function adminAsk(
+async function adminAsk<T = { id: number }>(
   site: Site,
   op: string,
   args: Record<string, unknown>,
-): Promise<{ ok: boolean; data?: { id: number }; error?: { code: string } }> {
+): Promise<{ ok: boolean; data?: T; error?: { code: string } }> {
   const sock = await Deno.connect({ transport: "unix", path: `${site.dir}/vento.sock` });
   try {
     await sock.write(new TextEncoder().encode(JSON.stringify({ v: 1, id: 1, op, args }) + "\n"));
@@ -281,27 +281,15 @@ Deno.test("the admin socket sums both workers' stats", async () => {
     const n = 30;
     for (let i = 0; i < n; i++) assert.equal((await request(site.port, GET_CLOSE)).status, 200);
     await until("reports carry every request", () => site.cluster.stats().requests === n);
-    const sock = await Deno.connect({ transport: "unix", path: `${site.dir}/vento.sock` });
-    try {
-      await sock.write(new TextEncoder().encode('{"v":1,"id":7,"op":"stats"}\n'));
-      let text = "";
-      const buf = new Uint8Array(64 * 1024);
-      while (!text.includes("\n")) {
-        const got = await sock.read(buf);
-        if (got === null) break;
-        text += new TextDecoder().decode(buf.subarray(0, got));
-      }
-      const reply = JSON.parse(text.slice(0, text.indexOf("\n")));
-      assert.equal(reply.ok, true, text);
-      const data = reply.data.snapshot ?? reply.data;
-      assert.equal(data.requests, n);
-      assert.equal(data.accepted, n);
-      assert.equal(data.responses[2], n);
-      const per = site.cluster.workerStats().map((s) => s?.requests ?? 0);
-      assert.ok(per[0] > 0 && per[1] > 0, `both workers served (${per.join(" + ")})`);
-    } finally {
-      sock.close();
-    }
+    type Snapshot = { requests: number; accepted: number; responses: Record<number, number> };
+    const reply = await adminAsk<{ snapshot?: Snapshot } & Snapshot>(site, "stats", {});
+    assert.equal(reply.ok, true, JSON.stringify(reply));
+    const data = reply.data!.snapshot ?? reply.data!;
+    assert.equal(data.requests, n);
+    assert.equal(data.accepted, n);
+    assert.equal(data.responses[2], n);
+    const per = site.cluster.workerStats().map((s) => s?.requests ?? 0);
+    assert.ok(per[0] > 0 && per[1] > 0, `both workers served (${per.join(" + ")})`);
   } finally {
     await site.stop();
   }
