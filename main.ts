@@ -17,7 +17,7 @@ import { type Clock, systemClock } from "./src/net/clock.ts";
 import { type ConnGate, Server } from "./src/net/server.ts";
 import { Stats } from "./src/stats/stats.ts";
 import { Guard } from "./src/guard/policy.ts";
-import { createGuardStore, storeGate } from "./src/net/guard_store.ts";
+import { createGuardStore } from "./src/net/guard_store.ts";
 import type { GuardTable } from "./src/guard/table.ts";
 import { Cluster, resolveWorkers, startCluster, WORKER_NAME_PREFIX } from "./src/net/cluster.ts";
 import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
@@ -112,7 +112,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const router = new Router(staticResponder, live);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
-  const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
+  const gate: ConnGate = options.gate?.(guard) ?? guard;
   const server = new Server({
     options: live,
     clock,

@@ -11,8 +11,13 @@
  * - Per request: the key is the peer's, or, when the peer is in TRUSTED_PROXIES, the first address of
  *   `X-Forwarded-For` (walked right to left) that is not a trusted proxy. Then ban mirror → request
  *   rate. Connection caps and connection rate always stay with the peer.
- * - With a healthy shared store (GUARD_STORE), `admitRequestShared` and `admitConnectionShared` hand
- *   the request rate and the connection rate to it (one promise each); every other check stays local.
+ * - The guard is the server's gate (`admitConnection`, `admitRequest`, `release`). With a healthy
+ *   shared store (GUARD_STORE) those hand the request rate and the connection rate to it (one promise
+ *   each); every other check stays local. `decideConnection` and `decideRequest` are the same decisions
+ *   taken here and now, synchronously (the shared table's gate calls them under its lock).
+ * - Each check returns what to do as a value (a verdict, a slot still to judge, an answer);
+ *   `#settleRate` is the one place a GCRA result becomes a violation, a Retry-After and a refusal or a
+ *   dry-run log line.
  * - Each 429 and each connection refused for rate is a violation; `banAfterViolations` of them within
  *   `violationWindowMs` ban the key for banMs × 2^offences (capped at banMaxMs). Offences are forgotten
  *   after a clean stretch of `banMaxMs` past the latest ban (or when the table evicts the entry).
@@ -75,6 +80,10 @@ const LOG_INTERVAL_MS = 1000;
 const MAX_CLIENT_ROWS = 10_000;
 /** Prefix of the connection rate's keys in a shared store (the request rate uses the bare client key). */
 export const CONN_RATE_KEY_PREFIX = "conn:";
+/** Which rate `#settleRate` judges (its TAT, limit and log wording). */
+const REQUEST_RATE = 0;
+const CONNECTION_RATE = 1;
+type RateKind = typeof REQUEST_RATE | typeof CONNECTION_RATE;
 /** Reason recorded on automatic bans. */
 const FLOOD = "flood";
 
@@ -104,17 +113,6 @@ export class Guard {
   #suppressedLogs = 0;
   /** GUARD_STORE shared by several instances (null: the embedded table alone). */
   #store: SharedStore | null = null;
-  /** Set by `admitRequestShared` around `admitRequest`: the rate decision is handed to the store. */
-  #deferToStore = false;
-  #deferred: Promise<number> | null = null;
-  /**
-   * Set by `admitConnectionShared` around `admitConnection`: the connection rate is handed to the store.
-   * `admitConnection` then leaves in `#deferredConnSlot` the slot whose rate is still to judge (-1: none,
-   * the verdict is final) and in `#deferredConnAtMs` the time it judged at.
-   */
-  #deferConnToStore = false;
-  #deferredConnSlot = -1;
-  #deferredConnAtMs = 0;
   /** Set while applying a ban or unban another instance published (so it is not published back). */
   #applyingShared = false;
   /** Scratch addresses, reused so the request path allocates nothing. */
@@ -175,152 +173,61 @@ export class Guard {
     return this.#dryRunRefusals;
   }
 
-  /** At accept, before any byte is read. `remoteIp` as the runtime reports it (may be `::ffff:1.2.3.4`). */
-  admitConnection(remoteIp: string): ConnVerdict {
-    const now = this.#clock.nowMs();
-    const o = this.#o;
-    const addr = this.#peer;
-    const m = this.#lastPeer;
-    if (remoteIp !== m.remote) {
-      // Clients open connections in runs (a browser's six, a proxy's many): parse, key and classify
-      // an address once per run rather than once per connection.
-      m.isIp = parsePeerIp(remoteIp, m.addr);
-      m.key = m.isIp ? keyOf(m.addr, o.clientIpv6PrefixBits) : remoteIp;
-      m.trusted = m.isIp && this.#trusted.contains(m.addr);
-      m.allowed = m.isIp && this.#allow.contains(m.addr);
-      m.remote = remoteIp;
-    }
-    addr.copyFrom(m.addr);
-    const isIp = m.isIp;
-    const key = m.key;
-    const trusted = m.trusted;
-
-    // The whole server's open connections (read once: both cap checks below use it).
-    const open = this.#openSource === null ? this.#open : this.#openSource();
-    if (m.allowed) {
-      if (open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
-      this.#open++;
-      return { ok: true, ticket: trusted ? TICKET_ALLOWED_PROXY : TICKET_ALLOWED, key };
-    }
-
-    let wouldRefuse: RefuseReason | null = null;
-    let retrySec = 0;
-    const banUntil = this.#banUntil(key, isIp ? addr : null, now);
-    if (banUntil > now) {
-      retrySec = retryAfterSec(banUntil - now);
-      if (this.#enforce) return this.#refuse("banned", key, retrySec);
-      wouldRefuse = "banned";
-    }
-    if (open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
-
-    const t = this.#table;
-    const slot = this.#acquire(key, isIp ? addr : null, now);
-    if (slot < 0) return this.#refuse("table_full", key, CAPACITY_RETRY_SEC);
-    if (t.conns[slot] >= o.maxConnsPerClient) return this.#refuse("client_cap", key, CAPACITY_RETRY_SEC);
-    // The table's ban mirror also holds bans another worker thread earned for this key (shared table).
-    if (wouldRefuse === null && t.bannedUntilMs[slot] > now) {
-      retrySec = retryAfterSec(t.bannedUntilMs[slot] - now);
-      if (this.#enforce) return this.#refuse("banned", key, retrySec);
-      wouldRefuse = "banned";
-    }
-
-    if (wouldRefuse === null && this.#deferConnToStore) {
-      // Every local check passed: admit provisionally, `admitConnectionShared` asks the store for the rate.
-      this.#deferredConnSlot = slot;
-      this.#deferredConnAtMs = now;
-    } else if (wouldRefuse === null) {
-      const waitMs = gcraWaitMs(t.connTatMs[slot], now, this.#connLimit);
-      if (waitMs === 0) {
-        t.connTatMs[slot] = gcraNextTat(t.connTatMs[slot], now, this.#connLimit);
-      } else {
-        const banMs = this.#violation(slot, now);
-        retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
-        if (this.#enforce) return this.#refuse("conn_rate", key, retrySec);
-        wouldRefuse = "conn_rate";
-      }
-    }
-    if (wouldRefuse !== null) {
-      this.#dryRunRefusals++;
-      this.#log(
-        now,
-        `dry-run: would refuse connection from ${key}: ${wouldRefuse} (retry after ${retrySec}s)`,
-      );
-    }
-    t.pin(slot);
-    this.#open++;
-    // The low bit remembers whether this peer is a trusted proxy: trust is per address, and an IPv6
-    // key (a /64) may hold both a trusted proxy and an untrusted host.
-    return { ok: true, ticket: slot * 2 + (trusted ? 1 : 0), key };
-  }
-
   /**
-   * Per request. Returns 0 to serve, or the Retry-After seconds for a 429 (the connection then
-   * closes). `forwardedFor` is the `X-Forwarded-For` value (see `forwardedForOf` for several field
-   * lines) or undefined; it is read only when the peer is a trusted proxy.
+   * The gate's decision at accept, before any byte is read. `remoteIp` as the runtime reports it (may be
+   * `::ffff:1.2.3.4`). With a healthy shared store (GUARD_STORE) the connection rate is judged there
+   * (then a promise; every other check stays local and synchronous, and the caps count this instance's
+   * live sockets); otherwise exactly `decideConnection`, synchronously. A refusal after the await
+   * releases what the synchronous part took (pin and open count).
    */
-  admitRequest(ticket: number, forwardedFor: string | undefined): number {
-    const peerTrusted = ticket === TICKET_ALLOWED_PROXY || (ticket >= 0 && (ticket & 1) === 1);
-    let slot = ticket >= 0 ? ticket >> 1 : -1;
-    const now = this.#clock.nowMs();
-    if (peerTrusted && forwardedFor !== undefined) {
-      const addr = this.#forwarded;
-      if (forwardedClient(forwardedFor, this.#trusted, addr, this.#scratch)) {
-        if (this.#allow.contains(addr)) return 0;
-        const key = keyOf(addr, this.#o.clientIpv6PrefixBits);
-        slot = this.#acquire(key, addr, now);
-        if (slot < 0) {
-          // Every slot is held by a live connection: fail closed, as at accept.
-          if (this.#enforce) return CAPACITY_RETRY_SEC;
-          this.#dryRunRefusals++;
-          this.#log(now, `dry-run: would refuse request from ${key}: table_full`);
-          return 0;
-        }
-      }
-    }
-    if (slot < 0) return 0; // allowlisted peer
-    return this.#judgeRequest(slot, now);
-  }
-
-  /**
-   * As `admitRequest`, with the request rate judged on the attached shared store while it is healthy
-   * (then a promise; the ban check stays local and synchronous). Without a store, or while it is
-   * degraded, exactly `admitRequest`: the same synchronous path.
-   */
-  admitRequestShared(ticket: number, forwardedFor: string | undefined): number | Promise<number> {
+  admitConnection(remoteIp: string): ConnVerdict | Promise<ConnVerdict> {
     const store = this.#store;
-    if (store === null || !store.healthy) return this.admitRequest(ticket, forwardedFor);
-    this.#deferToStore = true;
-    try {
-      const r = this.admitRequest(ticket, forwardedFor);
-      return this.#deferred ?? r;
-    } finally {
-      this.#deferToStore = false;
-      this.#deferred = null;
-    }
+    if (store === null || !store.healthy) return this.decideConnection(remoteIp);
+    const now = this.#clock.nowMs();
+    const local = this.#admitLocal(remoteIp, now);
+    if (typeof local !== "number") return local;
+    // Admitted provisionally: the slot stays pinned (holding its key) while the store decides.
+    return this.#judgeConnShared(this.#admitted(local), local, now);
+  }
+
+  /** The whole connection decision taken here and now (no shared store): what WORKERS > 1 calls under its lock. */
+  decideConnection(remoteIp: string): ConnVerdict {
+    const now = this.#clock.nowMs();
+    const local = this.#admitLocal(remoteIp, now);
+    if (typeof local !== "number") return local;
+    const waitMs = gcraWaitMs(this.#table.connTatMs[local], now, this.#connLimit);
+    const retrySec = this.#settleRate(local, now, waitMs, CONNECTION_RATE);
+    if (retrySec > 0) return this.#refuse("conn_rate", this.#lastPeer.key, retrySec);
+    return this.#admitted(local);
   }
 
   /**
-   * As `admitConnection`, with the connection rate judged on the attached shared store while it is
-   * healthy (then a promise). Bans, the global cap, the table slot, the per-client cap and the allowlist
-   * stay local and synchronous: the caps count this instance's live sockets. A refusal after the await
-   * releases what the synchronous part took (pin and open count). Without a store, or while it is
-   * degraded, exactly `admitConnection`: the same synchronous path.
+   * The gate's decision per request: 0 to serve, or the Retry-After seconds of a 429 (the connection then
+   * closes). `forwardedFor` is the `X-Forwarded-For` value (see `forwardedForOf` for several field lines)
+   * or undefined; it is read only when the peer is a trusted proxy. With a healthy shared store the
+   * request rate is judged there (then a promise; the ban check stays local and synchronous); otherwise
+   * exactly `decideRequest`, synchronously.
    */
-  admitConnectionShared(remoteIp: string): ConnVerdict | Promise<ConnVerdict> {
+  admitRequest(ticket: number, forwardedFor: string | undefined): number | Promise<number> {
     const store = this.#store;
-    if (store === null || !store.healthy) return this.admitConnection(remoteIp);
-    this.#deferConnToStore = true;
-    let v: ConnVerdict;
-    let slot: number;
-    try {
-      v = this.admitConnection(remoteIp);
-      slot = this.#deferredConnSlot;
-    } finally {
-      this.#deferConnToStore = false;
-      this.#deferredConnSlot = -1;
-    }
-    if (!v.ok || slot < 0) return v;
-    return this.#judgeConnShared(v, slot, this.#deferredConnAtMs);
+    if (store === null || !store.healthy) return this.decideRequest(ticket, forwardedFor);
+    const now = this.#clock.nowMs();
+    const slot = this.#requestSlot(ticket, forwardedFor, now);
+    if (slot < 0) return -1 - slot;
+    const banned = this.#countAndCheckBan(slot, now);
+    if (banned >= 0) return banned;
+    return this.#judgeShared(slot, now);
+  }
+
+  /** The whole request decision taken here and now (no shared store); allocates nothing when allowed. */
+  decideRequest(ticket: number, forwardedFor: string | undefined): number {
+    const now = this.#clock.nowMs();
+    const slot = this.#requestSlot(ticket, forwardedFor, now);
+    if (slot < 0) return -1 - slot;
+    const banned = this.#countAndCheckBan(slot, now);
+    if (banned >= 0) return banned;
+    const waitMs = gcraWaitMs(this.#table.requestTatMs[slot], now, this.#requestLimit);
+    return this.#settleRate(slot, now, waitMs, REQUEST_RATE);
   }
 
   /** Attaches the store shared with other instances (GUARD_STORE); bans made here are published to it. */
@@ -511,28 +418,129 @@ export class Guard {
 
   // --- internals ---------------------------------------------------------------------------------
 
-  #judgeRequest(slot: number, now: number): number {
+  /**
+   * Every check at accept except the connection rate, in order of cost. Returns the final verdict
+   * (refused, allowlisted, or admitted despite a ban in dry-run mode), or the slot whose connection rate
+   * is still to judge (nothing pinned or counted yet). `#lastPeer` then describes the peer.
+   */
+  #admitLocal(remoteIp: string, now: number): ConnVerdict | number {
+    const o = this.#o;
+    const addr = this.#peer;
+    const m = this.#lastPeer;
+    if (remoteIp !== m.remote) {
+      // Clients open connections in runs (a browser's six, a proxy's many): parse, key and classify
+      // an address once per run rather than once per connection.
+      m.isIp = parsePeerIp(remoteIp, m.addr);
+      m.key = m.isIp ? keyOf(m.addr, o.clientIpv6PrefixBits) : remoteIp;
+      m.trusted = m.isIp && this.#trusted.contains(m.addr);
+      m.allowed = m.isIp && this.#allow.contains(m.addr);
+      m.remote = remoteIp;
+    }
+    addr.copyFrom(m.addr);
+    const isIp = m.isIp;
+    const key = m.key;
+
+    // The whole server's open connections (read once: both cap checks below use it).
+    const open = this.#openSource === null ? this.#open : this.#openSource();
+    if (m.allowed) {
+      if (open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
+      this.#open++;
+      return { ok: true, ticket: m.trusted ? TICKET_ALLOWED_PROXY : TICKET_ALLOWED, key };
+    }
+
+    let bannedRetrySec = 0;
+    const banUntil = this.#banUntil(key, isIp ? addr : null, now);
+    if (banUntil > now) {
+      bannedRetrySec = retryAfterSec(banUntil - now);
+      if (this.#enforce) return this.#refuse("banned", key, bannedRetrySec);
+    }
+    if (open >= o.maxConns) return this.#refuse("global_cap", key, CAPACITY_RETRY_SEC);
+
+    const t = this.#table;
+    const slot = this.#acquire(key, isIp ? addr : null, now);
+    if (slot < 0) return this.#refuse("table_full", key, CAPACITY_RETRY_SEC);
+    if (t.conns[slot] >= o.maxConnsPerClient) return this.#refuse("client_cap", key, CAPACITY_RETRY_SEC);
+    // The table's ban mirror also holds bans another worker thread earned for this key (shared table).
+    if (bannedRetrySec === 0 && t.bannedUntilMs[slot] > now) {
+      bannedRetrySec = retryAfterSec(t.bannedUntilMs[slot] - now);
+      if (this.#enforce) return this.#refuse("banned", key, bannedRetrySec);
+    }
+    if (bannedRetrySec === 0) return slot;
+    // Dry run: a banned peer is let in (its rate is not judged on top) and the would-be refusal logged.
+    this.#dryRun(now, `refuse connection from ${key}: banned`, bannedRetrySec);
+    return this.#admitted(slot);
+  }
+
+  /** Pins `slot` for an admitted connection of the peer `#admitLocal` just judged, and counts it open. */
+  #admitted(slot: number): ConnVerdict & { ok: true } {
+    const m = this.#lastPeer;
+    this.#table.pin(slot);
+    this.#open++;
+    // The low bit remembers whether this peer is a trusted proxy: trust is per address, and an IPv6
+    // key (a /64) may hold both a trusted proxy and an untrusted host.
+    return { ok: true, ticket: slot * 2 + (m.trusted ? 1 : 0), key: m.key };
+  }
+
+  /**
+   * The slot whose request rate a request is judged on: the peer's, or, when the peer is a trusted proxy
+   * sending `X-Forwarded-For`, its client's. When the request needs no rate check the answer is final
+   * and comes back encoded as `-1 - answer` (0 to serve, else Retry-After seconds): an allowlisted peer
+   * or client, or a full table (fail closed, as at accept). A number, so the allowed path allocates nothing.
+   */
+  #requestSlot(ticket: number, forwardedFor: string | undefined, now: number): number {
+    const peerTrusted = ticket === TICKET_ALLOWED_PROXY || (ticket >= 0 && (ticket & 1) === 1);
+    if (peerTrusted && forwardedFor !== undefined) {
+      const addr = this.#forwarded;
+      if (forwardedClient(forwardedFor, this.#trusted, addr, this.#scratch)) {
+        if (this.#allow.contains(addr)) return -1;
+        const key = keyOf(addr, this.#o.clientIpv6PrefixBits);
+        const slot = this.#acquire(key, addr, now);
+        if (slot >= 0) return slot;
+        // Every slot is held by a live connection: fail closed, as at accept.
+        if (this.#enforce) return -1 - CAPACITY_RETRY_SEC;
+        this.#dryRun(now, `refuse request from ${key}: table_full`, CAPACITY_RETRY_SEC);
+        return -1;
+      }
+    }
+    return ticket >= 0 ? ticket >> 1 : -1; // a negative ticket: an allowlisted peer
+  }
+
+  /** Counts a request of `slot`; -1 when the key is not banned, else the answer (0 in dry-run mode). */
+  #countAndCheckBan(slot: number, now: number): number {
     const t = this.#table;
     t.countRequest(slot, now);
     const bannedUntil = t.bannedUntilMs[slot];
-    if (bannedUntil > now) {
-      const retrySec = retryAfterSec(bannedUntil - now);
-      if (this.#enforce) return retrySec;
-      return this.#dryRunRequest(slot, now, "banned", retrySec);
-    }
-    if (this.#deferToStore) {
-      this.#deferred = this.#judgeShared(slot, now);
-      return 0;
-    }
-    const waitMs = gcraWaitMs(t.requestTatMs[slot], now, this.#requestLimit);
+    if (bannedUntil <= now) return -1;
+    const retrySec = retryAfterSec(bannedUntil - now);
+    if (this.#enforce) return retrySec;
+    this.#dryRun(now, `answer 429 to ${t.keyAt(slot)}: banned`, retrySec);
+    return 0;
+  }
+
+  /**
+   * Settles one GCRA decision for `slot`, given how long its client would have to wait (0: within its
+   * rate), whoever computed that (the local TAT or the shared store). Within the rate the TAT advances;
+   * beyond it the violation is counted (and may earn a ban) and the answer is the Retry-After seconds,
+   * or 0 in dry-run mode with the would-be refusal logged.
+   */
+  #settleRate(slot: number, now: number, waitMs: number, rate: RateKind): number {
+    const t = this.#table;
+    const isRequest = rate === REQUEST_RATE;
     if (waitMs === 0) {
-      t.requestTatMs[slot] = gcraNextTat(t.requestTatMs[slot], now, this.#requestLimit);
+      const tat = isRequest ? t.requestTatMs : t.connTatMs;
+      tat[slot] = gcraNextTat(tat[slot], now, isRequest ? this.#requestLimit : this.#connLimit);
       return 0;
     }
     const banMs = this.#violation(slot, now);
     const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
     if (this.#enforce) return retrySec;
-    return this.#dryRunRequest(slot, now, "rate", retrySec);
+    const key = t.keyAt(slot);
+    this.#dryRun(
+      now,
+      isRequest ? `answer 429 to ${key}: rate` : `refuse connection from ${key}: conn_rate`,
+      retrySec,
+    );
+    return 0;
   }
 
   /**
@@ -549,19 +557,12 @@ export class Guard {
     // An X-Forwarded-For client's slot is not pinned: it may have been evicted and reused meanwhile.
     if (t.keyAt(slot) !== key) return shared > 0 && this.#enforce ? retryAfterSec(shared) : 0;
     const waitMs = shared >= 0 ? shared : gcraWaitMs(t.requestTatMs[slot], at, limit);
-    if (waitMs === 0) {
-      t.requestTatMs[slot] = gcraNextTat(t.requestTatMs[slot], at, limit);
-      return 0;
-    }
-    const banMs = this.#violation(slot, at);
-    const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
-    if (this.#enforce) return retrySec;
-    return this.#dryRunRequest(slot, at, "rate", retrySec);
+    return this.#settleRate(slot, at, waitMs, REQUEST_RATE);
   }
 
   /**
-   * The connection rate of an admitted-so-far connection judged on the shared store, under a key space
-   * of its own (`conn:` + client key: no client key starts with `conn:`, so it never meets a request
+   * The connection rate of a provisionally admitted connection judged on the shared store, under a key
+   * space of its own (`conn:` + client key: no client key starts with `conn:`, so it never meets a request
    * rate's TAT); the local GCRA when the store cannot answer. The slot is pinned by `admitted`, so it
    * still holds its key. As `#judgeShared`, the local TAT follows this instance's admitted share.
    */
@@ -571,33 +572,20 @@ export class Guard {
     now: number,
   ): Promise<ConnVerdict> {
     const t = this.#table;
-    const key = admitted.key;
     const limit = this.#connLimit;
-    const shared = await this.#store!.gcra(CONN_RATE_KEY_PREFIX + key, limit);
+    const shared = await this.#store!.gcra(CONN_RATE_KEY_PREFIX + admitted.key, limit);
     const at = Math.max(now, this.#clock.nowMs());
     const waitMs = shared >= 0 ? shared : gcraWaitMs(t.connTatMs[slot], at, limit);
-    if (waitMs === 0) {
-      t.connTatMs[slot] = gcraNextTat(t.connTatMs[slot], at, limit);
-      return admitted;
-    }
-    const banMs = this.#violation(slot, at);
-    const retrySec = retryAfterSec(banMs > 0 ? banMs : waitMs);
-    if (this.#enforce) {
-      this.release(admitted.ticket);
-      return this.#refuse("conn_rate", key, retrySec);
-    }
-    this.#dryRunRefusals++;
-    this.#log(at, `dry-run: would refuse connection from ${key}: conn_rate (retry after ${retrySec}s)`);
-    return admitted;
+    const retrySec = this.#settleRate(slot, at, waitMs, CONNECTION_RATE);
+    if (retrySec === 0) return admitted;
+    this.release(admitted.ticket);
+    return this.#refuse("conn_rate", admitted.key, retrySec);
   }
 
-  #dryRunRequest(slot: number, now: number, why: string, retrySec: number): number {
+  /** Counts and logs a refusal that dry-run mode lets through. */
+  #dryRun(now: number, what: string, retrySec: number): void {
     this.#dryRunRefusals++;
-    this.#log(
-      now,
-      `dry-run: would answer 429 to ${this.#table.keyAt(slot)}: ${why} (retry after ${retrySec}s)`,
-    );
-    return 0;
+    this.#log(now, `dry-run: would ${what} (retry after ${retrySec}s)`);
   }
 
   /** Counts a violation; bans the key when it reaches the threshold. Returns the ban length or 0. */

@@ -46,7 +46,7 @@ export class SharedGate {
     const t = this.#table;
     t.lock(this.#owner);
     try {
-      const v = this.#guard.admitConnection(remoteIp);
+      const v = this.#guard.decideConnection(remoteIp);
       if (v.ok && this.#pinRow >= 0) {
         // Allowlisted peers (negative tickets) hold no slot but still count toward MAX_CONNS.
         t.addOpen(this.#worker);
@@ -62,7 +62,7 @@ export class SharedGate {
     const t = this.#table;
     t.lock(this.#owner);
     try {
-      return this.#guard.admitRequest(ticket, forwardedFor);
+      return this.#guard.decideRequest(ticket, forwardedFor);
     } finally {
       t.unlock();
     }

@@ -25,9 +25,10 @@
  */
 
 import { formatIp, IpAddr, maskGroups, parseCidr, parseIp } from "./cidr.ts";
+import { NO_SLOT, SlotLru } from "./lru.ts";
 import { countRequestIn, type GuardTable, requestRateIn } from "./table.ts";
 
-const NONE = -1;
+const NONE = NO_SLOT;
 
 /** Most worker threads one memory block serves (WORKERS=auto is capped to it). */
 export const MAX_WORKERS = 64;
@@ -160,8 +161,7 @@ export class SharedClientTable implements GuardTable {
   readonly #keyFamily: Uint8Array<SharedArrayBuffer>;
   readonly #prefixBits: Uint8Array<SharedArrayBuffer>;
   readonly #used: Uint8Array<SharedArrayBuffer>;
-  readonly #prev: Int32Array<SharedArrayBuffer>;
-  readonly #next: Int32Array<SharedArrayBuffer>;
+  readonly #lru: SlotLru;
   readonly #free: Int32Array<SharedArrayBuffer>;
   readonly #index: Int32Array<SharedArrayBuffer>;
   readonly #mask: number;
@@ -193,8 +193,13 @@ export class SharedClientTable implements GuardTable {
     this.conns = new Int32Array(b, l.conns, cap);
     this.violations = new Int32Array(b, l.violations, cap);
     this.offences = new Int32Array(b, l.offences, cap);
-    this.#prev = new Int32Array(b, l.prev, cap);
-    this.#next = new Int32Array(b, l.next, cap);
+    this.#lru = new SlotLru(
+      new Int32Array(b, l.prev, cap),
+      new Int32Array(b, l.next, cap),
+      this.#header,
+      H_HEAD,
+      H_TAIL,
+    );
     this.#free = new Int32Array(b, l.free, cap);
     this.#index = new Int32Array(b, l.index, indexSize(cap));
     this.#mask = indexSize(cap) - 1;
@@ -318,16 +323,16 @@ export class SharedClientTable implements GuardTable {
     const found = this.#find();
     if (found !== NONE) {
       this.lastCreated = false;
-      if (this.conns[found] === 0) this.#moveToHead(found);
+      if (this.conns[found] === 0) this.#lru.moveToHead(found);
       return found;
     }
     const h = this.#header;
     let slot: number;
     if (h[H_FREE_TOP] > 0) {
       slot = this.#free[--h[H_FREE_TOP]];
-    } else if (h[H_TAIL] !== NONE) {
-      slot = h[H_TAIL];
-      this.#unlink(slot);
+    } else if (this.#lru.tail !== NONE) {
+      slot = this.#lru.tail;
+      this.#lru.unlink(slot);
       this.#indexRemove(slot);
       h[H_SIZE]--;
     } else {
@@ -340,18 +345,18 @@ export class SharedClientTable implements GuardTable {
     this.#used[slot] = 1;
     this.#indexInsert(slot);
     h[H_SIZE]++;
-    this.#pushHead(slot);
+    this.#lru.pushHead(slot);
     this.lastCreated = true;
     return slot;
   }
 
   pin(slot: number): void {
-    if (this.conns[slot]++ === 0) this.#unlink(slot);
+    if (this.conns[slot]++ === 0) this.#lru.unlink(slot);
   }
 
   unpin(slot: number): void {
     if (this.conns[slot] <= 0) return;
-    if (--this.conns[slot] === 0) this.#pushHead(slot);
+    if (--this.conns[slot] === 0) this.#lru.pushHead(slot);
   }
 
   countRequest(slot: number, nowMs: number): void {
@@ -506,32 +511,5 @@ export class SharedClientTable implements GuardTable {
     this.rateWindowStartMs[slot] = nowMs;
     this.rateCurrent[slot] = 0;
     this.ratePrevious[slot] = 0;
-  }
-
-  #pushHead(slot: number): void {
-    const h = this.#header;
-    this.#prev[slot] = NONE;
-    this.#next[slot] = h[H_HEAD];
-    if (h[H_HEAD] !== NONE) this.#prev[h[H_HEAD]] = slot;
-    h[H_HEAD] = slot;
-    if (h[H_TAIL] === NONE) h[H_TAIL] = slot;
-  }
-
-  #unlink(slot: number): void {
-    const h = this.#header;
-    const p = this.#prev[slot];
-    const n = this.#next[slot];
-    if (p !== NONE) this.#next[p] = n;
-    else h[H_HEAD] = n;
-    if (n !== NONE) this.#prev[n] = p;
-    else h[H_TAIL] = p;
-    this.#prev[slot] = NONE;
-    this.#next[slot] = NONE;
-  }
-
-  #moveToHead(slot: number): void {
-    if (this.#header[H_HEAD] === slot) return;
-    this.#unlink(slot);
-    this.#pushHead(slot);
   }
 }

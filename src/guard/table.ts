@@ -13,11 +13,12 @@
  */
 
 import type { IpAddr } from "./cidr.ts";
+import { NO_SLOT, SlotLru } from "./lru.ts";
 
 /** Width of the request-rate window used for `ClientInfo.requestRatePerSec`. */
 const RATE_WINDOW_MS = 1000;
 
-const NONE = -1;
+const NONE = NO_SLOT;
 
 /**
  * What the policy needs of a client table: `ClientTable` (one thread) and `SharedClientTable` (every
@@ -82,11 +83,8 @@ export class ClientTable implements GuardTable {
 
   readonly #keys: string[];
   readonly #index = new Map<string, number>();
-  readonly #prev: Int32Array;
-  readonly #next: Int32Array;
   /** LRU list of drained slots: head = most recently used, tail = next to evict. */
-  #head = NONE;
-  #tail = NONE;
+  readonly #lru: SlotLru;
   /** Slots below this have been used; above it, never (so their memory pages were never touched). */
   #highWater = 0;
 
@@ -111,8 +109,13 @@ export class ClientTable implements GuardTable {
     // out in order 0, 1, 2, … below a high-water mark, so an idle server with a 100,000-key table costs
     // only the pages its clients touched (filling them up front cost ~8 MiB of RSS at start-up).
     this.#keys = [];
-    this.#prev = new Int32Array(capacity);
-    this.#next = new Int32Array(capacity);
+    this.#lru = new SlotLru(
+      new Int32Array(capacity),
+      new Int32Array(capacity),
+      new Int32Array([NONE, NONE]),
+      0,
+      1,
+    );
   }
 
   /** Keys held now (≤ capacity). */
@@ -122,9 +125,7 @@ export class ClientTable implements GuardTable {
 
   /** Slots with live connections. */
   get pinned(): number {
-    let n = 0;
-    for (let s = this.#head; s !== NONE; s = this.#next[s]) n++;
-    return this.size - n;
+    return this.size - this.#lru.length;
   }
 
   /** The slot of `key`, or -1. */
@@ -146,15 +147,15 @@ export class ClientTable implements GuardTable {
     const found = this.#index.get(key);
     if (found !== undefined) {
       this.lastCreated = false;
-      if (this.conns[found] === 0) this.#moveToHead(found);
+      if (this.conns[found] === 0) this.#lru.moveToHead(found);
       return found;
     }
     let slot: number;
     if (this.#highWater < this.capacity) {
       slot = this.#highWater++;
-    } else if (this.#tail !== NONE) {
-      slot = this.#tail;
-      this.#unlink(slot);
+    } else if (this.#lru.tail !== NONE) {
+      slot = this.#lru.tail;
+      this.#lru.unlink(slot);
       this.#index.delete(this.#keys[slot]);
     } else {
       return NONE;
@@ -166,20 +167,20 @@ export class ClientTable implements GuardTable {
       this.family[slot] = addr.family;
       this.groups.set(addr.groups, slot * 8);
     }
-    this.#pushHead(slot);
+    this.#lru.pushHead(slot);
     this.lastCreated = true;
     return slot;
   }
 
   /** Adds a live connection; the slot leaves the LRU list (cannot be evicted) while any is open. */
   pin(slot: number): void {
-    if (this.conns[slot]++ === 0) this.#unlink(slot);
+    if (this.conns[slot]++ === 0) this.#lru.unlink(slot);
   }
 
   /** Removes a live connection; at zero the slot becomes evictable (most recently used). */
   unpin(slot: number): void {
     if (this.conns[slot] <= 0) return; // defensive: a double release must not corrupt the list
-    if (--this.conns[slot] === 0) this.#pushHead(slot);
+    if (--this.conns[slot] === 0) this.#lru.pushHead(slot);
   }
 
   /** Counts one request in the totals and the rate window. */
@@ -212,31 +213,6 @@ export class ClientTable implements GuardTable {
     this.ratePrevious[slot] = 0;
     this.family[slot] = 0;
     this.groups.fill(0, slot * 8, slot * 8 + 8);
-  }
-
-  #pushHead(slot: number): void {
-    this.#prev[slot] = NONE;
-    this.#next[slot] = this.#head;
-    if (this.#head !== NONE) this.#prev[this.#head] = slot;
-    this.#head = slot;
-    if (this.#tail === NONE) this.#tail = slot;
-  }
-
-  #unlink(slot: number): void {
-    const p = this.#prev[slot];
-    const n = this.#next[slot];
-    if (p !== NONE) this.#next[p] = n;
-    else this.#head = n;
-    if (n !== NONE) this.#prev[n] = p;
-    else this.#tail = p;
-    this.#prev[slot] = NONE;
-    this.#next[slot] = NONE;
-  }
-
-  #moveToHead(slot: number): void {
-    if (this.#head === slot) return;
-    this.#unlink(slot);
-    this.#pushHead(slot);
   }
 }
 

@@ -38,7 +38,7 @@ function setup(overrides: Partial<GuardOptions> = {}) {
 /** Sends requests until one is answered with a ban-length Retry-After; returns it. */
 function floodUntilBanned(guard: Guard, ticket: number): number {
   for (let i = 0; i < 100; i++) {
-    const r = guard.admitRequest(ticket, undefined);
+    const r = guard.decideRequest(ticket, undefined);
     if (r > 1) return r;
   }
   throw new Error("never banned");
@@ -46,18 +46,18 @@ function floodUntilBanned(guard: Guard, ticket: number): number {
 
 Deno.test("ban follows the configured number of violations within the window", () => {
   const { guard, stats, clock } = setup();
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
-  assert.equal(guard.admitRequest(v.ticket, undefined), 0);
-  assert.equal(guard.admitRequest(v.ticket, undefined), 1, "violation 1");
-  assert.equal(guard.admitRequest(v.ticket, undefined), 1, "violation 2");
+  assert.equal(guard.decideRequest(v.ticket, undefined), 0);
+  assert.equal(guard.decideRequest(v.ticket, undefined), 1, "violation 1");
+  assert.equal(guard.decideRequest(v.ticket, undefined), 1, "violation 2");
   assert.equal(stats.bansAdded, 0);
-  assert.equal(guard.admitRequest(v.ticket, undefined), 60, "violation 3 earns a 60 s ban");
+  assert.equal(guard.decideRequest(v.ticket, undefined), 60, "violation 3 earns a 60 s ban");
   assert.equal(stats.bansAdded, 1);
   assert.equal(stats.bansActive, 1);
   clock.advance(2_000);
-  assert.equal(guard.admitRequest(v.ticket, undefined), 58, "open connections see the ban too");
-  const refused = guard.admitConnection("203.0.113.5");
+  assert.equal(guard.decideRequest(v.ticket, undefined), 58, "open connections see the ban too");
+  const refused = guard.decideConnection("203.0.113.5");
   assert.deepEqual(refused, { ok: false, reason: "banned", key: "203.0.113.5", retryAfterSec: 58 });
   assert.equal(stats.refused.banned, 1);
   const [info] = guard.bans();
@@ -70,12 +70,12 @@ Deno.test("ban follows the configured number of violations within the window", (
 
 Deno.test("violations spread wider than the window do not ban", () => {
   const { guard, stats, clock } = setup({ requestRatePerSec: 1 });
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
   for (let round = 0; round < 5; round++) {
-    assert.equal(guard.admitRequest(v.ticket, undefined), 0);
-    assert.equal(guard.admitRequest(v.ticket, undefined), 1);
-    assert.equal(guard.admitRequest(v.ticket, undefined), 1);
+    assert.equal(guard.decideRequest(v.ticket, undefined), 0);
+    assert.equal(guard.decideRequest(v.ticket, undefined), 1);
+    assert.equal(guard.decideRequest(v.ticket, undefined), 1);
     clock.advance(10_000); // the window closes before a third violation
   }
   assert.equal(stats.bansAdded, 0);
@@ -83,7 +83,7 @@ Deno.test("violations spread wider than the window do not ban", () => {
 
 Deno.test("ban length doubles with each offence and stops at the cap", () => {
   const { guard, clock } = setup();
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
   const lengths: number[] = [];
   for (let i = 0; i < 5; i++) {
@@ -96,7 +96,7 @@ Deno.test("ban length doubles with each offence and stops at the cap", () => {
 
 Deno.test("offences are forgotten after a clean stretch of banMaxMs", () => {
   const { guard, clock } = setup();
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
   assert.equal(floodUntilBanned(guard, v.ticket), 60);
   clock.advance(60_000 + 300_001);
@@ -105,18 +105,18 @@ Deno.test("offences are forgotten after a clean stretch of banMaxMs", () => {
 
 Deno.test("bans expire on time and are counted when they do", () => {
   const { guard, stats, clock } = setup();
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
   floodUntilBanned(guard, v.ticket);
   guard.release(v.ticket);
   clock.advance(59_999);
-  assert.equal(guard.admitConnection("203.0.113.5").ok, false);
+  assert.equal(guard.decideConnection("203.0.113.5").ok, false);
   clock.advance(1);
-  const after = guard.admitConnection("203.0.113.5");
+  const after = guard.decideConnection("203.0.113.5");
   assert.ok(after.ok, "lazily expired at lookup");
   assert.equal(stats.bansExpired, 1);
   assert.equal(stats.bansActive, 0);
-  assert.equal(guard.admitRequest(after.ticket, undefined), 0);
+  assert.equal(guard.decideRequest(after.ticket, undefined), 0);
 });
 
 Deno.test("tick expires bans nobody looks up", () => {
@@ -136,48 +136,48 @@ Deno.test("tick expires bans nobody looks up", () => {
 
 Deno.test("an evicted table entry does not forget its ban", () => {
   const { guard } = setup({ guardTableCapacity: 16 });
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
   floodUntilBanned(guard, v.ticket);
   guard.release(v.ticket);
   for (let i = 0; i < 64; i++) {
-    const other = guard.admitConnection(`192.0.2.${i}`);
+    const other = guard.decideConnection(`192.0.2.${i}`);
     assert.ok(other.ok);
     guard.release(other.ticket);
   }
   assert.ok(!guard.clients(100).some((c) => c.key === "203.0.113.5"), "entry was evicted");
-  const again = guard.admitConnection("203.0.113.5");
+  const again = guard.decideConnection("203.0.113.5");
   assert.equal(again.ok, false);
   assert.equal(!again.ok && again.reason, "banned");
 });
 
 Deno.test("operator CIDR ban refuses every address inside and unban lifts it", () => {
   const { guard, stats } = setup();
-  const open = guard.admitConnection("198.51.100.20");
+  const open = guard.decideConnection("198.51.100.20");
   assert.ok(open.ok);
   assert.deepEqual(guard.ban("198.51.100.0/24", 3_600_000, "abuse report"), { ok: true });
   for (const ip of ["198.51.100.1", "198.51.100.254", "::ffff:198.51.100.9"]) {
-    const v = guard.admitConnection(ip);
+    const v = guard.decideConnection(ip);
     assert.equal(!v.ok && v.reason, "banned", ip);
   }
-  assert.ok(guard.admitConnection("198.51.101.1").ok, "outside the block");
-  assert.equal(guard.admitRequest(open.ticket, undefined), 3_600, "open connections inside are refused too");
+  assert.ok(guard.decideConnection("198.51.101.1").ok, "outside the block");
+  assert.equal(guard.decideRequest(open.ticket, undefined), 3_600, "open connections inside are refused too");
   assert.deepEqual(guard.bans().map((b) => [b.key, b.reason]), [["198.51.100.0/24", "abuse report"]]);
   assert.equal(guard.unban("198.51.100.0/24"), true);
   assert.equal(guard.unban("198.51.100.0/24"), false);
-  assert.ok(guard.admitConnection("198.51.100.1").ok);
-  assert.equal(guard.admitRequest(open.ticket, undefined), 0);
+  assert.ok(guard.decideConnection("198.51.100.1").ok);
+  assert.equal(guard.decideRequest(open.ticket, undefined), 0);
   assert.equal(stats.bansActive, 0);
 });
 
 Deno.test("operator IPv6 ban of an address bans its whole client key", () => {
   const { guard } = setup();
   assert.ok(guard.ban("2001:db8:1:2::99", 10_000, "manual").ok);
-  const v = guard.admitConnection("2001:db8:1:2:aaaa::1");
+  const v = guard.decideConnection("2001:db8:1:2:aaaa::1");
   assert.equal(!v.ok && v.reason, "banned");
-  assert.ok(guard.admitConnection("2001:db8:1:3::1").ok);
+  assert.ok(guard.decideConnection("2001:db8:1:3::1").ok);
   assert.equal(guard.unban("2001:db8:1:2::/64"), true);
-  assert.ok(guard.admitConnection("2001:db8:1:2:aaaa::1").ok);
+  assert.ok(guard.decideConnection("2001:db8:1:2:aaaa::1").ok);
 });
 
 Deno.test("operator ban rejects bad input", () => {
@@ -191,11 +191,11 @@ Deno.test("operator ban rejects bad input", () => {
 
 Deno.test("unban forgives the key's violations", () => {
   const { guard } = setup();
-  const v = guard.admitConnection("203.0.113.5");
+  const v = guard.decideConnection("203.0.113.5");
   assert.ok(v.ok);
   floodUntilBanned(guard, v.ticket);
   assert.equal(guard.unban("203.0.113.5"), true);
-  const again = guard.admitConnection("203.0.113.5");
+  const again = guard.decideConnection("203.0.113.5");
   assert.ok(again.ok);
   assert.equal(floodUntilBanned(guard, again.ticket), 60, "the first offence length again");
 });
@@ -241,17 +241,17 @@ Deno.test("ban list expiry heap stays ordered through random adds and removals",
 Deno.test("guard ban list bound applies to automatic bans", () => {
   const { guard, stats, clock } = setup({ banListCapacity: 2 });
   for (let i = 1; i <= 3; i++) {
-    const v = guard.admitConnection(`203.0.113.${i}`);
+    const v = guard.decideConnection(`203.0.113.${i}`);
     assert.ok(v.ok);
     floodUntilBanned(guard, v.ticket);
   }
   assert.equal(stats.bansAdded, 3);
   assert.equal(stats.bansActive, 2);
   assert.deepEqual(guard.bans().map((b) => b.key).sort(), ["203.0.113.2", "203.0.113.3"]);
-  const first = guard.admitConnection("203.0.113.1");
+  const first = guard.decideConnection("203.0.113.1");
   assert.ok(first.ok);
   clock.advance(1_000); // past its rate limit, well inside its (dropped) 60 s ban
-  assert.equal(guard.admitRequest(first.ticket, undefined), 0, "the dropped ban no longer applies");
+  assert.equal(guard.decideRequest(first.ticket, undefined), 0, "the dropped ban no longer applies");
 });
 
 Deno.test("operator CIDR bans are bounded", () => {

@@ -205,20 +205,20 @@ Deno.test("guard keys requests by the forwarded client only behind a trusted pro
     stats,
     () => {},
   );
-  const proxy = guard.admitConnection("10.0.0.1");
+  const proxy = guard.decideConnection("10.0.0.1");
   assert.ok(proxy.ok);
   // Two clients behind the proxy each get their own burst of 2.
   for (const client of ["203.0.113.1", "203.0.113.2"]) {
-    assert.equal(guard.admitRequest(proxy.ticket, client), 0);
-    assert.equal(guard.admitRequest(proxy.ticket, `${client}, 10.0.0.5`), 0);
-    assert.ok(guard.admitRequest(proxy.ticket, client) > 0, `${client} is limited`);
+    assert.equal(guard.decideRequest(proxy.ticket, client), 0);
+    assert.equal(guard.decideRequest(proxy.ticket, `${client}, 10.0.0.5`), 0);
+    assert.ok(guard.decideRequest(proxy.ticket, client) > 0, `${client} is limited`);
   }
   // A forged XFF from an untrusted peer is ignored: the peer's own key is limited.
-  const direct = guard.admitConnection("198.51.100.9");
+  const direct = guard.decideConnection("198.51.100.9");
   assert.ok(direct.ok);
-  assert.equal(guard.admitRequest(direct.ticket, "203.0.113.50"), 0);
-  assert.equal(guard.admitRequest(direct.ticket, "203.0.113.51"), 0);
-  assert.ok(guard.admitRequest(direct.ticket, "203.0.113.52") > 0);
+  assert.equal(guard.decideRequest(direct.ticket, "203.0.113.50"), 0);
+  assert.equal(guard.decideRequest(direct.ticket, "203.0.113.51"), 0);
+  assert.ok(guard.decideRequest(direct.ticket, "203.0.113.52") > 0);
   assert.ok(guard.clients(10).some((c) => c.key === "203.0.113.1"));
   assert.ok(!guard.clients(10).some((c) => c.key === "203.0.113.50"));
 });
@@ -230,13 +230,13 @@ Deno.test("guard trusts a proxy per address, not per IPv6 key", () => {
     new Stats(),
     () => {},
   );
-  const proxy = guard.admitConnection("2001:db8::10");
-  const neighbour = guard.admitConnection("2001:db8::11"); // same /64 key, not trusted
+  const proxy = guard.decideConnection("2001:db8::10");
+  const neighbour = guard.decideConnection("2001:db8::11"); // same /64 key, not trusted
   assert.ok(proxy.ok && neighbour.ok);
   assert.equal(proxy.key, neighbour.key);
-  assert.equal(guard.admitRequest(neighbour.ticket, "203.0.113.1"), 0);
-  assert.ok(guard.admitRequest(neighbour.ticket, "203.0.113.2") > 0, "neighbour's XFF is not believed");
-  assert.equal(guard.admitRequest(proxy.ticket, "203.0.113.3"), 0, "the proxy's XFF is believed");
+  assert.equal(guard.decideRequest(neighbour.ticket, "203.0.113.1"), 0);
+  assert.ok(guard.decideRequest(neighbour.ticket, "203.0.113.2") > 0, "neighbour's XFF is not believed");
+  assert.equal(guard.decideRequest(proxy.ticket, "203.0.113.3"), 0, "the proxy's XFF is believed");
 });
 
 Deno.test("guard allowlist skips rate limits and bans", () => {
@@ -248,15 +248,15 @@ Deno.test("guard allowlist skips rate limits and bans", () => {
     () => {},
   );
   for (let i = 0; i < 20; i++) {
-    const v = guard.admitConnection("192.0.2.7");
+    const v = guard.decideConnection("192.0.2.7");
     assert.ok(v.ok);
     assert.equal(v.ticket, -1);
-    for (let j = 0; j < 10; j++) assert.equal(guard.admitRequest(v.ticket, undefined), 0);
+    for (let j = 0; j < 10; j++) assert.equal(guard.decideRequest(v.ticket, undefined), 0);
   }
   const ban = guard.ban("192.0.2.7", 60_000, "test");
   assert.equal(ban.ok, false);
   assert.ok(guard.ban("192.0.2.0/24", 60_000, "block").ok);
-  assert.ok(guard.admitConnection("192.0.2.7").ok, "the allowlist wins over a CIDR ban");
+  assert.ok(guard.decideConnection("192.0.2.7").ok, "the allowlist wins over a CIDR ban");
   assert.equal(stats.refused.banned, 0);
   assert.equal(guard.clients(10).length, 0, "allowlisted peers take no table slot");
 });

@@ -39,17 +39,17 @@ function setup(overrides: Partial<GuardOptions> = {}) {
   const guard = new Guard(opts, clock, stats, () => {});
   const store = new FakeStore();
   guard.attachStore(store);
-  const v = guard.admitConnection("203.0.113.7");
+  const v = guard.decideConnection("203.0.113.7");
   assert.ok(v.ok);
   return { clock, stats, guard, store, ticket: v.ticket };
 }
 
-Deno.test("without a store, admitRequestShared is the synchronous in-memory decision", () => {
+Deno.test("without a store, admitRequest is the synchronous in-memory decision", () => {
   const guard = new Guard({ ...DEFAULT_CONFIG, requestBurst: 1 }, new FakeClock(), new Stats(), () => {});
-  const v = guard.admitConnection("203.0.113.7");
+  const v = guard.decideConnection("203.0.113.7");
   assert.ok(v.ok);
-  assert.equal(guard.admitRequestShared(v.ticket, undefined), 0);
-  assert.equal(guard.admitRequestShared(v.ticket, undefined), 1);
+  assert.equal(guard.admitRequest(v.ticket, undefined), 0);
+  assert.equal(guard.admitRequest(v.ticket, undefined), 1);
 });
 
 Deno.test("a healthy store decides the request rate (a promise), with the key and the configured limit", async () => {
@@ -57,12 +57,12 @@ Deno.test("a healthy store decides the request rate (a promise), with the key an
   store.answers = [0, 0, 0, 250];
   // The local burst is 2: a third and fourth request would be refused locally, the store admits them.
   for (let i = 0; i < 3; i++) {
-    const r = guard.admitRequestShared(ticket, undefined);
+    const r = guard.admitRequest(ticket, undefined);
     assert.ok(r instanceof Promise);
     assert.equal(await r, 0);
   }
   assert.equal(
-    await guard.admitRequestShared(ticket, undefined),
+    await guard.admitRequest(ticket, undefined),
     1,
     "the store's wait becomes a Retry-After",
   );
@@ -76,41 +76,41 @@ Deno.test("a healthy store decides the request rate (a promise), with the key an
 Deno.test("a degraded store is skipped: the local limiter answers synchronously", () => {
   const { guard, store, ticket } = setup();
   store.healthy = false;
-  assert.equal(guard.admitRequestShared(ticket, undefined), 0);
-  assert.equal(guard.admitRequestShared(ticket, undefined), 0);
-  assert.equal(guard.admitRequestShared(ticket, undefined), 1, "burst 2 locally");
+  assert.equal(guard.admitRequest(ticket, undefined), 0);
+  assert.equal(guard.admitRequest(ticket, undefined), 0);
+  assert.equal(guard.admitRequest(ticket, undefined), 1, "burst 2 locally");
   assert.equal(store.checks.length, 0);
 });
 
 Deno.test("a check the store cannot answer (-1) is judged by the local limiter", async () => {
   const { guard, store, ticket } = setup();
   store.answers = [-1];
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 0);
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 0);
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 1);
+  assert.equal(await guard.admitRequest(ticket, undefined), 0);
+  assert.equal(await guard.admitRequest(ticket, undefined), 0);
+  assert.equal(await guard.admitRequest(ticket, undefined), 1);
 });
 
 Deno.test("requests the store admitted count toward the local limiter used after a failover", async () => {
   const { guard, store, ticket } = setup();
   store.answers = [0];
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 0);
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 0);
+  assert.equal(await guard.admitRequest(ticket, undefined), 0);
+  assert.equal(await guard.admitRequest(ticket, undefined), 0);
   store.healthy = false;
-  assert.equal(guard.admitRequestShared(ticket, undefined), 1, "the local burst was spent already");
+  assert.equal(guard.admitRequest(ticket, undefined), 1, "the local burst was spent already");
 });
 
 Deno.test("shared refusals earn a ban, published once with the client key", async () => {
   const { guard, store, ticket, clock } = setup({ banAfterViolations: 3, banMs: 60_000 });
   store.answers = [500];
-  for (let i = 0; i < 2; i++) assert.equal(await guard.admitRequestShared(ticket, undefined), 1);
-  assert.equal(await guard.admitRequestShared(ticket, undefined), 60, "the third violation bans");
+  for (let i = 0; i < 2; i++) assert.equal(await guard.admitRequest(ticket, undefined), 1);
+  assert.equal(await guard.admitRequest(ticket, undefined), 60, "the third violation bans");
   assert.deepEqual(store.published, ["ban 203.0.113.7 60000 flood"]);
   // The ban is checked locally before the store is asked.
   const checks = store.checks.length;
-  assert.equal(guard.admitRequestShared(ticket, undefined), 60);
+  assert.equal(guard.admitRequest(ticket, undefined), 60);
   assert.equal(store.checks.length, checks);
   clock.advance(1);
-  assert.equal(guard.admitConnection("203.0.113.7").ok, false);
+  assert.equal(guard.decideConnection("203.0.113.7").ok, false);
 });
 
 Deno.test("operator bans and unbans are published normalised; a CIDR ban as its canonical block", () => {
@@ -132,17 +132,17 @@ Deno.test("operator bans and unbans are published normalised; a CIDR ban as its 
 Deno.test("bans and unbans from other instances apply at accept and are not published back", () => {
   const { guard, store, clock } = setup();
   guard.applySharedBan("198.51.100.9", 10_000, "flood");
-  const v = guard.admitConnection("198.51.100.9");
+  const v = guard.decideConnection("198.51.100.9");
   assert.equal(v.ok, false);
   assert.equal(!v.ok && v.reason, "banned");
   assert.deepEqual(guard.bans().map((b) => b.key), ["198.51.100.9"]);
   guard.applySharedUnban("198.51.100.9");
-  assert.equal(guard.admitConnection("198.51.100.9").ok, true);
+  assert.equal(guard.decideConnection("198.51.100.9").ok, true);
   guard.applySharedBan("192.0.2.0/24", 10_000, "ops");
-  assert.equal(guard.admitConnection("192.0.2.77").ok, false);
+  assert.equal(guard.decideConnection("192.0.2.77").ok, false);
   clock.advance(10_001);
   guard.tick();
-  assert.equal(guard.admitConnection("192.0.2.77").ok, true, "the shared ban ends with its TTL");
+  assert.equal(guard.decideConnection("192.0.2.77").ok, true, "the shared ban ends with its TTL");
   assert.deepEqual(store.published, []);
 });
 
@@ -190,7 +190,7 @@ async function connFlood(guards: Guard[], clock: FakeClock, everyMs: number, ms:
   const refused = guards.map(() => 0);
   for (let i = 0; i * everyMs < ms; i++) {
     const which = i % guards.length;
-    const v = await guards[which].admitConnectionShared(CLIENT);
+    const v = await guards[which].admitConnection(CLIENT);
     if (v.ok) {
       admitted[which]++;
       guards[which].release(v.ticket);
@@ -229,7 +229,7 @@ Deno.test("two guards on one store hold a client's connections to one CONN_BURST
 Deno.test("a healthy store judges only the connection rate, under conn:<key> with CONN_RATE/CONN_BURST", async () => {
   const { guard, store } = connSetup();
   store.answers = [0];
-  const pending = guard.admitConnectionShared(CLIENT);
+  const pending = guard.admitConnection(CLIENT);
   assert.ok(pending instanceof Promise);
   const v = await pending;
   assert.ok(v.ok);
@@ -237,34 +237,34 @@ Deno.test("a healthy store judges only the connection rate, under conn:<key> wit
   assert.equal(store.checks[0].limit.intervalMs, 500);
   assert.equal(store.checks[0].limit.toleranceMs, 1_000);
   // A request on it still uses the bare key: the two rates never share a TAT.
-  assert.equal(await guard.admitRequestShared(v.ticket, undefined), 0);
+  assert.equal(await guard.admitRequest(v.ticket, undefined), 0);
   assert.equal(store.checks[1].key, CLIENT);
 });
 
 Deno.test("local refusals at accept stay synchronous with a store: ban, caps, allowlist", () => {
   const { guard, store } = connSetup({ maxConnsPerClient: 1, allowlist: ["198.51.100.1/32"] });
-  const first = guard.admitConnection(CLIENT); // the cap's one connection (local path)
+  const first = guard.decideConnection(CLIENT); // the cap's one connection (local path)
   assert.ok(first.ok);
-  const capped = guard.admitConnectionShared(CLIENT);
+  const capped = guard.admitConnection(CLIENT);
   assert.ok(!(capped instanceof Promise));
   assert.equal(!capped.ok && capped.reason, "client_cap");
-  const allowed = guard.admitConnectionShared("198.51.100.1");
+  const allowed = guard.admitConnection("198.51.100.1");
   assert.ok(!(allowed instanceof Promise) && allowed.ok);
   guard.ban("192.0.2.9", 10_000, "ops");
-  const banned = guard.admitConnectionShared("192.0.2.9");
+  const banned = guard.admitConnection("192.0.2.9");
   assert.ok(!(banned instanceof Promise));
   assert.equal(!banned.ok && banned.reason, "banned");
   assert.equal(store.checks.length, 0, "the store is asked only for the rate");
 });
 
-Deno.test("a degraded store: admitConnectionShared is admitConnection, synchronous", () => {
+Deno.test("a degraded store: admitConnection is admitConnection, synchronous", () => {
   const { guard, store } = connSetup();
   store.healthy = false;
   for (let i = 0; i < 3; i++) {
-    const v = guard.admitConnectionShared(CLIENT);
+    const v = guard.admitConnection(CLIENT);
     assert.ok(!(v instanceof Promise) && v.ok);
   }
-  const v = guard.admitConnectionShared(CLIENT);
+  const v = guard.admitConnection(CLIENT);
   assert.ok(!(v instanceof Promise));
   assert.equal(!v.ok && v.reason, "conn_rate");
   assert.equal(store.checks.length, 0);
@@ -273,8 +273,8 @@ Deno.test("a degraded store: admitConnectionShared is admitConnection, synchrono
 Deno.test("a connection check the store cannot answer (-1) is judged by the local GCRA", async () => {
   const { guard, store, stats } = connSetup();
   store.answers = [-1];
-  for (let i = 0; i < 3; i++) assert.ok((await guard.admitConnectionShared(CLIENT)).ok, `burst ${i}`);
-  const v = await guard.admitConnectionShared(CLIENT);
+  for (let i = 0; i < 3; i++) assert.ok((await guard.admitConnection(CLIENT)).ok, `burst ${i}`);
+  const v = await guard.admitConnection(CLIENT);
   assert.deepEqual(v, { ok: false, reason: "conn_rate", key: CLIENT, retryAfterSec: 1 });
   assert.equal(stats.refused.conn_rate, 1);
   assert.equal(guard.openConns, 3);
@@ -283,9 +283,9 @@ Deno.test("a connection check the store cannot answer (-1) is judged by the loca
 Deno.test("connections the store admitted count toward the local GCRA used after a failover", async () => {
   const { guard, store } = connSetup();
   store.answers = [0];
-  for (let i = 0; i < 3; i++) assert.ok((await guard.admitConnectionShared(CLIENT)).ok);
+  for (let i = 0; i < 3; i++) assert.ok((await guard.admitConnection(CLIENT)).ok);
   store.healthy = false;
-  const v = guard.admitConnectionShared(CLIENT);
+  const v = guard.admitConnection(CLIENT);
   assert.ok(!(v instanceof Promise));
   assert.equal(!v.ok && v.reason, "conn_rate", "the local burst was spent already");
 });
@@ -293,14 +293,14 @@ Deno.test("connections the store admitted count toward the local GCRA used after
 Deno.test("a refusal after the await undoes the pin and the open count", async () => {
   const { guard, store, stats } = connSetup();
   store.answers = [0];
-  const held = await guard.admitConnectionShared(CLIENT);
+  const held = await guard.admitConnection(CLIENT);
   assert.ok(held.ok);
   const open = guard.openConns;
   const conns = guard.clients(5)[0].conns;
   assert.equal(open, 1);
   assert.equal(conns, 1);
   store.answers = [1_500];
-  const pending = guard.admitConnectionShared(CLIENT);
+  const pending = guard.admitConnection(CLIENT);
   assert.equal(guard.openConns, 2, "admitted provisionally while the store is asked");
   const v = await pending;
   assert.deepEqual(v, { ok: false, reason: "conn_rate", key: CLIENT, retryAfterSec: 2 });
@@ -316,15 +316,15 @@ Deno.test("a refusal after the await undoes the pin and the open count", async (
 Deno.test("shared connection refusals escalate to a ban like local ones, then refused at accept", async () => {
   const { guard, store, clock } = connSetup({ banAfterViolations: 2, banMs: 30_000 });
   store.answers = [400];
-  const first = await guard.admitConnectionShared(CLIENT);
+  const first = await guard.admitConnection(CLIENT);
   assert.equal(!first.ok && first.retryAfterSec, 1);
-  const second = await guard.admitConnectionShared(CLIENT);
+  const second = await guard.admitConnection(CLIENT);
   assert.deepEqual(second, { ok: false, reason: "conn_rate", key: CLIENT, retryAfterSec: 30 });
   assert.deepEqual(store.published, [`ban ${CLIENT} 30000 flood`]);
   assert.equal(guard.openConns, 0);
   clock.advance(1);
   const checks = store.checks.length;
-  const banned = guard.admitConnectionShared(CLIENT);
+  const banned = guard.admitConnection(CLIENT);
   assert.ok(!(banned instanceof Promise));
   assert.equal(!banned.ok && banned.reason, "banned");
   assert.equal(store.checks.length, checks);
@@ -339,7 +339,7 @@ Deno.test("dry-run: a shared connection refusal is counted and logged but admitt
   const store = new FakeStore();
   guard.attachStore(store);
   store.answers = [700];
-  const v = await guard.admitConnectionShared(CLIENT);
+  const v = await guard.admitConnection(CLIENT);
   assert.ok(v.ok);
   assert.equal(guard.dryRunRefusals, 1);
   assert.equal(stats.refused.conn_rate, 0);

@@ -137,20 +137,20 @@ Deno.test("guard refuses with table_full when every slot is pinned, and counts i
   const guard = new Guard(options({ guardTableCapacity: 16 }), new FakeClock(), stats, () => {});
   const tickets: number[] = [];
   for (let i = 0; i < 16; i++) {
-    const v = guard.admitConnection(`192.0.2.${i}`);
+    const v = guard.decideConnection(`192.0.2.${i}`);
     assert.ok(v.ok);
     tickets.push(v.ticket);
   }
-  const refused = guard.admitConnection("198.51.100.1");
+  const refused = guard.decideConnection("198.51.100.1");
   assert.deepEqual(refused, { ok: false, reason: "table_full", key: "198.51.100.1", retryAfterSec: 1 });
   assert.equal(stats.guardTableFull, 1);
   assert.equal(stats.refused.table_full, 1);
   // An existing key still gets in (its slot is already held).
-  const again = guard.admitConnection("192.0.2.3");
+  const again = guard.decideConnection("192.0.2.3");
   assert.ok(again.ok);
   guard.release(again.ticket);
   guard.release(tickets[5]);
-  assert.ok(guard.admitConnection("198.51.100.1").ok, "a drained slot is reused");
+  assert.ok(guard.decideConnection("198.51.100.1").ok, "a drained slot is reused");
   guard.tick();
   assert.equal(stats.guardTableSize, 16);
 });
