@@ -7,7 +7,8 @@
  * each as `vento.conf:3: …`. Unknown keys are errors (a typo must not silently fall back to a default).
  */
 
-import { parseGuardStore, redactGuardStore } from "./guard/redis_store.ts";
+import { parseCidr } from "./guard/cidr.ts";
+import { parseGuardStore, redactGuardStore } from "./guard_store_url.ts";
 
 /** The complete, validated configuration. Field names carry their unit. */
 export interface Config {
@@ -508,22 +509,12 @@ export type ParseConfigResult =
   | { ok: true; config: Config; setKeys: string[] }
   | { ok: false; errors: ConfigError[] };
 
-const CIDR_V4 = /^(\d{1,3})(\.\d{1,3}){3}(\/\d{1,2})?$/;
-const CIDR_V6 = /^[0-9a-fA-F:.]+(\/\d{1,3})?$/;
-
-/** Whether `s` is an IPv4 or IPv6 address with an optional prefix length in range. */
+/**
+ * Whether `s` is an IPv4 or IPv6 address with an optional prefix length in range: exactly what the guard
+ * will use (the same parser), so `--check` accepts nothing the server would then ignore.
+ */
 export function isCidr(s: string): boolean {
-  if (CIDR_V4.test(s)) {
-    const [addr, bits] = s.split("/");
-    if (addr.split(".").some((o) => Number(o) > 255)) return false;
-    return bits === undefined || Number(bits) <= 32;
-  }
-  if (s.includes(":") && CIDR_V6.test(s)) {
-    const [addr, bits] = s.split("/");
-    if ((addr.match(/::/g) ?? []).length > 1) return false;
-    return bits === undefined || Number(bits) <= 128;
-  }
-  return false;
+  return parseCidr(s) !== null;
 }
 
 function parseValue(s: Setting, raw: string): { value: unknown } | { error: string } {

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { CidrSet } from "../src/guard/cidr.ts";
 import {
   type Config,
   DEFAULT_CONFIG,
@@ -121,12 +122,35 @@ Deno.test("parseConfig rejects malformed CIDRs with the offending item", () => {
     ["ALLOWLIST=::1/129", "::1/129"],
     ["ALLOWLIST=1::2::3", "1::2::3"],
     ["TRUSTED_PROXIES=10.0.0.0/8,localhost", "localhost"],
+    // Once accepted by a looser check that the guard then ignored at run time:
+    ["TRUSTED_PROXIES=10.0.0.1,1:2", "1:2"],
+    ["ALLOWLIST=12345::1", "12345::1"],
+    ["ALLOWLIST=1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8:9"],
   ];
   for (const [line, bad] of cases) {
     const key = line.slice(0, line.indexOf("="));
     assert.deepEqual(errorsOf(parseConfig(line)), [
       `vento.conf:1: ${key}: "${bad}" is not an IP address or CIDR`,
     ]);
+  }
+});
+
+Deno.test("every CIDR list the config accepts, the guard uses whole (one parser for both)", () => {
+  const samples = [
+    "::ffff:10.0.0.0/104",
+    "2001:db8::/32",
+    "::",
+    "1.2.3.4",
+    "fe80::1%",
+    "::1/128",
+    "1:2::",
+    "0.0.0.0/0",
+  ];
+  for (const item of samples) {
+    const r = parseConfig(`ALLOWLIST=${item}`);
+    const invalid: string[] = [];
+    new CidrSet([item], invalid);
+    assert.equal(r.ok, invalid.length === 0, item);
   }
 });
 

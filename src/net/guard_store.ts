@@ -7,7 +7,8 @@
 
 import type { Config } from "../config.ts";
 import type { Guard } from "../guard/policy.ts";
-import { parseGuardStore, redactGuardStore, RedisStore } from "../guard/redis_store.ts";
+import { RedisStore } from "../guard/redis_store.ts";
+import { parseGuardStore, redactGuardStore } from "../guard_store_url.ts";
 import type { Stats } from "../stats/stats.ts";
 import { connectRedis } from "./redis_client.ts";
 

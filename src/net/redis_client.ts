@@ -10,7 +10,8 @@
  */
 
 import { encodeCommand, RespDecoder, RespError, type RespValue } from "../guard/resp.ts";
-import type { RedisConnector, RedisLink, StoreTarget } from "../guard/redis_store.ts";
+import type { RedisConnector, RedisLink } from "../guard/redis_store.ts";
+import type { StoreTarget } from "../guard_store_url.ts";
 
 /** Why a link failed (the store logs it once per transition). */
 export class RedisLinkError extends Error {}

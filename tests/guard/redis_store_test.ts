@@ -8,13 +8,8 @@
 
 import assert from "node:assert/strict";
 import { gcraLimit } from "../../src/guard/gcra.ts";
-import {
-  parseGuardStore,
-  redactGuardStore,
-  RedisStore,
-  type SharedBanSink,
-  type StoreTarget,
-} from "../../src/guard/redis_store.ts";
+import { parseGuardStore, redactGuardStore, type StoreTarget } from "../../src/guard_store_url.ts";
+import { RedisStore, type SharedBanSink } from "../../src/guard/redis_store.ts";
 import { connectRedis, RedisLinkError } from "../../src/net/redis_client.ts";
 import { Stats } from "../../src/stats/stats.ts";
 import type { BanInfo } from "../../src/guard/views.ts";
