@@ -16,7 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { AdminClient } from "../admin/client.ts";
+import { AdminClient } from "../cli/client.ts";
 import { parseWrk } from "./load.ts";
 import { freePort, hasCommand, median } from "./_common.ts";
 
@@ -429,7 +429,7 @@ async function topCpu(janitor: Janitor, opts: Options, dir: string): Promise<num
   // `exec` so the pane's process is top itself; its pid is written first, so we measure the right one.
   const shell =
     `echo $$ > ${pidFile}; exec ${Deno.execPath()} run -A --quiet --config=${REPO_ROOT}/deno.json ` +
-    `${REPO_ROOT}/admin/main.ts --socket ${dir}/vento.sock top --interval ${TOP_INTERVAL_SEC}`;
+    `${REPO_ROOT}/cli/main.ts --socket ${dir}/vento.sock top --interval ${TOP_INTERVAL_SEC}`;
   const t = await new Deno.Command("tmux", {
     args: ["-S", tmux, "new-session", "-d", "-x", "120", "-y", "40", "sh", "-c", shell],
     stderr: "piped",

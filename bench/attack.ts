@@ -22,7 +22,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseConfig } from "../src/config.ts";
+import { parseConfig } from "../src/config/config.ts";
 import { NodeClient } from "../tests/_helpers/node_client.ts";
 import { commandOutput, freePort } from "./_common.ts";
 

@@ -18,7 +18,7 @@
 import { parseArgs } from "node:util";
 import { freePort } from "./_common.ts";
 import { nginxConfig, ventoConfig, ventoRunArgs } from "./load.ts";
-import { parseConfig } from "../src/config.ts";
+import { parseConfig } from "../src/config/config.ts";
 
 const HOST = "127.0.0.1";
 const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");

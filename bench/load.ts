@@ -18,7 +18,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseConfig } from "../src/config.ts";
+import { parseConfig } from "../src/config/config.ts";
 import { commandOutput, freePort, hasCommand, median } from "./_common.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------

@@ -8,7 +8,7 @@
  * The server itself knows nothing of sockets or guards: `main.ts` adapts them as an `AdminBackend`.
  */
 
-import type { Clock } from "../net/clock.ts";
+import type { Clock } from "../core/clock.ts";
 import type { ConnInfo } from "../net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../guard/views.ts";
 import type { StatsSnapshot } from "../stats/stats.ts";

@@ -10,7 +10,7 @@
  * Pure: never mentions `Deno.`; times are monotonic milliseconds from the caller's `Clock`.
  */
 
-import { type Cidr, cidrContains, type IpAddr, parseCidr } from "./cidr.ts";
+import { type Cidr, cidrContains, type IpAddr, parseCidr } from "../core/cidr.ts";
 
 /** Operator CIDR bans held at once; an attacker cannot add these, so a small fixed bound is enough. */
 export const MAX_CIDR_BANS = 256;

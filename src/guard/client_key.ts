@@ -8,7 +8,15 @@
  * Pure: never mentions `Deno.`; never throws on input; the walk allocates nothing.
  */
 
-import { cidrContains, type CidrSet, formatIp, IpAddr, maskGroups, parseCidr, parseIp } from "./cidr.ts";
+import {
+  cidrContains,
+  type CidrSet,
+  formatIp,
+  IpAddr,
+  maskGroups,
+  parseCidr,
+  parseIp,
+} from "../core/cidr.ts";
 
 const PERCENT = 0x25;
 const COMMA = 0x2c;

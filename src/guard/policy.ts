@@ -30,11 +30,11 @@
  * unless the peer is a trusted proxy sending `X-Forwarded-For` (one key string then).
  */
 
-import type { Config } from "../config.ts";
-import type { Clock } from "../net/clock.ts";
+import type { Config } from "../config/config.ts";
+import type { Clock } from "../core/clock.ts";
 import type { RefuseReason, Stats } from "../stats/stats.ts";
 import { BanList } from "./bans.ts";
-import { cidrContains, CidrSet, IpAddr } from "./cidr.ts";
+import { cidrContains, CidrSet, IpAddr } from "../core/cidr.ts";
 import { banTarget, forwardedClient, keyOf, parsePeerIp } from "./client_key.ts";
 import { type GcraLimit, gcraLimit, gcraNextTat, gcraWaitMs, retryAfterSec } from "./gcra.ts";
 import { ClientTable, type GuardTable } from "./table.ts";

@@ -1,7 +1,7 @@
 /**
  * What the guard asks of a store shared by several Vento instances (GUARD_STORE=redis://…): one GCRA
  * check per request and the fan-out of bans. The guard depends on this interface only; the Redis
- * implementation is src/guard/redis_store.ts.
+ * implementation is src/guard/store/redis_store.ts.
  *
  * Pure types; never mentions `Deno.`.
  */

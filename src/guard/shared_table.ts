@@ -24,7 +24,7 @@
  * Pure: never mentions `Deno.`; allocation-free on the hot path (scratch key buffers are reused).
  */
 
-import { formatIp, IpAddr, maskGroups, parseCidr, parseIp } from "./cidr.ts";
+import { formatIp, IpAddr, maskGroups, parseCidr, parseIp } from "../core/cidr.ts";
 import { NO_SLOT, SlotLru } from "./lru.ts";
 import { countRequestIn, type GuardTable, requestRateIn } from "./table.ts";
 

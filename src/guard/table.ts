@@ -12,7 +12,7 @@
  * Pure: never mentions `Deno.`; O(1) per operation; allocates only the key string it is given.
  */
 
-import type { IpAddr } from "./cidr.ts";
+import type { IpAddr } from "../core/cidr.ts";
 import { NO_SLOT, SlotLru } from "./lru.ts";
 
 /** Width of the request-rate window used for `ClientInfo.requestRatePerSec`. */

@@ -11,9 +11,9 @@
  * Must never throw out of `serve()`: a peer can end its own connection, never the process.
  */
 
-import type { Clock } from "./clock.ts";
-import type { Config } from "../config.ts";
-import type { AccessEntry } from "../access_log.ts";
+import type { Clock } from "../core/clock.ts";
+import type { Config } from "../config/config.ts";
+import type { AccessEntry } from "../stats/access_entry.ts";
 import type { ConnInfo, ConnState } from "./conn_info.ts";
 import type { Stats } from "../stats/stats.ts";
 import type { Handler } from "../http/handler.ts";
@@ -30,7 +30,7 @@ import { RequestParser } from "../http/parser.ts";
 import { ChunkedDecoder } from "../http/body.ts";
 import type { DateLine } from "../http/date.ts";
 import { forwardedForOf } from "../guard/client_key.ts";
-import type { BufferPool } from "../static/buffer_pool.ts";
+import type { BufferPool } from "../core/buffer_pool.ts";
 
 /**
  * Bytes of the buffer every connection keeps a read pending on. Small on purpose: an idle keep-alive
@@ -86,7 +86,7 @@ export interface RequestGate {
   idleTimeoutMs(): number;
 }
 
-/** One line per request for the access log (see `src/access_log.ts`). */
+/** One line per request for the access log (see `src/app/access_log.ts`). */
 export interface AccessLogSink {
   log(entry: AccessEntry): void;
 }

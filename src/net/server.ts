@@ -6,9 +6,9 @@
  * This is the only place that accepts sockets or decides when connections die for server reasons.
  */
 
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../core/clock.ts";
 import type { ConnInfo } from "./conn_info.ts";
-import { ConnSlots } from "./conn_slots.ts";
+import { ConnSlots } from "../core/conn_slots.ts";
 import {
   type AccessLogSink,
   type ConnContext,
@@ -23,7 +23,7 @@ import type { RefuseReason, Stats } from "../stats/stats.ts";
 import type { Handler } from "../http/handler.ts";
 import { DateLine } from "../http/date.ts";
 import { textReply, WholeReplies } from "../http/response.ts";
-import { BufferPool } from "../static/buffer_pool.ts";
+import { BufferPool } from "../core/buffer_pool.ts";
 
 /** The gate's answer at accept: a ticket to serve with, or why to refuse. */
 export type ConnGateVerdict =

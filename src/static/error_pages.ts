@@ -6,7 +6,7 @@
  * Never throws: a page that cannot be read falls back to the built-in one (with one log line).
  */
 
-import type { Clock } from "../net/clock.ts";
+import type { Clock } from "../core/clock.ts";
 import { buildHead, type Reply } from "../http/response.ts";
 import { statusText } from "../http/status.ts";
 import { ConfinedFs } from "./confined_fs.ts";

@@ -28,8 +28,8 @@
  */
 
 import type { BodySink, BodyStream } from "../http/response.ts";
-import type { Clock } from "../net/clock.ts";
-import type { BufferPool } from "./buffer_pool.ts";
+import type { Clock } from "../core/clock.ts";
+import type { BufferPool } from "../core/buffer_pool.ts";
 
 /** One piece of the body: optional header bytes (multipart), then file bytes `start..end` inclusive. */
 export interface StreamSegment {

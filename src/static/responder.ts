@@ -8,11 +8,11 @@
  * by the connection). A fresh cache hit is answered synchronously with no syscall and no allocation.
  */
 
-import type { Clock } from "../net/clock.ts";
+import type { Clock } from "../core/clock.ts";
 import { headerValue, type RequestHead } from "../http/head.ts";
 import { buildHead, type Reply } from "../http/response.ts";
 import { chooseEncoding, type Encoding, type EncodingPrefs, parseAcceptEncoding } from "./accept_encoding.ts";
-import { BufferPool } from "./buffer_pool.ts";
+import { BufferPool } from "../core/buffer_pool.ts";
 import {
   type Conditionals,
   evaluatePreconditions,
@@ -30,7 +30,7 @@ import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } 
 import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
 import { encodePath, resolvePath } from "./resolve.ts";
-import type { Config } from "../config.ts";
+import type { Config } from "../config/config.ts";
 
 /** Everything the responder reads from `Config` (pass the `Config` itself; each key is documented there). */
 export type StaticOptions = Pick<

@@ -3,8 +3,8 @@
  * document root and test-friendly settings, and tears everything down afterwards.
  */
 
-import { type Config, DEFAULT_CONFIG } from "../../src/config.ts";
-import { type StartOptions, startVento, type Vento } from "../../main.ts";
+import { type Config, DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { type StartOptions, startVento, type Vento } from "../../src/app/vento.ts";
 
 export interface TestServer {
   vento: Vento;

@@ -9,7 +9,7 @@ import type { HelloData } from "../../src/admin/protocol.ts";
 import type { ConnInfo } from "../../src/net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../../src/guard/views.ts";
 import { Stats } from "../../src/stats/stats.ts";
-import type { Clock } from "../../src/net/clock.ts";
+import type { Clock } from "../../src/core/clock.ts";
 
 export const FIXED_WALL_MS = Date.UTC(2026, 0, 1, 12, 0, 0);
 

@@ -241,9 +241,9 @@ Deno.test("pure admin modules never mention Deno and import only pure modules", 
   const pure = [
     "src/admin/protocol.ts",
     "src/admin/metrics.ts",
-    "admin/render.ts",
-    "admin/keys.ts",
-    "admin/format.ts",
+    "cli/render.ts",
+    "cli/keys.ts",
+    "cli/format.ts",
   ];
   for (const rel of pure) {
     const text = await Deno.readTextFile(new URL(`../../${rel}`, import.meta.url));

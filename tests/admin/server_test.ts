@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { AdminServer, AdminSocketInUse, MAX_ADMIN_CLIENTS } from "../../src/admin/server.ts";
 import { MAX_LINE_BYTES } from "../../src/admin/protocol.ts";
-import { systemClock } from "../../src/net/clock.ts";
+import { systemClock } from "../../src/core/clock.ts";
 import { FakeBackend, tempSocket } from "./fake_backend.ts";
 
 // deno-lint-ignore no-explicit-any

@@ -5,9 +5,9 @@
 
 import assert from "node:assert/strict";
 import { Stats } from "../../src/stats/stats.ts";
-import { initialState, render } from "../../admin/render.ts";
-import { applySnapshot } from "../../admin/top.ts";
-import { formatStats } from "../../admin/commands.ts";
+import { initialState, render } from "../../cli/render.ts";
+import { applySnapshot } from "../../cli/top.ts";
+import { formatStats } from "../../cli/commands.ts";
 import { formatMetrics } from "../../src/admin/metrics.ts";
 
 const WALL_MS = Date.UTC(2026, 0, 1);

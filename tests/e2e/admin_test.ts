@@ -14,11 +14,11 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
-import { loadConfig } from "../../src/config.ts";
-import { startVento, type Vento } from "../../main.ts";
+import { loadConfig } from "../../src/config/config.ts";
+import { startVento, type Vento } from "../../src/app/vento.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const ADMIN_MAIN = `${ROOT}admin/main.ts`;
+const ADMIN_MAIN = `${ROOT}cli/main.ts`;
 /** How long any single expected effect may take before the test fails. */
 const EFFECT_TIMEOUT_MS = 5_000;
 /** How long `vento-admin top` may take to start and draw (a cold `deno run` on a busy machine). */

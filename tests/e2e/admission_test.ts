@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { NodeClient } from "../_helpers/node_client.ts";
 import { startTestServer } from "../_helpers/server.ts";
-import type { Vento } from "../../main.ts";
+import type { Vento } from "../../src/app/vento.ts";
 import type { ConnGate, ConnGateVerdict } from "../../src/net/server.ts";
 
 /** Longest wait for an effect the test causes. */

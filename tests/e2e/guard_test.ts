@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { NodeClient, requestFrom } from "../_helpers/node_client.ts";
 import type { RawResponse } from "../_helpers/raw_client.ts";
 import { type Files, startTestServer, type TestServer } from "../_helpers/server.ts";
-import type { Config } from "../../src/config.ts";
+import type { Config } from "../../src/config/config.ts";
 
 const ATTACKER = "127.0.0.5";
 const BYSTANDER = "127.0.0.6";

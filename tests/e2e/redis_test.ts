@@ -27,7 +27,7 @@ import {
   startRedis,
   type TestRedis,
 } from "../_helpers/redis.ts";
-import type { Config } from "../../src/config.ts";
+import type { Config } from "../../src/config/config.ts";
 
 const GET = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 const RATE_PER_SEC = 20;

@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { splitConnId } from "../../src/net/cluster_protocol.ts";
+import { splitConnId } from "../../src/cluster/protocol.ts";
 import { RawClient, request } from "../_helpers/raw_client.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");

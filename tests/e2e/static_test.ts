@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import type { Config } from "../../src/config.ts";
+import type { Config } from "../../src/config/config.ts";
 import { latin1, RawClient, type RawResponse, request } from "../_helpers/raw_client.ts";
 import { startTestServer, type TestServer } from "../_helpers/server.ts";
 

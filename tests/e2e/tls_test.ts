@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, loadConfig, parseConfig } from "../../src/config.ts";
+import { DEFAULT_CONFIG, loadConfig, parseConfig } from "../../src/config/config.ts";
 import { startTestServer, type TestServer } from "../_helpers/server.ts";
 import { makeTestPki, OPENSSL_AVAILABLE, type TestPki } from "../_helpers/pki.ts";
 

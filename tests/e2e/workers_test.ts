@@ -11,9 +11,9 @@
  */
 
 import assert from "node:assert/strict";
-import { type Config, DEFAULT_CONFIG, loadConfig } from "../../src/config.ts";
-import { type Cluster, type ClusterOptions, startCluster } from "../../src/net/cluster.ts";
-import { globalConnId, splitConnId } from "../../src/net/cluster_protocol.ts";
+import { type Config, DEFAULT_CONFIG, loadConfig } from "../../src/config/config.ts";
+import { type Cluster, type ClusterOptions, startCluster } from "../../src/cluster/supervisor.ts";
+import { globalConnId, splitConnId } from "../../src/cluster/protocol.ts";
 import { RawClient, request } from "../_helpers/raw_client.ts";
 
 const BODY = "<!doctype html><title>workers</title><h1>hello</h1>\n";

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { BanList, MAX_CIDR_BANS } from "../../src/guard/bans.ts";
 import { Guard, type GuardOptions } from "../../src/guard/policy.ts";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
 function options(overrides: Partial<GuardOptions>): GuardOptions {

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { CidrSet, formatIp, IpAddr, parseCidr, parseIp } from "../../src/guard/cidr.ts";
+import { CidrSet, formatIp, IpAddr, parseCidr, parseIp } from "../../src/core/cidr.ts";
 import {
   addressInCidr,
   banTarget,
@@ -14,8 +14,8 @@ import {
   forwardedForOf,
 } from "../../src/guard/client_key.ts";
 import { Guard, type GuardOptions } from "../../src/guard/policy.ts";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
 Deno.test("client key of an IPv4 peer is its dotted address", () => {

@@ -6,11 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
 import { Guard, type GuardOptions } from "../../src/guard/policy.ts";
 import { SharedGate, SUPERVISOR } from "../../src/guard/shared_gate.ts";
 import { createSharedGuardMemory, SharedClientTable } from "../../src/guard/shared_table.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
 /** Two workers' gates over one block, as cluster_worker.ts builds them, each with its own Guard and Stats. */

@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { Guard, type GuardOptions } from "../../src/guard/policy.ts";
 import { type GcraLimit, gcraNextTat, gcraWaitMs } from "../../src/guard/gcra.ts";
 import type { SharedStore } from "../../src/guard/shared_store.ts";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
 class FakeStore implements SharedStore {

@@ -7,14 +7,14 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { IpAddr } from "../../src/guard/cidr.ts";
+import { IpAddr } from "../../src/core/cidr.ts";
 import { keyOf, parsePeerIp } from "../../src/guard/client_key.ts";
 import { Guard, type GuardOptions } from "../../src/guard/policy.ts";
 import { SharedGate } from "../../src/guard/shared_gate.ts";
 import { createSharedGuardMemory, MAX_WORKERS, SharedClientTable } from "../../src/guard/shared_table.ts";
 import { ClientTable } from "../../src/guard/table.ts";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
 function addrOf(ip: string): IpAddr {

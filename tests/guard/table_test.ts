@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ClientTable } from "../../src/guard/table.ts";
 import { Guard, type GuardOptions } from "../../src/guard/policy.ts";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
 Deno.test("table evicts the least recently used drained entry when full", () => {

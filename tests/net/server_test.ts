@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { sweepIntervalMs, unmapAddress } from "../../src/net/server.ts";
 import { escapeForLog } from "../../src/net/connection.ts";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
-import { FakeClock, SystemClock } from "../../src/net/clock.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock, SystemClock } from "../../src/core/clock.ts";
 
 Deno.test("unmapAddress unwraps v4-mapped IPv6 and leaves everything else", () => {
   assert.equal(unmapAddress("::ffff:127.0.0.5"), "127.0.0.5");

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BufferPool } from "../../src/static/buffer_pool.ts";
+import { BufferPool } from "../../src/core/buffer_pool.ts";
 import {
   FileShrankError,
   FileStream,
@@ -13,7 +13,7 @@ import {
   SLOW_READS_TO_SWITCH,
   type StreamFile,
 } from "../../src/static/file_stream.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 
 /** A file in memory; `readSync` advances `clock` by `syncReadMs` to play a slow disk. */
 class FakeFile implements StreamFile {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG } from "../../src/config.ts";
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
 import type { RequestHead } from "../../src/http/head.ts";
 import type { BodySink, Reply } from "../../src/http/response.ts";
-import { FakeClock } from "../../src/net/clock.ts";
+import { FakeClock } from "../../src/core/clock.ts";
 import { type StaticOptions, StaticResponder } from "../../src/static/responder.ts";
 
 const dec = new TextDecoder();

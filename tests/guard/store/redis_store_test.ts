@@ -7,13 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { gcraLimit } from "../../src/guard/gcra.ts";
-import { parseGuardStore, redactGuardStore, type StoreTarget } from "../../src/guard_store_url.ts";
-import { RedisStore, type SharedBanSink } from "../../src/guard/redis_store.ts";
-import { connectRedis, RedisLinkError } from "../../src/net/redis_client.ts";
-import { Stats } from "../../src/stats/stats.ts";
-import type { BanInfo } from "../../src/guard/views.ts";
-import { REDIS_AVAILABLE, REDIS_SKIP_NOTE, redisCommand, startRedis } from "../_helpers/redis.ts";
+import { gcraLimit } from "../../../src/guard/gcra.ts";
+import { parseGuardStore, redactGuardStore, type StoreTarget } from "../../../src/config/guard_store_url.ts";
+import { RedisStore, type SharedBanSink } from "../../../src/guard/store/redis_store.ts";
+import { connectRedis, RedisLinkError } from "../../../src/guard/store/redis_client.ts";
+import { Stats } from "../../../src/stats/stats.ts";
+import type { BanInfo } from "../../../src/guard/views.ts";
+import { REDIS_AVAILABLE, REDIS_SKIP_NOTE, redisCommand, startRedis } from "../../_helpers/redis.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Longest a condition that should hold "within ~100 ms" may take before a test fails (slow CI). */

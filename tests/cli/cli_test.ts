@@ -1,5 +1,5 @@
 /**
- * `vento-admin` as a user runs it: `deno run -A admin/main.ts …` in a subprocess against a
+ * `vento-admin` as a user runs it: `deno run -A cli/main.ts …` in a subprocess against a
  * fake-backend AdminServer in this process. Checks output, `--json`, exit codes (0 ok, 1 refused or
  * no server, 2 usage) and socket discovery through vento.conf.
  */
@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { AdminServer } from "../../src/admin/server.ts";
-import { systemClock } from "../../src/net/clock.ts";
-import { FakeBackend, tempSocket } from "./fake_backend.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { FakeBackend, tempSocket } from "../admin/fake_backend.ts";
 
-const MAIN = fromFileUrl(new URL("../../admin/main.ts", import.meta.url));
+const MAIN = fromFileUrl(new URL("../../cli/main.ts", import.meta.url));
 const ROOT = fromFileUrl(new URL("../../", import.meta.url));
 
 interface Run {

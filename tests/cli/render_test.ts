@@ -6,12 +6,12 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { AdminServer } from "../../src/admin/server.ts";
-import { systemClock } from "../../src/net/clock.ts";
+import { systemClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
-import { initialState, render, type TopState, visibleConns, visibleWidth } from "../../admin/render.ts";
-import { handleKey, type Key, parseKeys } from "../../admin/keys.ts";
-import { applySnapshot } from "../../admin/top.ts";
-import { FakeBackend, fakeClients, fakeConns, FIXED_WALL_MS, tempSocket } from "./fake_backend.ts";
+import { initialState, render, type TopState, visibleConns, visibleWidth } from "../../cli/render.ts";
+import { handleKey, type Key, parseKeys } from "../../cli/keys.ts";
+import { applySnapshot } from "../../cli/top.ts";
+import { FakeBackend, fakeClients, fakeConns, FIXED_WALL_MS, tempSocket } from "../admin/fake_backend.ts";
 
 const SIZES = [
   { cols: 80, rows: 24 },
@@ -219,7 +219,7 @@ Deno.test({
     try {
       await tmux(tsock, "-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", "-c", root, "sh");
       await tmux(tsock, "send-keys", `PS1='READY$ ' exec sh`, "Enter");
-      const cmd = `${Deno.execPath()} run -A --quiet admin/main.ts --socket ${path} top --interval 200ms`;
+      const cmd = `${Deno.execPath()} run -A --quiet cli/main.ts --socket ${path} top --interval 200ms`;
       await tmux(tsock, "send-keys", cmd, "Enter");
       const screen = () => tmux(tsock, "capture-pane", "-p");
       await waitFor("the connections table", async () => (await screen()).includes("203.0.113.9:51234"));

@@ -1,15 +1,15 @@
 /**
  * Wiring of GUARD_STORE for the composition root: builds the Redis-backed shared store (sockets from
- * src/net/redis_client.ts) and attaches it to the guard, which then lets the store decide request rates
+ * src/guard/store/redis_client.ts) and attaches it to the guard, which then lets the store decide request rates
  * and connection rates while it is healthy. With GUARD_STORE=memory it builds nothing, so the default path
  * is unchanged.
  */
 
-import type { Config } from "../config.ts";
-import type { Guard } from "../guard/policy.ts";
-import { RedisStore } from "../guard/redis_store.ts";
-import { parseGuardStore, redactGuardStore } from "../guard_store_url.ts";
-import type { Stats } from "../stats/stats.ts";
+import type { Config } from "../../config/config.ts";
+import type { Guard } from "../policy.ts";
+import { RedisStore } from "./redis_store.ts";
+import { parseGuardStore, redactGuardStore } from "../../config/guard_store_url.ts";
+import type { Stats } from "../../stats/stats.ts";
 import { connectRedis } from "./redis_client.ts";
 
 /** The store named by `config.guardStore`, attached to `guard`; null for `memory`. Not yet connected. */

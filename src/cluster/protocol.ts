@@ -6,12 +6,12 @@
  * Types and two pure functions only: nothing here touches a socket or a worker.
  */
 
-import type { Config } from "../config.ts";
+import type { Config } from "../config/config.ts";
 import type { SharedGuardMemory } from "../guard/shared_table.ts";
 import { MAX_WORKERS } from "../guard/shared_table.ts";
 import type { BanInfo } from "../guard/views.ts";
 import type { StatsSnapshot } from "../stats/stats.ts";
-import type { ConnInfo } from "./conn_info.ts";
+import type { ConnInfo } from "../net/conn_info.ts";
 
 export type ReloadResult = { applied: string[]; needsRestart: string[] } | { errors: string[] };
 

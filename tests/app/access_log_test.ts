@@ -5,15 +5,15 @@
  */
 
 import assert from "node:assert/strict";
+import type { AccessEntry } from "../../src/stats/access_entry.ts";
 import {
-  type AccessEntry,
   AccessLog,
   ClfTimeCache,
   escapeLogField,
   formatClfTime,
   formatCombined,
   type LogWriter,
-} from "../src/access_log.ts";
+} from "../../src/app/access_log.ts";
 
 const T0 = Date.UTC(2000, 9, 10, 13, 55, 36); // 10 Oct 2000 13:55:36 UTC, Apache's documentation example
 

@@ -14,12 +14,12 @@
  * surfaces as the worker's error event, and the supervisor restarts it.
  */
 
-import type { kickBanned, StartOptions, Vento } from "../../main.ts";
-import type { Config } from "../config.ts";
+import type { kickBanned, StartOptions, Vento } from "../app/vento.ts";
+import type { Config } from "../config/config.ts";
 import { SharedGate } from "../guard/shared_gate.ts";
 import { SharedClientTable } from "../guard/shared_table.ts";
-import { systemClock } from "./clock.ts";
-import { type FromWorker, globalConnId, type ToWorker } from "./cluster_protocol.ts";
+import { systemClock } from "../core/clock.ts";
+import { type FromWorker, globalConnId, type ToWorker } from "./protocol.ts";
 
 /** The worker thread's side of its message channel (the worker's global scope). */
 export interface WorkerPort {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BufferPool } from "../../src/static/buffer_pool.ts";
+import { BufferPool } from "../../src/core/buffer_pool.ts";
 
 Deno.test("buffer pool reuses released buffers and keeps at most maxKept idle", () => {
   const pool = new BufferPool(1024, 2);

@@ -9,22 +9,7 @@
  * disk failed (failed batches are counted as dropped lines).
  */
 
-/** What one log line records. The lead fills it from the exchange; strings may hold any bytes. */
-export interface AccessEntry {
-  /** Client address as keyed by the guard (`203.0.113.9`, `2001:db8::1`). */
-  remote: string;
-  /** Wall-clock time of the request, milliseconds since the epoch. */
-  wallMs: number;
-  /** The request line as received (`GET /a HTTP/1.1`), without CRLF. */
-  requestLine: string;
-  status: number;
-  /** Body bytes sent. */
-  bytes: number;
-  /** `Referer` header value, "" when absent. */
-  referer: string;
-  /** `User-Agent` header value, "" when absent. */
-  userAgent: string;
-}
+import type { AccessEntry } from "../stats/access_entry.ts";
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const HEX = "0123456789ABCDEF";

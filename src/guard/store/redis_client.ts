@@ -2,16 +2,16 @@
  * One TCP (or TLS, for `rediss://`) connection to Redis: pipelined commands (every command issued in the same turn of the event
  * loop leaves in one `write`, replies are matched in order), a deadline on the oldest unanswered
  * command, and subscriber mode for PUBLISH/SUBSCRIBE. It implements `RedisLink` for the guard's shared
- * store (src/guard/redis_store.ts), which owns reconnecting, backoff and the fallback decision.
+ * store (src/guard/store/redis_store.ts), which owns reconnecting, backoff and the fallback decision.
  *
  * Failure is terminal and loud: a timeout, a malformed reply, EOF or a socket error closes the
  * connection, rejects every pending command with `RedisLinkError` and resolves `closed`. Never retries
  * on its own (the store decides when to come back). Owns its socket and its one sweep timer; nothing else.
  */
 
-import { encodeCommand, RespDecoder, RespError, type RespValue } from "../guard/resp.ts";
-import type { RedisConnector, RedisLink } from "../guard/redis_store.ts";
-import type { StoreTarget } from "../guard_store_url.ts";
+import { encodeCommand, RespDecoder, RespError, type RespValue } from "./resp.ts";
+import type { RedisConnector, RedisLink } from "./redis_store.ts";
+import type { StoreTarget } from "../../config/guard_store_url.ts";
 
 /** Why a link failed (the store logs it once per transition). */
 export class RedisLinkError extends Error {}

@@ -7,7 +7,7 @@
  * each as `vento.conf:3: …`. Unknown keys are errors (a typo must not silently fall back to a default).
  */
 
-import { parseCidr } from "./guard/cidr.ts";
+import { parseCidr } from "../core/cidr.ts";
 import { parseGuardStore, redactGuardStore } from "./guard_store_url.ts";
 
 /** The complete, validated configuration. Field names carry their unit. */

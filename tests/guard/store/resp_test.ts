@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeCommand, RespDecoder, RespError, type RespValue } from "../../src/guard/resp.ts";
+import { encodeCommand, RespDecoder, RespError, type RespValue } from "../../../src/guard/store/resp.ts";
 
 const enc = new TextEncoder();
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CidrSet } from "../src/guard/cidr.ts";
+import { CidrSet } from "../../src/core/cidr.ts";
 import {
   type Config,
   DEFAULT_CONFIG,
@@ -14,9 +14,9 @@ import {
   parseConfig,
   type ParseConfigResult,
   SETTINGS,
-} from "../src/config.ts";
+} from "../../src/config/config.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
+const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 
 function okConfig(r: ParseConfigResult): Config {
   if (!r.ok) assert.fail(`expected a config, got errors: ${JSON.stringify(r.errors)}`);
@@ -327,7 +327,7 @@ Deno.test("loadConfig without a path falls back to defaults when ./vento.conf is
   // The default path is relative to the working directory, which is process-wide; a child process
   // gets its own, so this test cannot disturb tests running beside it.
   await withTempDir(async (dir) => {
-    const script = `import { loadConfig } from ${JSON.stringify(`${REPO_ROOT}/src/config.ts`)};
+    const script = `import { loadConfig } from ${JSON.stringify(`${REPO_ROOT}/src/config/config.ts`)};
       console.log(JSON.stringify(await loadConfig(null)));`;
     const run = async () => {
       const out = await new Deno.Command(Deno.execPath(), {

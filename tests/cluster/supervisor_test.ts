@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { addSnapshot, resolveWorkers } from "../../src/net/cluster.ts";
-import { globalConnId, splitConnId } from "../../src/net/cluster_protocol.ts";
+import { addSnapshot, resolveWorkers } from "../../src/cluster/supervisor.ts";
+import { globalConnId, splitConnId } from "../../src/cluster/protocol.ts";
 import { MAX_WORKERS } from "../../src/guard/shared_table.ts";
 import { Stats, type StatsSnapshot } from "../../src/stats/stats.ts";
 

@@ -9,7 +9,7 @@
  */
 
 import { dirname, isAbsolute, resolve } from "node:path";
-import { DEFAULT_CONFIG, formatConfigError, parseConfig } from "../src/config.ts";
+import { DEFAULT_CONFIG, formatConfigError, parseConfig } from "../src/config/config.ts";
 import type { ConnInfo } from "../src/net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../src/guard/views.ts";
 import type { HelloData, StatsReport } from "../src/admin/protocol.ts";

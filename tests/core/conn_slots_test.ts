@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ConnSlots } from "../../src/net/conn_slots.ts";
+import { ConnSlots } from "../../src/core/conn_slots.ts";
 
 function values<T>(s: ConnSlots<T>): T[] {
   const out: T[] = [];

@@ -19,9 +19,9 @@
  * or a compiled binary is one file, and its entry is the only module that is sure to be in it.
  */
 
-import { type Config, loadConfig, SETTINGS } from "../config.ts";
-import { type Clock, systemClock } from "./clock.ts";
-import type { ConnInfo } from "./conn_info.ts";
+import { type Config, loadConfig, SETTINGS } from "../config/config.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
+import type { ConnInfo } from "../net/conn_info.ts";
 import { type AdminBackend, AdminServer } from "../admin/server.ts";
 import { PROTOCOL_VERSION } from "../admin/protocol.ts";
 import { Guard } from "../guard/policy.ts";
@@ -35,8 +35,8 @@ import {
 import { banTarget } from "../guard/client_key.ts";
 import type { BanInfo } from "../guard/views.ts";
 import { Stats, type StatsSnapshot } from "../stats/stats.ts";
-import { VERSION } from "../version.ts";
-import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "./cluster_protocol.ts";
+import { VERSION } from "../core/version.ts";
+import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "./protocol.ts";
 
 /** How often each worker reports its counters (the admin stats are at most this stale). */
 export const REPORT_INTERVAL_MS = 100;

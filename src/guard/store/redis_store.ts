@@ -19,17 +19,17 @@
  *   line this module (or the config parser) shows uses `StoreTarget.url` / `redactGuardStore`, where it
  *   is `***`.
  *
- * Pure: sockets come from the injected `RedisConnector` (src/net/redis_client.ts); never mentions `Deno.`.
+ * Pure: sockets come from the injected `RedisConnector` (src/guard/store/redis_client.ts); never mentions `Deno.`.
  */
 
-import type { Stats } from "../stats/stats.ts";
-import type { GcraLimit } from "./gcra.ts";
+import type { Stats } from "../../stats/stats.ts";
+import type { GcraLimit } from "../gcra.ts";
 import { RespError, type RespValue } from "./resp.ts";
-import type { SharedStore } from "./shared_store.ts";
-import type { StoreTarget } from "../guard_store_url.ts";
-import type { BanInfo } from "./views.ts";
+import type { SharedStore } from "../shared_store.ts";
+import type { StoreTarget } from "../../config/guard_store_url.ts";
+import type { BanInfo } from "../views.ts";
 
-/** One connection to Redis, as src/net/redis_client.ts provides it. */
+/** One connection to Redis, as src/guard/store/redis_client.ts provides it. */
 export interface RedisLink {
   /**
    * Resolves with the reply (error replies as `RespError`); rejects when the link fails or no reply came

@@ -1,0 +1,269 @@
+/**
+ * Assembling one Vento from a validated config: stats, guard (and its shared store), static responder,
+ * router, access log, server, admin socket; reload and graceful shutdown of what it built.
+ *
+ * `startVento` is what `deno task start` runs on one thread, what every worker thread runs when
+ * WORKERS > 1, and what end-to-end tests run on port 0. It reads no argv, env or signals: the CLI
+ * (`main.ts`) does that and calls it.
+ */
+
+import { type Config, loadConfig, SETTINGS } from "../config/config.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
+import { type ConnGate, Server } from "../net/server.ts";
+import { Stats } from "../stats/stats.ts";
+import { Guard } from "../guard/policy.ts";
+import { createGuardStore } from "../guard/store/guard_store.ts";
+import type { GuardTable } from "../guard/table.ts";
+import { addressInCidr, banTarget } from "../guard/client_key.ts";
+import { StaticResponder } from "../static/responder.ts";
+import { Router } from "../routes/router.ts";
+import { AccessLog } from "./access_log.ts";
+import { type AdminBackend, AdminServer } from "../admin/server.ts";
+import { PROTOCOL_VERSION } from "../admin/protocol.ts";
+import { VERSION } from "../core/version.ts";
+
+/** A running Vento. */
+export interface Vento {
+  readonly config: Config;
+  /** The plain HTTP address (the HTTPS one when PLAIN_HTTP=off). */
+  readonly addr: Deno.NetAddr;
+  /** The HTTPS address, or null when TLS_CERT/TLS_KEY are off. */
+  readonly tlsAddr: Deno.NetAddr | null;
+  readonly server: Server;
+  readonly stats: Stats;
+  readonly guard: Guard;
+  readonly admin: AdminServer | null;
+  /** Re-reads the config file, validates it whole, applies what can change live. */
+  reload(): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }>;
+  /** Graceful shutdown (idempotent); resolves when every descriptor is released. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has shut down (by signal, `drain` or `shutdown()`). */
+  readonly done: Promise<void>;
+}
+
+export interface StartOptions {
+  /** The config file the config came from (for `reload` and `hello`); null when defaults only. */
+  configPath: string | null;
+  clock?: Clock;
+  /** Error lines (default console.error). */
+  logError?: (message: string) => void;
+  /** The port given on the command line, which a reload must keep winning over PORT in the file. */
+  portOverride?: number;
+  /** WORKERS > 1 (set by `src/cluster/worker.ts`): bind with SO_REUSEPORT to share the port. */
+  reusePort?: boolean;
+  /** WORKERS > 1: the shared client table, so limits and bans are global across workers. */
+  guardTable?: GuardTable;
+  /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
+  gate?: (guard: Guard) => ConnGate;
+}
+
+/** Settings that a reload can apply to a running server without a restart. */
+const LIVE_KEYS = new Set([
+  "MAX_REQUEST_LINE_BYTES",
+  "MAX_HEADER_BYTES",
+  "MAX_HEADER_COUNT",
+  "ECHO_MAX_BODY_BYTES",
+  "MAX_REQUESTS_PER_CONN",
+  "HEADER_TIMEOUT_MS",
+  "IDLE_TIMEOUT_MS",
+  "IDLE_TIMEOUT_BUSY_MS",
+  "BODY_IDLE_TIMEOUT_MS",
+  "BODY_MIN_RATE_GRACE_MS",
+  "BODY_MIN_RATE_BYTES_PER_SEC",
+  "SEND_TIMEOUT_MS",
+  "SEND_MIN_RATE_GRACE_MS",
+  "SEND_MIN_RATE_BYTES_PER_SEC",
+  "SHUTDOWN_TIMEOUT_MS",
+  "CLIENT_IPV6_PREFIX_BITS",
+  "TRUSTED_PROXIES",
+  "ALLOWLIST",
+  "REQUEST_RATE_PER_SEC",
+  "REQUEST_BURST",
+  "CONN_RATE_PER_SEC",
+  "CONN_BURST",
+  "BAN_AFTER_VIOLATIONS",
+  "VIOLATION_WINDOW_MS",
+  "BAN_MS",
+  "BAN_MAX_MS",
+  "LIMIT_MODE",
+  "MAX_CONNS_PER_CLIENT",
+  "MAX_CONNS",
+  "BUSY_THRESHOLD_PERCENT",
+]);
+
+/** Builds and starts every part of the server from a validated config. */
+export async function startVento(config: Config, options: StartOptions): Promise<Vento> {
+  const clock = options.clock ?? systemClock;
+  const logError = options.logError ?? ((m: string) => console.error(m));
+  // The live config object: reload mutates the fields that may change while running.
+  const live: Config = { ...config };
+  const stats = new Stats();
+  const guard = new Guard(live, clock, stats, undefined, options.guardTable);
+  // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
+  const store = createGuardStore(live, guard, stats, logError);
+  const staticResponder = await StaticResponder.create(live, clock);
+  const router = new Router(staticResponder, live);
+  const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
+  // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
+  const gate: ConnGate = options.gate?.(guard) ?? guard;
+  const server = new Server({
+    options: live,
+    clock,
+    stats,
+    handler: router,
+    gate,
+    accessLog,
+    logError,
+    reusePort: options.reusePort,
+  });
+  let addr: Deno.NetAddr;
+  let tlsAddr: Deno.NetAddr | null = null;
+  try {
+    if (live.plainHttp) server.listen();
+    if (live.tlsCert !== "off") {
+      const [certPem, keyPem] = await Promise.all([
+        Deno.readTextFile(live.tlsCert),
+        Deno.readTextFile(live.tlsKey),
+      ]);
+      tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+    }
+    addr = server.addr;
+  } catch (e) {
+    server.forceClose();
+    staticResponder.close();
+    await accessLog?.close();
+    throw e;
+  }
+  const startedWallMs = clock.wallMs();
+  // Bans published by other instances also close the open connections they cover, as a local one does.
+  await store?.start({
+    ban: (target, ms, reason) => {
+      guard.applySharedBan(target, ms, reason);
+      kickBanned(server, target, live);
+    },
+    unban: (target) => guard.applySharedUnban(target),
+    localBans: () => guard.bans(),
+  });
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => resolveDone = r);
+  let shutdownPromise: Promise<void> | null = null;
+  let admin: AdminServer | null = null;
+
+  const shutdown = (): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      await server.shutdown(live.shutdownTimeoutMs);
+      await store?.close();
+      await admin?.close();
+      staticResponder.close();
+      await accessLog?.close();
+      resolveDone();
+    })();
+    return shutdownPromise;
+  };
+
+  const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
+    if (options.configPath === null) return { applied: [], needsRestart: [] };
+    const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
+    if (!loaded.ok) return { errors: loaded.messages };
+    const next = loaded.config;
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    for (const s of SETTINGS) {
+      const before = JSON.stringify(live[s.field]);
+      const after = JSON.stringify(next[s.field]);
+      if (before === after) continue;
+      if (LIVE_KEYS.has(s.key)) {
+        (live as unknown as Record<string, unknown>)[s.field] = next[s.field];
+        applied.push(s.key);
+      } else {
+        needsRestart.push(s.key);
+      }
+    }
+    if (applied.length > 0) {
+      // With WORKERS > 1 the guard's table is shared (a shrinking ban list clears its mirror there).
+      const apply = () => guard.applyOptions(live);
+      if (gate.withLock !== undefined) gate.withLock(apply);
+      else apply();
+    }
+    try {
+      await accessLog?.reopen();
+    } catch (e) {
+      // Rotation into an unwritable place: keep logging to the old file, and say so.
+      return { errors: [`reopening the access log: ${e instanceof Error ? e.message : String(e)}`] };
+    }
+    return { applied, needsRestart };
+  };
+
+  const backend: AdminBackend = {
+    hello: () => ({
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      pid: Deno.pid,
+      uptimeMs: clock.wallMs() - startedWallMs,
+      listen: [...(live.plainHttp ? [addr] : []), ...(tlsAddr === null ? [] : [tlsAddr])].map((a) =>
+        `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}`
+      ),
+      configPath: options.configPath ?? "",
+    }),
+    stats: () => stats.snapshot(clock.nowMs(), clock.wallMs()),
+    conns: () => server.connections(),
+    clients: (limit) => guard.clients(limit),
+    bans: () => guard.bans(),
+    ban: (target, ms, reason) => {
+      const r = guard.ban(target, ms, reason);
+      if (r.ok) kickBanned(server, target, live);
+      return r;
+    },
+    unban: (target) => guard.unban(target),
+    kick: (id) => server.kick(id),
+    reload,
+    drain: () => void shutdown(),
+    limits: () => ({ maxConns: live.maxConns }),
+  };
+
+  if (live.adminSocket !== "off") {
+    try {
+      admin = await AdminServer.start(live.adminSocket, backend, clock);
+    } catch (e) {
+      server.forceClose();
+      await store?.close();
+      staticResponder.close();
+      await accessLog?.close();
+      throw e;
+    }
+  }
+
+  server.serve();
+  return {
+    config: live,
+    addr,
+    tlsAddr,
+    server,
+    stats,
+    guard,
+    admin,
+    reload,
+    shutdown,
+    done,
+  };
+}
+
+/**
+ * After an operator ban, closes the open connections it covers, as the accept-time check would refuse
+ * them. The target is normalised first: `2001:db8::1` bans the key `2001:db8::/64`, `127.0.0.5/32` the key
+ * `127.0.0.5`; a wider CIDR covers every peer inside it except allowlisted ones (the guard exempts those).
+ */
+export function kickBanned(server: Server, text: string, config: Config): void {
+  const target = banTarget(text, config.clientIpv6PrefixBits);
+  if (target === null) return;
+  if ("key" in target) {
+    server.kickKey(target.key);
+    return;
+  }
+  for (const c of server.connections()) {
+    if (!addressInCidr(c.remote, target.cidr)) continue;
+    if (config.allowlist.some((allowed) => addressInCidr(c.remote, allowed))) continue;
+    server.kick(c.id);
+  }
+}
