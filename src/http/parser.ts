@@ -322,10 +322,11 @@ export class RequestParser {
               i++;
               break;
             }
-            // RFC 9112 §2.3: the version is case-sensitive "HTTP/" DIGIT "." DIGIT.
-            if (this.#major === 1 && (this.#minor === 0 || this.#minor === 1)) {
-              this.#version = this.#minor === 0 ? 10 : 11;
-            } else return this.#fail("UNSUPPORTED_VERSION", base + i);
+            // RFC 9112 §2.3: the version is case-sensitive "HTTP/" DIGIT "." DIGIT. RFC 9110 §2.5: a
+            // higher minor of a major we speak is handled as the highest minor we speak (1.1); only
+            // another major (0.x, 2.x, …) is unsupported.
+            if (this.#major === 1) this.#version = this.#minor === 0 ? 10 : 11;
+            else return this.#fail("UNSUPPORTED_VERSION", base + i);
             state = S_RL_LF;
             i++;
             break;

