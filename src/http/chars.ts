@@ -8,7 +8,13 @@
 
 /** `tchar` (RFC 9110 §5.6.2): the bytes of a token (methods, header names, codings). */
 export const C_TOKEN = 1;
-/** Bytes allowed in a request-target: visible ASCII except `#` (a fragment is never sent, RFC 9112 §3.2). */
+/**
+ * Bytes allowed in a request-target: the characters RFC 3986 allows in a URI (unreserved, reserved,
+ * `%`), except `#` (a fragment is never sent, RFC 9112 §3.2). Visible ASCII outside RFC 3986 —
+ * `"` `<` `>` `\` `^` `` ` `` `{` `|` `}` — makes the request line invalid (400, RFC 9112 §3.2): a
+ * client must percent-encode them, and letting them through would hand downstream code (logs, HTML
+ * listings, redirects) characters that a valid URI never carries.
+ */
 export const C_TARGET = 2;
 /** Bytes allowed inside a field value: VCHAR, obs-text, SP, HTAB (RFC 9110 §5.5). */
 export const C_VALUE = 4;
@@ -44,8 +50,7 @@ function buildClasses(): Uint8Array {
   const digits = "0123456789";
   const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
   add(digits + alpha + "!#$%&'*+-.^_`|~", C_TOKEN);
-  range(0x21, 0x7e, C_TARGET);
-  t[0x23] &= ~C_TARGET; // '#'
+  add(digits + alpha + "-._~" + ":/?[]@" + "!$&'()*+,;=" + "%", C_TARGET);
   range(0x21, 0x7e, C_VALUE);
   range(0x80, 0xff, C_VALUE);
   add(" \t", C_VALUE | C_WS);

@@ -40,3 +40,23 @@ Deno.test("HTTP/1.2 is served as HTTP/1.1 (keep-alive), while HTTP/2.0 and HTTP/
     assert.equal((await request(s.port, `GET / HTTP/2.0\r\n${H}\r\n`)).status, 505);
     assert.equal((await request(s.port, `GET / HTTP/0.9\r\n${H}\r\n`)).status, 505);
   }));
+
+Deno.test("request-target characters outside RFC 3986 are answered 400 and the connection closes", () =>
+  withServer(async (s) => {
+    for (const ch of ['"', "<", ">", "\\", "^", "`", "{", "|", "}"]) {
+      for (const target of [`/a${ch}b`, `/s?q=${ch}`]) {
+        const c = await RawClient.connect(s.port);
+        try {
+          await c.send(`GET ${target} HTTP/1.1\r\n${H}\r\n`);
+          const r = await c.read();
+          assert.equal(r.status, 400, `${target} → ${r.status}`);
+          assert.equal(r.headers.get("connection"), "close");
+          assert.ok(await c.closedWithin(3000));
+        } finally {
+          c.close();
+        }
+      }
+    }
+    // Their percent-encoded forms are ordinary requests.
+    assert.equal((await request(s.port, `GET /?q=%7B%7C%7D%5E%60 HTTP/1.1\r\n${H}\r\n`)).status, 200);
+  }));
