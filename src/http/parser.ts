@@ -105,6 +105,7 @@ const S_CR_MISPLACED = 13; // CR where a line cannot end: LF next → #misplaced
 
 const MORE: ParseResult = Object.freeze({ kind: "more" });
 const VERSION_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f]; // "HTTP/"
+const HEAD_BYTES = [0x48, 0x45, 0x41, 0x44]; // "HEAD"
 
 /**
  * An incremental request-head parser, one per connection, reused via `reset()` between requests.
@@ -127,6 +128,8 @@ export class RequestParser {
   #major = 0;
   #minor = 0;
   #misplacedCode: ErrorCode = "INVALID_REQUEST_LINE";
+  /** The method token, once complete, is `HEAD` (see `methodIsHead`). */
+  #methodIsHead = false;
 
   /**
    * Head offsets of tokens: [0] method start, [1] method end, [2] target start, [3] target end, then
@@ -185,9 +188,19 @@ export class RequestParser {
     return this.#seen;
   }
 
+  /**
+   * Whether the method of the current request is `HEAD`, known as soon as the SP after the method arrived
+   * and kept after an error until `reset()`: every answer to HEAD, an error answer to a head that never
+   * completed included, carries no content (RFC 9110 §9.3.2).
+   */
+  get methodIsHead(): boolean {
+    return this.#methodIsHead;
+  }
+
   /** Makes the parser ready for the next request on the same connection. */
   reset(): void {
     this.#state = S_START;
+    this.#methodIsHead = false;
     this.#result = null;
     this.#seen = 0;
     this.#emptyLines = 0;
@@ -261,6 +274,8 @@ export class RequestParser {
           if (c === SP) {
             if (i === stop) return this.#fail("URI_TOO_LONG", base + i);
             this.#marks[1] = base + i;
+            this.#methodIsHead = base + i - this.#marks[0] === 4 &&
+              this.#isHeadAt(chunk, base, this.#marks[0]);
             state = S_TARGET_START;
             i++;
             break;
@@ -476,6 +491,19 @@ export class RequestParser {
     }
     this.#headBuf.set(chunk.subarray(from, to), this.#headLen);
     this.#headLen = need;
+  }
+
+  /**
+   * Whether the 4 head bytes from stream offset `at` spell `HEAD`. Bytes of earlier feeds are in the head
+   * buffer (which holds stream offsets [0, #headLen)), the rest in this feed's `chunk` (offset = index + base).
+   */
+  #isHeadAt(chunk: Uint8Array, base: number, at: number): boolean {
+    for (let k = 0; k < 4; k++) {
+      const off = at + k;
+      const b = off < this.#headLen ? this.#headBuf[off] : chunk[off - base];
+      if (b !== HEAD_BYTES[k]) return false;
+    }
+    return true;
   }
 
   #growMarks(): void {

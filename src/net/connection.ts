@@ -816,10 +816,13 @@ export class Connection {
   /** Queues the `Connection: close` answer for `code` (a request that never reached a handler), counted and logged. */
   #queueErrorAnswer(code: ErrorCode): void {
     const reply = textReply(ERROR_STATUS[code], [], true);
+    // RFC 9110 §9.3.2: an answer to HEAD has no content, an error answer included; the parser knows the
+    // method once its SP arrived, even when the head never completed.
+    const isHead = this.#head !== null ? this.#head.method === "HEAD" : this.#parser.methodIsHead;
     this.#appendHead(reply.head, CLOSE_LINE);
-    this.#append(reply.body!);
+    if (!isHead) this.#append(reply.body!);
     this.#ctx.stats.countResponse(reply.status);
-    if (this.#ctx.accessLog !== null) this.#logAccess(this.#head, reply.status, reply.length);
+    if (this.#ctx.accessLog !== null) this.#logAccess(this.#head, reply.status, isHead ? 0 : reply.length);
   }
 
   /**

@@ -60,3 +60,26 @@ Deno.test("request-target characters outside RFC 3986 are answered 400 and the c
     // Their percent-encoded forms are ordinary requests.
     assert.equal((await request(s.port, `GET /?q=%7B%7C%7D%5E%60 HTTP/1.1\r\n${H}\r\n`)).status, 200);
   }));
+
+Deno.test("every answer to HEAD has no content: a malformed head's 400 and a bad version's 505 too", () =>
+  withServer(async (s) => {
+    for (
+      const [raw, status] of [
+        [`HEAD / HTTP/1.1\r\n${H}Bad Header: x\r\n\r\n`, 400],
+        [`HEAD /a{b HTTP/1.1\r\n${H}\r\n`, 400],
+        [`HEAD / HTTP/2.0\r\n${H}\r\n`, 505],
+        [`HEAD /missing HTTP/1.1\r\n${H}Connection: close\r\n\r\n`, 404],
+      ] as const
+    ) {
+      const c = await RawClient.connect(s.port);
+      try {
+        await c.send(raw);
+        const r = await c.read("HEAD");
+        assert.equal(r.status, status);
+        assert.ok(Number(r.headers.get("content-length")) > 0, "the length GET would get");
+        assert.equal((await c.readToEnd()).length, 0, `no content after the ${status} head`);
+      } finally {
+        c.close();
+      }
+    }
+  }));
