@@ -630,8 +630,21 @@ export class Connection {
     }
   }
 
-  /** Refills the buffer with the next body bytes under the body idle deadline; EOF here is a peer failure. */
+  /**
+   * Refills the buffer with the next body bytes under the body idle deadline; EOF here is a peer failure.
+   * Answers queued for earlier pipelined requests leave first: a body that is slow (or never completes)
+   * must not hold back answers that are ready, and a body timeout then answers 408 after them.
+   */
   async #readMoreBody(): Promise<void> {
+    if (this.#outLen > 0 || this.#direct !== null) {
+      // Our own write is not the peer's body being slow: the body rate is judged from when it ends.
+      this.#rateKind = "none";
+      await this.#flush();
+      this.#action = "reading request body";
+      this.#rateKind = "body";
+      this.#rateStartMs = this.#ctx.nowMs;
+      this.#rateBytes = 0;
+    }
     this.#setDeadline("body", this.#ctx.nowMs + this.#ctx.options.bodyIdleTimeoutMs);
     this.#start = 0;
     this.#end = 0;

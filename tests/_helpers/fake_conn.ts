@@ -163,5 +163,5 @@ export function serveFake(
 
 /** Status codes of the responses in `text`, in order (status lines found at response starts). */
 export function statuses(text: string): number[] {
-  return [...text.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+  return [...text.matchAll(/(?:^|\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
 }

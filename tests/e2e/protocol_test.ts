@@ -83,3 +83,22 @@ Deno.test("every answer to HEAD has no content: a malformed head's 400 and a bad
       }
     }
   }));
+
+Deno.test("a complete request pipelined before an incomplete body is answered, then the body timeout's 408", () =>
+  withServer(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      await c.send(
+        `GET / HTTP/1.1\r\n${H}\r\nPOST /api/echo HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabcd`,
+      );
+      const first = await c.read();
+      assert.equal(first.status, 200);
+      assert.match(first.text, /hello/);
+      const second = await c.read();
+      assert.equal(second.status, 408);
+      assert.equal(second.headers.get("connection"), "close");
+      assert.ok(await c.closedWithin(3000));
+    } finally {
+      c.close();
+    }
+  }, { bodyIdleTimeoutMs: 200 }));
