@@ -102,3 +102,54 @@ Deno.test("a complete request pipelined before an incomplete body is answered, t
       c.close();
     }
   }, { bodyIdleTimeoutMs: 200 }));
+
+Deno.test("a GET with a body keeps its connection: the body is discarded and the next request served", () =>
+  withServer(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      await c.send(`GET / HTTP/1.1\r\n${H}Content-Length: 11\r\n\r\n{"q":"abc"}`);
+      const first = await c.read();
+      assert.equal(first.status, 200);
+      assert.equal(first.headers.get("connection"), undefined);
+      // Chunked, split over writes, with a pipelined HEAD behind it.
+      await c.send(`GET / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4\r\nab`);
+      await c.send(`cd\r\n0\r\n\r\nHEAD / HTTP/1.1\r\n${H}\r\n`);
+      const second = await c.read();
+      assert.equal(second.status, 200);
+      assert.equal(second.headers.get("connection"), undefined);
+      const third = await c.read("HEAD");
+      assert.equal(third.status, 200);
+      // A POST to a file: 405, and the connection still serves.
+      await c.send(`POST /index.html HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nabc`);
+      assert.equal((await c.read()).status, 405);
+      await c.send(`GET / HTTP/1.1\r\n${H}\r\n`);
+      assert.equal((await c.read()).status, 200);
+      assert.equal(s.vento.stats.accepted, 1);
+    } finally {
+      c.close();
+    }
+  }));
+
+Deno.test("an unread body with bad chunk framing is answered 400; one beyond the bound closes after the answer", () =>
+  withServer(async (s) => {
+    const bad = await RawClient.connect(s.port);
+    try {
+      await bad.send(`GET / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nxyz\r\n`);
+      const r = await bad.read();
+      assert.equal(r.status, 400);
+      assert.equal(r.headers.get("connection"), "close");
+      assert.ok(await bad.closedWithin(3000));
+    } finally {
+      bad.close();
+    }
+    const big = await RawClient.connect(s.port);
+    try {
+      await big.send(`GET / HTTP/1.1\r\n${H}Content-Length: 17\r\n\r\n${"x".repeat(17)}`);
+      const r = await big.read();
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("connection"), "close");
+      assert.ok(await big.closedWithin(3000));
+    } finally {
+      big.close();
+    }
+  }, { unreadBodyMaxBytes: 16 }));

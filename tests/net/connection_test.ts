@@ -85,3 +85,141 @@ Deno.test("answers queued before a slow body are flushed before the body minimum
   await s.done;
   assert.deepEqual(statuses(s.conn.text()), [200, 408]);
 });
+
+/** The `Connection` header of each response in `text`, in order ("" when absent). */
+function connectionHeaders(text: string): string[] {
+  return text.split(/(?:^|\n)(?=HTTP\/1\.1 \d{3} )/).filter((r) => r !== "").map((r) =>
+    /\r\nConnection: ([^\r]*)\r\n/.exec(r.slice(0, r.indexOf("\r\n\r\n") + 2))?.[1] ?? ""
+  );
+}
+
+Deno.test("an unread Content-Length body is discarded and the connection stays open for the next request", async () => {
+  const s = serveFake();
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n${H}\r\n`);
+  await s.conn.readBlocked();
+  const text = s.conn.text();
+  assert.deepEqual(statuses(text), [200, 200]);
+  assert.deepEqual(connectionHeaders(text), ["", ""]);
+  assert.match(text, /page \/a\n[^]*page \/b\n$/);
+  assert.equal(s.conn.closed, false);
+  assert.equal(s.connection.state, "idle");
+  s.conn.end();
+  await s.done;
+});
+
+Deno.test("an unread chunked body arriving in pieces is discarded; the answer follows its end", async () => {
+  const s = serveFake();
+  s.conn.push(`POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;x=y\r\nhel`);
+  await s.conn.readBlocked();
+  assert.equal(s.conn.text(), "", "the answer waits for the body to end");
+  s.conn.push("lo\r\n0\r\nTrailer-A: 1\r\n\r\nHEAD /b HTTP/1.1\r\n" + H + "\r\n");
+  await s.conn.readBlocked();
+  const text = s.conn.text();
+  assert.deepEqual(statuses(text), [200, 200]);
+  assert.deepEqual(connectionHeaders(text), ["", ""]);
+  assert.ok(text.endsWith("\r\n\r\n"), "the HEAD answer has no content");
+  assert.equal(s.conn.closed, false);
+  s.conn.end();
+  await s.done;
+});
+
+Deno.test("a malformed unread chunked body is answered 400 instead of the route's answer", async () => {
+  for (
+    const bad of [
+      "zz\r\n",
+      "3\r\nabcd\r\n0\r\n\r\n",
+      "3 \r\nabc\r\n0\r\n\r\n",
+      "1\r\na\r\n0\r\nBad Trailer: x\r\n\r\n",
+    ]
+  ) {
+    const s = serveFake();
+    s.conn.push(`GET /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n${bad}GET /b HTTP/1.1\r\n${H}\r\n`);
+    await s.conn.readBlocked();
+    const text = s.conn.text();
+    assert.deepEqual(statuses(text), [400], JSON.stringify(bad));
+    assert.deepEqual(connectionHeaders(text), ["close"]);
+    assert.equal(s.ctx.stats.protocolErrors, 1);
+    s.conn.end();
+    await s.done;
+  }
+});
+
+Deno.test("an unread body beyond UNREAD_BODY_MAX_BYTES is not read: the answer closes the connection", async () => {
+  // Declared too large: answered at once.
+  const s = serveFake({ unreadBodyMaxBytes: 8 });
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}Content-Length: 9\r\n\r\n`);
+  await s.conn.readBlocked();
+  assert.deepEqual(statuses(s.conn.text()), [200]);
+  assert.deepEqual(connectionHeaders(s.conn.text()), ["close"]);
+  assert.ok(s.conn.writeClosed, "lingering, then closed");
+  s.conn.end();
+  await s.done;
+  // Exactly at the bound: discarded, kept open.
+  const at = serveFake({ unreadBodyMaxBytes: 8 });
+  at.conn.push(`GET /a HTTP/1.1\r\n${H}Content-Length: 8\r\n\r\n12345678`);
+  await at.conn.readBlocked();
+  assert.deepEqual(connectionHeaders(at.conn.text()), [""]);
+  at.conn.end();
+  await at.done;
+  // Chunked: the bound counts wire bytes, framing included; passing it mid-body closes.
+  const exact = serveFake({ unreadBodyMaxBytes: 13 });
+  exact.conn.push(`GET /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
+  await exact.conn.readBlocked();
+  assert.deepEqual(connectionHeaders(exact.conn.text()), [""], "13 wire bytes fit a bound of 13");
+  exact.conn.end();
+  await exact.done;
+  const chunked = serveFake({ unreadBodyMaxBytes: 16 });
+  chunked.conn.push(`GET /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n`);
+  await chunked.conn.readBlocked();
+  assert.equal(chunked.conn.text(), "", "8 wire bytes so far: still within the bound");
+  chunked.conn.push("1\r\nd\r\n0\r\n\r\n");
+  await chunked.conn.readBlocked();
+  assert.deepEqual(statuses(chunked.conn.text()), [200]);
+  assert.deepEqual(connectionHeaders(chunked.conn.text()), ["close"]);
+  chunked.conn.end();
+  await chunked.done;
+});
+
+Deno.test("UNREAD_BODY_MAX_BYTES changed by a reload applies to the next request", async () => {
+  const s = serveFake({ unreadBodyMaxBytes: 100 });
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`);
+  await s.conn.readBlocked();
+  assert.deepEqual(connectionHeaders(s.conn.text()), [""]);
+  (s.ctx.options as { unreadBodyMaxBytes: number }).unreadBodyMaxBytes = 4;
+  s.conn.push(`GET /b HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`);
+  await s.conn.readBlocked();
+  assert.deepEqual(connectionHeaders(s.conn.text()), ["", "close"]);
+  s.conn.end();
+  await s.done;
+});
+
+Deno.test("a body discarded too slowly is cut by the body idle timeout (408) and the minimum rate (408)", async () => {
+  const idle = serveFake({ bodyIdleTimeoutMs: 1000 });
+  idle.conn.push(`GET /a HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabcd`);
+  await idle.conn.readBlocked();
+  idle.connection.expireIfDue(1001);
+  idle.conn.end();
+  await idle.done;
+  assert.deepEqual(statuses(idle.conn.text()), [408]);
+  const slow = serveFake({
+    bodyMinRateGraceMs: 1000,
+    bodyMinRateBytesPerSec: 100,
+    bodyIdleTimeoutMs: 60_000,
+  });
+  slow.conn.push(`GET /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n`);
+  await slow.conn.readBlocked();
+  slow.connection.expireIfDue(1001);
+  slow.conn.end();
+  await slow.done;
+  assert.deepEqual(statuses(slow.conn.text()), [408]);
+});
+
+Deno.test("an unread body behind Expect: 100-continue gets no 100, only the answer with Connection: close", async () => {
+  const s = serveFake();
+  s.conn.push(`PUT /a HTTP/1.1\r\n${H}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`);
+  await s.conn.readBlocked();
+  assert.deepEqual(statuses(s.conn.text()), [200]);
+  assert.deepEqual(connectionHeaders(s.conn.text()), ["close"]);
+  s.conn.end();
+  await s.done;
+});
