@@ -161,7 +161,22 @@ export function serveFake(
   return { conn, connection, ctx, done: connection.serve(), errors };
 }
 
-/** Status codes of the responses in `text`, in order (status lines found at response starts). */
+/**
+ * The responses in `text`, in order, split at their status lines (the test handler's bodies never
+ * contain `HTTP/1.1 `, so bodies need not be framed, which a HEAD answer's Content-Length would confuse).
+ */
+export function responses(text: string): string[] {
+  return text.split(/(?=HTTP\/1\.1 \d{3} )/).filter((r) => r !== "");
+}
+
+/** Status codes of the responses in `text`, in order. */
 export function statuses(text: string): number[] {
-  return [...text.matchAll(/(?:^|\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+  return responses(text).map((r) => Number(r.slice(9, 12)));
+}
+
+/** The `Connection` header of each response in `text`, in order ("" when absent). */
+export function connectionHeaders(text: string): string[] {
+  return responses(text).map((r) =>
+    /\r\nConnection: ([^\r]*)\r\n/.exec(r.slice(0, r.indexOf("\r\n\r\n") + 2))?.[1] ?? ""
+  );
 }

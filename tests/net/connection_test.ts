@@ -4,7 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { serveFake, statuses } from "../_helpers/fake_conn.ts";
+import fc from "fast-check";
+import { connectionHeaders, serveFake, statuses } from "../_helpers/fake_conn.ts";
 
 const H = "Host: t\r\n";
 
@@ -85,13 +86,6 @@ Deno.test("answers queued before a slow body are flushed before the body minimum
   await s.done;
   assert.deepEqual(statuses(s.conn.text()), [200, 408]);
 });
-
-/** The `Connection` header of each response in `text`, in order ("" when absent). */
-function connectionHeaders(text: string): string[] {
-  return text.split(/(?:^|\n)(?=HTTP\/1\.1 \d{3} )/).filter((r) => r !== "").map((r) =>
-    /\r\nConnection: ([^\r]*)\r\n/.exec(r.slice(0, r.indexOf("\r\n\r\n") + 2))?.[1] ?? ""
-  );
-}
 
 Deno.test("an unread Content-Length body is discarded and the connection stays open for the next request", async () => {
   const s = serveFake();
@@ -222,4 +216,42 @@ Deno.test("an unread body behind Expect: 100-continue gets no 100, only the answ
   assert.deepEqual(connectionHeaders(s.conn.text()), ["close"]);
   s.conn.end();
   await s.done;
+});
+
+/** Feeds `input` cut at `cuts`, waiting after each piece until the connection wants more; returns what it wrote. */
+async function servePieces(input: string, cuts: readonly number[]): Promise<string> {
+  const s = serveFake({ unreadBodyMaxBytes: 64 });
+  const bounds = [0, ...cuts, input.length];
+  for (let k = 0; k + 1 < bounds.length; k++) {
+    s.conn.push(input.slice(bounds[k], bounds[k + 1]));
+    await s.conn.readBlocked();
+  }
+  s.conn.end();
+  await s.done;
+  // The Date line is the only part that may differ between runs (it is fixed here by the fake clock).
+  return s.conn.text();
+}
+
+Deno.test("pipelined requests with read, discarded and refused bodies get the same answers under any chunking", async () => {
+  const stream = `GET /a HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nxyz` +
+    `POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n2;e=1\r\nhi\r\n1\r\n!\r\n0\r\n\r\n` +
+    `HEAD /b HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n` +
+    `POST /echo HTTP/1.1\r\n${H}Content-Length: 4\r\n\r\nbody` +
+    `GET /c HTTP/1.1\r\n${H}Content-Length: 65\r\n\r\n${"z".repeat(65)}` +
+    `GET /never HTTP/1.1\r\n${H}\r\n`;
+  const whole = await servePieces(stream, []);
+  assert.deepEqual(statuses(whole), [200, 200, 200, 200, 200]);
+  assert.deepEqual(connectionHeaders(whole), ["", "", "", "", "close"]);
+  assert.match(whole, /\r\n\r\nhi!HTTP[^]*\r\n\r\nbodyHTTP/);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uniqueArray(fc.integer({ min: 1, max: stream.length - 1 }), { maxLength: 12 }),
+      async (cuts) => {
+        assert.equal(await servePieces(stream, cuts.sort((x, y) => x - y)), whole);
+      },
+    ),
+    { numRuns: 200 },
+  );
+  const bytewise = Array.from({ length: stream.length - 1 }, (_, k) => k + 1);
+  assert.equal(await servePieces(stream, bytewise), whole);
 });
