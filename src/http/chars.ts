@@ -13,7 +13,10 @@ export const C_TOKEN = 1;
  * `%`), except `#` (a fragment is never sent, RFC 9112 §3.2). Visible ASCII outside RFC 3986 —
  * `"` `<` `>` `\` `^` `` ` `` `{` `|` `}` — makes the request line invalid (400, RFC 9112 §3.2): a
  * client must percent-encode them, and letting them through would hand downstream code (logs, HTML
- * listings, redirects) characters that a valid URI never carries.
+ * listings, redirects) characters that a valid URI never carries. Browsers encode all of them in a path
+ * and `"` `<` `>` in a query, but send `{` `}` `|` `^` `\` and the backtick in a query as typed (the
+ * WHATWG URL query percent-encode set leaves them out): a link or script that puts them in a query
+ * must percent-encode them (`encodeURIComponent` does).
  */
 export const C_TARGET = 2;
 /** Bytes allowed inside a field value: VCHAR, obs-text, SP, HTAB (RFC 9110 §5.5). */
