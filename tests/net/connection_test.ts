@@ -34,6 +34,18 @@ Deno.test("a header timeout answered to a HEAD still coming in has no content", 
   assert.ok(text.endsWith("\r\n\r\n"), `no content after the head: ${JSON.stringify(text)}`);
 });
 
+Deno.test("a body timeout answered to a HEAD has no content", async () => {
+  const s = serveFake({ bodyIdleTimeoutMs: 1000 });
+  s.conn.push(`HEAD / HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabcd`);
+  await s.conn.readBlocked();
+  s.connection.expireIfDue(1001);
+  s.conn.end();
+  await s.done;
+  const text = s.conn.text();
+  assert.deepEqual(statuses(text), [408]);
+  assert.ok(text.endsWith("\r\n\r\n"), `no content after the head: ${JSON.stringify(text)}`);
+});
+
 Deno.test("a HEAD refused for its body framing gets an answer without content", async () => {
   const s = serveFake();
   s.conn.push(`HEAD / HTTP/1.1\r\n${H}Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n`);
