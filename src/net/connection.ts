@@ -702,9 +702,10 @@ export class Connection {
   async #readMoreBody(): Promise<void> {
     if (this.#outLen > 0 || this.#direct !== null) {
       // Our own write is not the peer's body being slow: the body rate is judged from when it ends.
+      const action = this.#action;
       this.#rateKind = "none";
       await this.#flush();
-      this.#action = "reading request body";
+      this.#action = action;
       this.#rateKind = "body";
       this.#rateStartMs = this.#ctx.nowMs;
       this.#rateBytes = 0;
