@@ -46,6 +46,13 @@ export interface Config {
   maxHeaderCount: number;
   /** Request body bytes accepted by `POST /api/echo`; above this 413 and close. */
   echoMaxBodyBytes: number;
+  /**
+   * A body the route does not read (a GET with a body, a POST to a file) is read and discarded up to this
+   * many bytes on the wire (chunk framing included), under the body deadlines, so the connection stays
+   * open; a larger one (or one waiting for `100 Continue`) is not read: the answer carries
+   * `Connection: close`. 0 never discards.
+   */
+  unreadBodyMaxBytes: number;
   /** Requests served on one connection before it is closed (`Connection: close` on the last). */
   maxRequestsPerConn: number;
 
@@ -197,6 +204,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   maxHeaderBytes: 16 * KiB,
   maxHeaderCount: 100,
   echoMaxBodyBytes: 64 * KiB,
+  unreadBodyMaxBytes: 64 * KiB,
   maxRequestsPerConn: 10_000,
   headerTimeoutMs: 10_000,
   idleTimeoutMs: 15_000,
@@ -301,6 +309,12 @@ export const SETTINGS: readonly Setting[] = [
     field: "echoMaxBodyBytes",
     kind: int(0, 64 * MiB),
     doc: "largest body POST /api/echo accepts; 413 above",
+  },
+  {
+    key: "UNREAD_BODY_MAX_BYTES",
+    field: "unreadBodyMaxBytes",
+    kind: int(0, 64 * MiB),
+    doc: "largest body a route that ignores it discards to keep the connection; above, Connection: close",
   },
   {
     key: "MAX_REQUESTS_PER_CONN",

@@ -8,7 +8,14 @@
 
 /** `tchar` (RFC 9110 §5.6.2): the bytes of a token (methods, header names, codings). */
 export const C_TOKEN = 1;
-/** Bytes allowed in a request-target: visible ASCII except `#` (a fragment is never sent, RFC 9112 §3.2). */
+/**
+ * Bytes allowed in a request-target's path: the characters RFC 3986 allows in a URI (unreserved,
+ * reserved, `%`), except `#` (a fragment is never sent, RFC 9112 §3.2). Visible ASCII outside RFC 3986 —
+ * `"` `<` `>` `\` `^` `` ` `` `{` `|` `}` — makes the request line invalid (400, RFC 9112 §3.2): every
+ * browser percent-encodes all of them in a path, and letting them through would hand downstream code
+ * (logs, HTML listings, redirects) characters that a valid URI never carries. The query is judged by
+ * `QUERY_BYTES`.
+ */
 export const C_TARGET = 2;
 /** Bytes allowed inside a field value: VCHAR, obs-text, SP, HTAB (RFC 9110 §5.5). */
 export const C_VALUE = 4;
@@ -32,6 +39,7 @@ export const SEMICOLON = 0x3b;
 export const EQUALS = 0x3d;
 export const DQUOTE = 0x22;
 export const BACKSLASH = 0x5c;
+export const QUESTION = 0x3f;
 
 function buildClasses(): Uint8Array {
   const t = new Uint8Array(256);
@@ -44,8 +52,7 @@ function buildClasses(): Uint8Array {
   const digits = "0123456789";
   const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
   add(digits + alpha + "!#$%&'*+-.^_`|~", C_TOKEN);
-  range(0x21, 0x7e, C_TARGET);
-  t[0x23] &= ~C_TARGET; // '#'
+  add(digits + alpha + "-._~" + ":/?[]@" + "!$&'()*+,;=" + "%", C_TARGET);
   range(0x21, 0x7e, C_VALUE);
   range(0x80, 0xff, C_VALUE);
   add(" \t", C_VALUE | C_WS);
@@ -62,6 +69,20 @@ function buildClasses(): Uint8Array {
 
 /** Bit flags per byte value; test with `(CLASS[b] & C_TOKEN) !== 0`. */
 export const CLASS: Uint8Array = buildClasses();
+
+/**
+ * Bytes allowed in a request-target's query (after the first `?`): those of the path plus `{` `}` `|`
+ * `^` `\` and the backtick, which browsers send as typed in a query (the WHATWG URL query
+ * percent-encode set leaves them out, so `?q={x}` from an address bar or a `fetch` arrives raw) and
+ * which nginx accepts too; refusing them would answer 400 to ordinary browser requests. `"` `<` `>`
+ * stay refused: browsers encode them in a query as well. Nonzero = allowed.
+ */
+export const QUERY_BYTES: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (let b = 0; b < 256; b++) if ((CLASS[b] & C_TARGET) !== 0) t[b] = 1;
+  for (const c of "{}|^\\`") t[c.charCodeAt(0)] = 1;
+  return t;
+})();
 
 /** Byte → lower-case byte (ASCII letters only; everything else maps to itself). */
 export const LOWER: Uint8Array = (() => {

@@ -4,7 +4,10 @@
  * Pure data; no Deno APIs. Produced by `RequestParser` in `parser.ts`.
  */
 
-/** HTTP versions we speak. Anything else is answered 505 (well-formed) or 400 (malformed). */
+/**
+ * HTTP versions we speak: 1.0, and 1.1 (which also stands for any higher 1.x, RFC 9110 §2.5). Another
+ * major version is answered 505 (well-formed) or 400 (malformed).
+ */
 export type Version = 10 | 11;
 
 /** Which RFC 9112 §3.2 request-target form the request used. */
@@ -22,7 +25,7 @@ export interface RequestHead {
    * scheme and authority are stripped; for asterisk-form it is `*`.
    */
   path: string;
-  /** 10 for HTTP/1.0, 11 for HTTP/1.1. */
+  /** 10 for HTTP/1.0, 11 for HTTP/1.1 or any higher HTTP/1.x. */
   version: Version;
   /**
    * Header fields in arrival order as a flat list: `[name0, value0, name1, value1, …]`.

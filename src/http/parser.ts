@@ -33,6 +33,8 @@ import {
   isValidHost,
   latin1,
   LF,
+  QUERY_BYTES,
+  QUESTION,
   SP,
 } from "./chars.ts";
 import type { ErrorCode } from "./errors.ts";
@@ -102,9 +104,11 @@ const S_VALUE = 10;
 const S_FIELD_LF = 11; // field line's CR seen
 const S_END_LF = 12; // final CR seen
 const S_CR_MISPLACED = 13; // CR where a line cannot end: LF next → #misplacedCode, else BARE_CR
+const S_QUERY = 14; // in the target, after its first "?": QUERY_BYTES allowed
 
 const MORE: ParseResult = Object.freeze({ kind: "more" });
 const VERSION_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f]; // "HTTP/"
+const HEAD_BYTES = [0x48, 0x45, 0x41, 0x44]; // "HEAD"
 
 /**
  * An incremental request-head parser, one per connection, reused via `reset()` between requests.
@@ -127,6 +131,8 @@ export class RequestParser {
   #major = 0;
   #minor = 0;
   #misplacedCode: ErrorCode = "INVALID_REQUEST_LINE";
+  /** The method token, once complete, is `HEAD` (see `methodIsHead`). */
+  #methodIsHead = false;
 
   /**
    * Head offsets of tokens: [0] method start, [1] method end, [2] target start, [3] target end, then
@@ -185,9 +191,19 @@ export class RequestParser {
     return this.#seen;
   }
 
+  /**
+   * Whether the method of the current request is `HEAD`, known as soon as the SP after the method arrived
+   * and kept after an error until `reset()`: every answer to HEAD, an error answer to a head that never
+   * completed included, carries no content (RFC 9110 §9.3.2).
+   */
+  get methodIsHead(): boolean {
+    return this.#methodIsHead;
+  }
+
   /** Makes the parser ready for the next request on the same connection. */
   reset(): void {
     this.#state = S_START;
+    this.#methodIsHead = false;
     this.#result = null;
     this.#seen = 0;
     this.#emptyLines = 0;
@@ -261,6 +277,8 @@ export class RequestParser {
           if (c === SP) {
             if (i === stop) return this.#fail("URI_TOO_LONG", base + i);
             this.#marks[1] = base + i;
+            this.#methodIsHead = base + i - this.#marks[0] === 4 &&
+              this.#isHeadAt(chunk, base, this.#marks[0]);
             state = S_TARGET_START;
             i++;
             break;
@@ -291,9 +309,19 @@ export class RequestParser {
           // A second SP: RFC 9112 §3 allows exactly one; lenient splitting is a smuggling vector.
           return this.#fail(b === SP ? "INVALID_REQUEST_LINE" : "INVALID_TARGET", base + i);
         }
-        case S_TARGET: {
+        case S_TARGET:
+        case S_QUERY: {
           const stop = Math.min(lim, this.#rlLimitOffset - base);
-          while (i < stop && (CLASS[chunk[i]] & C_TARGET) !== 0) i++;
+          if (state === S_TARGET) {
+            while (i < stop && (CLASS[chunk[i]] & C_TARGET) !== 0 && chunk[i] !== QUESTION) i++;
+            if (i < stop && chunk[i] === QUESTION) {
+              state = S_QUERY;
+              i++;
+              break;
+            }
+          } else {
+            while (i < stop && QUERY_BYTES[chunk[i]] !== 0) i++;
+          }
           if (i === lim) break;
           const c = chunk[i];
           if (c === CR) {
@@ -322,10 +350,11 @@ export class RequestParser {
               i++;
               break;
             }
-            // RFC 9112 §2.3: the version is case-sensitive "HTTP/" DIGIT "." DIGIT.
-            if (this.#major === 1 && (this.#minor === 0 || this.#minor === 1)) {
-              this.#version = this.#minor === 0 ? 10 : 11;
-            } else return this.#fail("UNSUPPORTED_VERSION", base + i);
+            // RFC 9112 §2.3: the version is case-sensitive "HTTP/" DIGIT "." DIGIT. RFC 9110 §2.5: a
+            // higher minor of a major we speak is handled as the highest minor we speak (1.1); only
+            // another major (0.x, 2.x, …) is unsupported.
+            if (this.#major === 1) this.#version = this.#minor === 0 ? 10 : 11;
+            else return this.#fail("UNSUPPORTED_VERSION", base + i);
             state = S_RL_LF;
             i++;
             break;
@@ -475,6 +504,19 @@ export class RequestParser {
     }
     this.#headBuf.set(chunk.subarray(from, to), this.#headLen);
     this.#headLen = need;
+  }
+
+  /**
+   * Whether the 4 head bytes from stream offset `at` spell `HEAD`. Bytes of earlier feeds are in the head
+   * buffer (which holds stream offsets [0, #headLen)), the rest in this feed's `chunk` (offset = index + base).
+   */
+  #isHeadAt(chunk: Uint8Array, base: number, at: number): boolean {
+    for (let k = 0; k < 4; k++) {
+      const off = at + k;
+      const b = off < this.#headLen ? this.#headBuf[off] : chunk[off - base];
+      if (b !== HEAD_BYTES[k]) return false;
+    }
+    return true;
   }
 
   #growMarks(): void {

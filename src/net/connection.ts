@@ -64,6 +64,7 @@ export type ConnectionOptions = Pick<
   | "maxHeaderBytes"
   | "maxHeaderCount"
   | "maxRequestsPerConn"
+  | "unreadBodyMaxBytes"
   | "headerTimeoutMs"
   | "idleTimeoutMs"
   | "bodyIdleTimeoutMs"
@@ -135,6 +136,9 @@ const CLOSE_LINE = encoder.encode("Connection: close\r\n");
 const KEEP_ALIVE_LINE = encoder.encode("Connection: keep-alive\r\n");
 const CONTINUE_BYTES = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const EMPTY = new Uint8Array(0);
+
+/** The body-data callback of a chunked body being discarded. */
+function ignoreData(): void {}
 
 /** Peer-gone errors: normal events, counted, never logged with a stack. */
 function isPeerGone(e: unknown): boolean {
@@ -559,12 +563,7 @@ export class Connection {
 
   async #exchangeWithBody(head: RequestHead): Promise<boolean> {
     const limit = this.#ctx.handler.bodyLimitBytes(head);
-    if (limit === 0) {
-      // The route takes no body (a static path): answer as if none came (405 for POST, the file for a GET),
-      // then close, since the unread body would otherwise be parsed as the next request. Lingering drains it.
-      this.#serverClosed = true;
-      return this.#settle(head, this.#callHandler(head, EMPTY), true);
-    }
+    if (limit === 0) return this.#exchangeIgnoringBody(head);
     if (head.contentLength > limit) {
       // Refuse before reading (and before any 100 Continue): RFC 9110 §10.1.1.
       return this.#emit(head, this.#errorReply("BODY_TOO_LARGE"));
@@ -576,6 +575,71 @@ export class Connection {
     const body = await this.#readBody(head, limit);
     if (typeof body === "string") return this.#emit(head, this.#errorReply(body));
     return this.#settle(head, this.#callHandler(head, body));
+  }
+
+  /**
+   * Serves a request whose route takes no body (a static path: the file for a GET, 405 for a POST), answered
+   * as if no body came. As Go's server and nginx do, the body is first read and dropped, up to
+   * `unreadBodyMaxBytes` under the body deadlines and minimum rate, so the connection stays open for the
+   * next request; its framing is checked as strictly as a body we keep, and a malformed one is answered
+   * 400 instead. A body beyond the bound, or one the client holds back until a `100 Continue` we never
+   * send, is not read: the answer carries `Connection: close` and lingering drains what follows, since
+   * the unread body would otherwise be parsed as the next request.
+   */
+  async #exchangeIgnoringBody(head: RequestHead): Promise<boolean> {
+    const max = this.#ctx.options.unreadBodyMaxBytes;
+    const discard = !head.expectContinue && head.contentLength <= max;
+    const bad = discard ? await this.#discardBody(head, max) : "BODY_TOO_LARGE";
+    if (bad === "BODY_TOO_LARGE") {
+      this.#serverClosed = true;
+      return this.#settle(head, this.#callHandler(head, EMPTY), true);
+    }
+    if (bad !== null) return this.#emit(head, this.#errorReply(bad));
+    const reply = this.#callHandler(head, EMPTY);
+    if (reply instanceof Promise) return this.#settle(head, reply);
+    return this.#emit(head, reply);
+  }
+
+  /**
+   * Reads and drops the body, leaving pipelined bytes after it in the buffer. At most `max` bytes on the
+   * wire (chunk framing included) are taken: a body not complete by then is BODY_TOO_LARGE, and its rest
+   * stays unread. A framing error is its code; null once the whole body is gone.
+   */
+  async #discardBody(head: RequestHead, max: number): Promise<ErrorCode | null> {
+    this.#action = "discarding request body";
+    this.#rateKind = "body";
+    this.#rateStartMs = this.#ctx.nowMs;
+    this.#rateBytes = 0;
+    try {
+      if (!head.chunked) {
+        // The caller checked contentLength <= max.
+        let left = head.contentLength;
+        for (;;) {
+          const take = Math.min(left, this.#end - this.#start);
+          this.#start += take;
+          left -= take;
+          if (left === 0) return null;
+          await this.#readMoreBody();
+        }
+      }
+      const decoder = new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES });
+      let budget = max;
+      for (;;) {
+        const end = Math.min(this.#end, this.#start + budget);
+        const r = decoder.feed(this.#buf, this.#start, end, ignoreData);
+        if (r.kind === "error") return r.code;
+        if (r.kind === "done") {
+          this.#start += r.consumed;
+          return null;
+        }
+        budget -= end - this.#start;
+        this.#start = end;
+        if (budget === 0) return "BODY_TOO_LARGE";
+        await this.#readMoreBody();
+      }
+    } finally {
+      this.#rateKind = "none";
+    }
   }
 
   /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */
@@ -630,8 +694,22 @@ export class Connection {
     }
   }
 
-  /** Refills the buffer with the next body bytes under the body idle deadline; EOF here is a peer failure. */
+  /**
+   * Refills the buffer with the next body bytes under the body idle deadline; EOF here is a peer failure.
+   * Answers queued for earlier pipelined requests leave first: a body that is slow (or never completes)
+   * must not hold back answers that are ready, and a body timeout then answers 408 after them.
+   */
   async #readMoreBody(): Promise<void> {
+    if (this.#outLen > 0 || this.#direct !== null) {
+      // Our own write is not the peer's body being slow: the body rate is judged from when it ends.
+      const action = this.#action;
+      this.#rateKind = "none";
+      await this.#flush();
+      this.#action = action;
+      this.#rateKind = "body";
+      this.#rateStartMs = this.#ctx.nowMs;
+      this.#rateBytes = 0;
+    }
     this.#setDeadline("body", this.#ctx.nowMs + this.#ctx.options.bodyIdleTimeoutMs);
     this.#start = 0;
     this.#end = 0;
@@ -816,10 +894,13 @@ export class Connection {
   /** Queues the `Connection: close` answer for `code` (a request that never reached a handler), counted and logged. */
   #queueErrorAnswer(code: ErrorCode): void {
     const reply = textReply(ERROR_STATUS[code], [], true);
+    // RFC 9110 §9.3.2: an answer to HEAD has no content, an error answer included; the parser knows the
+    // method once its SP arrived, even when the head never completed.
+    const isHead = this.#head !== null ? this.#head.method === "HEAD" : this.#parser.methodIsHead;
     this.#appendHead(reply.head, CLOSE_LINE);
-    this.#append(reply.body!);
+    if (!isHead) this.#append(reply.body!);
     this.#ctx.stats.countResponse(reply.status);
-    if (this.#ctx.accessLog !== null) this.#logAccess(this.#head, reply.status, reply.length);
+    if (this.#ctx.accessLog !== null) this.#logAccess(this.#head, reply.status, isHead ? 0 : reply.length);
   }
 
   /**

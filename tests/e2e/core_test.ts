@@ -416,7 +416,7 @@ Deno.test("shutdown force-closes connections that outlive the shutdown deadline"
   }
 });
 
-Deno.test("a body sent to a route that takes none gets that route's answer, then the connection closes", () =>
+Deno.test("a body sent to a route that takes none gets that route's answer and is discarded, never parsed", () =>
   withServer(async (s) => {
     const c = await RawClient.connect(s.port);
     try {
@@ -424,20 +424,16 @@ Deno.test("a body sent to a route that takes none gets that route's answer, then
       const r = await c.read();
       assert.equal(r.status, 405);
       assert.match(r.headers.get("allow") ?? "", /GET, HEAD, OPTIONS/);
-      assert.equal(r.headers.get("connection"), "close");
-      assert.ok(await c.closedWithin(3000));
+      assert.equal(r.headers.get("connection"), undefined);
+      // The smuggled-looking body is never parsed as a request: it is discarded, the connection kept.
+      await c.send(`GET / HTTP/1.1\r\n${H}Content-Length: 24\r\n\r\nGET /secret HTTP/1.1\r\n\r\n`);
+      const g = await c.read();
+      assert.equal(g.status, 200);
+      assert.equal(g.headers.get("connection"), undefined);
+      await c.send(`GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.equal((await c.read()).status, 200);
+      assert.equal((await c.readToEnd()).length, 0, "no answer for the body's bytes");
     } finally {
       c.close();
-    }
-    const g = await RawClient.connect(s.port);
-    try {
-      // The smuggled-looking body is never parsed as a request: it is drained and the connection closed.
-      await g.send(`GET / HTTP/1.1\r\n${H}Content-Length: 24\r\n\r\nGET /secret HTTP/1.1\r\n\r\n`);
-      const r = await g.read();
-      assert.equal(r.status, 200);
-      assert.equal(r.headers.get("connection"), "close");
-      assert.equal((await g.readToEnd()).length, 0);
-    } finally {
-      g.close();
     }
   }));

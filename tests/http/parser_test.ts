@@ -158,3 +158,38 @@ Deno.test("a parser reconfigured for reuse forgets its last request and takes th
     assert.equal(h.consumed, ok.length);
   }
 });
+
+Deno.test("parser knows a HEAD method once its SP arrived, at any split and after an error, until reset", () => {
+  const cases: [string, boolean][] = [
+    ["HEAD / HTTP/1.1\r\nBad Header: x\r\n\r\n", true],
+    ["\r\nHEAD / HTTP/1.1\r\nBad Header: x\r\n\r\n", true],
+    ["HEADS / HTTP/1.1\r\nBad Header: x\r\n\r\n", false],
+    ["HEA / HTTP/1.1\r\nBad Header: x\r\n\r\n", false],
+    ["head / HTTP/1.1\r\nBad Header: x\r\n\r\n", false],
+    ["GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", false],
+  ];
+  for (const [text, isHead] of cases) {
+    const bytes = enc.encode(text);
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const p = new RequestParser(LIMITS);
+      // The caller reuses one buffer between feeds: the first part must have been copied.
+      const buf = new Uint8Array(bytes.length);
+      buf.set(bytes.subarray(0, cut));
+      const first = p.feed(buf, 0, cut);
+      buf.fill(0x20);
+      buf.set(bytes.subarray(cut), cut);
+      const r = first.kind === "more" ? p.feed(buf, cut, bytes.length) : first;
+      assert.equal(r.kind, "error", `${JSON.stringify(text)} split at ${cut}`);
+      assert.equal(p.methodIsHead, isHead, `${JSON.stringify(text)} split at ${cut}`);
+    }
+    const p = new RequestParser(LIMITS);
+    p.feed(bytes, 0, bytes.length);
+    p.reset();
+    assert.equal(p.methodIsHead, false, "reset forgets the method");
+  }
+  const partial = new RequestParser(LIMITS);
+  assert.equal(partial.feed(enc.encode("HEAD"), 0, 4).kind, "more");
+  assert.equal(partial.methodIsHead, false, "unknown before the SP: the method could still grow");
+  partial.feed(enc.encode(" /"), 0, 2);
+  assert.equal(partial.methodIsHead, true);
+});

@@ -1,0 +1,182 @@
+/**
+ * A scripted socket and a connection context for unit tests of `Connection`: the test pushes the peer's
+ * bytes, waits until the connection is blocked on a read with nothing left to parse (`readBlocked`), and
+ * inspects what was written by then. No network, no timers: deadlines are driven by calling
+ * `expireIfDue` with a chosen time.
+ */
+
+import { DEFAULT_CONFIG } from "../../src/config/config.ts";
+import { FakeClock } from "../../src/core/clock.ts";
+import {
+  type ConnContext,
+  Connection,
+  LARGE_READ_BUFFER_BYTES,
+  OUT_BUFFER_BYTES,
+  READ_BUFFER_BYTES,
+} from "../../src/net/connection.ts";
+import { Stats } from "../../src/stats/stats.ts";
+import { DateLine } from "../../src/http/date.ts";
+import { bytesReply, WholeReplies } from "../../src/http/response.ts";
+import type { Handler } from "../../src/http/handler.ts";
+import { BufferPool } from "../../src/core/buffer_pool.ts";
+import { latin1 } from "./raw_client.ts";
+
+/** A socket whose peer is the test. Implements the parts of `Deno.Conn` a connection uses. */
+export class FakeConn {
+  /** Everything the connection wrote, in order. */
+  readonly written: Uint8Array[] = [];
+  closed = false;
+  writeClosed = false;
+  #inbox: Uint8Array[] = [];
+  #eof = false;
+  #pending: { buf: Uint8Array; resolve: (n: number | null) => void; reject: (e: Error) => void } | null =
+    null;
+  #blockedWaiters: (() => void)[] = [];
+
+  /** The peer sends `data` (a latin1 string or bytes). */
+  push(data: string | Uint8Array): void {
+    this.#inbox.push(typeof data === "string" ? latin1(data) : data);
+    this.#deliver();
+  }
+
+  /** The peer half-closes: reads return end of stream once the inbox is empty. */
+  end(): void {
+    this.#eof = true;
+    this.#deliver();
+  }
+
+  /** Resolves once a read is pending with nothing left to deliver (the connection waits for the peer). */
+  readBlocked(): Promise<void> {
+    if (this.#pending !== null && this.#inbox.length === 0 && !this.#eof) return Promise.resolve();
+    return new Promise((r) => this.#blockedWaiters.push(r));
+  }
+
+  /** All written bytes as one latin1 string. */
+  text(): string {
+    let s = "";
+    for (const w of this.written) for (const b of w) s += String.fromCharCode(b);
+    return s;
+  }
+
+  read(buf: Uint8Array): Promise<number | null> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
+    return new Promise((resolve, reject) => {
+      this.#pending = { buf, resolve, reject };
+      this.#deliver();
+    });
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    if (this.closed || this.writeClosed) return Promise.reject(new Deno.errors.BrokenPipe("closed"));
+    this.written.push(bytes.slice());
+    return Promise.resolve(bytes.byteLength);
+  }
+
+  closeWrite(): Promise<void> {
+    this.writeClosed = true;
+    return Promise.resolve();
+  }
+
+  close(): void {
+    this.closed = true;
+    const p = this.#pending;
+    this.#pending = null;
+    p?.reject(new Deno.errors.Interrupted("operation canceled"));
+    this.#wakeBlocked();
+  }
+
+  setNoDelay(): void {}
+
+  #deliver(): void {
+    const p = this.#pending;
+    if (p === null) return;
+    if (this.#inbox.length > 0) {
+      const head = this.#inbox[0];
+      const n = Math.min(head.byteLength, p.buf.byteLength);
+      p.buf.set(head.subarray(0, n));
+      if (n === head.byteLength) this.#inbox.shift();
+      else this.#inbox[0] = head.subarray(n);
+      this.#pending = null;
+      p.resolve(n);
+    } else if (this.#eof) {
+      this.#pending = null;
+      p.resolve(null);
+    } else {
+      this.#wakeBlocked();
+    }
+  }
+
+  #wakeBlocked(): void {
+    const waiters = this.#blockedWaiters;
+    this.#blockedWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** Routes of the test handler: `POST /echo` reads a body of up to 100 bytes; everything else takes none. */
+export const TEST_HANDLER: Handler = {
+  bodyLimitBytes: (head) => head.method === "POST" && head.path === "/echo" ? 100 : 0,
+  handle: (ex) =>
+    ex.head.path === "/echo"
+      ? bytesReply(200, "application/octet-stream", ex.body.slice())
+      : bytesReply(200, "text/plain", latin1(`page ${ex.head.path}\n`)),
+};
+
+export interface FakeServing {
+  conn: FakeConn;
+  connection: Connection;
+  ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
+  /** Resolves when `serve()` ended. */
+  done: Promise<void>;
+  errors: string[];
+}
+
+/** Starts serving one fake connection with DEFAULT_CONFIG plus `options`, at fake time 0. */
+export function serveFake(
+  options: Partial<typeof DEFAULT_CONFIG> = {},
+  handler: Handler = TEST_HANDLER,
+): FakeServing {
+  const conn = new FakeConn();
+  const errors: string[] = [];
+  const clock = new FakeClock(0);
+  const ctx: FakeServing["ctx"] = {
+    options: { ...DEFAULT_CONFIG, ...options },
+    clock,
+    stats: new Stats(),
+    handler,
+    gate: null,
+    accessLog: null,
+    dateLine: new DateLine(),
+    wholeReplies: new WholeReplies(),
+    nowMs: 0,
+    wallMs: clock.wallMs(),
+    shuttingDown: false,
+    readPool: new BufferPool(READ_BUFFER_BYTES, 4),
+    parserPool: [],
+    largeReadPool: new BufferPool(LARGE_READ_BUFFER_BYTES, 4),
+    outPool: new BufferPool(OUT_BUFFER_BYTES, 4),
+    logError: (m) => errors.push(m),
+  };
+  const connection = new Connection(conn as unknown as Deno.Conn, 1, "192.0.2.1", 40000, "192.0.2.1", 0, ctx);
+  return { conn, connection, ctx, done: connection.serve(), errors };
+}
+
+/**
+ * The responses in `text`, in order, split at their status lines (the test handler's bodies never
+ * contain `HTTP/1.1 `, so bodies need not be framed, which a HEAD answer's Content-Length would confuse).
+ */
+export function responses(text: string): string[] {
+  return text.split(/(?=HTTP\/1\.1 \d{3} )/).filter((r) => r !== "");
+}
+
+/** Status codes of the responses in `text`, in order. */
+export function statuses(text: string): number[] {
+  return responses(text).map((r) => Number(r.slice(9, 12)));
+}
+
+/** The `Connection` header of each response in `text`, in order ("" when absent). */
+export function connectionHeaders(text: string): string[] {
+  return responses(text).map((r) =>
+    /\r\nConnection: ([^\r]*)\r\n/.exec(r.slice(0, r.indexOf("\r\n\r\n") + 2))?.[1] ?? ""
+  );
+}
