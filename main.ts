@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "./src/config/config.ts";
 import { Cluster, resolveWorkers, startCluster, WORKER_NAME_PREFIX } from "./src/cluster/supervisor.ts";
 import { runClusterWorker, type WorkerPort } from "./src/cluster/worker.ts";
-import { kickBanned, startVento, type Vento } from "./src/app/vento.ts";
+import { FORCED_STOP_FLUSH_MS, kickBanned, startVento, type Vento } from "./src/app/vento.ts";
 import { AdminSocketInUse } from "./src/admin/server.ts";
 import { VERSION } from "./src/core/version.ts";
 
@@ -135,17 +135,22 @@ export async function main(args: string[]): Promise<number> {
       (workers > 1 ? ` with ${workers} worker threads` : ""),
   );
 
+  // Every way out of the process (a forced stop, a stuck worker's exit, an uncaught error) removes the
+  // admin socket file, so the next start finds no stale socket and scripts see the server is gone.
+  const onUnload = () => vento.admin?.removeSocketFileSync();
+  globalThis.addEventListener("unload", onUnload);
   let signals = 0;
   const onStop = () => {
     signals++;
     if (signals === 1) {
       console.log("vento: shutting down (send the signal again to force)");
       void vento.shutdown();
-    } else {
-      if (vento instanceof Cluster) vento.forceClose();
-      else vento.server.forceClose();
-      Deno.exit(1);
-    }
+    } else if (signals === 2) {
+      console.error(`vento: forced stop: closing every connection, flushing the access log`);
+      // `forceStop` is bounded; this is the backstop should anything in it hang regardless.
+      setTimeout(() => Deno.exit(1), FORCED_STOP_FLUSH_MS * 2);
+      void vento.forceStop();
+    } else Deno.exit(1);
   };
   const onHup = () => {
     vento.reload().catch((e) => ({ errors: [String(e)] })).then((r) => {
@@ -165,6 +170,10 @@ export async function main(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGTERM", onStop);
   Deno.removeSignalListener("SIGHUP", onHup);
+  if (signals >= 2) {
+    console.error("vento: stopped (forced)");
+    return 1;
+  }
   console.log("vento: stopped");
   return 0;
 }

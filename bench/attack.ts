@@ -25,6 +25,7 @@ import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/config.ts";
 import { NodeClient } from "../tests/_helpers/node_client.ts";
 import { commandOutput, freePort } from "./_common.ts";
+import { SOAK_MARKER } from "./soak.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
 
@@ -800,7 +801,10 @@ async function main(args: string[]): Promise<number> {
     const md = await report(o, args, rows);
     console.log(`\n${table(rows)}`);
     if (o.write) {
-      await Deno.writeTextFile(REPORT_PATH, md);
+      // The soak's section (bench/soak.ts) follows this report in the same file: keep it.
+      const current = await Deno.readTextFile(REPORT_PATH).catch(() => "");
+      const soak = current.indexOf(SOAK_MARKER);
+      await Deno.writeTextFile(REPORT_PATH, soak >= 0 ? `${md.trimEnd()}\n\n${current.slice(soak)}` : md);
       progress(`\nwritten to ${REPORT_PATH}`);
     }
     return rows.every((r) => r.verdict !== "FAIL") ? 0 : 1;

@@ -124,6 +124,7 @@ export function formatStats(r: StatsReport, hello: HelloData | null): string[] {
     ["responses", [1, 2, 3, 4, 5].map((c) => `${c}xx ${s.responses[c]}`).join("  ")],
     ["limited", `429 ${s.status429}  408 ${s.status408}  protocol errors ${s.protocolErrors}`],
     ["closed early", `timeouts ${s.timeouts}  peer resets ${s.peerResets}`],
+    ["access log", `dropped ${s.accessLogDropped ?? 0} lines`],
     ["bans", `active ${s.bansActive}  added ${s.bansAdded}  expired ${s.bansExpired}`],
     ["guard table", `${s.guardTableSize} clients  full ${s.guardTableFull}`],
     ...(s.guardStoreDegraded > 0

@@ -213,6 +213,11 @@ function headerLines(s: TopState, cols: number, o: RenderOptions): string[] {
       l2 += "  STORE DEGRADED";
       l2attr = REVERSE;
     }
+    // Access-log lines lost (full disk, stalled writer): shown only once there are some.
+    if ((x.accessLogDropped ?? 0) > 0) {
+      l2 += `  LOG DROPPED ${x.accessLogDropped}`;
+      l2attr = REVERSE;
+    }
   }
   return [line(title, cols, BOLD, o), line(l1, cols, "", o), line(l2, cols, l2attr, o)];
 }

@@ -66,6 +66,12 @@ function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[
     one("vento_peer_resets_total", "counter", "Peers that vanished mid-exchange.", s.peerResets),
     one("vento_timeouts_total", "counter", "Connections closed by a deadline.", s.timeouts),
     one(
+      "vento_access_log_dropped_total",
+      "counter",
+      "Access-log lines not written (the disk fell behind, or a write failed).",
+      s.accessLogDropped ?? 0,
+    ),
+    one(
       "vento_guard_store_degraded",
       "gauge",
       "1 while the shared guard store (Redis) is unreachable and limits are per instance.",

@@ -9,6 +9,7 @@
  */
 
 import type { Clock } from "../core/clock.ts";
+import { AcceptBackoff } from "../net/accept_backoff.ts";
 import type { ConnInfo } from "../net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../guard/views.ts";
 import type { StatsSnapshot } from "../stats/stats.ts";
@@ -34,10 +35,12 @@ export interface AdminBackend {
   /** Version, pid, uptime, listen addresses, config path. */
   hello(): HelloData;
   stats(): StatsSnapshot;
-  conns(): ConnInfo[];
+  /** Every open connection; a promise when other threads hold them (WORKERS > 1: each is asked). */
+  conns(): ConnInfo[] | Promise<ConnInfo[]>;
   /** The busiest `limit` clients. */
   clients(limit: number): ClientInfo[];
-  bans(): BanInfo[];
+  /** Bans in force; a promise when other threads hold some (WORKERS > 1: each is asked). */
+  bans(): BanInfo[] | Promise<BanInfo[]>;
   ban(target: string, ms: number, reason: string): { ok: true } | { ok: false; error: string };
   unban(target: string): boolean;
   /**
@@ -60,8 +63,27 @@ export class AdminSocketInUse extends Error {
   }
 }
 
-/** Admin clients served at once; one more is answered BUSY and closed. */
+/**
+ * Admin clients served at once. When all are taken, a new client evicts the one that has been idle the
+ * longest (no request in progress, nothing read or written for the longest time), so an operator can
+ * always get in, however many clients hold a slot without using it.
+ */
 export const MAX_ADMIN_CLIENTS = 32;
+
+/** Deadlines and logging of the admin server (`ADMIN_IDLE_TIMEOUT_MS`, `ADMIN_SEND_TIMEOUT_MS`). */
+export interface AdminServerOptions {
+  /** A client with no request in progress and no subscription, silent this long, is closed. */
+  idleTimeoutMs: number;
+  /** A reply or snapshot write pending this long (a client that stopped reading) closes the client. */
+  sendTimeoutMs: number;
+  /** Error lines (accept failures); default console.error. */
+  logError?: (message: string) => void;
+}
+
+export const DEFAULT_ADMIN_OPTIONS: Readonly<AdminServerOptions> = {
+  idleTimeoutMs: 60_000,
+  sendTimeoutMs: 10_000,
+};
 /** Socket read size per client (bytes). */
 const READ_CHUNK_BYTES = 16 * 1024;
 /** Rates for `stats` are derived over at least this window, refreshed by a background sample. */
@@ -83,22 +105,28 @@ class AdminClient {
   #writeChain: Promise<void> = Promise.resolve();
   #subTimer: ReturnType<typeof setInterval> | null = null;
   #subId = -1;
+  /** `clock.nowMs()` of the last byte read or write completed (for the idle timeout and eviction). */
+  lastActiveMs: number;
+  /** When the write in progress started, -1 when none is (for the send timeout). */
+  writingSinceMs = -1;
+  /** Requests read and not yet answered. */
+  #answering = 0;
   readonly done: Promise<void>;
 
-  constructor(conn: Deno.Conn, server: AdminServer, busy: boolean) {
+  constructor(conn: Deno.Conn, server: AdminServer) {
     this.#conn = conn;
     this.#server = server;
-    this.done = busy ? this.#refuseBusy() : this.#serve();
+    this.lastActiveMs = server.nowMs();
+    this.done = this.#serve();
   }
 
   get closed(): boolean {
     return this.#closed;
   }
 
-  async #refuseBusy(): Promise<void> {
-    await this.send(encodeError(null, { code: "BUSY", message: "too many admin clients; try again" }));
-    await this.#writeChain;
-    this.close();
+  /** Idle: no request being answered, no subscription, nothing queued to write. */
+  get idle(): boolean {
+    return this.#answering === 0 && this.#subTimer === null && this.#pendingWrites === 0;
   }
 
   async #serve(): Promise<void> {
@@ -109,6 +137,7 @@ class AdminClient {
       while (!this.#closed) {
         const n = await this.#conn.read(buf);
         if (n === null) break;
+        this.lastActiveMs = this.#server.nowMs();
         let start = 0;
         const chunk = buf.subarray(0, n);
         // Only the bytes that just arrived are scanned; a pending partial line is never rescanned.
@@ -163,11 +192,14 @@ class AdminClient {
       return;
     }
     let reply: string;
+    this.#answering++;
     try {
       reply = await this.#server.answer(req);
     } catch (e) {
       const error: AdminError = { code: "INTERNAL", message: `${req.op} failed: ${errorText(e)}` };
       reply = encodeError(req.id, error);
+    } finally {
+      this.#answering--;
     }
     await this.send(reply);
   }
@@ -175,24 +207,29 @@ class AdminClient {
   #subscribe(id: number, args: { intervalMs: number; conns: boolean; bans: boolean; clients: number }): void {
     this.#unsubscribe();
     this.#subId = id;
-    const tick = () => {
-      if (this.#closed) return;
+    // A snapshot may wait for worker threads (WORKERS > 1): one at a time, and none after unsubscribe.
+    let taking = false;
+    const tick = async () => {
+      if (this.#closed || taking) return;
       // A subscriber whose previous snapshot has not drained is not reading: drop it rather than
       // buffer snapshots without bound.
       if (this.#pendingWrites > 0) {
         this.close();
         return;
       }
+      taking = true;
       let line: string;
       try {
-        line = encodeEvent(this.#subId, this.#server.snapshotEvent(args));
+        line = encodeEvent(id, await this.#server.snapshotEvent(args));
       } catch (e) {
-        line = encodeError(this.#subId, { code: "INTERNAL", message: `snapshot failed: ${errorText(e)}` });
+        line = encodeError(id, { code: "INTERNAL", message: `snapshot failed: ${errorText(e)}` });
+      } finally {
+        taking = false;
       }
-      this.send(line);
+      if (this.#subId === id && this.#subTimer !== null) this.send(line);
     };
-    tick();
     this.#subTimer = setInterval(tick, args.intervalMs);
+    void tick();
   }
 
   #unsubscribe(): void {
@@ -212,10 +249,13 @@ class AdminClient {
     this.#writeChain = this.#writeChain.then(async () => {
       try {
         let off = 0;
+        this.writingSinceMs = this.#server.nowMs();
         while (off < bytes.length && !this.#closed) off += await this.#conn.write(bytes.subarray(off));
+        this.lastActiveMs = this.#server.nowMs();
       } catch {
         this.close();
       } finally {
+        this.writingSinceMs = -1;
         this.#pendingWrites--;
       }
     });
@@ -255,12 +295,21 @@ export class AdminServer {
   #clients = new Set<AdminClient>();
   #acceptLoop: Promise<void>;
   #closing = false;
+  #closed: Promise<void> | null = null;
   #rateBase: StatsSnapshot | null = null;
   /** `clock.nowMs()` when `#rateBase` was taken. */
   #rateBaseMs = 0;
   #rates: Rates = { ...ZERO_RATES };
   #sampleTimer: ReturnType<typeof setInterval>;
   #socketIno: number | null;
+  #options: AdminServerOptions;
+  #logError: (message: string) => void;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #sweepMs = 0;
+  #backoff: AcceptBackoff;
+  /** Clients closed by their idle or send timeout, or evicted to make room, since start. */
+  #timedOut = 0;
+  #evicted = 0;
 
   private constructor(
     path: string,
@@ -268,14 +317,19 @@ export class AdminServer {
     backend: AdminBackend,
     clock: Clock,
     ino: number | null,
+    options: AdminServerOptions,
   ) {
     this.#path = path;
     this.#listener = listener;
     this.#backend = backend;
     this.#clock = clock;
     this.#socketIno = ino;
+    this.#options = { ...options };
+    this.#logError = options.logError ?? ((m: string) => console.error(m));
+    this.#backoff = new AcceptBackoff("admin", clock, this.#logError);
     this.#sample();
     this.#sampleTimer = setInterval(() => this.#sample(), RATE_SAMPLE_MS);
+    this.#armSweeper();
     this.#acceptLoop = this.#accept();
   }
 
@@ -283,7 +337,12 @@ export class AdminServer {
    * Listens on `path` (mode 0600). A stale socket left by a crash (connect refused) is replaced; a live
    * one throws `AdminSocketInUse`; a path that exists but is not a socket is never deleted (throws).
    */
-  static async start(path: string, backend: AdminBackend, clock: Clock): Promise<AdminServer> {
+  static async start(
+    path: string,
+    backend: AdminBackend,
+    clock: Clock,
+    options: AdminServerOptions = DEFAULT_ADMIN_OPTIONS,
+  ): Promise<AdminServer> {
     await removeStaleSocket(path);
     const listener = Deno.listen({ transport: "unix", path });
     let ino: number | null = null;
@@ -296,7 +355,7 @@ export class AdminServer {
       await Deno.remove(path).catch(() => {});
       throw e;
     }
-    return new AdminServer(path, listener, backend, clock, ino);
+    return new AdminServer(path, listener, backend, clock, ino, options);
   }
 
   /** The socket path. */
@@ -309,18 +368,94 @@ export class AdminServer {
     return this.#clients.size;
   }
 
+  /** Clients closed by the idle or send timeout since start. */
+  get timedOut(): number {
+    return this.#timedOut;
+  }
+
+  /** Clients closed to make room for a newer one since start. */
+  get evicted(): number {
+    return this.#evicted;
+  }
+
+  /** The clock's now, for the clients' deadlines. */
+  nowMs(): number {
+    return this.#clock.nowMs();
+  }
+
+  /** New deadlines (a reload); they apply to the clients already connected too. */
+  setOptions(options: Pick<AdminServerOptions, "idleTimeoutMs" | "sendTimeoutMs">): void {
+    this.#options.idleTimeoutMs = options.idleTimeoutMs;
+    this.#options.sendTimeoutMs = options.sendTimeoutMs;
+    this.#armSweeper();
+  }
+
+  /** The deadline sweep runs at a quarter of the shorter timeout, between 10 ms and 1 s. */
+  #armSweeper(): void {
+    const ms = Math.max(
+      10,
+      Math.min(
+        1_000,
+        Math.floor(
+          Math.min(
+            this.#options.idleTimeoutMs,
+            this.#options.sendTimeoutMs,
+          ) / 4,
+        ),
+      ),
+    );
+    if (ms === this.#sweepMs && this.#sweepTimer !== undefined) return;
+    clearInterval(this.#sweepTimer);
+    this.#sweepMs = ms;
+    this.#sweepTimer = setInterval(() => this.#sweep(), ms);
+  }
+
+  /** Closes clients past their send or idle deadline. */
+  #sweep(): void {
+    const now = this.#clock.nowMs();
+    for (const c of [...this.#clients]) {
+      const stalled = c.writingSinceMs >= 0 && now - c.writingSinceMs >= this.#options.sendTimeoutMs;
+      const idle = c.idle && now - c.lastActiveMs >= this.#options.idleTimeoutMs;
+      if (stalled || idle) {
+        this.#timedOut++;
+        c.close();
+      }
+    }
+  }
+
   async #accept(): Promise<void> {
     while (!this.#closing) {
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
-      } catch {
-        if (this.#closing) return;
+      } catch (e) {
+        if (this.#closing || e instanceof Deno.errors.BadResource) return;
+        // Out of descriptors: without a pause this loop would spin (the connection stays queued).
+        const waitMs = this.#backoff.failed(e);
+        if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
         continue;
       }
-      const busy = this.#clients.size >= MAX_ADMIN_CLIENTS;
-      this.#clients.add(new AdminClient(conn, this, busy));
+      if (this.#backoff.failing) this.#backoff.succeeded();
+      if (this.#clients.size >= MAX_ADMIN_CLIENTS) this.#evictOne();
+      this.#clients.add(new AdminClient(conn, this));
     }
+  }
+
+  /**
+   * Makes room for a new client: closes the one idle the longest, preferring clients with nothing in
+   * progress over subscribers and clients waiting for an answer.
+   */
+  #evictOne(): void {
+    let victim: AdminClient | null = null;
+    for (const c of this.#clients) {
+      if (victim === null) victim = c;
+      else if (c.idle !== victim.idle) {
+        if (c.idle) victim = c;
+      } else if (c.lastActiveMs < victim.lastActiveMs) victim = c;
+    }
+    if (victim === null) return;
+    this.#evicted++;
+    victim.close();
   }
 
   /** Called by a client when it closes. */
@@ -352,10 +487,10 @@ export class AdminServer {
   }
 
   /** One subscription event. */
-  snapshotEvent(args: { conns: boolean; bans: boolean; clients: number }): SnapshotEvent {
+  async snapshotEvent(args: { conns: boolean; bans: boolean; clients: number }): Promise<SnapshotEvent> {
     const ev: SnapshotEvent = { stats: this.#statsReport() };
-    if (args.conns) ev.conns = this.#backend.conns();
-    if (args.bans) ev.bans = this.#backend.bans();
+    if (args.conns) ev.conns = await this.#backend.conns();
+    if (args.bans) ev.bans = await this.#backend.bans();
     if (args.clients > 0) ev.clients = this.#backend.clients(args.clients);
     return ev;
   }
@@ -369,11 +504,11 @@ export class AdminServer {
       case "stats":
         return encodeOk(req.id, this.#statsReport());
       case "conns":
-        return encodeOk(req.id, b.conns());
+        return encodeOk(req.id, await b.conns());
       case "clients":
         return encodeOk(req.id, b.clients(req.args.limit));
       case "bans":
-        return encodeOk(req.id, b.bans());
+        return encodeOk(req.id, await b.bans());
       case "ban": {
         const r = b.ban(req.args.target, req.args.ms, req.args.reason);
         if (!r.ok) return encodeError(req.id, { code: "REFUSED", message: r.error });
@@ -406,11 +541,32 @@ export class AdminServer {
     }
   }
 
+  /**
+   * Removes the socket file now if it is still ours, synchronously: for the process's exit paths (a
+   * forced stop, a fatal error), where `close()` may not get to run. Idempotent; never throws.
+   */
+  removeSocketFileSync(): void {
+    try {
+      const st = Deno.lstatSync(this.#path);
+      if (st.isSocket && (this.#socketIno === null || st.ino === this.#socketIno)) {
+        Deno.removeSync(this.#path);
+      }
+    } catch {
+      // already gone
+    }
+  }
+
   /** Stops listening, closes every admin client and removes the socket file (if it is still ours). */
-  async close(): Promise<void> {
-    if (this.#closing) return;
+  close(): Promise<void> {
+    // Every caller (a graceful shutdown and a forced stop racing) waits for the same, whole close.
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
     this.#closing = true;
     clearInterval(this.#sampleTimer);
+    clearInterval(this.#sweepTimer);
     try {
       this.#listener.close();
     } catch {

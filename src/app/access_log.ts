@@ -5,8 +5,10 @@
  *
  * Must never: block or slow the request path (lines are dropped and counted once the writer falls
  * `maxPendingBytes` behind, so memory stays bounded however slow the disk), let a client forge or split
- * log lines (every peer-controlled field is escaped, nginx style), or throw into a caller because the
- * disk failed (failed batches are counted as dropped lines).
+ * log lines (every peer-controlled field is escaped, nginx style), throw into a caller because the
+ * disk failed (the lines a failed write did not finish are counted as dropped), drop silently (one error
+ * line when dropping starts, one when lines are written again, with the count), or glue a line onto the
+ * fragment a failed write left (the next write then starts with a newline).
  */
 
 import type { AccessEntry } from "../stats/access_entry.ts";
@@ -114,6 +116,30 @@ export const DEFAULT_ACCESS_LOG_OPTIONS: Readonly<AccessLogOptions> = {
   maxPendingBytes: 4 * 1024 * 1024,
 };
 
+/**
+ * A dropping episode ends at the first successful write this long after the last dropped line, so a
+ * writer that keeps falling behind gives one start line and one end line, not one pair per batch.
+ */
+export const DROP_EPISODE_QUIET_MS = 1_000;
+
+/** Where the access log reports its losses. */
+export interface AccessLogReports {
+  /** Counter of dropped lines, raised as they are dropped (the server's `Stats`). */
+  counters?: { accessLogDropped: number };
+  /** One line when dropping starts and one when it ends (default console.error). */
+  logError?: (message: string) => void;
+  /** Milliseconds on a monotonic scale, for the end of an episode (default Date.now). */
+  nowMs?: () => number;
+}
+
+const NEWLINE = 0x0a;
+
+function countNewlines(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = bytes.indexOf(NEWLINE); i >= 0; i = bytes.indexOf(NEWLINE, i + 1)) n++;
+  return n;
+}
+
 /** Opens (or reopens) the writer; for a path, in append mode, created with mode 0o640. */
 type Opener = () => Promise<LogWriter>;
 
@@ -146,18 +172,39 @@ export class AccessLog {
   /** Tail of the sequential chain of writes and reopens; never rejects. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  #reports: AccessLogReports;
+  #logError: (message: string) => void;
+  #nowMs: () => number;
+  /** Dropping episode: whether one is in progress, its lines so far, when the last line was dropped. */
+  #dropping = false;
+  #episodeDropped = 0;
+  #lastDropMs = 0;
+  /** The file ends with a fragment of a line (a write failed midway): the next write starts a line. */
+  #torn = false;
 
   /** Opens `target` (a path, or `-` for stdout). Throws if the file cannot be opened. */
-  static async open(target: string, opts: Partial<AccessLogOptions> = {}): Promise<AccessLog> {
+  static async open(
+    target: string,
+    opts: Partial<AccessLogOptions> = {},
+    reports: AccessLogReports = {},
+  ): Promise<AccessLog> {
     const opener = () => openTarget(target);
-    return new AccessLog(await opener(), opener, opts);
+    return new AccessLog(await opener(), opener, opts, reports);
   }
 
   /** Wraps an already-open writer; `reopen` calls `opener` again. For tests and custom sinks. */
-  constructor(writer: LogWriter, opener: Opener, opts: Partial<AccessLogOptions> = {}) {
+  constructor(
+    writer: LogWriter,
+    opener: Opener,
+    opts: Partial<AccessLogOptions> = {},
+    reports: AccessLogReports = {},
+  ) {
     this.#writer = writer;
     this.#opener = opener;
     this.#opts = { ...DEFAULT_ACCESS_LOG_OPTIONS, ...opts };
+    this.#reports = reports;
+    this.#logError = reports.logError ?? ((m: string) => console.error(m));
+    this.#nowMs = reports.nowMs ?? Date.now;
   }
 
   /** Lines not written: over the pending bound, after close, or lost to a failed write. */
@@ -165,16 +212,35 @@ export class AccessLog {
     return this.#dropped;
   }
 
+  /** Counts `lines` dropped for `why`; the first of an episode says so on the error log. */
+  #drop(lines: number, why: string): void {
+    this.#dropped += lines;
+    if (this.#reports.counters !== undefined) this.#reports.counters.accessLogDropped += lines;
+    this.#lastDropMs = this.#nowMs();
+    this.#episodeDropped += lines;
+    if (this.#dropping) return;
+    this.#dropping = true;
+    this.#logError(`access log: dropping lines (${why}); counted in stats as accessLogDropped`);
+  }
+
+  /** A write succeeded: ends a dropping episode once no line was dropped for a quiet period. */
+  #wrote(): void {
+    if (!this.#dropping || this.#nowMs() - this.#lastDropMs < DROP_EPISODE_QUIET_MS) return;
+    this.#logError(`access log: writing again; ${this.#episodeDropped} lines dropped meanwhile`);
+    this.#dropping = false;
+    this.#episodeDropped = 0;
+  }
+
   /** Queues one line. Never blocks, never throws. */
   log(e: AccessEntry): void {
     if (this.#closed) {
-      this.#dropped++;
+      this.#drop(1, "the log is closed");
       return;
     }
     // Every field is escaped to ASCII, so string length is byte length.
     const line = formatCombined(e, this.#times) + "\n";
     if (this.#batchBytes + this.#inFlightBytes + line.length > this.#opts.maxPendingBytes) {
-      this.#dropped++;
+      this.#drop(1, `the writer is ${this.#opts.maxPendingBytes} bytes behind`);
       return;
     }
     this.#batch.push(line);
@@ -212,13 +278,44 @@ export class AccessLog {
     this.#startWrite();
     const done = this.#chain.then(async () => {
       if (this.#closed) return;
-      const fresh = await this.#opener();
-      const old = this.#writer;
-      this.#writer = fresh;
-      old?.close();
+      this.#swap(await this.#opener());
     });
     this.#chain = done.catch(() => {});
     return done;
+  }
+
+  /**
+   * The first half of a reopen, for a reload that must fail whole or not at all: opens the target again
+   * now (throws, changing nothing, if it cannot) and returns the step that puts the new file in use
+   * after the lines already queued, which cannot fail. The caller must run the step or `discard` it.
+   */
+  async prepareReopen(): Promise<{ commit(): void; discard(): void }> {
+    const fresh = await this.#opener();
+    let used = false;
+    return {
+      commit: () => {
+        if (used) return;
+        used = true;
+        this.#startWrite();
+        this.#chain = this.#chain.then(() => {
+          if (this.#closed) fresh.close();
+          else this.#swap(fresh);
+        });
+      },
+      discard: () => {
+        if (used) return;
+        used = true;
+        fresh.close();
+      },
+    };
+  }
+
+  #swap(fresh: LogWriter): void {
+    const old = this.#writer;
+    this.#writer = fresh;
+    // A fresh file starts on a line of its own; a fragment at the end of the old one stays there.
+    this.#torn = false;
+    old?.close();
   }
 
   #clearTimer(): void {
@@ -232,21 +329,30 @@ export class AccessLog {
   #startWrite(): void {
     this.#clearTimer();
     if (this.#batch.length === 0) return;
-    const lines = this.#batch.length;
-    const bytes = this.#encoder.encode(this.#batch.join(""));
+    const text = this.#batch.join("");
     this.#batch = [];
     this.#batchBytes = 0;
-    this.#inFlightBytes += bytes.length;
+    this.#inFlightBytes += text.length;
     this.#chain = this.#chain.then(async () => {
+      // After a failed write left half a line, this batch first ends that line.
+      const lead = this.#torn ? 1 : 0;
+      const bytes = this.#encoder.encode(lead === 1 ? "\n" + text : text);
+      let off = 0;
       try {
         if (this.#writer === null) throw new Error("access log is closed");
-        let off = 0;
         while (off < bytes.length) off += await this.#writer.write(bytes.subarray(off));
-      } catch {
-        // A full disk or a vanished file must not take the server down; the loss is counted instead.
-        this.#dropped += lines;
+        this.#torn = false;
+        this.#wrote();
+      } catch (e) {
+        // A full disk or a vanished file must not take the server down; the loss is counted instead:
+        // every line whose newline was not written, the one cut midway included.
+        if (off > 0) this.#torn = bytes[off - 1] !== NEWLINE;
+        this.#drop(
+          countNewlines(bytes.subarray(Math.max(off, lead))),
+          `writing failed: ${e instanceof Error ? e.message : String(e)}`,
+        );
       } finally {
-        this.#inFlightBytes -= bytes.length;
+        this.#inFlightBytes -= text.length;
       }
     });
   }

@@ -37,6 +37,11 @@ export interface Vento {
   reload(): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }>;
   /** Graceful shutdown (idempotent); resolves when every descriptor is released. */
   shutdown(): Promise<void>;
+  /**
+   * The forced stop (a second signal): closes every connection now, then flushes the access log and
+   * removes the admin socket, waiting at most `FORCED_STOP_FLUSH_MS`. The process exits after it.
+   */
+  forceStop(): Promise<void>;
   /** Resolves when the server has shut down (by signal, `drain` or `shutdown()`). */
   readonly done: Promise<void>;
 }
@@ -57,8 +62,23 @@ export interface StartOptions {
   gate?: (guard: Guard) => ConnGate;
 }
 
+/**
+ * How long a forced stop (a second signal) waits for the access log's last lines to be written and the
+ * admin socket to be removed before the process exits anyway (a disk that hangs must not keep it alive).
+ */
+export const FORCED_STOP_FLUSH_MS = 1_000;
+
+/** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
+export async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p.catch(() => {}), new Promise<void>((r) => timer = setTimeout(r, ms))]);
+  clearTimeout(timer);
+}
+
 /** Settings that a reload can apply to a running server without a restart. */
 const LIVE_KEYS = new Set([
+  "ADMIN_IDLE_TIMEOUT_MS",
+  "ADMIN_SEND_TIMEOUT_MS",
   "MAX_REQUEST_LINE_BYTES",
   "MAX_HEADER_BYTES",
   "MAX_HEADER_COUNT",
@@ -104,7 +124,10 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
   const router = new Router(staticResponder, live);
-  const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
+  // Lost lines are counted in stats (and so in `stats`, `metrics` and `top`) and reported on the error log.
+  const accessLog = live.accessLog === "off"
+    ? null
+    : await AccessLog.open(live.accessLog, {}, { counters: stats, logError });
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? guard;
   const server = new Server({
@@ -163,11 +186,35 @@ export async function startVento(config: Config, options: StartOptions): Promise
     return shutdownPromise;
   };
 
+  const forceStop = async (): Promise<void> => {
+    server.forceClose();
+    await settleWithin(
+      Promise.all([store?.close(), admin?.close(), accessLog?.close()]),
+      FORCED_STOP_FLUSH_MS,
+    );
+    staticResponder.close();
+    resolveDone();
+  };
+
+  // All or nothing: everything that can fail (reading and validating the file, opening the access log
+  // again) happens before anything changes; the answer lists exactly what took effect.
   const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
     if (options.configPath === null) return { applied: [], needsRestart: [] };
     const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
     const next = loaded.config;
+    let reopen: { commit(): void } | null = null;
+    try {
+      reopen = (await accessLog?.prepareReopen()) ?? null;
+    } catch (e) {
+      // Rotation into an unwritable place: nothing changes, logging goes on to the old file.
+      return {
+        errors: [
+          `reopening the access log ${live.accessLog}: ${e instanceof Error ? e.message : String(e)}` +
+          " (nothing was applied; the old file stays in use)",
+        ],
+      };
+    }
     const applied: string[] = [];
     const needsRestart: string[] = [];
     for (const s of SETTINGS) {
@@ -186,13 +233,9 @@ export async function startVento(config: Config, options: StartOptions): Promise
       const apply = () => guard.applyOptions(live);
       if (gate.withLock !== undefined) gate.withLock(apply);
       else apply();
+      admin?.setOptions({ idleTimeoutMs: live.adminIdleTimeoutMs, sendTimeoutMs: live.adminSendTimeoutMs });
     }
-    try {
-      await accessLog?.reopen();
-    } catch (e) {
-      // Rotation into an unwritable place: keep logging to the old file, and say so.
-      return { errors: [`reopening the access log: ${e instanceof Error ? e.message : String(e)}`] };
-    }
+    reopen?.commit();
     return { applied, needsRestart };
   };
 
@@ -225,7 +268,11 @@ export async function startVento(config: Config, options: StartOptions): Promise
 
   if (live.adminSocket !== "off") {
     try {
-      admin = await AdminServer.start(live.adminSocket, backend, clock);
+      admin = await AdminServer.start(live.adminSocket, backend, clock, {
+        idleTimeoutMs: live.adminIdleTimeoutMs,
+        sendTimeoutMs: live.adminSendTimeoutMs,
+        logError,
+      });
     } catch (e) {
       server.forceClose();
       await store?.close();
@@ -246,6 +293,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
     admin,
     reload,
     shutdown,
+    forceStop,
     done,
   };
 }

@@ -36,7 +36,11 @@ export type ToWorker =
   /** Close the worker's connection `connId` (its local id); answered by `kicked` with the same `id`. */
   | { op: "kick"; id: number; connId: number }
   | { op: "reload"; id: number }
+  /** Send the connection and ban lists now; answered by `lists` with the same `id`. */
+  | { op: "query"; id: number }
   | { op: "shutdown" }
+  /** Forced stop: close every connection now, flush the access log (bounded), answer `stopped`. */
+  | { op: "force" }
   /** Test hook: throw an uncaught error, as a bug would. */
   | { op: "crash" }
   /**
@@ -53,6 +57,8 @@ export type FromWorker =
   | { op: "reloaded"; id: number; result: ReloadResult }
   /** The answer to `kick` request `id`: whether the connection was open (and is now closed). */
   | { op: "kicked"; id: number; found: boolean }
+  /** The answer to `query` request `id`: the worker's connections (server-wide ids) and bans now. */
+  | { op: "lists"; id: number; conns: ConnInfo[]; bans: BanInfo[] }
   | { op: "log"; line: string }
   | { op: "stopped" };
 

@@ -66,6 +66,13 @@ export const WORKER_NAME_PREFIX = "vento-worker-";
  * reported as not done (the worker is stuck or dying; the heartbeat restarts it).
  */
 export const KICK_REPLY_TIMEOUT_MS = 2_000;
+/**
+ * How long a one-shot `conns` or `bans` waits for every worker's current list; a worker that has not
+ * answered by then (stuck or dying) contributes its last report's list.
+ */
+export const LISTS_REPLY_TIMEOUT_MS = 1_000;
+/** How long a forced stop waits for the workers to flush their access logs before terminating them. */
+export const FORCE_STOP_WAIT_MS = 1_000;
 /** Added to SHUTDOWN_TIMEOUT_MS before workers that have not stopped are terminated. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
@@ -202,6 +209,9 @@ export class Cluster {
     { left: number; results: (ReloadResult | undefined)[]; resolve: (r: ReloadResult) => void }
   >();
   #kickId = 0;
+  #queryId = 0;
+  /** List queries sent and not yet fully answered: the workers still to answer, and the waiter. */
+  #queries = new Map<number, { left: Set<number>; resolve: () => void }>();
   /** Kicks sent to a worker and not yet answered, by request id; each is settled exactly once. */
   #kicks = new Map<
     number,
@@ -279,15 +289,17 @@ export class Cluster {
       configPath: this.#options.configPath ?? "",
     }),
     stats: () => this.stats(),
-    conns: () => {
+    conns: async () => {
       this.#wantLists();
+      await this.#queryLists();
       return this.#slots.flatMap((s) => s.state === "running" ? s.conns ?? [] : []);
     },
     // Read without the lock: a full table is 100k rows, and holding the lock that long would stall every
     // worker's admissions. A row may mix two moments of a slot that changes meanwhile; it is a view.
     clients: (limit) => this.#guard.clients(limit),
-    bans: () => {
+    bans: async () => {
       this.#wantLists();
+      await this.#queryLists();
       return this.#bans();
     },
     ban: (target, ms, reason) => {
@@ -327,6 +339,43 @@ export class Cluster {
       this.#kicks.set(requestId, { index, timer, resolve });
       this.#post(s, { op: "kick", id: requestId, connId: localId });
     });
+  }
+
+  /**
+   * Asks every running worker for its lists now and resolves when all have answered (their answers are
+   * stored as their latest lists), or after LISTS_REPLY_TIMEOUT_MS: lists on reports may be up to
+   * LISTS_WANTED_MS old or absent, and an operator's one-shot `conns` must show what is open now.
+   */
+  #queryLists(): Promise<void> {
+    const running = this.#slots.filter((s) => s.state === "running");
+    if (running.length === 0) return Promise.resolve();
+    const id = ++this.#queryId;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#settleQuery(id), LISTS_REPLY_TIMEOUT_MS);
+      this.#queries.set(id, {
+        left: new Set(running.map((s) => s.index)),
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+      for (const s of running) this.#post(s, { op: "query", id });
+    });
+  }
+
+  #settleQuery(id: number): void {
+    const q = this.#queries.get(id);
+    if (q === undefined) return;
+    this.#queries.delete(id);
+    q.resolve();
+  }
+
+  /** Slot `index` answered (or died): a query waiting only for it is settled. */
+  #queryAnswered(id: number, index: number): void {
+    const q = this.#queries.get(id);
+    if (q === undefined) return;
+    q.left.delete(index);
+    if (q.left.size === 0) this.#settleQuery(id);
   }
 
   /** Every worker's counters summed (plus those of workers that died), as one server's snapshot. */
@@ -372,8 +421,12 @@ export class Cluster {
         needsRestart.push(st.key);
       }
     }
-    // Keep the supervisor's view (admin limits, ban validation) on the new settings too.
+    // Keep the supervisor's view (admin limits, ban validation, admin deadlines) on the new settings too.
     this.#applyOwnView(loaded.config);
+    this.#admin?.setOptions({
+      idleTimeoutMs: this.config.adminIdleTimeoutMs,
+      sendTimeoutMs: this.config.adminSendTimeoutMs,
+    });
     return { applied: r.applied, needsRestart };
   }
 
@@ -402,6 +455,31 @@ export class Cluster {
     return this.#shutdownPromise;
   }
 
+  /**
+   * The forced stop (a second signal): every worker closes its connections at once and flushes its
+   * access log; workers that have not done so within FORCE_STOP_WAIT_MS are terminated; then the admin
+   * socket is closed and removed (bounded by the same wait).
+   */
+  async forceStop(): Promise<void> {
+    this.#shuttingDown = true;
+    clearInterval(this.#housekeeping);
+    const waits: Promise<void>[] = [];
+    for (const s of this.#slots) {
+      clearTimeout(s.restartTimer);
+      if (s.worker === null || s.state === "dead" || s.state === "stopped") continue;
+      waits.push(new Promise<void>((r) => s.onStopped = r));
+      this.#post(s, { op: "force" });
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bounded = (p: Promise<unknown>) =>
+      Promise.race([p.catch(() => {}), new Promise<void>((r) => timer = setTimeout(r, FORCE_STOP_WAIT_MS))])
+        .finally(() => clearTimeout(timer));
+    await bounded(Promise.all(waits));
+    this.forceClose();
+    await bounded(this.#admin?.close() ?? Promise.resolve());
+    this.#resolveDone();
+  }
+
   /** Terminates every worker at once (second signal, failed start, end of shutdown). */
   forceClose(): void {
     this.#shuttingDown = true;
@@ -418,6 +496,7 @@ export class Cluster {
     for (const r of this.#reloads.values()) r.resolve({ errors: ["shutting down"] });
     this.#reloads.clear();
     for (const id of [...this.#kicks.keys()]) this.#settleKick(id, false);
+    for (const id of [...this.#queries.keys()]) this.#settleQuery(id);
   }
 
   /** Test hook: makes worker `index` throw an uncaught error, as a bug would. */
@@ -445,7 +524,11 @@ export class Cluster {
     };
     await Promise.all(this.#slots.slice(1).map((s) => this.#spawn(s, this.#followerConfig)));
     if (this.config.adminSocket !== "off") {
-      this.#admin = await AdminServer.start(this.config.adminSocket, this.backend, this.#clock);
+      this.#admin = await AdminServer.start(this.config.adminSocket, this.backend, this.#clock, {
+        idleTimeoutMs: this.config.adminIdleTimeoutMs,
+        sendTimeoutMs: this.config.adminSendTimeoutMs,
+        logError: this.#logError,
+      });
     }
     this.#housekeeping = setInterval(() => this.#housekeep(), HOUSEKEEPING_MS);
   }
@@ -532,6 +615,11 @@ export class Cluster {
         r.resolve(results.find((x) => "errors" in x) ?? results[0]);
         return;
       }
+      case "lists":
+        slot.conns = m.conns;
+        slot.bans = m.bans;
+        this.#queryAnswered(m.id, slot.index);
+        return;
       case "kicked":
         // Only the worker the kick went to may answer it (a restarted slot's new thread cannot).
         if (this.#kicks.get(m.id)?.index === slot.index) this.#settleKick(m.id, m.found);
@@ -566,6 +654,7 @@ export class Cluster {
     }
     // Its connections died with it: a kick still waiting for its answer did not close anything.
     for (const [id, k] of [...this.#kicks]) if (k.index === slot.index) this.#settleKick(id, false);
+    for (const id of [...this.#queries.keys()]) this.#queryAnswered(id, slot.index);
     if (this.#shuttingDown) return;
     const now = this.#clock.nowMs();
     slot.deaths = now - slot.lastDeathMs > RESTART_RESET_MS ? 1 : slot.deaths + 1;

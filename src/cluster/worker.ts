@@ -130,8 +130,21 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           post({ op: "reloaded", id: m.id, result: { errors: [String(err)] } })
         );
         return;
+      case "query":
+        if (muted) return;
+        post({
+          op: "lists",
+          id: m.id,
+          conns: v.server.connections().map((c) => ({ ...c, id: globalConnId(c.id, index) })),
+          bans: v.guard.bans(),
+        });
+        return;
       case "shutdown":
         void v.shutdown();
+        return;
+      case "force":
+        clearInterval(reportTimer);
+        void v.forceStop().finally(() => post({ op: "stopped" }));
         return;
       case "crash":
         setTimeout(() => {

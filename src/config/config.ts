@@ -28,6 +28,13 @@ export interface Config {
   accessLog: string;
   /** Admin Unix socket path, or `off`. Relative to the conf's folder. */
   adminSocket: string;
+  /**
+   * An admin client with no request in progress and no subscription, silent this long, is closed (so
+   * forgotten clients do not hold the admin slots).
+   */
+  adminIdleTimeoutMs: number;
+  /** An admin reply or snapshot write pending this long (a client that stopped reading) closes it. */
+  adminSendTimeoutMs: number;
   /** Serve plain HTTP on `port`; `false` (HTTPS only) requires `tlsCert` and `tlsKey`. */
   plainHttp: boolean;
   /** TLS certificate chain (PEM) path, or `off`; with `tlsKey` it turns on HTTPS on `tlsPort`. */
@@ -196,6 +203,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   documentRoot: "www",
   accessLog: "vento.log",
   adminSocket: "vento.sock",
+  adminIdleTimeoutMs: 60_000,
+  adminSendTimeoutMs: 10_000,
   plainHttp: true,
   tlsCert: "off",
   tlsKey: "off",
@@ -267,6 +276,18 @@ export const SETTINGS: readonly Setting[] = [
   { key: "DOCUMENT_ROOT", field: "documentRoot", kind: str, doc: "folder to serve, relative to vento.conf" },
   { key: "ACCESS_LOG", field: "accessLog", kind: str, doc: "access log path, - for stdout, off for none" },
   { key: "ADMIN_SOCKET", field: "adminSocket", kind: str, doc: "admin Unix socket path, or off" },
+  {
+    key: "ADMIN_IDLE_TIMEOUT_MS",
+    field: "adminIdleTimeoutMs",
+    kind: int(1, DAY_MS),
+    doc: "an admin client silent this long (no request, no subscription) is closed",
+  },
+  {
+    key: "ADMIN_SEND_TIMEOUT_MS",
+    field: "adminSendTimeoutMs",
+    kind: int(1, DAY_MS),
+    doc: "an admin reply that waits this long for a client that is not reading closes it",
+  },
   {
     key: "PLAIN_HTTP",
     field: "plainHttp",

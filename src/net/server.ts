@@ -9,6 +9,7 @@
 import type { Clock } from "../core/clock.ts";
 import type { ConnInfo } from "./conn_info.ts";
 import { ConnSlots } from "../core/conn_slots.ts";
+import { AcceptBackoff } from "./accept_backoff.ts";
 import {
   type AccessLogSink,
   type ConnContext,
@@ -222,31 +223,36 @@ export class Server {
   }
 
   async #acceptLoop(listener: Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr>): Promise<void> {
+    const backoff = new AcceptBackoff(
+      listener === this.#tlsListener ? "HTTPS" : "HTTP",
+      this.#deps.clock,
+      this.#ctx.logError,
+    );
     for (;;) {
       let conn: Deno.TcpConn | Deno.TlsConn;
       try {
         conn = await listener.accept();
       } catch (e) {
-        if (
-          this.#shuttingDown || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted
-        ) {
-          return;
-        }
-        // One peer's failure surfacing at accept (a reset, or a TLS error should the runtime ever
-        // handshake there): that connection only, so no log line and no back-off for everyone else.
-        if (
-          e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.ConnectionAborted ||
-          e instanceof Deno.errors.InvalidData || e instanceof Deno.errors.UnexpectedEof
-        ) {
-          continue;
-        }
-        // Out of descriptors or a transient error: say so once, back off briefly, keep serving.
-        this.#ctx.logError(`accepting connection: ${e instanceof Error ? e.message : String(e)}`);
-        await new Promise((r) => setTimeout(r, 50));
+        if (await this.#acceptFailed(backoff, e)) return;
         continue;
       }
+      if (backoff.failing) backoff.succeeded();
       this.#admit(conn);
     }
+  }
+
+  /**
+   * An accept loop's error path: true when the listener is closing (the loop ends); otherwise waits as
+   * long as `backoff` says (0 for one peer's failure; a pause that grows while out of descriptors, so the
+   * loop never spins) and returns false.
+   */
+  async #acceptFailed(backoff: AcceptBackoff, e: unknown): Promise<boolean> {
+    if (this.#shuttingDown || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) {
+      return true;
+    }
+    const waitMs = backoff.failed(e);
+    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+    return this.#shuttingDown;
   }
 
   #admit(conn: Deno.TcpConn | Deno.TlsConn): void {

@@ -100,6 +100,17 @@ type Decision =
 
 const FULL: Decision = Object.freeze({ kind: "full" }) as Decision;
 
+/**
+ * The file opened is not the one looked up (another inode: renamed over, or a symlink swapped in
+ * between). The slow path looks the path up again once; a second mismatch answers 404.
+ */
+class FileReplaced extends Error {
+  constructor() {
+    super("the file was replaced between lookup and open");
+    this.name = "FileReplaced";
+  }
+}
+
 /** Bits for the request headers that take a request off the hot path. */
 const H_CONDITIONAL = 1;
 const H_RANGE = 2;
@@ -165,9 +176,12 @@ export class StaticResponder {
     this.#options = frozenReply(204, buildHead(204, [["Allow", ALLOWED_METHODS]]), null, 0);
   }
 
-  /** Resolves the real document root; throws a clear Error if it is missing or not a directory. */
-  static async create(options: StaticOptions, clock: Clock): Promise<StaticResponder> {
-    return new StaticResponder(options, clock, await ConfinedFs.open(options.documentRoot));
+  /**
+   * Resolves the real document root; throws a clear Error if it is missing or not a directory. `fs`, when
+   * given, is the confined file system to use (opened on `options.documentRoot`; tests wrap one).
+   */
+  static async create(options: StaticOptions, clock: Clock, fs?: ConfinedFs): Promise<StaticResponder> {
+    return new StaticResponder(options, clock, fs ?? await ConfinedFs.open(options.documentRoot));
   }
 
   /** The real document root in use. */
@@ -241,8 +255,16 @@ export class StaticResponder {
 
   async #slow(head: RequestHead, isHead: boolean): Promise<Reply> {
     try {
-      return await this.#resolveAndServe(head, isHead);
+      try {
+        return await this.#resolveAndServe(head, isHead);
+      } catch (e) {
+        if (!(e instanceof FileReplaced)) throw e;
+        // Renamed over between lookup and open: how deploy tools publish a file atomically. The new
+        // file is as servable as the old one, so look it up again, once (confinement checked anew).
+        return await this.#resolveAndServe(head, isHead);
+      }
     } catch (e) {
+      if (e instanceof FileReplaced) return this.#error(404, isHead);
       if (isNotFound(e)) {
         this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: this.#clock.nowMs() });
         return this.#error(404, isHead);
@@ -358,7 +380,6 @@ export class StaticResponder {
     } else if (this.#cache.accepts(id.size)) {
       if (entry !== undefined) this.#cache.delete(key); // changed on disk: reload
       entry = await this.#load(key, route, encoding, variant);
-      if (entry === undefined) return await this.#error(404, isHead);
     } else {
       if (entry !== undefined) this.#cache.delete(key);
       return await this.#serveStream(route, encoding, variant, head, isHead);
@@ -371,15 +392,15 @@ export class StaticResponder {
     return await this.#fromCache(entry, head, isHead);
   }
 
-  /** Reads a small file into a new cache entry; undefined when the check-then-open test fails. */
+  /** Reads a small file into a new cache entry; throws `FileReplaced` when the check-then-open test fails. */
   async #load(
     key: string,
     route: FileRoute,
     encoding: Encoding | null,
     variant: Found,
-  ): Promise<CachedFile | undefined> {
+  ): Promise<CachedFile> {
     const opened = await this.#fs.openVerified(variant);
-    if (opened === null) return undefined;
+    if (opened === null) throw new FileReplaced();
     const { file, info } = opened;
     let bytes: Uint8Array;
     try {
@@ -571,7 +592,7 @@ export class StaticResponder {
   ): Promise<Reply> {
     if (isHead) return await this.#streamReply(route, encoding, variant.info, head, true, null);
     const opened = await this.#fs.openVerified(variant);
-    if (opened === null) return await this.#error(404, false);
+    if (opened === null) throw new FileReplaced();
     try {
       return await this.#streamReply(route, encoding, opened.info, head, false, opened.file, variant.path);
     } catch (e) {

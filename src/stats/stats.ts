@@ -57,6 +57,8 @@ export interface StatsSnapshot {
   timeouts: number;
   /** 1 while GUARD_STORE (Redis) is configured but unreachable or slow: limits are per instance. */
   guardStoreDegraded: number;
+  /** Access-log lines not written: the disk fell too far behind or a write failed (full, gone). */
+  accessLogDropped: number;
 }
 
 /** The live counters. Fields are public for speed on the hot path; only `src/` code mutates them. */
@@ -87,6 +89,7 @@ export class Stats {
   peerResets = 0;
   timeouts = 0;
   guardStoreDegraded = 0;
+  accessLogDropped = 0;
 
   /** Counts one response by its status. */
   countResponse(status: number): void {
@@ -121,6 +124,7 @@ export class Stats {
       peerResets: this.peerResets,
       timeouts: this.timeouts,
       guardStoreDegraded: this.guardStoreDegraded,
+      accessLogDropped: this.accessLogDropped,
     };
   }
 }

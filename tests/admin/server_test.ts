@@ -5,9 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { AdminServer, AdminSocketInUse, MAX_ADMIN_CLIENTS } from "../../src/admin/server.ts";
+import {
+  AdminServer,
+  AdminSocketInUse,
+  DEFAULT_ADMIN_OPTIONS,
+  MAX_ADMIN_CLIENTS,
+} from "../../src/admin/server.ts";
 import { MAX_LINE_BYTES } from "../../src/admin/protocol.ts";
-import { systemClock } from "../../src/core/clock.ts";
+import { FakeClock, systemClock } from "../../src/core/clock.ts";
 import { FakeBackend, tempSocket } from "./fake_backend.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -265,18 +270,89 @@ Deno.test("admin server refuses to replace a path that is not a socket", async (
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("admin server answers BUSY and closes beyond its client cap", async () => {
-  await withServer(async ({ path }) => {
-    const clients = await Promise.all(Array.from({ length: MAX_ADMIN_CLIENTS }, () => RawClient.open(path)));
-    // Each is served (and so counted) before the extra one arrives.
-    await Promise.all(clients.map((c) => c.ask("hello")));
-    const extra = await RawClient.open(path);
-    const busy = await extra.next();
-    assert.deepEqual([busy.id, busy.error.code], [null, "BUSY"]);
-    assert.equal(await extra.next(), null);
-    extra.close();
+Deno.test("admin server: with every slot taken, a new client evicts the one idle the longest", async () => {
+  const { dir, path } = await tempSocket();
+  const clock = new FakeClock(1_000);
+  const server = await AdminServer.start(path, new FakeBackend(clock), clock, DEFAULT_ADMIN_OPTIONS);
+  const clients: RawClient[] = [];
+  try {
+    // One at a time, a millisecond apart: the first is the one idle the longest.
+    for (let i = 0; i < MAX_ADMIN_CLIENTS; i++) {
+      const c = await RawClient.open(path);
+      assert.equal((await c.ask("hello", {}, i)).ok, true);
+      clients.push(c);
+      clock.advance(1);
+    }
+    // The first speaks again: now the second is the longest idle.
+    assert.equal((await clients[0].ask("hello", {}, 99)).ok, true);
+    clock.advance(1);
+    const operator = await RawClient.open(path);
+    assert.equal((await operator.ask("hello", {}, 100)).ok, true, "the operator got a slot");
+    assert.equal(await clients[1].next(), null, "the longest-idle client was closed");
+    assert.equal((await clients[0].ask("hello", {}, 101)).ok, true, "the others keep their slots");
+    assert.equal(server.clientCount, MAX_ADMIN_CLIENTS);
+    assert.equal(server.evicted, 1);
+    operator.close();
+  } finally {
     for (const c of clients) c.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("admin server closes a client that sends nothing for ADMIN_IDLE_TIMEOUT_MS, not a subscriber", async () => {
+  const { dir, path } = await tempSocket();
+  const server = await AdminServer.start(path, new FakeBackend(systemClock), systemClock, {
+    idleTimeoutMs: 100,
+    sendTimeoutMs: 10_000,
   });
+  try {
+    const silent = await RawClient.open(path);
+    const sub = await RawClient.open(path);
+    await sub.send(JSON.stringify({ v: 1, id: 1, op: "subscribe", args: { intervalMs: 100 } }) + "\n");
+    assert.equal((await sub.next()).event, "snapshot");
+    // Bounded: a broken idle timeout fails here instead of hanging the test.
+    const closed = await Promise.race([
+      silent.next().then((m) => m === null),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+    ]);
+    assert.equal(closed, true, "the silent client was closed");
+    for (let i = 0; i < 5; i++) assert.equal((await sub.next()).event, "snapshot", "the subscriber stays");
+    assert.ok(server.timedOut >= 1);
+    silent.close();
+    sub.close();
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("admin server closes a client that pipelines requests and never reads, after ADMIN_SEND_TIMEOUT_MS", async () => {
+  const { dir, path } = await tempSocket();
+  const backend = new FakeBackend(systemClock);
+  // Big answers fill the socket buffer quickly when nobody reads.
+  backend.conns_ = Array.from(
+    { length: 3000 },
+    (_, i) => ({ ...backend.conns_[0], id: i, request: "x".repeat(200) }),
+  );
+  const server = await AdminServer.start(path, backend, systemClock, {
+    idleTimeoutMs: 60_000,
+    sendTimeoutMs: 100,
+  });
+  try {
+    const c = await RawClient.open(path);
+    await c.send(
+      Array.from({ length: 50 }, (_, i) => JSON.stringify({ v: 1, id: i, op: "conns" }) + "\n").join(""),
+    );
+    const deadline = Date.now() + 5_000;
+    while (server.clientCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(server.clientCount, 0, "the client that never reads still holds its slot");
+    assert.ok(server.timedOut >= 1);
+    c.close();
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("admin server answers INTERNAL when the backend throws, and keeps serving", async () => {

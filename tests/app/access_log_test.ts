@@ -276,3 +276,115 @@ Deno.test("AccessLog reopen after the file was rotated away starts a fresh file"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// --- losses: counted, reported once per episode, never a torn line ---------------------------------
+
+/** A disk that fills up: takes `room` more bytes, then fails every write until `room` is raised. */
+class FullDisk implements LogWriter {
+  bytes: number[] = [];
+  room = 0;
+  write(p: Uint8Array): Promise<number> {
+    if (this.room <= 0) return Promise.reject(new Error("No space left on device (os error 28)"));
+    const n = Math.min(p.length, this.room);
+    this.room -= n;
+    for (const b of p.subarray(0, n)) this.bytes.push(b);
+    return Promise.resolve(n);
+  }
+  close(): void {}
+  text(): string {
+    return new TextDecoder().decode(new Uint8Array(this.bytes));
+  }
+}
+
+Deno.test("AccessLog never leaves a torn line: after a write cut midway the next write starts a new line", async () => {
+  const disk = new FullDisk();
+  const counters = { accessLogDropped: 0 };
+  const errors: string[] = [];
+  let now = 0;
+  const log = new AccessLog(disk, () => Promise.resolve(disk), { flushIntervalMs: 60_000 }, {
+    counters,
+    logError: (m) => errors.push(m),
+    nowMs: () => now,
+  });
+  const lineBytes = formatCombined(entry()).length + 1;
+  disk.room = lineBytes + 16; // one whole line and 16 bytes of the next fit
+  log.log(entry({ status: 201 }));
+  log.log(entry({ status: 202 }));
+  log.log(entry({ status: 203 }));
+  await log.flush();
+  // The first line was written whole; the second was cut, the third never started: both dropped.
+  assert.equal(log.dropped, 2);
+  assert.equal(counters.accessLogDropped, 2);
+  assert.equal(errors.length, 1);
+  assert.match(errors[0], /^access log: dropping lines \(writing failed: No space left on device/);
+  // Still full: more lines dropped, no more error lines.
+  log.log(entry({ status: 204 }));
+  await log.flush();
+  assert.equal(counters.accessLogDropped, 3);
+  assert.equal(errors.length, 1);
+  // Space comes back, after a quiet second: the fragment is ended, the new line starts on its own.
+  now += 1_000;
+  disk.room = 1 << 20;
+  log.log(entry({ status: 205 }));
+  await log.flush();
+  const lines = disk.text().split("\n");
+  assert.equal(lines.length, 4); // whole 201, the 202 fragment, whole 205, "" after the last newline
+  assert.match(lines[0], /" 201 /);
+  assert.equal(lines[1], formatCombined(entry({ status: 202 })).slice(0, 16));
+  assert.equal(lines[2], formatCombined(entry({ status: 205 })));
+  assert.equal(errors.length, 2);
+  assert.equal(errors[1], "access log: writing again; 3 lines dropped meanwhile");
+  await log.close();
+});
+
+Deno.test("AccessLog reports a writer that keeps falling behind once, not once per batch", async () => {
+  const w = new MemoryWriter();
+  w.auto = false;
+  const errors: string[] = [];
+  let now = 0;
+  const lineBytes = formatCombined(entry()).length + 1;
+  const log = new AccessLog(w, () => Promise.resolve(w), {
+    flushBytes: lineBytes * 2,
+    flushIntervalMs: 60_000,
+    maxPendingBytes: lineBytes * 4,
+  }, { logError: (m) => errors.push(m), nowMs: () => now });
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 10; i++) log.log(entry());
+    w.release();
+    await log.flush();
+    w.auto = false;
+    now += 100; // drops keep coming within the quiet period
+  }
+  assert.equal(errors.length, 1, errors.join("\n"));
+  assert.ok(log.dropped > 0);
+  now += 1_000;
+  w.auto = true;
+  log.log(entry());
+  await log.flush();
+  assert.equal(errors.length, 2);
+  assert.match(errors[1], new RegExp(`^access log: writing again; ${log.dropped} lines dropped meanwhile$`));
+  await log.close();
+});
+
+Deno.test("AccessLog prepareReopen opens now and switches files only on commit", async () => {
+  const a = new MemoryWriter();
+  const b = new MemoryWriter();
+  const log = new AccessLog(a, () => Promise.resolve(b), { flushIntervalMs: 60_000 });
+  log.log(entry({ status: 201 }));
+  const step = await log.prepareReopen();
+  log.log(entry({ status: 202 }));
+  await log.flush();
+  assert.equal(a.text().split("\n").length - 1, 2, "nothing switched before commit");
+  step.commit();
+  log.log(entry({ status: 203 }));
+  await log.flush();
+  assert.equal(a.closed, true);
+  assert.match(b.text(), /" 203 /);
+  await log.close();
+  // A failed open changes nothing.
+  const c = new MemoryWriter();
+  const failing = new AccessLog(c, () => Promise.reject(new Error("ENOENT")));
+  await assert.rejects(failing.prepareReopen(), /ENOENT/);
+  assert.equal(c.closed, false);
+  await failing.close();
+});

@@ -49,12 +49,13 @@ interface Site {
   stop(): Promise<void>;
 }
 
-async function startSite(extraConf = ""): Promise<Site> {
+async function startSite(extraConf = "", base = BASE_CONF): Promise<Site> {
   const dir = await Deno.makeTempDir({ prefix: "vento-admin-e2e-" });
   await Deno.mkdir(`${dir}/www`);
+  await Deno.mkdir(`${dir}/logs`);
   await Deno.writeTextFile(`${dir}/www/index.html`, BODY);
   const confPath = `${dir}/vento.conf`;
-  await Deno.writeTextFile(confPath, BASE_CONF + extraConf);
+  await Deno.writeTextFile(confPath, base + extraConf);
   const loaded = await loadConfig(confPath);
   assert.ok(loaded.ok, loaded.ok ? "" : loaded.messages.join("\n"));
   const errors: string[] = [];
@@ -561,6 +562,44 @@ Deno.test("admin reload applies a changed vento.conf live and refuses a bad one 
       assert.equal(site.vento.config.banMs, 120_000);
     });
   });
+});
+
+Deno.test("a reload that cannot reopen the access log applies nothing and says so", async () => {
+  const base = BASE_CONF.replace("ACCESS_LOG=off", "ACCESS_LOG=logs/vento.log");
+  const site = await startSite("", base);
+  try {
+    await withAdmin(site, async (admin) => {
+      // The log's folder disappears (a botched rotation), and the file changes a live limit meanwhile.
+      await Deno.remove(`${site.dir}/logs`, { recursive: true });
+      await Deno.writeTextFile(
+        site.confPath,
+        base.replace("REQUEST_RATE_PER_SEC=100000", "REQUEST_RATE_PER_SEC=7") + "MAX_HEADER_BYTES=12288\n",
+      );
+      const refused = await admin.call("reload");
+      assert.equal(refused.ok, false);
+      assert.equal(refused.error?.code, "REFUSED");
+      assert.equal(site.vento.config.requestRatePerSec, 100_000, "a refused reload applied a limit");
+      assert.equal(site.vento.config.maxHeaderBytes, 16 * 1024, "a refused reload applied a limit");
+      assert.match((refused.error?.details ?? []).join(), /reopening the access log .*nothing was applied/);
+      // The folder is back: the same reload now applies whole, and says what took effect.
+      await Deno.mkdir(`${site.dir}/logs`);
+      const r = await admin.ok<{ applied: string[]; needsRestart: string[] }>("reload");
+      assert.deepEqual(r.applied.sort(), ["MAX_HEADER_BYTES", "REQUEST_RATE_PER_SEC"]);
+      assert.equal(site.vento.config.requestRatePerSec, 7);
+      const c = await SourcedClient.connect(site.port, "127.0.0.5");
+      try {
+        assert.equal(await c.get("/"), 200);
+      } finally {
+        await c.close();
+      }
+      await eventually("the request is logged to the reopened file", async () => {
+        const text = await Deno.readTextFile(`${site.dir}/logs/vento.log`).catch(() => "");
+        return text.includes('"GET / HTTP/1.1" 200');
+      });
+    });
+  } finally {
+    await site.stop();
+  }
 });
 
 Deno.test("admin metrics is Prometheus text that a strict parser accepts, with live values", async () => {

@@ -121,9 +121,9 @@ async function adminAsk<T = { id: number }>(
 }
 
 /** Connections each worker holds now, from the admin view (connection id → worker index). */
-function connsPerWorker(site: Site): number[] {
+async function connsPerWorker(site: Site): Promise<number[]> {
   const per = [0, 0];
-  for (const c of site.cluster.backend.conns()) per[splitConnId(c.id).index]++;
+  for (const c of await site.cluster.backend.conns()) per[splitConnId(c.id).index]++;
   return per;
 }
 
@@ -216,14 +216,14 @@ Deno.test("the per-client connection cap counts connections on every worker", as
       }
       assert.equal(refused, 10, "6 admitted in all, not 6 per worker");
       let per = [0, 0];
-      await until("the 6 admitted ones are listed", () => {
-        per = connsPerWorker(site);
+      await until("the 6 admitted ones are listed", async () => {
+        per = await connsPerWorker(site);
         return per[0] + per[1] === 6;
       });
       spread = per[0] > 0 && per[1] > 0;
       for (const c of clients.splice(0)) c.close();
-      await until("the round's connections are gone", () => {
-        const now = connsPerWorker(site);
+      await until("the round's connections are gone", async () => {
+        const now = await connsPerWorker(site);
         return now[0] + now[1] === 0;
       });
     }
@@ -299,11 +299,11 @@ Deno.test("kick closes a connection on whichever worker holds it", async () => {
   const site = await startSite();
   const clients = await openServed(site.port, SPREAD_CONNS);
   try {
-    await until("the admin view lists every connection on both workers", () => {
-      const per = connsPerWorker(site);
+    await until("the admin view lists every connection on both workers", async () => {
+      const per = await connsPerWorker(site);
       return per[0] + per[1] === SPREAD_CONNS && per[0] > 0 && per[1] > 0;
     });
-    const ids = site.cluster.backend.conns().map((c) => c.id);
+    const ids = (await site.cluster.backend.conns()).map((c) => c.id);
     for (const id of ids) assert.equal(await site.cluster.backend.kick(id), true);
     for (const c of clients) assert.ok(await c.closedWithin(EFFECT_TIMEOUT_MS), "kicked connection closed");
     // The workers answer, not the supervisor's list (which may still show them): gone is not found.
@@ -384,12 +384,32 @@ Deno.test("a worker dying while a kick waits for its answer makes the kick answe
   }
 });
 
+Deno.test("the first one-shot conns, with no admin query before it, lists every open connection", async () => {
+  const site = await startSite({}, true);
+  const clients = await openServed(site.port, SPREAD_CONNS);
+  try {
+    // No admin client has looked before, so no report carries the lists: the workers must be asked.
+    const r = await adminAsk<{ id: number }[]>(site, "conns", {});
+    assert.equal(r.ok, true);
+    assert.equal(r.data!.length, SPREAD_CONNS, "a one-shot conns answered from stale lists");
+    // And again at once: the lists just asked for are current, not a repeat of an older report.
+    clients.pop()!.close();
+    await until("the closed connection is gone from the next one-shot conns", async () => {
+      const again = await adminAsk<{ id: number }[]>(site, "conns", {});
+      return again.data!.length === SPREAD_CONNS - 1;
+    });
+  } finally {
+    for (const c of clients) c.close();
+    await site.stop();
+  }
+});
+
 Deno.test("a ban reaches every worker: open connections close, new ones are refused, unban restores", async () => {
   const site = await startSite();
   const clients = await openServed(site.port, SPREAD_CONNS);
   try {
-    await until("connections on both workers", () => {
-      const per = connsPerWorker(site);
+    await until("connections on both workers", async () => {
+      const per = await connsPerWorker(site);
       return per[0] > 0 && per[1] > 0;
     });
     assert.deepEqual(site.cluster.backend.ban("127.0.0.1", 60_000, "test"), { ok: true });
@@ -408,8 +428,8 @@ Deno.test("a ban reaches every worker: open connections close, new ones are refu
       const per = site.cluster.workerStats().map((s) => s?.refused.banned ?? 0);
       return per[0] > 0 && per[1] > 0;
     });
-    await until("the ban is listed once", () => {
-      const bans = site.cluster.backend.bans();
+    await until("the ban is listed once", async () => {
+      const bans = await site.cluster.backend.bans();
       return bans.length === 1 && bans[0].key === "127.0.0.1";
     });
     assert.equal(site.cluster.stats().bansAdded, 1, "an operator ban counts once, not once per worker");
@@ -426,11 +446,11 @@ Deno.test("a crashed worker is restarted and logged; the port keeps answering; i
   const site = await startSite({ maxConnsPerClient: 8 });
   const held = await openServed(site.port, 8);
   try {
-    await until("connections on both workers", () => {
-      const per = connsPerWorker(site);
+    await until("connections on both workers", async () => {
+      const per = await connsPerWorker(site);
       return per[0] + per[1] === 8 && per[0] > 0 && per[1] > 0;
     });
-    const onZero = connsPerWorker(site)[0];
+    const onZero = (await connsPerWorker(site))[0];
     site.cluster.crashWorker(0);
     // While worker 0 is down and restarting, the other one answers every new connection.
     let ok = 0;
@@ -516,8 +536,8 @@ Deno.test("reload re-reads the config in every worker: a new per-client cap hold
 Deno.test("graceful shutdown stops every worker: idle connections close, the port stops answering", async () => {
   const site = await startSite();
   const clients = await openServed(site.port, SPREAD_CONNS);
-  await until("connections on both workers", () => {
-    const per = connsPerWorker(site);
+  await until("connections on both workers", async () => {
+    const per = await connsPerWorker(site);
     return per[0] > 0 && per[1] > 0;
   });
   site.cluster.backend.drain(); // the admin `drain`, as SIGTERM does

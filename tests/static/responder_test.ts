@@ -4,6 +4,7 @@ import type { RequestHead } from "../../src/http/head.ts";
 import type { BodySink, Reply } from "../../src/http/response.ts";
 import { FakeClock } from "../../src/core/clock.ts";
 import { type StaticOptions, StaticResponder } from "../../src/static/responder.ts";
+import { ConfinedFs } from "../../src/static/confined_fs.ts";
 
 const dec = new TextDecoder();
 const MiB = 1024 * 1024;
@@ -565,4 +566,60 @@ Deno.test({ name: "permission errors map to 403", ignore: Deno.uid() === 0 }, as
   await Deno.chmod(`${site.root}/hello.txt`, 0o000);
   const res = await get(site.responder, "/hello.txt");
   assert.equal(res.status, 403);
+});
+
+/**
+ * A site whose confined file system renames a new version over `name` right after looking it up, the
+ * first `times` times: the race an atomic deploy (write a temp file, rename it over) runs with a request.
+ */
+async function makeSwappingSite(name: string, versions: Uint8Array[], times: number) {
+  const site = await makeSite();
+  const fs = await ConfinedFs.open(site.root);
+  const find = fs.find.bind(fs);
+  let swaps = 0;
+  fs.find = async (requested: string) => {
+    const found = await find(requested);
+    if (found !== null && requested.endsWith(`/${name}`) && swaps < times) {
+      const tmp = `${site.root}/.${name}.tmp`;
+      await Deno.writeFile(tmp, versions[swaps % versions.length]);
+      await Deno.rename(tmp, `${site.root}/${name}`);
+      swaps++;
+    }
+    return found;
+  };
+  const responder = await StaticResponder.create(site.options, site.clock, fs);
+  return { site, responder, swaps: () => swaps };
+}
+
+Deno.test("a file renamed over between lookup and open is served (the new version), never 404", async () => {
+  const small = [new TextEncoder().encode("version two\n")];
+  const { site, responder, swaps } = await makeSwappingSite("hello.txt", small, 1);
+  await using _ = site;
+  const r = await get(responder, "/hello.txt");
+  assert.equal(swaps(), 1);
+  assert.equal(r.status, 200);
+  assert.equal(dec.decode(r.body), "version two\n");
+  responder.close();
+});
+
+Deno.test("a large streamed file renamed over between lookup and open is streamed whole, never 404", async () => {
+  const next = new Uint8Array(2 * MiB).fill(7);
+  const { site, responder, swaps } = await makeSwappingSite("big.bin", [next], 1);
+  await using _ = site;
+  const r = await get(responder, "/big.bin");
+  assert.equal(swaps(), 1);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.length, next.length);
+  assert.ok(r.body.every((b) => b === 7));
+  responder.close();
+});
+
+Deno.test("a file replaced on every lookup is retried once, then answered 404", async () => {
+  const versions = [new TextEncoder().encode("a\n"), new TextEncoder().encode("b\n")];
+  const { site, responder, swaps } = await makeSwappingSite("hello.txt", versions, 10);
+  await using _ = site;
+  const r = await get(responder, "/hello.txt");
+  assert.equal(r.status, 404);
+  assert.equal(swaps(), 2, "one retry, not a loop");
+  responder.close();
 });
