@@ -31,6 +31,14 @@ export class BufferPool {
     if (buf.byteLength === this.#bufferBytes && this.#free.length < this.#maxKept) this.#free.push(buf);
   }
 
+  /**
+   * Gives up a borrowed buffer without keeping it: one that must never be handed out again (a write that
+   * may still read from it, when its connection closed under it). Counted as returned.
+   */
+  discard(_buf: Uint8Array): void {
+    this.#inUse--;
+  }
+
   /** Buffers currently borrowed (a leak shows up here). */
   get inUse(): number {
     return this.#inUse;

@@ -1,12 +1,25 @@
 /**
- * One accepted TCP connection, from accept to close: the only owner of its socket. Reads into one small
- * buffer, feeds the incremental parser, reads bounded bodies, asks the handler, and writes every response
- * produced by one read in a single `write` (socket crossings dominate the cost; see GUIDE §7).
- *
- * States follow Go's `net/http`: new (accepted, no byte yet) → active (reading a request or writing its
- * answer) → idle (keep-alive, waiting) → … → closing → closed. Deadlines are plain numbers checked by the
- * server's sweeper (`expireIfDue`), so no timer is created per request; closing the socket is how a
+ * One accepted connection, from accept to close: the only owner of its socket, and the read loop and
+ * dispatch of its requests. Reads into one small buffer, feeds the incremental parser, reads (or
+ * discards) bounded bodies, asks the handler, and hands answers to its output buffer (`output.ts`), which
+ * writes every answer one read produced in a single `write`: socket crossings dominate the cost.
+ * Deadlines and minimum rates live in a small pure state machine (`deadlines.ts`) checked by the server's
+ * sweeper through `expireIfDue`, so no timer is created per request; closing the socket is how a
  * deadline interrupts a pending read or write.
+ *
+ * States, as Go's `net/http` names them (`ConnState`), and what moves between them:
+ * - new: accepted, no byte read yet (header deadline from accept). → active on its first byte; → closed
+ *   at the header deadline or on shutdown (a connection that never spoke is closed as idle).
+ * - active: reading a head or body, in the handler, or writing the answer. → idle when an answer is
+ *   written and no byte of the next request is here; → closing after an answer that ends the connection
+ *   (error, `Connection: close`, the per-connection request cap, shutdown); → closed when the peer goes,
+ *   or at a deadline (header/body deadlines answer 408 first; send closes).
+ * - idle: keep-alive between requests (idle deadline, shortened while the server is busy). → active on
+ *   the next request's first byte (its header deadline starts then); → closed at the idle deadline or
+ *   on shutdown.
+ * - closing: our side is done; unread input is drained for at most LINGER_MS so a reset cannot destroy
+ *   the answer before the peer reads it. → closed.
+ * - closed: the socket is closed and the guard's ticket released. Final.
  *
  * Must never throw out of `serve()`: a peer can end its own connection, never the process.
  */
@@ -30,6 +43,8 @@ import { RequestParser } from "../http/parser.ts";
 import { ChunkedDecoder } from "../http/body.ts";
 import type { DateLine } from "../http/date.ts";
 import { forwardedForOf } from "../guard/client_key.ts";
+import { Deadlines } from "./deadlines.ts";
+import { OutputBuffer } from "./output.ts";
 import type { BufferPool } from "../core/buffer_pool.ts";
 
 /**
@@ -128,8 +143,6 @@ export interface ConnContext {
   logError(message: string): void;
 }
 
-type DeadlineKind = "none" | "header" | "idle" | "body" | "send" | "linger";
-
 const encoder = new TextEncoder();
 const CRLF = encoder.encode("\r\n");
 const CLOSE_LINE = encoder.encode("Connection: close\r\n");
@@ -185,20 +198,14 @@ export class Connection {
   #state: ConnState = "new";
   #closed = false;
   #acceptedAtMs: number;
-  #deadlineMs = Infinity;
-  #deadlineKind: DeadlineKind = "none";
-  /** Rate window for the body / send minimum-rate checks (0 when none is running). */
-  #rateStartMs = 0;
-  #rateBytes = 0;
-  #rateKind: "none" | "body" | "send" = "none";
+  /** The running deadline and minimum-rate window (see deadlines.ts). */
+  readonly #deadlines = new Deadlines();
   #requests = 0;
   #bytesIn = 0;
   #bytesOut = 0;
   #head: RequestHead | null = null;
-  #out: Uint8Array | null = null;
-  /** A whole precomputed response to write as is (zero copy), when it is the only thing to write. */
-  #direct: Uint8Array | null = null;
-  #outLen = 0;
+  /** Answers queued since the last write (coalesced into one; see output.ts). */
+  readonly #output: OutputBuffer;
   /** Where a streamed body goes; made on the first streamed answer (most connections never stream). */
   #sink: BodySink | null = null;
   /** What the connection is doing, for the log line of an unexpected error (a constant string: no cost). */
@@ -228,6 +235,7 @@ export class Connection {
     if (pooled !== undefined) pooled.configure(ctx.options);
     this.#parser = pooled ?? new RequestParser(ctx.options);
     this.#buf = this.#small = ctx.readPool.acquire();
+    this.#output = new OutputBuffer(ctx.outPool, OUT_BUFFER_BYTES);
     this.#acceptedAtMs = ctx.nowMs;
     ctx.stats.idle++;
   }
@@ -258,7 +266,7 @@ export class Connection {
   /** Serves the connection until it closes. Never rejects. */
   async serve(): Promise<void> {
     try {
-      this.#setDeadline("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
+      this.#deadlines.set("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
       await this.#loop();
     } catch (e) {
       if (e instanceof ClosedError || this.#closed || isPeerGone(e)) {
@@ -283,7 +291,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.#setState("closed");
-    this.#releaseOut();
+    this.#output.drop();
     try {
       this.#conn.close();
     } catch {
@@ -306,14 +314,15 @@ export class Connection {
    */
   expireIfDue(nowMs: number): void {
     if (this.#closed) return;
+    const d = this.#deadlines;
     if (this.#state === "closing") {
       // Already answered (or lingering): only the send/linger deadline is left to enforce. Checking the
       // rates again would answer a second 408.
-      if (nowMs >= this.#deadlineMs) this.close();
+      if (d.deadlineDue(nowMs)) this.close();
       return;
     }
-    if (nowMs >= this.#deadlineMs) {
-      const kind = this.#deadlineKind;
+    if (d.deadlineDue(nowMs)) {
+      const kind = d.kind;
       this.#ctx.stats.timeouts++;
       if ((kind === "header" && this.#parser.bytesSeen > 0) || kind === "body") {
         this.#answerTimeout(kind === "header" ? "HEADER_TIMEOUT" : "BODY_TIMEOUT");
@@ -322,24 +331,10 @@ export class Connection {
       }
       return;
     }
-    if (this.#rateKind !== "none") {
-      const o = this.#ctx.options;
-      const elapsed = nowMs - this.#rateStartMs;
-      const [grace, minRate] = this.#rateKind === "body"
-        ? [o.bodyMinRateGraceMs, o.bodyMinRateBytesPerSec]
-        : [o.sendMinRateGraceMs, o.sendMinRateBytesPerSec];
-      if (minRate > 0 && elapsed > grace) {
-        if (this.#rateBytes * 1000 < minRate * elapsed) {
-          this.#ctx.stats.timeouts++;
-          if (this.#rateKind === "body") this.#answerTimeout("BODY_TIMEOUT");
-          else this.close();
-        } else {
-          // Judge each later stretch of `grace` ms on its own: the megabytes a socket buffer takes at
-          // first must not buy a reader (or sender) that then stalls time for ever.
-          this.#rateStartMs = nowMs;
-          this.#rateBytes = 0;
-        }
-      }
+    if (d.rateDue(nowMs, this.#ctx.options)) {
+      this.#ctx.stats.timeouts++;
+      if (d.rate === "body") this.#answerTimeout("BODY_TIMEOUT");
+      else this.close();
     }
   }
 
@@ -349,7 +344,7 @@ export class Connection {
   async #loop(): Promise<void> {
     const o = this.#ctx.options;
     for (;;) {
-      // Parse everything this read delivered; sync replies pile up in #out.
+      // Parse everything this read delivered; sync replies pile up in the output buffer.
       while (this.#start < this.#end) {
         const r = this.#parser.feed(this.#buf, this.#start, this.#end);
         if (r.kind === "more") {
@@ -363,7 +358,7 @@ export class Connection {
         this.#start += r.consumed;
         this.#head = r.head;
         // The head is complete: no deadline while the handler works (writes set their own).
-        this.#setDeadline("none", 0);
+        this.#deadlines.clear();
         let keep = this.#exchange(r.head);
         if (typeof keep !== "boolean") keep = await keep;
         if (!keep) {
@@ -376,8 +371,8 @@ export class Connection {
         this.#parser.reset();
         this.#head = null;
         // Bytes of the next pipelined request are already here: its header deadline starts now.
-        this.#setDeadline("header", this.#ctx.nowMs + o.headerTimeoutMs);
-        if (this.#outLen >= OUT_FLUSH_BYTES) await this.#flush();
+        this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
+        if (this.#output.length >= OUT_FLUSH_BYTES) await this.#flush();
       }
       await this.#flush();
       if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
@@ -385,7 +380,7 @@ export class Connection {
         this.#setState("idle");
         this.#shrinkReadBuffer();
         const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
-        this.#setDeadline("idle", this.#ctx.nowMs + idle);
+        this.#deadlines.set("idle", this.#ctx.nowMs + idle);
       }
       if (this.#ctx.shuttingDown && this.#state === "idle") return;
       this.#start = 0;
@@ -400,7 +395,7 @@ export class Connection {
       }
       this.#end = n;
       if (this.#state !== "active") {
-        if (this.#state === "idle") this.#setDeadline("header", this.#ctx.nowMs + o.headerTimeoutMs);
+        if (this.#state === "idle") this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
         this.#setState("active");
       }
     }
@@ -607,9 +602,7 @@ export class Connection {
    */
   async #discardBody(head: RequestHead, max: number): Promise<ErrorCode | null> {
     this.#action = "discarding request body";
-    this.#rateKind = "body";
-    this.#rateStartMs = this.#ctx.nowMs;
-    this.#rateBytes = 0;
+    this.#deadlines.startRate("body", this.#ctx.nowMs);
     try {
       if (!head.chunked) {
         // The caller checked contentLength <= max.
@@ -638,16 +631,14 @@ export class Connection {
         await this.#readMoreBody();
       }
     } finally {
-      this.#rateKind = "none";
+      this.#deadlines.stopRate();
     }
   }
 
   /** Reads the whole body (bounded by `limit`), leaving pipelined bytes after it in the buffer. */
   async #readBody(head: RequestHead, limit: number): Promise<Uint8Array | ErrorCode> {
     this.#action = "reading request body";
-    this.#rateKind = "body";
-    this.#rateStartMs = this.#ctx.nowMs;
-    this.#rateBytes = 0;
+    this.#deadlines.startRate("body", this.#ctx.nowMs);
     try {
       if (!head.chunked) {
         const body = new Uint8Array(head.contentLength);
@@ -690,7 +681,7 @@ export class Connection {
         await this.#readMoreBody();
       }
     } finally {
-      this.#rateKind = "none";
+      this.#deadlines.stopRate();
     }
   }
 
@@ -700,23 +691,21 @@ export class Connection {
    * must not hold back answers that are ready, and a body timeout then answers 408 after them.
    */
   async #readMoreBody(): Promise<void> {
-    if (this.#outLen > 0 || this.#direct !== null) {
+    if (!this.#output.isEmpty) {
       // Our own write is not the peer's body being slow: the body rate is judged from when it ends.
       const action = this.#action;
-      this.#rateKind = "none";
+      this.#deadlines.stopRate();
       await this.#flush();
       this.#action = action;
-      this.#rateKind = "body";
-      this.#rateStartMs = this.#ctx.nowMs;
-      this.#rateBytes = 0;
+      this.#deadlines.startRate("body", this.#ctx.nowMs);
     }
-    this.#setDeadline("body", this.#ctx.nowMs + this.#ctx.options.bodyIdleTimeoutMs);
+    this.#deadlines.set("body", this.#ctx.nowMs + this.#ctx.options.bodyIdleTimeoutMs);
     this.#start = 0;
     this.#end = 0;
     const n = await this.#read();
     if (n === null) throw new Deno.errors.UnexpectedEof("body ended early");
     this.#end = n;
-    this.#rateBytes += n;
+    this.#deadlines.progress("body", n);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -743,8 +732,7 @@ export class Connection {
     ) {
       // The hot path: a precomputed whole response; written as is when it is the only answer of this read.
       const whole = ctx.wholeReplies.bytes(reply, ctx.dateLine.bytes(ctx.wallMs), !isHead);
-      if (this.#outLen === 0 && this.#direct === null && this.#start === this.#end) this.#direct = whole;
-      else this.#append(whole);
+      this.#output.appendWhole(whole, this.#start === this.#end);
       return keep;
     }
     this.#appendHead(reply.head, connLine);
@@ -753,7 +741,7 @@ export class Connection {
       else return this.#pipeStream(stream, keep);
     }
     if (body !== null && body.byteLength > 0) {
-      if (body.byteLength <= INLINE_BODY_BYTES) this.#append(body);
+      if (body.byteLength <= INLINE_BODY_BYTES) this.#output.append(body);
       else return this.#writeLargeBody(body, keep);
     }
     return keep;
@@ -767,13 +755,11 @@ export class Connection {
       throw e;
     }
     this.#action = "streaming response body";
-    this.#rateKind = "send";
-    this.#rateStartMs = this.#ctx.nowMs;
-    this.#rateBytes = 0;
+    this.#deadlines.startRate("send", this.#ctx.nowMs);
     try {
       await stream.pipe(this.#sink ??= { write: (bytes) => this.#writeStream(bytes) });
     } finally {
-      this.#rateKind = "none";
+      this.#deadlines.stopRate();
     }
     return keep;
   }
@@ -799,76 +785,36 @@ export class Connection {
 
   /** Queues a response head with the per-exchange lines: `Date`, the `Connection` line, the blank line. */
   #appendHead(head: Uint8Array, connLine: Uint8Array): void {
-    this.#append(head);
-    this.#append(this.#ctx.dateLine.bytes(this.#ctx.wallMs));
-    this.#append(connLine);
-    this.#append(CRLF);
-  }
-
-  /** Appends bytes to the coalesced output, growing it as needed (bounded by OUT_FLUSH_BYTES per batch). */
-  #append(bytes: Uint8Array): void {
-    const n = bytes.byteLength;
-    if (n === 0) return;
-    if (this.#direct !== null) {
-      // Something follows the answer we meant to write as is: it joins the batch first (order is kept).
-      const direct = this.#direct;
-      this.#direct = null;
-      this.#append(direct);
-    }
-    let out = this.#out;
-    if (out === null) {
-      out = this.#out = n <= OUT_BUFFER_BYTES ? this.#ctx.outPool.acquire() : new Uint8Array(n);
-    } else if (this.#outLen + n > out.byteLength) {
-      const grown = new Uint8Array(Math.max(out.byteLength * 2, this.#outLen + n));
-      grown.set(out.subarray(0, this.#outLen));
-      out = this.#out = grown;
-    }
-    out.set(bytes, this.#outLen);
-    this.#outLen += n;
+    this.#output.append(head);
+    this.#output.append(this.#ctx.dateLine.bytes(this.#ctx.wallMs));
+    this.#output.append(connLine);
+    this.#output.append(CRLF);
   }
 
   /** Writes everything queued, in one write when the kernel takes it. */
   async #flush(): Promise<void> {
-    if (this.#direct !== null) {
-      const direct = this.#direct;
-      this.#direct = null;
-      this.#action = "writing response";
-      return this.#writeAll(direct);
-    }
-    if (this.#outLen === 0) return;
+    const batch = this.#output.take();
+    if (batch === null) return;
     this.#action = "writing response";
-    const out = this.#out!;
-    const len = this.#outLen;
-    this.#outLen = 0;
-    await this.#writeAll(out.subarray(0, len));
-    // Only a completed write returns the buffer: a pending one may still be reading from it, and a reused
-    // buffer must never carry another connection's bytes to this peer. Grown buffers go to the GC.
-    this.#out = null;
-    this.#ctx.outPool.release(out);
-  }
-
-  /** Drops (never pools) the output buffer: a write may still be reading from it. */
-  #releaseOut(): void {
-    this.#out = null;
-    this.#outLen = 0;
-    this.#direct = null;
+    await this.#writeAll(batch);
+    this.#output.written();
   }
 
   /** Writes all of `bytes` (writes may be partial) under the send deadline. */
   async #writeAll(bytes: Uint8Array): Promise<void> {
-    const savedKind = this.#deadlineKind;
-    const savedAt = this.#deadlineMs;
+    const savedKind = this.#deadlines.kind;
+    const savedAt = this.#deadlines.atMs;
     let off = 0;
     while (off < bytes.byteLength) {
       if (this.#closed) throw new ClosedError();
-      this.#setDeadline("send", this.#ctx.nowMs + this.#ctx.options.sendTimeoutMs);
+      this.#deadlines.set("send", this.#ctx.nowMs + this.#ctx.options.sendTimeoutMs);
       const n = await this.#conn.write(off === 0 ? bytes : bytes.subarray(off));
       off += n;
       this.#bytesOut += n;
       this.#ctx.stats.bytesOut += n;
-      if (this.#rateKind === "send") this.#rateBytes += n;
+      this.#deadlines.progress("send", n);
     }
-    this.#setDeadline(savedKind, savedAt);
+    this.#deadlines.set(savedKind, savedAt);
   }
 
   #writeStream(bytes: Uint8Array): Promise<void> {
@@ -883,7 +829,7 @@ export class Connection {
     return textReply(ERROR_STATUS[code], [], true);
   }
 
-  /** Answers a protocol error with `Connection: close`, then lingers and closes (GUIDE §6). */
+  /** Answers a protocol error with `Connection: close`, then lingers and closes. */
   async #protocolError(code: ErrorCode): Promise<void> {
     this.#ctx.stats.protocolErrors++;
     this.#queueErrorAnswer(code);
@@ -898,7 +844,7 @@ export class Connection {
     // method once its SP arrived, even when the head never completed.
     const isHead = this.#head !== null ? this.#head.method === "HEAD" : this.#parser.methodIsHead;
     this.#appendHead(reply.head, CLOSE_LINE);
-    if (!isHead) this.#append(reply.body!);
+    if (!isHead) this.#output.append(reply.body!);
     this.#ctx.stats.countResponse(reply.status);
     if (this.#ctx.accessLog !== null) this.#logAccess(this.#head, reply.status, isHead ? 0 : reply.length);
   }
@@ -911,7 +857,7 @@ export class Connection {
   async #lingerClose(): Promise<void> {
     if (this.#closed) return;
     this.#setState("closing");
-    this.#setDeadline("linger", this.#ctx.nowMs + LINGER_MS);
+    this.#deadlines.set("linger", this.#ctx.nowMs + LINGER_MS);
     try {
       await this.#conn.closeWrite();
     } catch {
@@ -923,7 +869,7 @@ export class Connection {
 
   /** A deadline passed while reading a head or body: answer 408 (unless a write is under way), then close. */
   #answerTimeout(code: ErrorCode): void {
-    if (this.#deadlineKind === "send" || this.#outLen > 0 || this.#direct !== null) {
+    if (this.#deadlines.kind === "send" || !this.#output.isEmpty) {
       this.close();
       return;
     }
@@ -932,21 +878,16 @@ export class Connection {
     // The read loop is parked on a pending read; write the answer beside it, then close: the pending read
     // fails with Interrupted and the loop ends. A short send deadline bounds the write.
     this.#setState("closing");
-    this.#setDeadline("send", ctx.nowMs + Math.min(ctx.options.sendTimeoutMs, LINGER_MS));
+    this.#deadlines.set("send", ctx.nowMs + Math.min(ctx.options.sendTimeoutMs, LINGER_MS));
     this.#flush().then(() => this.#conn.closeWrite()).catch(() => {}).finally(() => {
       // Give the peer a moment to read the answer before the reset that closing with unread data causes.
-      this.#setDeadline("linger", ctx.nowMs + LINGER_MS);
+      this.#deadlines.set("linger", ctx.nowMs + LINGER_MS);
     });
   }
 
   /** A method, not an inline comparison: the state changes while a read is pending. */
   #isClosing(): boolean {
     return this.#state === "closing";
-  }
-
-  #setDeadline(kind: DeadlineKind, atMs: number): void {
-    this.#deadlineKind = kind;
-    this.#deadlineMs = kind === "none" ? Infinity : atMs;
   }
 
   #setState(next: ConnState): void {

@@ -27,6 +27,9 @@ export class FakeConn {
   readonly written: Uint8Array[] = [];
   closed = false;
   writeClosed = false;
+  /** While true, writes stay pending (a peer that stopped reading) until `releaseWrites` or close. */
+  holdWrites = false;
+  #heldWrites: { bytes: Uint8Array; resolve: (n: number) => void; reject: (e: Error) => void }[] = [];
   #inbox: Uint8Array[] = [];
   #eof = false;
   #pending: { buf: Uint8Array; resolve: (n: number | null) => void; reject: (e: Error) => void } | null =
@@ -68,8 +71,27 @@ export class FakeConn {
 
   write(bytes: Uint8Array): Promise<number> {
     if (this.closed || this.writeClosed) return Promise.reject(new Deno.errors.BrokenPipe("closed"));
+    if (this.holdWrites) {
+      return new Promise((resolve, reject) =>
+        this.#heldWrites.push({ bytes: bytes.slice(), resolve, reject })
+      );
+    }
     this.written.push(bytes.slice());
     return Promise.resolve(bytes.byteLength);
+  }
+
+  /** Writes now pending (held). */
+  get heldWrites(): number {
+    return this.#heldWrites.length;
+  }
+
+  /** The peer reads again: held writes complete in order and later ones go through. */
+  releaseWrites(): void {
+    this.holdWrites = false;
+    for (const w of this.#heldWrites.splice(0)) {
+      this.written.push(w.bytes);
+      w.resolve(w.bytes.byteLength);
+    }
   }
 
   closeWrite(): Promise<void> {
@@ -82,6 +104,7 @@ export class FakeConn {
     const p = this.#pending;
     this.#pending = null;
     p?.reject(new Deno.errors.Interrupted("operation canceled"));
+    for (const w of this.#heldWrites.splice(0)) w.reject(new Deno.errors.Interrupted("operation canceled"));
     this.#wakeBlocked();
   }
 

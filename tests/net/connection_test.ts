@@ -267,3 +267,103 @@ Deno.test("pipelined requests with read, discarded and refused bodies get the sa
   const bytewise = Array.from({ length: stream.length - 1 }, (_, k) => k + 1);
   assert.equal(await servePieces(stream, bytewise), whole);
 });
+
+// --- the connection's lifecycle on the fake clock (deadlines, states, shutdown) ---------------------
+
+Deno.test("a stalled head gets 408 at its header deadline: bytes trickling in never extend it", async () => {
+  const s = serveFake({ headerTimeoutMs: 1000 });
+  s.conn.push("GET / HTTP/1.1\r\n");
+  await s.conn.readBlocked();
+  s.ctx.nowMs = 900;
+  s.conn.push("X-A: 1\r\n");
+  await s.conn.readBlocked();
+  s.connection.expireIfDue(999);
+  assert.equal(s.conn.text(), "", "not due yet");
+  s.connection.expireIfDue(1000);
+  await s.conn.readBlocked(); // lingering after the answer
+  s.conn.end();
+  await s.done;
+  assert.deepEqual(statuses(s.conn.text()), [408]);
+  assert.equal(s.connection.state, "closed");
+});
+
+Deno.test("an idle keep-alive connection closes quietly at its idle deadline; its state says idle before", async () => {
+  const s = serveFake({ idleTimeoutMs: 5000 });
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}\r\n`);
+  await s.conn.readBlocked();
+  assert.equal(s.connection.state, "idle");
+  assert.deepEqual(statuses(s.conn.text()), [200]);
+  s.connection.expireIfDue(4999);
+  assert.equal(s.conn.closed, false);
+  s.connection.expireIfDue(5000);
+  await s.done;
+  assert.ok(s.conn.closed);
+  assert.deepEqual(statuses(s.conn.text()), [200], "no answer for a connection that asked nothing");
+  assert.equal(s.ctx.stats.timeouts, 1);
+});
+
+Deno.test("a reader that stops reading is closed at the send deadline, the pending write abandoned", async () => {
+  const s = serveFake({ sendTimeoutMs: 2000, sendMinRateBytesPerSec: 0 });
+  s.conn.holdWrites = true;
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}\r\n`);
+  while (s.conn.heldWrites === 0) await Promise.resolve();
+  assert.equal(s.connection.state, "active");
+  s.connection.expireIfDue(1999);
+  assert.equal(s.conn.closed, false);
+  s.connection.expireIfDue(2000);
+  await s.done;
+  assert.ok(s.conn.closed);
+  assert.equal(s.conn.text(), "", "nothing was written");
+  assert.equal(s.ctx.outPool.inUse, 0, "the output buffer is accounted for");
+});
+
+Deno.test("a slow reader that completes its writes in time is served and stays open", async () => {
+  const s = serveFake({ sendTimeoutMs: 2000 });
+  s.conn.holdWrites = true;
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}\r\n`);
+  while (s.conn.heldWrites === 0) await Promise.resolve();
+  s.connection.expireIfDue(1500);
+  s.conn.releaseWrites();
+  await s.conn.readBlocked();
+  assert.deepEqual(statuses(s.conn.text()), [200]);
+  assert.equal(s.connection.state, "idle");
+  s.conn.end();
+  await s.done;
+});
+
+Deno.test("shutdown mid-request: the answer in progress carries Connection: close, then the connection ends", async () => {
+  let answer!: () => void;
+  const gate = new Promise<void>((r) => answer = r);
+  const s = serveFake({}, {
+    bodyLimitBytes: () => 0,
+    handle: async () => {
+      await gate;
+      return {
+        status: 200,
+        head: new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"),
+        body: null,
+        stream: null,
+        length: 0,
+        close: false,
+      };
+    },
+  });
+  s.conn.push(`GET /slow HTTP/1.1\r\n${H}\r\n`);
+  while (s.connection.state !== "active") await Promise.resolve();
+  s.ctx.shuttingDown = true;
+  assert.equal(s.connection.closeIfIdle(), false, "an active connection is not closed as idle");
+  answer();
+  await s.done;
+  assert.deepEqual(statuses(s.conn.text()), [200]);
+  assert.deepEqual(connectionHeaders(s.conn.text()), ["close"]);
+  assert.ok(s.conn.closed);
+});
+
+Deno.test("shutdown closes a connection that never spoke, as idle", async () => {
+  const s = serveFake();
+  await s.conn.readBlocked();
+  assert.equal(s.connection.state, "new");
+  assert.equal(s.connection.closeIfIdle(), true);
+  await s.done;
+  assert.equal(s.connection.state, "closed");
+});
