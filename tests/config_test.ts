@@ -62,7 +62,7 @@ Deno.test("parseConfig keeps everything after the first = as the value", () => {
 
 Deno.test("parseConfig does not mutate the defaults it starts from", () => {
   okConfig(parseConfig("ALLOWLIST=10.0.0.0/8\nPORT=1"));
-  assert.deepEqual(DEFAULT_CONFIG.allowlist, []);
+  assert.deepEqual(DEFAULT_CONFIG.allowlist, ["127.0.0.0/8", "::1"]);
   assert.equal(DEFAULT_CONFIG.port, 8080);
 });
 

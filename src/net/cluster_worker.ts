@@ -110,7 +110,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
         if (lists) report();
         return;
       case "ban": {
-        const r = g.withLock(() => v.guard.ban(m.target, m.ms, m.reason));
+        // Quiet: the supervisor logs the operator's ban once, not once per worker.
+        const r = g.withLock(() => v.guard.ban(m.target, m.ms, m.reason, true));
         if (r.ok) {
           // The supervisor counts operator bans once; each worker applying one is not a new ban.
           v.stats.bansAdded--;

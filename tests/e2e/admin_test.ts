@@ -35,6 +35,7 @@ REQUEST_RATE_PER_SEC=100000
 REQUEST_BURST=100000
 CONN_RATE_PER_SEC=100000
 CONN_BURST=100000
+ALLOWLIST=
 `;
 
 // --- a real server from a real conf file -------------------------------------------------------------
@@ -54,7 +55,9 @@ async function startSite(extraConf = ""): Promise<Site> {
   await Deno.mkdir(`${dir}/www`);
   await Deno.writeTextFile(`${dir}/www/index.html`, BODY);
   const confPath = `${dir}/vento.conf`;
-  await Deno.writeTextFile(confPath, BASE_CONF + extraConf);
+  // A test's own ALLOWLIST replaces the base one (a key may be set once).
+  const base = /^ALLOWLIST=/m.test(extraConf) ? BASE_CONF.replace("ALLOWLIST=\n", "") : BASE_CONF;
+  await Deno.writeTextFile(confPath, base + extraConf);
   const loaded = await loadConfig(confPath);
   assert.ok(loaded.ok, loaded.ok ? "" : loaded.messages.join("\n"));
   const errors: string[] = [];
@@ -553,10 +556,10 @@ Deno.test("admin reload applies a changed vento.conf live and refuses a bad one 
       assert.equal(refused.error?.code, "REFUSED");
       const details = refused.error?.details ?? [];
       assert.ok(
-        details.some((d) => /vento\.conf:14: unknown key "MAX_HEADER_BYTES_X"/.test(d)),
+        details.some((d) => /vento\.conf:15: unknown key "MAX_HEADER_BYTES_X"/.test(d)),
         details.join(),
       );
-      assert.ok(details.some((d) => /vento\.conf:15: .*BAN_MAX_MS/.test(d)), details.join());
+      assert.ok(details.some((d) => /vento\.conf:16: .*BAN_MAX_MS/.test(d)), details.join());
       assert.equal(site.vento.config.maxHeaderBytes, 2048);
       assert.equal(site.vento.config.banMs, 120_000);
     });
