@@ -28,6 +28,7 @@ import { AccessLog } from "./src/access_log.ts";
 import { type AdminBackend, AdminServer, AdminSocketInUse } from "./src/admin/server.ts";
 import { PROTOCOL_VERSION } from "./src/admin/protocol.ts";
 import { VERSION } from "./src/version.ts";
+import { bindErrorMessage, preflight, StartError, tlsPairNotes } from "./src/preflight.ts";
 
 /** A running Vento. */
 export interface Vento {
@@ -126,13 +127,23 @@ export async function startVento(config: Config, options: StartOptions): Promise
   let addr: Deno.NetAddr;
   let tlsAddr: Deno.NetAddr | null = null;
   try {
-    if (live.plainHttp) server.listen();
+    if (live.plainHttp) {
+      try {
+        server.listen();
+      } catch (e) {
+        throw new StartError(bindErrorMessage(e, "PORT", live.host, live.port));
+      }
+    }
     if (live.tlsCert !== "off") {
       const [certPem, keyPem] = await Promise.all([
         Deno.readTextFile(live.tlsCert),
         Deno.readTextFile(live.tlsKey),
       ]);
-      tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+      try {
+        tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+      } catch (e) {
+        throw new StartError(bindErrorMessage(e, "TLS_PORT", live.host, live.tlsPort));
+      }
     }
     addr = server.addr;
   } catch (e) {
@@ -237,7 +248,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
       await store?.close();
       staticResponder.close();
       await accessLog?.close();
-      throw e;
+      if (e instanceof AdminSocketInUse) throw e;
+      throw new StartError(
+        `ADMIN_SOCKET "${live.adminSocket}": cannot create the socket (${
+          e instanceof Error ? e.message : String(e)
+        }): make its folder writable by this user, or set ADMIN_SOCKET elsewhere (off for none)`,
+      );
     }
   }
 
@@ -281,7 +297,9 @@ Usage: deno run -A main.ts [PORT] [options]
 
   PORT              listen on this port (overrides PORT in the config)
   --config PATH     config file (default: vento.conf in the working directory, if present)
-  --check           validate the config and exit (0 valid, 2 invalid) without binding
+  --check           run every start-up check without binding, then exit (0 would start, 2 would not):
+                    config, document root readable, access log opens, TLS key matches certificate,
+                    ports, admin socket folder
   --help            show this help
   --version         print the version
 
@@ -352,8 +370,25 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const configPath = loaded.found ? loaded.path : null;
+  // What a start would refuse (log, TLS pair, document root, ports), before anything binds.
+  const problems = await preflight(loaded.config, loaded.locate);
+  if (problems.length > 0) {
+    for (const m of problems) console.error(`vento: ${m}`);
+    return 2;
+  }
+  const c = loaded.config;
+  const notes = c.tlsCert === "off" ? [] : await tlsPairNotes(c.tlsCert, Date.now());
+  for (const n of notes) console.error(`vento: warning: ${n}`);
   if (values.check) {
-    console.log(`vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK`);
+    const host = c.host.includes(":") ? `[${c.host}]` : c.host;
+    const listen = [
+      ...(c.plainHttp ? [`http://${host}:${c.port}/`] : []),
+      ...(c.tlsCert === "off" ? [] : [`https://${host}:${c.tlsPort}/`]),
+    ];
+    console.log(
+      `vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK; would listen on ` +
+        `${listen.join(" and ")} serving ${c.documentRoot}`,
+    );
     return 0;
   }
 
@@ -375,12 +410,9 @@ export async function main(args: string[]): Promise<number> {
       })
       : await startVento(loaded.config, { configPath, portOverride });
   } catch (e) {
+    // Bind failures arrive phrased (`PORT=80: …`), from this thread or, with WORKERS > 1, from a worker.
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
-    else if (e instanceof Deno.errors.AddrInUse) {
-      const c = loaded.config;
-      const ports = [...(c.plainHttp ? [c.port] : []), ...(c.tlsCert === "off" ? [] : [c.tlsPort])];
-      console.error(`vento: port ${ports.join(" or ")} on ${c.host} is already in use`);
-    } else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
+    else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
     return 2;
   }
   const urls: [string, Deno.NetAddr][] = loaded.config.plainHttp ? [["http", vento.addr]] : [];

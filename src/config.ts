@@ -753,7 +753,14 @@ export function formatConfigError(path: string, e: ConfigError): string {
 
 /** What `loadConfig` answers: a validated config with absolute paths, or every problem, formatted. */
 export type LoadConfigResult =
-  | { ok: true; config: Config; path: string; found: boolean }
+  | {
+    ok: true;
+    config: Config;
+    path: string;
+    found: boolean;
+    /** Where a key is set, for messages: `vento.conf:12`, or the file's name when the default applies. */
+    locate: (key: string) => string;
+  }
   | { ok: false; messages: string[] };
 
 /** The conf file read when `--config` is not given, relative to the working directory. */
@@ -921,5 +928,9 @@ export async function loadConfig(
   }
 
   if (messages.length > 0) return { ok: false, messages };
-  return { ok: true, config, path: absPath, found };
+  const locate = (key: string) => {
+    const line = lineOfKey(text, key);
+    return line > 0 ? `${shownPath}:${line}` : shownPath;
+  };
+  return { ok: true, config, path: absPath, found, locate };
 }
