@@ -26,7 +26,7 @@ import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
 import { AccessLog } from "./src/access_log.ts";
 import { type AdminBackend, AdminServer, AdminSocketInUse } from "./src/admin/server.ts";
-import { PROTOCOL_VERSION } from "./src/admin/protocol.ts";
+import { describeReload, PROTOCOL_VERSION } from "./src/admin/protocol.ts";
 import { VERSION } from "./src/version.ts";
 import { bindErrorMessage, preflight, StartError, tlsPairNotes } from "./src/preflight.ts";
 
@@ -42,7 +42,7 @@ export interface Vento {
   readonly guard: Guard;
   readonly admin: AdminServer | null;
   /** Re-reads the config file, validates it whole, applies what can change live. */
-  reload(): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }>;
+  reload(): Promise<ReloadAnswer>;
   /** Graceful shutdown (idempotent); resolves when every descriptor is released. */
   shutdown(): Promise<void>;
   /** Resolves when the server has shut down (by signal, `drain` or `shutdown()`). */
@@ -65,7 +65,10 @@ export interface StartOptions {
   gate?: (guard: Guard) => ConnGate;
 }
 
-/** Settings that a reload can apply to a running server without a restart. */
+/**
+ * Settings a reload applies by assigning them on the live config: every component reads them from that
+ * object (or takes them through `applyOptions`). A key in none of these sets waits for a restart.
+ */
 const LIVE_KEYS = new Set([
   "MAX_REQUEST_LINE_BYTES",
   "MAX_HEADER_BYTES",
@@ -93,11 +96,34 @@ const LIVE_KEYS = new Set([
   "VIOLATION_WINDOW_MS",
   "BAN_MS",
   "BAN_MAX_MS",
+  "BAN_LIST_CAPACITY",
   "LIMIT_MODE",
   "MAX_CONNS_PER_CLIENT",
   "MAX_CONNS",
   "BUSY_THRESHOLD_PERCENT",
 ]);
+
+/**
+ * Settings the static responder reads: a change builds a new responder (the new root opened, an empty
+ * cache, heads with the new Cache-Control) before anything is applied, and requests switch to it.
+ */
+const STATIC_KEYS = new Set([
+  "DOCUMENT_ROOT",
+  "INDEX_FILE",
+  "DOTFILES",
+  "DIRECTORY_LISTING",
+  "CACHE_CONTROL_HTML",
+  "CACHE_CONTROL",
+  "FILE_CACHE_MAX_FILE_BYTES",
+  "FILE_CACHE_MAX_BYTES",
+  "FILE_CACHE_REVALIDATE_MS",
+  "STREAM_CHUNK_BYTES",
+  "MAX_RANGES",
+  "PRECOMPRESSED",
+]);
+
+/** What a reload answers: the keys applied and the keys waiting for a restart, or why it was refused. */
+export type ReloadAnswer = { applied: string[]; needsRestart: string[] } | { errors: string[] };
 
 /** Builds and starts every part of the server from a validated config. */
 export async function startVento(config: Config, options: StartOptions): Promise<Vento> {
@@ -109,9 +135,10 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
-  const staticResponder = await StaticResponder.create(live, clock);
+  // `let`: a reload may replace the responder (DOCUMENT_ROOT and its settings) and the access log.
+  let staticResponder = await StaticResponder.create(live, clock);
   const router = new Router(staticResponder, live);
-  const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
+  let accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
   const server = new Server({
@@ -126,6 +153,8 @@ export async function startVento(config: Config, options: StartOptions): Promise
   });
   let addr: Deno.NetAddr;
   let tlsAddr: Deno.NetAddr | null = null;
+  /** The certificate and key the HTTPS listener uses now (a reload compares the files with them). */
+  let tlsPems: { certPem: string; keyPem: string } | null = null;
   try {
     if (live.plainHttp) {
       try {
@@ -139,6 +168,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
         Deno.readTextFile(live.tlsCert),
         Deno.readTextFile(live.tlsKey),
       ]);
+      tlsPems = { certPem, keyPem };
       try {
         tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
       } catch (e) {
@@ -180,35 +210,100 @@ export async function startVento(config: Config, options: StartOptions): Promise
     return shutdownPromise;
   };
 
-  const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
+  const reload = async (): Promise<ReloadAnswer> => {
     if (options.configPath === null) return { applied: [], needsRestart: [] };
     const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
     const next = loaded.config;
-    const applied: string[] = [];
+    // What a start would refuse, a reload refuses too, before anything changes.
+    const problems = await preflight(next, loaded.locate);
+    if (problems.length > 0) return { errors: problems };
+
+    const changed = SETTINGS.filter((s) => JSON.stringify(live[s.field]) !== JSON.stringify(next[s.field]));
+    const keys = new Set(changed.map((s) => s.key));
     const needsRestart: string[] = [];
-    for (const s of SETTINGS) {
-      const before = JSON.stringify(live[s.field]);
-      const after = JSON.stringify(next[s.field]);
-      if (before === after) continue;
-      if (LIVE_KEYS.has(s.key)) {
-        (live as unknown as Record<string, unknown>)[s.field] = next[s.field];
-        applied.push(s.key);
-      } else {
-        needsRestart.push(s.key);
+    const applied: string[] = [];
+    // HTTPS switched on or off is a listening address: a restart. A new pair (other paths, or the same
+    // files renewed in place) is swapped in below.
+    const tlsToggled = (live.tlsCert === "off") !== (next.tlsCert === "off");
+    for (const s of changed) {
+      if (LIVE_KEYS.has(s.key) || STATIC_KEYS.has(s.key) || s.key === "ACCESS_LOG") continue;
+      if ((s.key === "TLS_CERT" || s.key === "TLS_KEY") && !tlsToggled) continue;
+      needsRestart.push(s.key);
+    }
+
+    // Prepare everything that can fail first; nothing is applied unless all of it succeeded.
+    let nextStatic: StaticResponder | null = null;
+    let nextLog: AccessLog | null = null;
+    const release = async () => {
+      nextStatic?.close();
+      await nextLog?.close();
+    };
+    try {
+      if (changed.some((s) => STATIC_KEYS.has(s.key))) nextStatic = await StaticResponder.create(next, clock);
+      if (keys.has("ACCESS_LOG") && next.accessLog !== "off") nextLog = await AccessLog.open(next.accessLog);
+    } catch (e) {
+      const key = nextStatic === null ? "DOCUMENT_ROOT" : "ACCESS_LOG";
+      await release();
+      return { errors: [`${loaded.locate(key)}: ${key}: ${e instanceof Error ? e.message : String(e)}`] };
+    }
+    let nextPems: { certPem: string; keyPem: string } | null = null;
+    if (tlsPems !== null && !tlsToggled) {
+      try {
+        const [certPem, keyPem] = await Promise.all([
+          Deno.readTextFile(next.tlsCert),
+          Deno.readTextFile(next.tlsKey),
+        ]);
+        if (certPem !== tlsPems.certPem || keyPem !== tlsPems.keyPem) {
+          await server.replaceTls(certPem, keyPem);
+          nextPems = { certPem, keyPem };
+        }
+      } catch (e) {
+        await release();
+        const why = e instanceof Error ? e.message : String(e);
+        return {
+          errors: [`${loaded.locate("TLS_CERT")}: the new TLS_CERT/TLS_KEY were not applied: ${why}`],
+        };
       }
     }
-    if (applied.length > 0) {
+
+    // Apply: from here nothing fails.
+    for (const s of changed) {
+      if (needsRestart.includes(s.key)) continue;
+      (live as unknown as Record<string, unknown>)[s.field] = next[s.field];
+      applied.push(s.key);
+    }
+    if (nextPems !== null) {
+      // Renewed in place (same paths): still a change the operator made, so it is reported.
+      if (nextPems.certPem !== tlsPems!.certPem && !applied.includes("TLS_CERT")) applied.push("TLS_CERT");
+      if (nextPems.keyPem !== tlsPems!.keyPem && !applied.includes("TLS_KEY")) applied.push("TLS_KEY");
+      tlsPems = nextPems;
+    }
+    if (nextStatic !== null) {
+      const old = staticResponder;
+      staticResponder = nextStatic;
+      router.setStatic(nextStatic);
+      old.close();
+    }
+    if (keys.has("ACCESS_LOG")) {
+      const old = accessLog;
+      accessLog = nextLog;
+      server.setAccessLog(nextLog);
+      await old?.close();
+    }
+    if (changed.some((s) => LIVE_KEYS.has(s.key))) {
       // With WORKERS > 1 the guard's table is shared (a shrinking ban list clears its mirror there).
       const apply = () => guard.applyOptions(live);
       if (gate.withLock !== undefined) gate.withLock(apply);
       else apply();
     }
-    try {
-      await accessLog?.reopen();
-    } catch (e) {
-      // Rotation into an unwritable place: keep logging to the old file, and say so.
-      return { errors: [`reopening the access log: ${e instanceof Error ? e.message : String(e)}`] };
+    if (!keys.has("ACCESS_LOG")) {
+      try {
+        await accessLog?.reopen();
+      } catch (e) {
+        // Rotation into an unwritable place: keep logging to the old file, and say so.
+        return { errors: [`reopening the access log: ${e instanceof Error ? e.message : String(e)}`] };
+      }
     }
     return { applied, needsRestart };
   };
@@ -439,13 +534,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const onHup = () => {
     vento.reload().catch((e) => ({ errors: [String(e)] })).then((r) => {
-      if ("errors" in r) console.error(`vento: reload refused:\n  ${r.errors.join("\n  ")}`);
-      else {
-        console.log(
-          `vento: reloaded; applied: ${r.applied.join(", ") || "nothing"}` +
-            (r.needsRestart.length > 0 ? `; needs a restart: ${r.needsRestart.join(", ")}` : ""),
-        );
-      }
+      if ("errors" in r) {
+        console.error(`vento: reload refused, the running config is unchanged:\n  ${r.errors.join("\n  ")}`);
+      } else console.log(describeReload(r).map((l) => `vento: ${l}`).join("\n"));
     });
   };
   Deno.addSignalListener("SIGINT", onStop);

@@ -13,7 +13,7 @@ import { DEFAULT_CONFIG, formatConfigError, parseConfig } from "../src/config.ts
 import type { ConnInfo } from "../src/net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../src/guard/views.ts";
 import type { HelloData, StatsReport } from "../src/admin/protocol.ts";
-import { REFUSE_REASONS } from "../src/admin/protocol.ts";
+import { describeReload, REFUSE_REASONS } from "../src/admin/protocol.ts";
 import { AdminClient, AdminGone, AdminRefused, AdminUnavailable } from "./client.ts";
 import { type Column, formatBytes, formatDuration, formatMBps, formatRate, table } from "./format.ts";
 
@@ -210,9 +210,7 @@ export const commands = {
   async reload(c: AdminClient, g: GlobalOpts): Promise<string> {
     const r = await c.request("reload");
     if (g.json) return json(r);
-    const out = [`reloaded: ${r.applied.length ? r.applied.join(", ") : "nothing changed"}`];
-    if (r.needsRestart.length) out.push(`needs a restart to apply: ${r.needsRestart.join(", ")}`);
-    return lines(out);
+    return lines(describeReload(r));
   },
   async drain(c: AdminClient, g: GlobalOpts): Promise<string> {
     const r = await c.request("drain");

@@ -127,6 +127,8 @@ export class Server {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #lastTickMs = 0;
   #acceptDone: Promise<void> = Promise.resolve();
+  /** The HTTPS accept loop (its end tells `replaceTls` the old listener is gone). */
+  #tlsLoop: Promise<void> = Promise.resolve();
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
@@ -183,16 +185,63 @@ export class Server {
    * against the header deadline from accept, and a failed one ends only that connection.
    */
   listenTls(tls: TlsListenOptions): Deno.NetAddr {
-    this.#tlsListener = Deno.listenTls({
-      hostname: this.#deps.options.host,
-      port: tls.port,
-      transport: "tcp",
-      cert: tls.certPem,
-      key: tls.keyPem,
-      alpnProtocols: TLS_ALPN_PROTOCOLS,
-      reusePort: this.#deps.reusePort === true,
-    });
+    const hostname = this.#deps.options.host;
+    let port = tls.port;
+    if (this.#deps.reusePort !== true) {
+      // The HTTPS listener is always bound with SO_REUSEPORT, so a reload can bind its successor (a new
+      // certificate) before closing it. That option would also let a second server share the port
+      // silently: a plain bind first keeps a clash an AddrInUse error (and fixes port 0 to one number).
+      const probe = Deno.listen({ hostname, port, transport: "tcp" });
+      port = probe.addr.port;
+      probe.close();
+    }
+    this.#tlsListener = this.#bindTls(hostname, port, tls.certPem, tls.keyPem);
     return this.#tlsListener.addr;
+  }
+
+  #bindTls(hostname: string, port: number, cert: string, key: string): Deno.TlsListener {
+    return Deno.listenTls({
+      hostname,
+      port,
+      transport: "tcp",
+      cert,
+      key,
+      alpnProtocols: TLS_ALPN_PROTOCOLS,
+      reusePort: true,
+    });
+  }
+
+  /**
+   * A new certificate and key (a reload): binds a second HTTPS listener on the same port (SO_REUSEPORT),
+   * accepts on it, then closes the old one. New handshakes use the new pair; open connections keep the
+   * one they shook hands with. Deno's TLS listener has no way to change its key in place (its SNI
+   * resolver caches per name for the listener's life), hence the swap. Throws, keeping the old listener,
+   * when the new one cannot be bound (e.g. the runtime refuses the pair).
+   */
+  async replaceTls(certPem: string, keyPem: string): Promise<void> {
+    const old = this.#tlsListener;
+    if (old === null || this.#shuttingDown) return;
+    const next = this.#bindTls(this.#deps.options.host, old.addr.port, certPem, keyPem);
+    this.#tlsListener = next;
+    const oldLoop = this.#tlsLoop;
+    if (this.#sweeper !== undefined) {
+      this.#tlsLoop = this.#acceptLoop(next);
+      this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
+    }
+    try {
+      old.close();
+    } catch {
+      // already closed
+    }
+    // The old socket leaves the port's SO_REUSEPORT group only once its pending accept is cancelled and
+    // the runtime drops it; until then the kernel may still queue new connections on it (reset at its
+    // close). Resolving after that point means every handshake from now on reaches the new listener.
+    await oldLoop;
+  }
+
+  /** The access log new lines go to (a reload of ACCESS_LOG), or null for none. */
+  setAccessLog(sink: AccessLogSink | null): void {
+    this.#ctx.accessLog = sink;
   }
 
   /** The bound address (after `listen`; the HTTPS one when only `listenTls` was called). */
@@ -216,7 +265,10 @@ export class Server {
     this.#sweeper = setInterval(() => this.#sweep(), this.#sweepMs);
     const loops: Promise<void>[] = [];
     if (this.#listener !== null) loops.push(this.#acceptLoop(this.#listener));
-    if (this.#tlsListener !== null) loops.push(this.#acceptLoop(this.#tlsListener));
+    if (this.#tlsListener !== null) {
+      this.#tlsLoop = this.#acceptLoop(this.#tlsListener);
+      loops.push(this.#tlsLoop);
+    }
     this.#acceptDone = Promise.all(loops).then(() => {});
     return this.#acceptDone;
   }

@@ -156,7 +156,7 @@ Deno.test("vento-admin reload, drain and metrics reach the backend", async () =>
   await withServer(async (path, backend) => {
     const reload = await cli(["--socket", path, "reload"]);
     assert.equal(reload.code, 0);
-    assert.match(reload.stdout, /reloaded: REQUEST_RATE_PER_SEC\nneeds a restart to apply: PORT/);
+    assert.match(reload.stdout, /reloaded: applied REQUEST_RATE_PER_SEC\nneeds a restart to apply: PORT/);
     backend.reloadResult = { errors: ["vento.conf:2: MAX_CONNS must be between 1 and 1000000, got 0"] };
     const bad = await cli(["--socket", path, "reload"]);
     assert.equal(bad.code, 1);
