@@ -695,11 +695,11 @@ Deno.test("vento-admin stats, conns, bans, ban, unban and kick work against the 
   });
 });
 
-Deno.test("vento-admin finds no server: one sentence naming the path, exit 1", async () => {
+Deno.test("vento-admin finds no server: one sentence naming the path, exit 3", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vento-admin-e2e-" });
   try {
     const r = await cli(["--socket", `${dir}/none.sock`, "stats"]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 3);
     assert.match(r.stderr, new RegExp(`no Vento server is listening on ${dir}/none\\.sock`));
     assert.equal(r.stderr.trim().split("\n").length, 1);
   } finally {
@@ -832,6 +832,11 @@ Deno.test({
         assert.equal(await tmux.flag("cursor_flag"), "0");
 
         await tmux.keys("b");
+        await eventually("top to ask before banning", async () => {
+          const s = await tmux.screen();
+          return /ban 127\.0\.0\.5 for 10m and close its connections\? y to confirm/.test(s) && s;
+        });
+        await tmux.keys("y");
         await eventually(
           "the ban to reach the server",
           () => site.vento.guard.bans().some((b) => b.key === "127.0.0.5"),
