@@ -388,7 +388,8 @@ export function kickBanned(server: Server, text: string, config: Config): void {
 
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
 
-Usage: deno run -A main.ts [PORT] [options]
+Usage: vento [PORT] [options]
+  (from source: deno task start [PORT] [options]; bundled: dist/vento.js; compiled: dist/vento)
 
   PORT              listen on this port (overrides PORT in the config)
   --config PATH     config file (default: vento.conf in the working directory, if present)
@@ -399,7 +400,9 @@ Usage: deno run -A main.ts [PORT] [options]
   --version         print the version
 
 Every setting is documented in vento.conf. Signals: SIGINT/SIGTERM shut down gracefully (a second one
-forces), SIGHUP reloads the config and reopens the access log.`;
+forces), SIGHUP reloads the config (as \`vento-admin reload\`) and reopens the access log.
+Exit codes: 0 stopped cleanly or --check passed, 1 forced stop, 2 bad arguments, config or start-up
+problem (each message names the setting and the fix), 70 a stuck worker thread.`;
 
 /**
  * The global `deno task bundle` sets to the bundle's own text (a line after the `#!`): a bundle's worker

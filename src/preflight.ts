@@ -5,7 +5,8 @@
  * folder exists. Also the wording of a failed bind (`PORT=80: …`), so every start error names the
  * setting, its value and the fix.
  *
- * Reads files and may create the access log (as a start would); never binds a port, never throws.
+ * Reads files, opens the access log for append (removing it again if it had to create it); never binds a
+ * port, never throws.
  */
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
@@ -69,12 +70,23 @@ async function documentRootProblems(root: string): Promise<string[]> {
   }
 }
 
-/** Opens the access log for append (creating it, as a start would), then closes it. */
+/**
+ * Opens the access log for append, as a start would, then closes it. A file this check had to create is
+ * removed again: `--check` run as root must not leave a root-owned log the service user cannot open.
+ */
 export async function accessLogProblem(target: string): Promise<string | null> {
   if (target === "off" || target === "-") return null;
   try {
+    let existed = true;
+    try {
+      await Deno.lstat(target);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      existed = false;
+    }
     const f = await Deno.open(target, { append: true, create: true, mode: 0o640 });
     f.close();
+    if (!existed) await Deno.remove(target);
     return null;
   } catch (e) {
     const folder = target.slice(0, Math.max(1, target.lastIndexOf("/")));
@@ -173,6 +185,9 @@ async function adminSocketProblem(path: string): Promise<string | null> {
       return `ADMIN_SOCKET "${path}": the folder ${folder} does not exist: create it, or set ADMIN_SOCKET ` +
         `elsewhere (off for none)`;
     }
+    // A check run with narrower Deno permissions than the server (a --check step reading only the config
+    // and the site) cannot see the socket's folder: that is not the config's fault.
+    if (e instanceof Deno.errors.NotCapable) return null;
     return `ADMIN_SOCKET "${path}": ${folder} cannot be checked: ${why(e)}`;
   }
 }

@@ -26,10 +26,15 @@ Deno.test("a bind error names the setting, the value and the fix", () => {
   );
 });
 
-Deno.test("accessLogProblem opens the log for append and names a missing folder or a folder given", async () => {
+Deno.test("accessLogProblem opens the log for append, leaves no new file, names a missing folder", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vento-preflight-" });
   try {
     assert.equal(await accessLogProblem(`${dir}/a.log`), null);
+    await assert.rejects(
+      Deno.stat(`${dir}/a.log`),
+      Deno.errors.NotFound,
+      "a log the check created is removed",
+    );
     await Deno.writeTextFile(`${dir}/a.log`, "kept\n");
     assert.equal(await accessLogProblem(`${dir}/a.log`), null);
     assert.equal(await Deno.readTextFile(`${dir}/a.log`), "kept\n", "append: nothing truncated");
