@@ -1,5 +1,5 @@
 /**
- * The layering rules of GUIDE §3, enforced by reading the source: pure modules never mention `Deno.`, and
+ * The layering rules of this repository, enforced by reading the source: pure modules never mention `Deno.`, and
  * imports only point the allowed way (no module of src/http, src/guard or src/stats reaches into the socket
  * layer, and the admin client reaches the server only through the shared protocol).
  */

@@ -1,7 +1,7 @@
 /**
  * One accepted TCP connection, from accept to close: the only owner of its socket. Reads into one small
  * buffer, feeds the incremental parser, reads bounded bodies, asks the handler, and writes every response
- * produced by one read in a single `write` (socket crossings dominate the cost; see GUIDE §7).
+ * produced by one read in a single `write` (socket crossings dominate the cost).
  *
  * States follow Go's `net/http`: new (accepted, no byte yet) → active (reading a request or writing its
  * answer) → idle (keep-alive, waiting) → … → closing → closed. Deadlines are plain numbers checked by the
@@ -805,7 +805,7 @@ export class Connection {
     return textReply(ERROR_STATUS[code], [], true);
   }
 
-  /** Answers a protocol error with `Connection: close`, then lingers and closes (GUIDE §6). */
+  /** Answers a protocol error with `Connection: close`, then lingers and closes (so a reset cannot eat it). */
   async #protocolError(code: ErrorCode): Promise<void> {
     this.#ctx.stats.protocolErrors++;
     this.#queueErrorAnswer(code);
