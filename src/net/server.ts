@@ -129,6 +129,10 @@ export class Server {
   #acceptDone: Promise<void> = Promise.resolve();
   /** The HTTPS accept loop (its end tells `replaceTls` the old listener is gone). */
   #tlsLoop: Promise<void> = Promise.resolve();
+  /** The HTTPS listener is bound with SO_REUSEPORT (false when the runtime lacks --unstable-net). */
+  #tlsReusePort = true;
+  /** The pair the HTTPS listener uses (to rebind it should a swap without SO_REUSEPORT fail). */
+  #tlsPems: { certPem: string; keyPem: string } | null = null;
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
@@ -196,19 +200,22 @@ export class Server {
       probe.close();
     }
     this.#tlsListener = this.#bindTls(hostname, port, tls.certPem, tls.keyPem);
+    this.#tlsPems = { certPem: tls.certPem, keyPem: tls.keyPem };
     return this.#tlsListener.addr;
   }
 
   #bindTls(hostname: string, port: number, cert: string, key: string): Deno.TlsListener {
-    return Deno.listenTls({
-      hostname,
-      port,
-      transport: "tcp",
-      cert,
-      key,
-      alpnProtocols: TLS_ALPN_PROTOCOLS,
-      reusePort: true,
-    });
+    const options = { hostname, port, transport: "tcp" as const, cert, key, alpnProtocols: TLS_ALPN_PROTOCOLS };
+    if (this.#tlsReusePort) {
+      try {
+        return Deno.listenTls({ ...options, reusePort: true });
+      } catch (e) {
+        // Run without --unstable-net, Deno refuses SO_REUSEPORT: bind plainly, and swap by rebinding.
+        if (!(e instanceof Error && e.message.includes("--unstable-net"))) throw e;
+        this.#tlsReusePort = false;
+      }
+    }
+    return Deno.listenTls(options);
   }
 
   /**
@@ -221,9 +228,36 @@ export class Server {
   async replaceTls(certPem: string, keyPem: string): Promise<void> {
     const old = this.#tlsListener;
     if (old === null || this.#shuttingDown) return;
-    const next = this.#bindTls(this.#deps.options.host, old.addr.port, certPem, keyPem);
-    this.#tlsListener = next;
     const oldLoop = this.#tlsLoop;
+    const { hostname, port } = old.addr;
+    let next: Deno.TlsListener;
+    if (this.#tlsReusePort) {
+      next = this.#bindTls(this.#deps.options.host, port, certPem, keyPem);
+    } else {
+      // Without SO_REUSEPORT the port must be free first: new connections are refused for the moment
+      // between the close and the bind (milliseconds). A bind that fails then is retried with the old pair.
+      try {
+        old.close();
+      } catch {
+        // already closed
+      }
+      await oldLoop;
+      try {
+        next = this.#bindTls(this.#deps.options.host, port, certPem, keyPem);
+      } catch (e) {
+        const current = this.#tlsPems;
+        if (current !== null) {
+          this.#tlsListener = this.#bindTls(this.#deps.options.host, port, current.certPem, current.keyPem);
+          if (this.#sweeper !== undefined) {
+            this.#tlsLoop = this.#acceptLoop(this.#tlsListener);
+            this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
+          }
+        }
+        throw new Error(`binding ${hostname}:${port} with the new certificate: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    this.#tlsPems = { certPem, keyPem };
+    this.#tlsListener = next;
     if (this.#sweeper !== undefined) {
       this.#tlsLoop = this.#acceptLoop(next);
       this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
