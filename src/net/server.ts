@@ -129,7 +129,7 @@ export class Server {
   #acceptDone: Promise<void> = Promise.resolve();
   /** The HTTPS accept loop (its end tells `replaceTls` the old listener is gone). */
   #tlsLoop: Promise<void> = Promise.resolve();
-  /** The HTTPS listener is bound with SO_REUSEPORT (false when the runtime lacks --unstable-net). */
+  /** The HTTPS listener is bound with SO_REUSEPORT (false when the runtime runs without --unstable-net). */
   #tlsReusePort = true;
   /** The pair the HTTPS listener uses (to rebind it should a swap without SO_REUSEPORT fail). */
   #tlsPems: { certPem: string; keyPem: string } | null = null;
@@ -205,17 +205,20 @@ export class Server {
   }
 
   #bindTls(hostname: string, port: number, cert: string, key: string): Deno.TlsListener {
-    const options = { hostname, port, transport: "tcp" as const, cert, key, alpnProtocols: TLS_ALPN_PROTOCOLS };
-    if (this.#tlsReusePort) {
-      try {
-        return Deno.listenTls({ ...options, reusePort: true });
-      } catch (e) {
-        // Run without --unstable-net, Deno refuses SO_REUSEPORT: bind plainly, and swap by rebinding.
-        if (!(e instanceof Error && e.message.includes("--unstable-net"))) throw e;
-        this.#tlsReusePort = false;
-      }
+    const options = {
+      hostname,
+      port,
+      transport: "tcp" as const,
+      cert,
+      key,
+      alpnProtocols: TLS_ALPN_PROTOCOLS,
+    };
+    // Without --unstable-net, Deno exits the process on `reusePort` (it does not throw): bind plainly then,
+    // and swap a renewed pair by rebinding. `listenDatagram` exists exactly when that flag is on.
+    if (typeof (Deno as unknown as Record<string, unknown>).listenDatagram !== "function") {
+      this.#tlsReusePort = false;
     }
-    return Deno.listenTls(options);
+    return this.#tlsReusePort ? Deno.listenTls({ ...options, reusePort: true }) : Deno.listenTls(options);
   }
 
   /**
@@ -253,7 +256,9 @@ export class Server {
             this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
           }
         }
-        throw new Error(`binding ${hostname}:${port} with the new certificate: ${e instanceof Error ? e.message : e}`);
+        throw new Error(
+          `binding ${hostname}:${port} with the new certificate: ${e instanceof Error ? e.message : e}`,
+        );
       }
     }
     this.#tlsPems = { certPem, keyPem };
