@@ -207,3 +207,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: `without --unstable-net, HTTPS starts and a SIGHUP swaps a renewed pair by rebinding${
+    OPENSSL_AVAILABLE ? "" : " (skipped: openssl is not installed)"
+  }`,
+  ignore: !OPENSSL_AVAILABLE,
+  fn: async () => {
+    const first = await makeTestPki("vento-reload-nu1-");
+    const second = await makeTestPki("vento-reload-nu2-");
+    const dir = await Deno.makeTempDir({ prefix: "vento-reload-nu-" });
+    await Deno.copyFile(first.certFile, `${dir}/tls.crt`);
+    await Deno.copyFile(first.keyFile, `${dir}/tls.key`);
+    await Deno.mkdir(`${dir}/www`);
+    await Deno.writeTextFile(`${dir}/www/index.html`, "<h1>tls</h1>\n");
+    await Deno.writeTextFile(
+      `${dir}/vento.conf`,
+      `${BASE}DOCUMENT_ROOT=www\nACCESS_LOG=off\nTLS_PORT=0\nTLS_CERT=tls.crt\nTLS_KEY=tls.key\n`,
+    );
+    const main = new URL("../../main.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-config", "-A", main],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "null",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    const until = async (re: RegExp) => {
+      while (!re.test(seen)) {
+        const { value, done } = await lines.read();
+        if (done) throw new Error(`server output ended: ${seen}`);
+        seen += value;
+      }
+    };
+    try {
+      await until(/https:\/\/127\.0\.0\.1:(\d+)\//);
+      const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(seen)![1]);
+      const a = await Deno.connectTls({ hostname: "localhost", port, caCerts: [first.caPem] });
+      assert.match(await tlsGet(a), /^HTTP\/1\.1 200 /);
+      a.close();
+      await Deno.copyFile(second.certFile, `${dir}/tls.crt`);
+      await Deno.copyFile(second.keyFile, `${dir}/tls.key`);
+      child.kill("SIGHUP");
+      await until(/reloaded: applied TLS_CERT, TLS_KEY/);
+      const b = await Deno.connectTls({ hostname: "localhost", port, caCerts: [second.caPem] });
+      assert.match(await tlsGet(b), /^HTTP\/1\.1 200 /);
+      b.close();
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await lines.cancel().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+      await first.remove();
+      await second.remove();
+    }
+  },
+});
