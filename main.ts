@@ -63,6 +63,8 @@ export interface StartOptions {
   guardTable?: GuardTable;
   /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
   gate?: (guard: Guard) => ConnGate;
+  /** WORKERS > 1: every worker applies another instance's ban; all but one apply it without a log line. */
+  quietSharedBans?: boolean;
 }
 
 /**
@@ -186,7 +188,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // Bans published by other instances also close the open connections they cover, as a local one does.
   await store?.start({
     ban: (target, ms, reason) => {
-      guard.applySharedBan(target, ms, reason);
+      guard.applySharedBan(target, ms, reason, options.quietSharedBans === true);
       kickBanned(server, target, live);
     },
     unban: (target) => guard.applySharedUnban(target),

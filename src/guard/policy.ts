@@ -349,11 +349,14 @@ export class Guard {
     this.#store = store;
   }
 
-  /** Applies a ban another instance published (the same forms as `ban`), without publishing it back. */
-  applySharedBan(target: string, ms: number, reason: string): void {
+  /**
+   * Applies a ban another instance published (the same forms as `ban`), without publishing it back;
+   * `quiet` when another copy of this process (worker 0) logs it.
+   */
+  applySharedBan(target: string, ms: number, reason: string, quiet = false): void {
     this.#applyingShared = true;
     try {
-      this.ban(target, ms, reason);
+      this.ban(target, ms, reason, quiet);
     } finally {
       this.#applyingShared = false;
     }

@@ -70,6 +70,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           reusePort: true,
           guardTable: table,
           gate: (guard) => gate = new SharedGate(guard, table, index),
+          // A ban published by another instance reaches every worker; worker 0 logs it, once.
+          quietSharedBans: index !== 0,
           logError: (line) => post({ op: "log", line: `worker ${index}: ${line}` }),
         },
       );

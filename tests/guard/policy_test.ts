@@ -311,3 +311,13 @@ Deno.test("X-Forwarded-For from a peer outside TRUSTED_PROXIES is warned about o
   assert.equal(logs.filter((l) => l.includes("X-Forwarded-For")).length, 1);
   assert.ok(guard.clients(5).some((c) => c.key === "203.0.113.9"));
 });
+
+Deno.test("a ban another instance published is applied, and logged unless quiet", () => {
+  const { guard, logs } = setup();
+  guard.applySharedBan("203.0.113.7", 60_000, "flood");
+  guard.applySharedBan("203.0.113.8", 60_000, "flood", true);
+  assert.deepEqual(guard.bans().map((b) => b.key).sort(), ["203.0.113.7", "203.0.113.8"]);
+  assert.deepEqual(logs.filter((l) => l.startsWith("guard: ban ")).map((l) => l.split(" ")[2]), [
+    "203.0.113.7",
+  ]);
+});
