@@ -94,7 +94,11 @@ export async function accessLogProblem(target: string): Promise<string | null> {
       return `ACCESS_LOG "${target}": the folder ${folder} does not exist: create it, or set ACCESS_LOG ` +
         `to a file in an existing folder (- for stdout, off for none)`;
     }
-    if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
+    if (e instanceof Deno.errors.NotCapable) {
+      return `ACCESS_LOG "${target}": this process's Deno permissions grant no write access there: add it ` +
+        `to --allow-write, or choose an ACCESS_LOG that --allow-write covers`;
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
       return `ACCESS_LOG "${target}" cannot be opened for writing by this user: fix the permissions of ` +
         `${folder} or of the file, or choose another ACCESS_LOG`;
     }
