@@ -15,20 +15,27 @@ import { Cluster, resolveWorkers, startCluster, WORKER_NAME_PREFIX } from "./src
 import { runClusterWorker, type WorkerPort } from "./src/cluster/worker.ts";
 import { FORCED_STOP_FLUSH_MS, kickBanned, startVento, type Vento } from "./src/app/vento.ts";
 import { AdminSocketInUse } from "./src/admin/server.ts";
+import { describeReload } from "./src/admin/protocol.ts";
+import { preflight, tlsPairNotes } from "./src/app/preflight.ts";
 import { VERSION } from "./src/core/version.ts";
 
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
 
-Usage: deno run -A main.ts [PORT] [options]
+Usage: vento [PORT] [options]
+  (from source: deno task start [PORT] [options]; bundled: dist/vento.js; compiled: dist/vento)
 
   PORT              listen on this port (overrides PORT in the config)
   --config PATH     config file (default: vento.conf in the working directory, if present)
-  --check           validate the config and exit (0 valid, 2 invalid) without binding
+  --check           run every start-up check without binding, then exit (0 would start, 2 would not):
+                    config, document root readable, access log opens, TLS key matches certificate,
+                    ports, admin socket folder
   --help            show this help
   --version         print the version
 
 Every setting is documented in vento.conf. Signals: SIGINT/SIGTERM shut down gracefully (a second one
-forces), SIGHUP reloads the config and reopens the access log.`;
+forces), SIGHUP reloads the config (as \`vento-admin reload\`) and reopens the access log.
+Exit codes: 0 stopped cleanly or --check passed, 1 forced stop, 2 bad arguments, config or start-up
+problem (each message names the setting and the fix), 70 a stuck worker thread.`;
 
 /**
  * The global `deno task bundle` sets to the bundle's own text (a line after the `#!`): a bundle's worker
@@ -94,8 +101,25 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const configPath = loaded.found ? loaded.path : null;
+  // What a start would refuse (log, TLS pair, document root, ports), before anything binds.
+  const problems = await preflight(loaded.config, loaded.locate);
+  if (problems.length > 0) {
+    for (const m of problems) console.error(`vento: ${m}`);
+    return 2;
+  }
+  const c = loaded.config;
+  const notes = c.tlsCert === "off" ? [] : await tlsPairNotes(c.tlsCert, Date.now());
+  for (const n of notes) console.error(`vento: warning: ${n}`);
   if (values.check) {
-    console.log(`vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK`);
+    const host = c.host.includes(":") ? `[${c.host}]` : c.host;
+    const listen = [
+      ...(c.plainHttp ? [`http://${host}:${c.port}/`] : []),
+      ...(c.tlsCert === "off" ? [] : [`https://${host}:${c.tlsPort}/`]),
+    ];
+    console.log(
+      `vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK; would listen on ` +
+        `${listen.join(" and ")} serving ${c.documentRoot}`,
+    );
     return 0;
   }
 
@@ -117,12 +141,9 @@ export async function main(args: string[]): Promise<number> {
       })
       : await startVento(loaded.config, { configPath, portOverride });
   } catch (e) {
+    // Bind failures arrive phrased (`PORT=80: …`), from this thread or, with WORKERS > 1, from a worker.
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
-    else if (e instanceof Deno.errors.AddrInUse) {
-      const c = loaded.config;
-      const ports = [...(c.plainHttp ? [c.port] : []), ...(c.tlsCert === "off" ? [] : [c.tlsPort])];
-      console.error(`vento: port ${ports.join(" or ")} on ${c.host} is already in use`);
-    } else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
+    else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
     return 2;
   }
   const urls: [string, Deno.NetAddr][] = loaded.config.plainHttp ? [["http", vento.addr]] : [];
@@ -154,13 +175,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const onHup = () => {
     vento.reload().catch((e) => ({ errors: [String(e)] })).then((r) => {
-      if ("errors" in r) console.error(`vento: reload refused:\n  ${r.errors.join("\n  ")}`);
-      else {
-        console.log(
-          `vento: reloaded; applied: ${r.applied.join(", ") || "nothing"}` +
-            (r.needsRestart.length > 0 ? `; needs a restart: ${r.needsRestart.join(", ")}` : ""),
-        );
-      }
+      if ("errors" in r) {
+        console.error(`vento: reload refused, the running config is unchanged:\n  ${r.errors.join("\n  ")}`);
+      } else console.log(describeReload(r).map((l) => `vento: ${l}`).join("\n"));
     });
   };
   Deno.addSignalListener("SIGINT", onStop);

@@ -22,6 +22,17 @@ export class AdminUnavailable extends Error {
   }
 }
 
+/**
+ * The socket may not be used: the OS refused (a 0600 socket of another user), or, `byRuntime`, this
+ * program's Deno permissions do not cover the path (a bundle's `--allow-write=vento.sock`).
+ */
+export class AdminForbidden extends Error {
+  constructor(readonly path: string, readonly reason: string, readonly byRuntime: boolean) {
+    super(`permission denied on the admin socket ${path} (${reason})`);
+    this.name = "AdminForbidden";
+  }
+}
+
 /** The server answered `ok: false`. */
 export class AdminRefused extends Error {
   constructor(readonly error: AdminError) {
@@ -59,14 +70,21 @@ export class AdminClient {
     this.closed = this.#readLoop();
   }
 
-  /** Connects to the admin socket; throws `AdminUnavailable` when nothing listens there. */
+  /**
+   * Connects to the admin socket; throws `AdminUnavailable` when nothing listens there and
+   * `AdminForbidden` when this user or this program may not use it.
+   */
   static async connect(path: string): Promise<AdminClient> {
     try {
       return new AdminClient(await Deno.connect({ transport: "unix", path }));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new AdminUnavailable(path, "no such socket file");
       if (e instanceof Deno.errors.ConnectionRefused) throw new AdminUnavailable(path, "connection refused");
-      if (e instanceof Deno.errors.PermissionDenied) throw new AdminUnavailable(path, "permission denied");
+      if (e instanceof Deno.errors.NotCapable) throw new AdminForbidden(path, e.message, true);
+      if (e instanceof Deno.errors.PermissionDenied) {
+        // Deno before 2 reported its own permission refusals this way too; its message says "Requires".
+        throw new AdminForbidden(path, e.message, /Requires \w+ access/.test(e.message));
+      }
       throw new AdminUnavailable(path, e instanceof Error ? e.message : String(e));
     }
   }

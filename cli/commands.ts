@@ -4,34 +4,72 @@
  * the raw data for scripts. Also finds the socket the way the server does (ADMIN_SOCKET in vento.conf,
  * resolved against the conf's folder).
  *
- * Exit codes are decided here and nowhere else: 0 ok, 1 the server said no or is not there,
- * 2 usage (bad arguments, unreadable config).
+ * Exit codes are decided here and nowhere else, one per outcome (see `EXIT_CODES`).
  */
 
 import { dirname, isAbsolute, resolve } from "node:path";
-import { DEFAULT_CONFIG, formatConfigError, parseConfig } from "../src/config/config.ts";
+import { DEFAULT_CONFIG, unquoteValue } from "../src/config/config.ts";
 import type { ConnInfo } from "../src/net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../src/guard/views.ts";
 import type { HelloData, StatsReport } from "../src/admin/protocol.ts";
-import { REFUSE_REASONS } from "../src/admin/protocol.ts";
-import { AdminClient, AdminGone, AdminRefused, AdminUnavailable } from "./client.ts";
+import { describeReload, REFUSE_REASONS } from "../src/admin/protocol.ts";
+import { AdminClient, AdminForbidden, AdminGone, AdminRefused, AdminUnavailable } from "./client.ts";
 import { type Column, formatBytes, formatDuration, formatMBps, formatRate, table } from "./format.ts";
 
 export const EXIT_OK = 0;
-/** The server refused, failed, or is not running. */
+/** The server answered and said no (a refused ban, a reload it refused, an unknown connection id). */
 export const EXIT_REFUSED = 1;
-/** Bad command line or configuration. */
+/** Bad command line. */
 export const EXIT_USAGE = 2;
+/** No server answers on the socket (no socket file, refused, or the connection was lost). */
+export const EXIT_NO_SERVER = 3;
+/** The socket exists but this user (or this program's Deno permissions) may not use it. */
+export const EXIT_PERMISSION = 4;
+/** The socket cannot be found: the config file is unreadable, or ADMIN_SOCKET is off or invalid. */
+export const EXIT_NO_SOCKET = 5;
 
-/** A failure already phrased for the user, with its exit code. */
+/** Every exit code with its meaning, for `--help` (and the docs that copy it). */
+export const EXIT_CODES: readonly [number, string][] = [
+  [EXIT_OK, "done"],
+  [EXIT_REFUSED, "the server refused (e.g. ban of an allowlisted address, reload of a bad config)"],
+  [EXIT_USAGE, "bad command line"],
+  [EXIT_NO_SERVER, "no server answers on the admin socket"],
+  [EXIT_PERMISSION, "permission denied on the admin socket"],
+  [EXIT_NO_SOCKET, "no admin socket to use: config unreadable, or ADMIN_SOCKET off or invalid"],
+];
+
+/** The stable code of each failure, as `--json` prints it. */
+const ERROR_CODES: Record<number, string> = {
+  [EXIT_REFUSED]: "REFUSED",
+  [EXIT_USAGE]: "USAGE",
+  [EXIT_NO_SERVER]: "NO_SERVER",
+  [EXIT_PERMISSION]: "PERMISSION",
+  [EXIT_NO_SOCKET]: "NO_SOCKET",
+};
+
+/** A failure already phrased for the user, with its exit code (and the server's code, when it refused). */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode: number) {
+  constructor(message: string, readonly exitCode: number, readonly code: string = ERROR_CODES[exitCode]) {
     super(message);
     this.name = "CliError";
   }
 }
 
-/** Finds the admin socket: `--socket`, else ADMIN_SOCKET of the config (default ./vento.conf). */
+/**
+ * A failure as printed: one `vento-admin: …` line on stderr, or, under `--json`, one JSON object on stdout
+ * (`{"ok":false,"error":{"code","message","exitCode"}}`) so a script reads one stream in one format.
+ */
+export function formatFailure(e: CliError, json: boolean): { stdout: string; stderr: string } {
+  if (!json) return { stdout: "", stderr: `vento-admin: ${e.message}\n` };
+  const error = { code: e.code, message: e.message, exitCode: e.exitCode };
+  return { stdout: JSON.stringify({ ok: false, error }) + "\n", stderr: "" };
+}
+
+/**
+ * Finds the admin socket: `--socket`, else ADMIN_SOCKET of the config (default ./vento.conf), resolved
+ * against the conf's folder. Reads only the ADMIN_SOCKET line: the rest of the file may be broken (it is
+ * when an operator most needs this tool), and is the server's business.
+ */
 export async function resolveSocketPath(opts: { socket?: string; config?: string }): Promise<string> {
   if (opts.socket !== undefined) return resolve(opts.socket);
   const confPath = resolve(opts.config ?? "vento.conf");
@@ -39,23 +77,35 @@ export async function resolveSocketPath(opts: { socket?: string; config?: string
   try {
     text = await Deno.readTextFile(confPath);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound) || opts.config !== undefined) {
-      throw new CliError(`cannot read ${confPath}: ${e instanceof Error ? e.message : e}`, EXIT_USAGE);
+    if (e instanceof Deno.errors.NotFound && opts.config === undefined) {
+      text = null; // no vento.conf here: the default socket
+    } else {
+      const why = e instanceof Deno.errors.NotFound
+        ? "no such file"
+        : e instanceof Error
+        ? e.message
+        : String(e);
+      throw new CliError(`cannot read ${confPath} (${why}); pass --socket PATH`, EXIT_NO_SOCKET);
     }
   }
   let socket = DEFAULT_CONFIG.adminSocket;
   if (text !== null) {
-    const parsed = parseConfig(text);
-    if (!parsed.ok) {
-      const lines = parsed.errors.map((e) => formatConfigError(confPath, e));
-      throw new CliError(lines.join("\n"), EXIT_USAGE);
+    const lines = text.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+      const m = /^\s*ADMIN_SOCKET\s*=(.*)$/.exec(lines[i]);
+      if (m === null) continue;
+      const v = unquoteValue("ADMIN_SOCKET", m[1]);
+      if ("error" in v || v.value === "") {
+        const why = "error" in v ? v.error : "ADMIN_SOCKET must not be empty";
+        throw new CliError(`${confPath}:${i + 1}: ${why}; fix it or pass --socket PATH`, EXIT_NO_SOCKET);
+      }
+      socket = v.value; // the last one, as the server would refuse a repeat anyway
     }
-    socket = parsed.config.adminSocket;
   }
   if (socket === "off") {
     throw new CliError(
       `the admin socket is off in ${confPath} (ADMIN_SOCKET=off); pass --socket PATH`,
-      EXIT_USAGE,
+      EXIT_NO_SOCKET,
     );
   }
   return isAbsolute(socket) ? socket : resolve(dirname(confPath), socket);
@@ -65,29 +115,23 @@ export async function resolveSocketPath(opts: { socket?: string; config?: string
 export async function withClient(
   socketPath: string,
   body: (client: AdminClient) => Promise<string>,
+  json = false,
 ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const fail = (e: CliError) => ({ exitCode: e.exitCode, ...formatFailure(e, json) });
   let client: AdminClient;
   try {
     client = await AdminClient.connect(socketPath);
   } catch (e) {
-    return { exitCode: EXIT_REFUSED, stdout: "", stderr: unavailableMessage(e, socketPath) };
+    return fail(connectFailure(e, socketPath));
   }
   try {
     return { exitCode: EXIT_OK, stdout: await body(client), stderr: "" };
   } catch (e) {
     if (e instanceof AdminRefused) {
-      return { exitCode: EXIT_REFUSED, stdout: "", stderr: `vento-admin: ${e.error.code}: ${e.message}\n` };
+      return fail(new CliError(`${e.error.code}: ${e.message}`, EXIT_REFUSED, e.error.code));
     }
-    if (e instanceof AdminGone) {
-      return {
-        exitCode: EXIT_REFUSED,
-        stdout: "",
-        stderr: "vento-admin: the server closed the connection\n",
-      };
-    }
-    if (e instanceof CliError) {
-      return { exitCode: e.exitCode, stdout: "", stderr: `vento-admin: ${e.message}\n` };
-    }
+    if (e instanceof AdminGone) return fail(new CliError("the server closed the connection", EXIT_NO_SERVER));
+    if (e instanceof CliError) return fail(e);
     throw e;
   } finally {
     client.close();
@@ -95,11 +139,27 @@ export async function withClient(
   }
 }
 
+/** Why connecting failed, as a `CliError`: a permission problem is never reported as a missing server. */
+export function connectFailure(e: unknown, path: string): CliError {
+  if (e instanceof AdminForbidden) {
+    return new CliError(
+      e.byRuntime
+        ? `this vento-admin may not use ${path}: its Deno permissions do not cover that path (${e.reason}); ` +
+          `run it with --allow-read and --allow-write for ${path}, e.g. \`deno run --allow-net ` +
+          `--allow-read=${path} --allow-write=${path} dist/vento-admin.js --socket ${path} …\``
+        : `permission denied on ${path}: the socket is mode 0600; run vento-admin as the user Vento runs as ` +
+          `(or root)`,
+      EXIT_PERMISSION,
+    );
+  }
+  return new CliError(unavailableMessage(e, path), EXIT_NO_SERVER);
+}
+
 /** The one sentence printed when no server answers. */
 export function unavailableMessage(e: unknown, path: string): string {
   const why = e instanceof AdminUnavailable ? e.reason : e instanceof Error ? e.message : String(e);
-  return `vento-admin: no Vento server is listening on ${path} (${why}); start one with \`deno task start\`` +
-    ` or point to its socket with --socket PATH.\n`;
+  return `no Vento server is listening on ${path} (${why}); start one (\`deno task start\`, or the ` +
+    `vento service) or point to its socket with --socket PATH.`;
 }
 
 const json = (data: unknown) => JSON.stringify(data, null, 2) + "\n";
@@ -171,6 +231,16 @@ function tableOrNone<T>(cols: readonly Column<T>[], rows: readonly T[], none: st
   return rows.length === 0 ? [none] : table(cols, rows);
 }
 
+/**
+ * `stats --json` for scripts: the protocol's `responses` array (indexed by status class) becomes
+ * `{"1xx": n, …, "5xx": n}`, so every number has a name.
+ */
+export function labelledStats(r: StatsReport): unknown {
+  const responses: Record<string, number> = {};
+  for (let c = 1; c <= 5; c++) responses[`${c}xx`] = r.snapshot.responses[c] ?? 0;
+  return { ...r, snapshot: { ...r.snapshot, responses } };
+}
+
 // --- commands ---------------------------------------------------------------------------------------
 
 /** Global flags every command sees. */
@@ -181,7 +251,7 @@ export interface GlobalOpts {
 export const commands = {
   async stats(c: AdminClient, g: GlobalOpts): Promise<string> {
     const r = await c.request("stats");
-    if (g.json) return json(r);
+    if (g.json) return json(labelledStats(r));
     return lines(formatStats(r, await c.request("hello")));
   },
   async conns(c: AdminClient, g: GlobalOpts): Promise<string> {
@@ -211,9 +281,7 @@ export const commands = {
   async reload(c: AdminClient, g: GlobalOpts): Promise<string> {
     const r = await c.request("reload");
     if (g.json) return json(r);
-    const out = [`reloaded: ${r.applied.length ? r.applied.join(", ") : "nothing changed"}`];
-    if (r.needsRestart.length) out.push(`needs a restart to apply: ${r.needsRestart.join(", ")}`);
-    return lines(out);
+    return lines(describeReload(r));
   },
   async drain(c: AdminClient, g: GlobalOpts): Promise<string> {
     const r = await c.request("drain");

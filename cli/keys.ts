@@ -1,6 +1,7 @@
 /**
  * Keyboard handling for `top`: decoding raw terminal input into key names, and what each key does to
- * the dashboard state (selection, sort, focus, filter, help) or which server action it asks for.
+ * the dashboard state (selection, sort, focus, filter, help) or which server action it asks for. A ban
+ * (`b`) or kick (`x`) asks first and acts only on `y`.
  *
  * Pure: bytes and state in, state changes and an action out; the `top` loop performs the action.
  */
@@ -111,6 +112,17 @@ export function banTargetOf(c: { key: string; remote: string }): string {
 /** Applies one key to `state` (mutated in place); returns the server action it asks for, if any. */
 export function handleKey(state: TopState, key: Key, size: Size): Action | null {
   if (key === "ctrl-c") return { kind: "quit" };
+  if (state.confirm !== null) {
+    // A ban or a kick acts on a live client: only `y` confirms, any other key cancels.
+    const asked = state.confirm;
+    state.confirm = null;
+    if (typeof key === "object" && (key.char === "y" || key.char === "Y")) {
+      state.message = "";
+      return asked;
+    }
+    state.message = asked.kind === "ban" ? "ban cancelled" : "kick cancelled";
+    return null;
+  }
   if (state.filterEditing) {
     if (key === "enter") state.filterEditing = false;
     else if (key === "esc") {
@@ -167,7 +179,11 @@ export function handleKey(state: TopState, key: Key, size: Size): Action | null 
         state.message = "select a connection first (↑ ↓) to ban its client";
         return null;
       }
-      return { kind: "ban", target: banTargetOf(c), ms: TOP_BAN_MS };
+      const target = banTargetOf(c);
+      state.confirm = { kind: "ban", target, ms: TOP_BAN_MS };
+      state.message = `ban ${target} for ${TOP_BAN_MS / 60_000}m and close its connections? y to confirm, ` +
+        "any other key cancels";
+      return null;
     }
     case "x": {
       const c = state.conns.find((x) => x.id === state.selectedConnId);
@@ -175,7 +191,9 @@ export function handleKey(state: TopState, key: Key, size: Size): Action | null 
         state.message = "select a connection first (↑ ↓) to kick it";
         return null;
       }
-      return { kind: "kick", id: c.id };
+      state.confirm = { kind: "kick", id: c.id };
+      state.message = `close connection ${c.id} (${c.remote})? y to confirm, any other key cancels`;
+      return null;
     }
     case "u": {
       const b = state.bans.find((x) => x.key === state.selectedBanKey);

@@ -47,6 +47,8 @@ export interface TopState {
   help: boolean;
   /** Result of the last action ("banned 203.0.113.9 for 10m"), shown in the footer. */
   message: string;
+  /** A ban or kick asked for and waiting for `y` (its question is the footer's message). */
+  confirm: { kind: "ban"; target: string; ms: number } | { kind: "kick"; id: number } | null;
 }
 
 /** A fresh state before the first snapshot. */
@@ -73,6 +75,7 @@ export function initialState(socketPath: string, nowWallMs: number): TopState {
     filterEditing: false,
     help: false,
     message: "",
+    confirm: null,
   };
 }
 
@@ -365,9 +368,9 @@ const HELP_TEXT = [
   "  ↑ ↓  j k     move the selection        PgUp PgDn  page",
   "  Tab          switch between connections and bans",
   "  s            sort connections by the next column",
-  "  b            ban the selected connection's client for 10m",
+  "  b            ban the selected connection's client for 10m (asks; y confirms)",
   "  u            lift the selected ban",
-  "  x            close (kick) the selected connection",
+  "  x            close (kick) the selected connection (asks; y confirms)",
   "  /            filter connections (type, Enter keeps, Esc clears)",
   "  ?            this help          q  Ctrl-C  quit",
   "",

@@ -8,7 +8,7 @@
 
 import { deriveRates, type SnapshotEvent } from "../src/admin/protocol.ts";
 import { AdminClient, AdminRefused, AdminUnavailable } from "./client.ts";
-import { unavailableMessage } from "./commands.ts";
+import { CliError, connectFailure, EXIT_NO_SERVER, EXIT_REFUSED, formatFailure } from "./commands.ts";
 import { formatDuration } from "./format.ts";
 import { type Action, handleKey, parseKeys, reconcileSelection } from "./keys.ts";
 import { HISTORY_SAMPLES, initialState, render, type Size, type TopState } from "./render.ts";
@@ -24,6 +24,8 @@ export interface TopOptions {
   intervalMs: number;
   /** Print one plain frame and exit (also when stdout is not a terminal). */
   once: boolean;
+  /** Failures as JSON (`--json`), as the one-shot commands print them. */
+  json?: boolean;
 }
 
 /** Applies one snapshot event to the state (history, rates, lists). */
@@ -51,12 +53,17 @@ export async function runTop(opts: TopOptions): Promise<number> {
 }
 
 async function once(opts: TopOptions): Promise<number> {
+  const fail = async (e: CliError): Promise<number> => {
+    const out = formatFailure(e, opts.json === true);
+    if (out.stdout) print(out.stdout);
+    if (out.stderr) await Deno.stderr.write(new TextEncoder().encode(out.stderr));
+    return e.exitCode;
+  };
   let client: AdminClient;
   try {
     client = await AdminClient.connect(opts.socketPath);
   } catch (e) {
-    await Deno.stderr.write(new TextEncoder().encode(unavailableMessage(e, opts.socketPath)));
-    return 1;
+    return await fail(connectFailure(e, opts.socketPath));
   }
   try {
     const state = initialState(opts.socketPath, Date.now());
@@ -73,8 +80,8 @@ async function once(opts: TopOptions): Promise<number> {
     print(render(state, consoleSize(), { color: false }).map((l) => l.trimEnd()).join("\n") + "\n");
     return 0;
   } catch (e) {
-    await Deno.stderr.write(new TextEncoder().encode(`vento-admin: ${e instanceof Error ? e.message : e}\n`));
-    return 1;
+    const message = e instanceof Error ? e.message : String(e);
+    return await fail(new CliError(message, e instanceof AdminRefused ? EXIT_REFUSED : EXIT_NO_SERVER));
   } finally {
     client.close();
     await client.closed;
@@ -167,7 +174,7 @@ async function interactive(opts: TopOptions): Promise<number> {
       } catch (e) {
         const why = e instanceof AdminUnavailable ? e.reason : e instanceof Error ? e.message : String(e);
         state.problem = `no server at ${opts.socketPath} (${why}); retrying every ${RECONNECT_MS / 1000}s` +
-          " (start one with `deno task start`)";
+          " (start one with `deno task start`, or the vento service)";
       } finally {
         client?.close();
         client = null;

@@ -443,3 +443,21 @@ export function deriveRates(prev: StatsSnapshot, cur: StatsSnapshot): Rates {
     status429PerSec: per(prev.status429, cur.status429),
   };
 }
+
+/**
+ * A reload's answer in words, for the server's log and `vento-admin reload` alike: one line for what took
+ * effect and, only when there is any, one for what waits for a restart. Each key appears once.
+ */
+export function describeReload(r: { applied: readonly string[]; needsRestart: readonly string[] }): string[] {
+  const applied = [...new Set(r.applied)];
+  const waiting = [...new Set(r.needsRestart)];
+  const lines = [
+    applied.length > 0
+      ? `reloaded: applied ${applied.join(", ")}`
+      : waiting.length > 0
+      ? "reloaded: nothing could be applied live"
+      : "reloaded: no setting changed",
+  ];
+  if (waiting.length > 0) lines.push(`needs a restart to apply: ${waiting.join(", ")}`);
+  return lines;
+}

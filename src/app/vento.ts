@@ -18,8 +18,9 @@ import { addressInCidr, banTarget } from "../guard/client_key.ts";
 import { StaticResponder } from "../static/responder.ts";
 import { Router } from "../routes/router.ts";
 import { AccessLog } from "./access_log.ts";
-import { type AdminBackend, AdminServer } from "../admin/server.ts";
+import { type AdminBackend, AdminServer, AdminSocketInUse } from "../admin/server.ts";
 import { PROTOCOL_VERSION } from "../admin/protocol.ts";
+import { bindErrorMessage, preflight, StartError } from "./preflight.ts";
 import { VERSION } from "../core/version.ts";
 
 /** A running Vento. */
@@ -34,7 +35,7 @@ export interface Vento {
   readonly guard: Guard;
   readonly admin: AdminServer | null;
   /** Re-reads the config file, validates it whole, applies what can change live. */
-  reload(): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }>;
+  reload(): Promise<ReloadAnswer>;
   /** Graceful shutdown (idempotent); resolves when every descriptor is released. */
   shutdown(): Promise<void>;
   /**
@@ -60,6 +61,8 @@ export interface StartOptions {
   guardTable?: GuardTable;
   /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
   gate?: (guard: Guard) => ConnGate;
+  /** WORKERS > 1: every worker applies another instance's ban; all but one apply it without a log line. */
+  quietSharedBans?: boolean;
 }
 
 /**
@@ -75,7 +78,10 @@ export async function settleWithin(p: Promise<unknown>, ms: number): Promise<voi
   clearTimeout(timer);
 }
 
-/** Settings that a reload can apply to a running server without a restart. */
+/**
+ * Settings a reload applies by assigning them on the live config: every component reads them from that
+ * object (or takes them through `applyOptions`). A key in none of these sets waits for a restart.
+ */
 const LIVE_KEYS = new Set([
   "ADMIN_IDLE_TIMEOUT_MS",
   "ADMIN_SEND_TIMEOUT_MS",
@@ -106,11 +112,34 @@ const LIVE_KEYS = new Set([
   "VIOLATION_WINDOW_MS",
   "BAN_MS",
   "BAN_MAX_MS",
+  "BAN_LIST_CAPACITY",
   "LIMIT_MODE",
   "MAX_CONNS_PER_CLIENT",
   "MAX_CONNS",
   "BUSY_THRESHOLD_PERCENT",
 ]);
+
+/**
+ * Settings the static responder reads: a change builds a new responder (the new root opened, an empty
+ * cache, heads with the new Cache-Control) before anything is applied, and requests switch to it.
+ */
+const STATIC_KEYS = new Set([
+  "DOCUMENT_ROOT",
+  "INDEX_FILE",
+  "DOTFILES",
+  "DIRECTORY_LISTING",
+  "CACHE_CONTROL_HTML",
+  "CACHE_CONTROL",
+  "FILE_CACHE_MAX_FILE_BYTES",
+  "FILE_CACHE_MAX_BYTES",
+  "FILE_CACHE_REVALIDATE_MS",
+  "STREAM_CHUNK_BYTES",
+  "MAX_RANGES",
+  "PRECOMPRESSED",
+]);
+
+/** What a reload answers: the keys applied and the keys waiting for a restart, or why it was refused. */
+export type ReloadAnswer = { applied: string[]; needsRestart: string[] } | { errors: string[] };
 
 /** Builds and starts every part of the server from a validated config. */
 export async function startVento(config: Config, options: StartOptions): Promise<Vento> {
@@ -122,12 +151,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
-  const staticResponder = await StaticResponder.create(live, clock);
+  // `let`: a reload may replace the responder (DOCUMENT_ROOT and its settings) and the access log.
+  let staticResponder = await StaticResponder.create(live, clock);
   const router = new Router(staticResponder, live);
   // Lost lines are counted in stats (and so in `stats`, `metrics` and `top`) and reported on the error log.
-  const accessLog = live.accessLog === "off"
-    ? null
-    : await AccessLog.open(live.accessLog, {}, { counters: stats, logError });
+  const openLog = (path: string) => AccessLog.open(path, {}, { counters: stats, logError });
+  let accessLog = live.accessLog === "off" ? null : await openLog(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? guard;
   const server = new Server({
@@ -142,14 +171,27 @@ export async function startVento(config: Config, options: StartOptions): Promise
   });
   let addr: Deno.NetAddr;
   let tlsAddr: Deno.NetAddr | null = null;
+  /** The certificate and key the HTTPS listener uses now (a reload compares the files with them). */
+  let tlsPems: { certPem: string; keyPem: string } | null = null;
   try {
-    if (live.plainHttp) server.listen();
+    if (live.plainHttp) {
+      try {
+        server.listen();
+      } catch (e) {
+        throw new StartError(bindErrorMessage(e, "PORT", live.host, live.port));
+      }
+    }
     if (live.tlsCert !== "off") {
       const [certPem, keyPem] = await Promise.all([
         Deno.readTextFile(live.tlsCert),
         Deno.readTextFile(live.tlsKey),
       ]);
-      tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+      tlsPems = { certPem, keyPem };
+      try {
+        tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+      } catch (e) {
+        throw new StartError(bindErrorMessage(e, "TLS_PORT", live.host, live.tlsPort));
+      }
     }
     addr = server.addr;
   } catch (e) {
@@ -162,7 +204,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // Bans published by other instances also close the open connections they cover, as a local one does.
   await store?.start({
     ban: (target, ms, reason) => {
-      guard.applySharedBan(target, ms, reason);
+      guard.applySharedBan(target, ms, reason, options.quietSharedBans === true);
       kickBanned(server, target, live);
     },
     unban: (target) => guard.applySharedUnban(target),
@@ -198,37 +240,104 @@ export async function startVento(config: Config, options: StartOptions): Promise
 
   // All or nothing: everything that can fail (reading and validating the file, opening the access log
   // again) happens before anything changes; the answer lists exactly what took effect.
-  const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
+  const reload = async (): Promise<ReloadAnswer> => {
     if (options.configPath === null) return { applied: [], needsRestart: [] };
     const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
     const next = loaded.config;
-    let reopen: { commit(): void } | null = null;
-    try {
-      reopen = (await accessLog?.prepareReopen()) ?? null;
-    } catch (e) {
-      // Rotation into an unwritable place: nothing changes, logging goes on to the old file.
-      return {
-        errors: [
-          `reopening the access log ${live.accessLog}: ${e instanceof Error ? e.message : String(e)}` +
-          " (nothing was applied; the old file stays in use)",
-        ],
-      };
-    }
-    const applied: string[] = [];
+    // What a start would refuse, a reload refuses too, before anything changes.
+    const problems = await preflight(next, loaded.locate);
+    if (problems.length > 0) return { errors: problems };
+
+    const changed = SETTINGS.filter((s) => JSON.stringify(live[s.field]) !== JSON.stringify(next[s.field]));
+    const keys = new Set(changed.map((s) => s.key));
     const needsRestart: string[] = [];
-    for (const s of SETTINGS) {
-      const before = JSON.stringify(live[s.field]);
-      const after = JSON.stringify(next[s.field]);
-      if (before === after) continue;
-      if (LIVE_KEYS.has(s.key)) {
-        (live as unknown as Record<string, unknown>)[s.field] = next[s.field];
-        applied.push(s.key);
-      } else {
-        needsRestart.push(s.key);
+    const applied: string[] = [];
+    // HTTPS switched on or off is a listening address: a restart. A new pair (other paths, or the same
+    // files renewed in place) is swapped in below.
+    const tlsToggled = (live.tlsCert === "off") !== (next.tlsCert === "off");
+    for (const s of changed) {
+      if (LIVE_KEYS.has(s.key) || STATIC_KEYS.has(s.key) || s.key === "ACCESS_LOG") continue;
+      if ((s.key === "TLS_CERT" || s.key === "TLS_KEY") && !tlsToggled) continue;
+      needsRestart.push(s.key);
+    }
+
+    // Prepare everything that can fail first; nothing is applied unless all of it succeeded.
+    let nextStatic: StaticResponder | null = null;
+    let nextLog: AccessLog | null = null;
+    const release = async () => {
+      nextStatic?.close();
+      await nextLog?.close();
+    };
+    try {
+      if (changed.some((s) => STATIC_KEYS.has(s.key))) nextStatic = await StaticResponder.create(next, clock);
+      if (keys.has("ACCESS_LOG") && next.accessLog !== "off") nextLog = await openLog(next.accessLog);
+    } catch (e) {
+      const key = nextStatic === null ? "DOCUMENT_ROOT" : "ACCESS_LOG";
+      await release();
+      return { errors: [`${loaded.locate(key)}: ${key}: ${e instanceof Error ? e.message : String(e)}`] };
+    }
+    // The same log path: a rotation reopens it, prepared here (the new file opened) and committed below.
+    let reopen: { commit(): void } | null = null;
+    if (!keys.has("ACCESS_LOG")) {
+      try {
+        reopen = (await accessLog?.prepareReopen()) ?? null;
+      } catch (e) {
+        // Rotation into an unwritable place: nothing changes, logging goes on to the old file.
+        await release();
+        return {
+          errors: [
+            `reopening the access log ${live.accessLog}: ${e instanceof Error ? e.message : String(e)}` +
+            " (nothing was applied; the old file stays in use)",
+          ],
+        };
       }
     }
-    if (applied.length > 0) {
+    let nextPems: { certPem: string; keyPem: string } | null = null;
+    if (tlsPems !== null && !tlsToggled) {
+      try {
+        const [certPem, keyPem] = await Promise.all([
+          Deno.readTextFile(next.tlsCert),
+          Deno.readTextFile(next.tlsKey),
+        ]);
+        if (certPem !== tlsPems.certPem || keyPem !== tlsPems.keyPem) {
+          await server.replaceTls(certPem, keyPem);
+          nextPems = { certPem, keyPem };
+        }
+      } catch (e) {
+        await release();
+        const why = e instanceof Error ? e.message : String(e);
+        return {
+          errors: [`${loaded.locate("TLS_CERT")}: the new TLS_CERT/TLS_KEY were not applied: ${why}`],
+        };
+      }
+    }
+
+    // Apply: from here nothing fails.
+    for (const s of changed) {
+      if (needsRestart.includes(s.key)) continue;
+      (live as unknown as Record<string, unknown>)[s.field] = next[s.field];
+      applied.push(s.key);
+    }
+    if (nextPems !== null) {
+      // Renewed in place (same paths): still a change the operator made, so it is reported.
+      if (nextPems.certPem !== tlsPems!.certPem && !applied.includes("TLS_CERT")) applied.push("TLS_CERT");
+      if (nextPems.keyPem !== tlsPems!.keyPem && !applied.includes("TLS_KEY")) applied.push("TLS_KEY");
+      tlsPems = nextPems;
+    }
+    if (nextStatic !== null) {
+      const old = staticResponder;
+      staticResponder = nextStatic;
+      router.setStatic(nextStatic);
+      old.close();
+    }
+    if (keys.has("ACCESS_LOG")) {
+      const old = accessLog;
+      accessLog = nextLog;
+      server.setAccessLog(nextLog);
+      await old?.close();
+    }
+    if (changed.some((s) => LIVE_KEYS.has(s.key))) {
       // With WORKERS > 1 the guard's table is shared (a shrinking ban list clears its mirror there).
       const apply = () => guard.applyOptions(live);
       if (gate.withLock !== undefined) gate.withLock(apply);
@@ -278,7 +387,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
       await store?.close();
       staticResponder.close();
       await accessLog?.close();
-      throw e;
+      if (e instanceof AdminSocketInUse) throw e;
+      throw new StartError(
+        `ADMIN_SOCKET "${live.adminSocket}": cannot create the socket (${
+          e instanceof Error ? e.message : String(e)
+        }): make its folder writable by this user, or set ADMIN_SOCKET elsewhere (off for none)`,
+      );
     }
   }
 

@@ -233,7 +233,8 @@ export class Cluster {
     this.#kickReplyTimeoutMs = options.kickReplyTimeoutMs ?? KICK_REPLY_TIMEOUT_MS;
     this.#memory = createSharedGuardMemory(config.guardTableCapacity, workers);
     this.#table = new SharedClientTable(this.#memory);
-    this.#guard = new Guard(this.config, this.#clock, new Stats(), () => {}, this.#table);
+    // Its only log lines are operator bans, which the workers apply quietly: each is logged once here.
+    this.#guard = new Guard(this.config, this.#clock, new Stats(), (line) => console.warn(line), this.#table);
     this.#gate = new SharedGate(this.#guard, this.#table, SUPERVISOR);
     this.#slots = Array.from({ length: workers }, (_, i) => new WorkerSlot(i));
     this.#followerConfig = this.config;

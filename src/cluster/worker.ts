@@ -70,6 +70,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           reusePort: true,
           guardTable: table,
           gate: (guard) => gate = new SharedGate(guard, table, index),
+          // A ban published by another instance reaches every worker; worker 0 logs it, once.
+          quietSharedBans: index !== 0,
           logError: (line) => post({ op: "log", line: `worker ${index}: ${line}` }),
         },
       );
@@ -110,7 +112,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
         if (lists) report();
         return;
       case "ban": {
-        const r = g.withLock(() => v.guard.ban(m.target, m.ms, m.reason));
+        // Quiet: the supervisor logs the operator's ban once, not once per worker.
+        const r = g.withLock(() => v.guard.ban(m.target, m.ms, m.reason, true));
         if (r.ok) {
           // The supervisor counts operator bans once; each worker applying one is not a new ban.
           v.stats.bansAdded--;

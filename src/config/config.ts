@@ -238,12 +238,12 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   precompressed: true,
   clientIpv6PrefixBits: 64,
   trustedProxies: [],
-  allowlist: [],
+  allowlist: ["127.0.0.0/8", "::1"],
   guardTableCapacity: 100_000,
-  requestRatePerSec: 20,
-  requestBurst: 100,
-  connRatePerSec: 10,
-  connBurst: 50,
+  requestRatePerSec: 100,
+  requestBurst: 400,
+  connRatePerSec: 30,
+  connBurst: 120,
   banAfterViolations: 50,
   violationWindowMs: 10_000,
   banMs: 60_000,
@@ -255,7 +255,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   guardStoreCaFile: "off",
   guardStorePassword: null,
   guardStoreCaPem: null,
-  maxConnsPerClient: 32,
+  maxConnsPerClient: 128,
   maxConns: 4096,
   busyThresholdPercent: 80,
 };
@@ -632,9 +632,65 @@ function guardStoreErrors(config: Config, seen: ReadonlyMap<string, number>): Co
   return errors;
 }
 
+/** Levenshtein distance between `a` and `b` (two rows; keys are short). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
 /**
- * Parses `vento.conf` text. `KEY=VALUE` per line, `#` starts a comment line, whitespace around keys
- * and values is trimmed, blank lines are ignored. Pure: touches no file.
+ * The known key closest to a mistyped one (`DOCUMENT_ROT` → `DOCUMENT_ROOT`), or null when none is
+ * close: at most a third of the key's letters may differ, so an unrelated word suggests nothing.
+ */
+export function nearestKey(typed: string): string | null {
+  const upper = typed.toUpperCase();
+  let best: string | null = null;
+  let bestDistance = Math.max(1, Math.floor(upper.length / 3)) + 1;
+  for (const s of SETTINGS) {
+    const d = editDistance(upper, s.key);
+    if (d < bestDistance) {
+      best = s.key;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/**
+ * The value part of a line as a shell user reads it: surrounding whitespace dropped; a value wrapped
+ * in matching `"` or `'` loses its quotes (`CACHE_CONTROL="public, max-age=60"` sends no quote), with no
+ * escapes inside; after an unquoted value, ` #` (a `#` after whitespace) starts a comment, so
+ * `PORT=8080   # the public port` works as pasted. A `#` with no space before it is part of the value
+ * (`pass#word`); a value holding ` #` must be quoted. An unclosed quote, or text after the closing one,
+ * is an error naming the key, never a guess.
+ */
+export function unquoteValue(key: string, text: string): { value: string } | { error: string } {
+  const t = text.trim();
+  const q = t[0];
+  if (q === '"' || q === "'") {
+    const end = t.indexOf(q, 1);
+    if (end < 0) return { error: `${key}: the value opens a ${q} quote that is never closed` };
+    const rest = t.slice(end + 1).trim();
+    if (rest !== "" && !rest.startsWith("#")) {
+      return { error: `${key}: unexpected text after the closing ${q} quote: "${rest}"` };
+    }
+    return { value: t.slice(1, end) };
+  }
+  const comment = /\s#/.exec(t);
+  return { value: comment === null ? t : t.slice(0, comment.index).trim() };
+}
+
+/**
+ * Parses `vento.conf` text. `KEY=VALUE` per line, `#` starts a comment line or (after whitespace) an
+ * inline comment, whitespace around keys and values is trimmed, quotes around a value are removed (see
+ * `unquoteValue`), blank lines are ignored. Pure: touches no file.
  */
 export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseConfigResult {
   const config: Config = {
@@ -655,13 +711,23 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
       continue;
     }
     const key = line.slice(0, eq).trim();
-    const raw = line.slice(eq + 1).trim();
     const setting = BY_KEY.get(key.toUpperCase());
     if (setting === undefined || key !== setting.key) {
-      const hint = setting !== undefined ? ` (keys are upper case: ${setting.key})` : "";
+      const near = setting?.key ?? nearestKey(key);
+      const hint = setting !== undefined
+        ? ` (keys are upper case: ${setting.key})`
+        : near !== null
+        ? ` (did you mean ${near}?)`
+        : "";
       errors.push({ line: lineNo, message: `unknown key "${key}"${hint}` });
       continue;
     }
+    const value = unquoteValue(key, line.slice(eq + 1));
+    if ("error" in value) {
+      errors.push({ line: lineNo, message: value.error });
+      continue;
+    }
+    const raw = value.value;
     const earlier = seen.get(key);
     if (earlier !== undefined) {
       errors.push({ line: lineNo, message: `${key} is already set on line ${earlier}` });
@@ -713,7 +779,14 @@ export function formatConfigError(path: string, e: ConfigError): string {
 
 /** What `loadConfig` answers: a validated config with absolute paths, or every problem, formatted. */
 export type LoadConfigResult =
-  | { ok: true; config: Config; path: string; found: boolean }
+  | {
+    ok: true;
+    config: Config;
+    path: string;
+    found: boolean;
+    /** Where a key is set, for messages: `vento.conf:12`, or the file's name when the default applies. */
+    locate: (key: string) => string;
+  }
   | { ok: false; messages: string[] };
 
 /** The conf file read when `--config` is not given, relative to the working directory. */
@@ -881,5 +954,9 @@ export async function loadConfig(
   }
 
   if (messages.length > 0) return { ok: false, messages };
-  return { ok: true, config, path: absPath, found };
+  const locate = (key: string) => {
+    const line = lineOfKey(text, key);
+    return line > 0 ? `${shownPath}:${line}` : shownPath;
+  };
+  return { ok: true, config, path: absPath, found, locate };
 }

@@ -111,6 +111,8 @@ export class Guard {
   #dryRunRefusals = 0;
   #lastLogMs = -Infinity;
   #suppressedLogs = 0;
+  /** The untrusted X-Forwarded-For warning was given (see `#warnUntrusted`). */
+  #warnedUntrustedForward = false;
   /** GUARD_STORE shared by several instances (null: the embedded table alone). */
   #store: SharedStore | null = null;
   /** Set while applying a ban or unban another instance published (so it is not published back). */
@@ -235,11 +237,14 @@ export class Guard {
     this.#store = store;
   }
 
-  /** Applies a ban another instance published (the same forms as `ban`), without publishing it back. */
-  applySharedBan(target: string, ms: number, reason: string): void {
+  /**
+   * Applies a ban another instance published (the same forms as `ban`), without publishing it back;
+   * `quiet` when another copy of this process (worker 0) logs it.
+   */
+  applySharedBan(target: string, ms: number, reason: string, quiet = false): void {
     this.#applyingShared = true;
     try {
-      this.ban(target, ms, reason);
+      this.ban(target, ms, reason, quiet);
     } finally {
       this.#applyingShared = false;
     }
@@ -272,7 +277,13 @@ export class Guard {
    * Operator ban of a client key, an address (banned as its client key) or a CIDR block, for `ms`.
    * Applies at the next accept and the next request of the key's open connections.
    */
-  ban(keyOrCidr: string, ms: number, reason: string): { ok: true } | { ok: false; error: string } {
+  ban(
+    keyOrCidr: string,
+    ms: number,
+    reason: string,
+    /** No log line: another copy of this ban (the cluster supervisor's) logs it. */
+    quiet = false,
+  ): { ok: true } | { ok: false; error: string } {
     if (!Number.isFinite(ms) || ms <= 0) {
       return { ok: false, error: `ban length must be positive, got ${ms}` };
     }
@@ -285,7 +296,7 @@ export class Guard {
     if ("key" in target) {
       if (this.#allow.contains(target.addr)) return { ok: false, error: `${target.key} is allowlisted` };
       const slot = this.#table.slotOf(target.key);
-      this.#addBan(target.key, until, reason, slot >= 0 ? this.#table.offences[slot] : 0);
+      this.#addBan(target.key, until, reason, slot >= 0 ? this.#table.offences[slot] : 0, quiet);
       if (slot >= 0) this.#table.bannedUntilMs[slot] = Math.max(this.#table.bannedUntilMs[slot], until);
     } else {
       const rec = this.#bans.addCidr(target.cidr, until, reason);
@@ -299,7 +310,7 @@ export class Guard {
         if (!this.#slotAddr(slot, a) || !this.#cidrCoversKey(rec.cidr!.bits, a)) return;
         if (cidrContains(rec.cidr!, a)) t.bannedUntilMs[slot] = Math.max(t.bannedUntilMs[slot], until);
       });
-      this.#log(now, `ban ${rec.key} for ${Math.ceil(ms / 1000)}s: ${reason}`);
+      if (!quiet) this.#warn(`guard: ban ${rec.key} for ${Math.ceil(ms / 1000)}s: ${reason}`);
     }
     this.#syncBanStats();
     return { ok: true };
@@ -386,6 +397,7 @@ export class Guard {
    */
   applyOptions(options: GuardOptions): void {
     const now = this.#clock.nowMs();
+    this.#warnedUntrustedForward = false;
     if (options.guardTableCapacity !== this.#table.capacity) {
       this.#log(
         now,
@@ -502,7 +514,26 @@ export class Guard {
         return -1;
       }
     }
+    if (!peerTrusted && forwardedFor !== undefined && !this.#warnedUntrustedForward) {
+      this.#warnUntrusted(ticket);
+    }
     return ticket >= 0 ? ticket >> 1 : -1; // a negative ticket: an allowlisted peer
+  }
+
+  /**
+   * Once per start (and per reload): a request carried X-Forwarded-For from a peer not in
+   * TRUSTED_PROXIES. Behind a proxy that means every visitor shares the proxy's limits (or, for an
+   * allowlisted proxy such as loopback, none at all), which an operator must hear about; from a direct
+   * client it is a header to ignore, and one line is all it can cause.
+   */
+  #warnUntrusted(ticket: number): void {
+    this.#warnedUntrustedForward = true;
+    const peer = ticket >= 0 ? this.#table.keyAt(ticket >> 1) : "an allowlisted address";
+    this.#warn(
+      `guard: a request from ${peer} carries X-Forwarded-For, but TRUSTED_PROXIES does not name it, so ` +
+        "the header is ignored; if Vento runs behind a proxy there, set TRUSTED_PROXIES to the proxy's " +
+        "address (e.g. TRUSTED_PROXIES=127.0.0.1, ::1) so each visitor is limited on its own",
+    );
   }
 
   /** Counts a request of `slot`; -1 when the key is not banned, else the answer (0 in dry-run mode). */
@@ -611,13 +642,21 @@ export class Guard {
     return ms;
   }
 
-  #addBan(key: string, until: number, reason: string, offences: number): void {
+  /**
+   * Records a ban and logs it. Ban lines are never rate-limited: an operator must see every ban once.
+   * Their number stays bounded, as each flood ban takes BAN_AFTER_VIOLATIONS refusals of one client.
+   */
+  #addBan(key: string, until: number, reason: string, offences: number, quiet = false): void {
     const dropped = this.#bans.add(key, until, reason, offences);
     if (dropped !== null) this.#clearMirror(dropped);
     this.#stats.bansAdded++;
     const now = this.#clock.nowMs();
     if (!this.#applyingShared) this.#store?.publishBan(key, until - now, reason, offences);
-    this.#log(now, `ban ${key} for ${Math.ceil((until - now) / 1000)}s: ${reason} (offence ${offences})`);
+    if (!quiet) {
+      this.#warn(
+        `guard: ban ${key} for ${Math.ceil((until - now) / 1000)}s: ${reason} (offence ${offences})`,
+      );
+    }
   }
 
   /** A ban dropped from the list must stop applying through the table mirror too. */

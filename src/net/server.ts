@@ -128,6 +128,12 @@ export class Server {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #lastTickMs = 0;
   #acceptDone: Promise<void> = Promise.resolve();
+  /** The HTTPS accept loop (its end tells `replaceTls` the old listener is gone). */
+  #tlsLoop: Promise<void> = Promise.resolve();
+  /** The HTTPS listener is bound with SO_REUSEPORT (false when the runtime runs without --unstable-net). */
+  #tlsReusePort = true;
+  /** The pair the HTTPS listener uses (to rebind it should a swap without SO_REUSEPORT fail). */
+  #tlsPems: { certPem: string; keyPem: string } | null = null;
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
@@ -184,16 +190,98 @@ export class Server {
    * against the header deadline from accept, and a failed one ends only that connection.
    */
   listenTls(tls: TlsListenOptions): Deno.NetAddr {
-    this.#tlsListener = Deno.listenTls({
-      hostname: this.#deps.options.host,
-      port: tls.port,
-      transport: "tcp",
-      cert: tls.certPem,
-      key: tls.keyPem,
-      alpnProtocols: TLS_ALPN_PROTOCOLS,
-      reusePort: this.#deps.reusePort === true,
-    });
+    const hostname = this.#deps.options.host;
+    let port = tls.port;
+    if (this.#deps.reusePort !== true) {
+      // The HTTPS listener is always bound with SO_REUSEPORT, so a reload can bind its successor (a new
+      // certificate) before closing it. That option would also let a second server share the port
+      // silently: a plain bind first keeps a clash an AddrInUse error (and fixes port 0 to one number).
+      const probe = Deno.listen({ hostname, port, transport: "tcp" });
+      port = probe.addr.port;
+      probe.close();
+    }
+    this.#tlsListener = this.#bindTls(hostname, port, tls.certPem, tls.keyPem);
+    this.#tlsPems = { certPem: tls.certPem, keyPem: tls.keyPem };
     return this.#tlsListener.addr;
+  }
+
+  #bindTls(hostname: string, port: number, cert: string, key: string): Deno.TlsListener {
+    const options = {
+      hostname,
+      port,
+      transport: "tcp" as const,
+      cert,
+      key,
+      alpnProtocols: TLS_ALPN_PROTOCOLS,
+    };
+    // Without --unstable-net, Deno exits the process on `reusePort` (it does not throw): bind plainly then,
+    // and swap a renewed pair by rebinding. `listenDatagram` exists exactly when that flag is on.
+    if (typeof (Deno as unknown as Record<string, unknown>).listenDatagram !== "function") {
+      this.#tlsReusePort = false;
+    }
+    return this.#tlsReusePort ? Deno.listenTls({ ...options, reusePort: true }) : Deno.listenTls(options);
+  }
+
+  /**
+   * A new certificate and key (a reload): binds a second HTTPS listener on the same port (SO_REUSEPORT),
+   * accepts on it, then closes the old one. New handshakes use the new pair; open connections keep the
+   * one they shook hands with. Deno's TLS listener has no way to change its key in place (its SNI
+   * resolver caches per name for the listener's life), hence the swap. Throws, keeping the old listener,
+   * when the new one cannot be bound (e.g. the runtime refuses the pair).
+   */
+  async replaceTls(certPem: string, keyPem: string): Promise<void> {
+    const old = this.#tlsListener;
+    if (old === null || this.#shuttingDown) return;
+    const oldLoop = this.#tlsLoop;
+    const { hostname, port } = old.addr;
+    let next: Deno.TlsListener;
+    if (this.#tlsReusePort) {
+      next = this.#bindTls(this.#deps.options.host, port, certPem, keyPem);
+    } else {
+      // Without SO_REUSEPORT the port must be free first: new connections are refused for the moment
+      // between the close and the bind (milliseconds). A bind that fails then is retried with the old pair.
+      try {
+        old.close();
+      } catch {
+        // already closed
+      }
+      await oldLoop;
+      try {
+        next = this.#bindTls(this.#deps.options.host, port, certPem, keyPem);
+      } catch (e) {
+        const current = this.#tlsPems;
+        if (current !== null) {
+          this.#tlsListener = this.#bindTls(this.#deps.options.host, port, current.certPem, current.keyPem);
+          if (this.#sweeper !== undefined) {
+            this.#tlsLoop = this.#acceptLoop(this.#tlsListener);
+            this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
+          }
+        }
+        throw new Error(
+          `binding ${hostname}:${port} with the new certificate: ${e instanceof Error ? e.message : e}`,
+        );
+      }
+    }
+    this.#tlsPems = { certPem, keyPem };
+    this.#tlsListener = next;
+    if (this.#sweeper !== undefined) {
+      this.#tlsLoop = this.#acceptLoop(next);
+      this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
+    }
+    try {
+      old.close();
+    } catch {
+      // already closed
+    }
+    // The old socket leaves the port's SO_REUSEPORT group only once its pending accept is cancelled and
+    // the runtime drops it; until then the kernel may still queue new connections on it (reset at its
+    // close). Resolving after that point means every handshake from now on reaches the new listener.
+    await oldLoop;
+  }
+
+  /** The access log new lines go to (a reload of ACCESS_LOG), or null for none. */
+  setAccessLog(sink: AccessLogSink | null): void {
+    this.#ctx.accessLog = sink;
   }
 
   /** The bound address (after `listen`; the HTTPS one when only `listenTls` was called). */
@@ -217,7 +305,10 @@ export class Server {
     this.#sweeper = setInterval(() => this.#sweep(), this.#sweepMs);
     const loops: Promise<void>[] = [];
     if (this.#listener !== null) loops.push(this.#acceptLoop(this.#listener));
-    if (this.#tlsListener !== null) loops.push(this.#acceptLoop(this.#tlsListener));
+    if (this.#tlsListener !== null) {
+      this.#tlsLoop = this.#acceptLoop(this.#tlsListener);
+      loops.push(this.#tlsLoop);
+    }
     this.#acceptDone = Promise.all(loops).then(() => {});
     return this.#acceptDone;
   }

@@ -35,15 +35,21 @@ function isRoute(path: string, route: string): boolean {
 
 export class Router implements Handler {
   #static: StaticHandler;
-  #echoMaxBodyBytes: number;
+  /** The live options object (read per request, so a reload of ECHO_MAX_BODY_BYTES reaches it). */
+  readonly #options: { readonly echoMaxBodyBytes: number };
 
-  constructor(staticHandler: StaticHandler, options: { echoMaxBodyBytes: number }) {
+  constructor(staticHandler: StaticHandler, options: { readonly echoMaxBodyBytes: number }) {
     this.#static = staticHandler;
-    this.#echoMaxBodyBytes = options.echoMaxBodyBytes;
+    this.#options = options;
+  }
+
+  /** Serves static files from `handler` from now on (a reload that changed the document root or its settings). */
+  setStatic(handler: StaticHandler): void {
+    this.#static = handler;
   }
 
   bodyLimitBytes(head: RequestHead): number {
-    return head.method === "POST" && isRoute(head.path, ECHO_PATH) ? this.#echoMaxBodyBytes : 0;
+    return head.method === "POST" && isRoute(head.path, ECHO_PATH) ? this.#options.echoMaxBodyBytes : 0;
   }
 
   handle(ex: Exchange): Reply | Promise<Reply> {

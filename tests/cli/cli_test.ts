@@ -1,7 +1,8 @@
 /**
  * `vento-admin` as a user runs it: `deno run -A cli/main.ts …` in a subprocess against a
- * fake-backend AdminServer in this process. Checks output, `--json`, exit codes (0 ok, 1 refused or
- * no server, 2 usage) and socket discovery through vento.conf.
+ * fake-backend AdminServer in this process. Checks output, `--json` (failures included), the exit codes
+ * (0 ok, 1 refused, 2 usage, 3 no server, 4 permission, 5 no socket to use) and socket discovery through
+ * vento.conf.
  */
 
 import assert from "node:assert/strict";
@@ -122,18 +123,82 @@ Deno.test("vento-admin exits 2 on usage errors", async () => {
   });
 });
 
-Deno.test("vento-admin says clearly when no server is listening and exits 1", async () => {
+Deno.test("vento-admin says clearly when no server is listening and exits 3 (JSON under --json)", async () => {
   const { dir, path } = await tempSocket();
   try {
     const r = await cli(["--socket", path, "stats"]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 3);
     assert.equal(r.stdout, "");
     assert.ok(r.stderr.includes(`no Vento server is listening on ${path}`), r.stderr);
     assert.ok(r.stderr.includes("deno task start"), r.stderr);
     assert.equal(r.stderr.trimEnd().split("\n").length, 1);
+    const j = await cli(["--socket", path, "--json", "stats"]);
+    assert.equal(j.code, 3);
+    assert.equal(j.stderr, "");
+    const parsed = JSON.parse(j.stdout);
+    assert.equal(parsed.ok, false);
+    assert.equal(parsed.error.code, "NO_SERVER");
+    assert.equal(parsed.error.exitCode, 3);
+    assert.match(parsed.error.message, /no Vento server is listening/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("vento-admin reports a permission problem as one: the OS's (exit 4) and Deno's own", async () => {
+  await withServer(async (path) => {
+    // Deno's permissions, as the bundle's #! line grants them: the socket lies outside them.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        `--config=${ROOT}deno.json`,
+        "--allow-read=.",
+        MAIN,
+        "--socket",
+        path,
+        "stats",
+      ],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 4, stderr);
+    assert.match(stderr, /this vento-admin may not use .*Deno permissions do not cover that path/);
+    assert.doesNotMatch(stderr, /no Vento server/);
+    if (Deno.uid() !== 0) {
+      await Deno.chmod(path, 0o000);
+      const r = await cli(["--socket", path, "stats"]);
+      assert.equal(r.code, 4);
+      assert.match(r.stderr, /permission denied on .*run vento-admin as the user Vento runs as/);
+    }
+  });
+});
+
+Deno.test("vento-admin --version, exit codes in --help, durations in the documented units", async () => {
+  const v = await cli(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^vento-admin \d+\.\d+\.\d+/);
+  const help = await cli(["--help"]);
+  for (const code of [0, 1, 2, 3, 4, 5]) assert.match(help.stdout, new RegExp(`^  ${code}  \\S`, "m"));
+  const ban = await cli(["ban", "--help"]);
+  assert.match(ban.stdout, /--for <duration> [^]*\(default: 10m\)/);
+  assert.doesNotMatch(ban.stdout, /600000/);
+  const top = await cli(["top", "--help"]);
+  assert.match(top.stdout, /--interval <duration> [^]*\(default: 1s\)/);
+  assert.doesNotMatch(top.stdout, /\b1000\b/);
+  const usage = await cli(["--json", "frobnicate"]);
+  assert.equal(usage.code, 2);
+  assert.equal(JSON.parse(usage.stdout).error.code, "USAGE");
+});
+
+Deno.test("vento-admin stats --json labels the responses by status class", async () => {
+  await withServer(async (path) => {
+    const s = JSON.parse((await cli(["--json", "--socket", path, "stats"])).stdout);
+    assert.deepEqual(s.snapshot.responses, { "1xx": 0, "2xx": 950, "3xx": 20, "4xx": 25, "5xx": 5 });
+  });
 });
 
 Deno.test("vento-admin finds the socket through ADMIN_SOCKET in vento.conf, relative to its folder", async () => {
@@ -145,10 +210,21 @@ Deno.test("vento-admin finds the socket through ADMIN_SOCKET in vento.conf, rela
     // …and from elsewhere with --config.
     const there = await cli(["--config", `${dir}/vento.conf`, "--json", "bans"]);
     assert.equal(there.code, 0, there.stderr);
-    await Deno.writeTextFile(`${dir}/vento.conf`, "PROT=8080\n");
-    const bad = await cli(["--json", "bans"], dir);
-    assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /vento\.conf:1: unknown key "PROT"/);
+    // A broken config does not stop it: only ADMIN_SOCKET is read (quoted, with a comment, as the server
+    // reads it), exactly when an operator needs the tool.
+    await Deno.writeTextFile(
+      `${dir}/vento.conf`,
+      'PROT=8080\nADMIN_SOCKET="vento.sock"  # here\nMAX_CONNS=0\n',
+    );
+    const broken = await cli(["--json", "bans"], dir);
+    assert.equal(broken.code, 0, broken.stderr);
+    await Deno.writeTextFile(`${dir}/vento.conf`, "PORT=8080\nADMIN_SOCKET=off\n");
+    const off = await cli(["bans"], dir);
+    assert.equal(off.code, 5);
+    assert.match(off.stderr, /ADMIN_SOCKET=off.*pass --socket PATH/);
+    const missing = await cli(["--config", `${dir}/nope.conf`, "bans"]);
+    assert.equal(missing.code, 5);
+    assert.match(missing.stderr, /cannot read .*nope\.conf \(no such file\)/);
   });
 });
 
@@ -156,7 +232,7 @@ Deno.test("vento-admin reload, drain and metrics reach the backend", async () =>
   await withServer(async (path, backend) => {
     const reload = await cli(["--socket", path, "reload"]);
     assert.equal(reload.code, 0);
-    assert.match(reload.stdout, /reloaded: REQUEST_RATE_PER_SEC\nneeds a restart to apply: PORT/);
+    assert.match(reload.stdout, /reloaded: applied REQUEST_RATE_PER_SEC\nneeds a restart to apply: PORT/);
     backend.reloadResult = { errors: ["vento.conf:2: MAX_CONNS must be between 1 and 1000000, got 0"] };
     const bad = await cli(["--socket", path, "reload"]);
     assert.equal(bad.code, 1);

@@ -151,12 +151,23 @@ Deno.test("keys move the selection, sort, filter and ask for actions", () => {
   handleKey(state, { char: "j" }, size);
   handleKey(state, { char: "j" }, size);
   assert.equal(state.selectedConnId, 7, "stays on the last row");
-  assert.deepEqual(handleKey(state, { char: "b" }, size), {
+  // A ban and a kick ask first: y confirms, any other key cancels.
+  assert.equal(handleKey(state, { char: "b" }, size), null);
+  assert.match(state.message, /^ban 2001:db8::\/64 for 10m and close its connections\? y to confirm/);
+  assert.deepEqual(handleKey(state, { char: "y" }, size), {
     kind: "ban",
     target: "2001:db8::/64",
     ms: 600_000,
   });
-  assert.deepEqual(handleKey(state, { char: "x" }, size), { kind: "kick", id: 7 });
+  assert.equal(handleKey(state, { char: "b" }, size), null);
+  assert.equal(handleKey(state, { char: "b" }, size), null, "a second b cancels, it does not confirm");
+  assert.equal(state.message, "ban cancelled");
+  assert.equal(handleKey(state, { char: "x" }, size), null);
+  assert.match(state.message, /^close connection 7 /);
+  assert.equal(handleKey(state, "enter", size), null);
+  assert.equal(state.message, "kick cancelled");
+  assert.equal(handleKey(state, { char: "x" }, size), null);
+  assert.deepEqual(handleKey(state, { char: "Y" }, size), { kind: "kick", id: 7 });
   assert.equal(handleKey(state, { char: "u" }, size), null, "u needs the bans panel");
   handleKey(state, "tab", size);
   handleKey(state, "down", size);
@@ -224,8 +235,11 @@ Deno.test({
       const screen = () => tmux(tsock, "capture-pane", "-p");
       await waitFor("the connections table", async () => (await screen()).includes("203.0.113.9:51234"));
       assert.equal((await tmux(tsock, "display", "-p", "#{alternate_on}")).trim(), "1");
-      // The oldest connection is selected first; b bans its client.
+      // The oldest connection is selected first; b asks to ban its client, y confirms.
       await tmux(tsock, "send-keys", "b");
+      await waitFor("the question", async () => (await screen()).includes("ban 203.0.113.9 for 10m"));
+      assert.equal(backend.recorded.bans.length, 0, "nothing is banned before y");
+      await tmux(tsock, "send-keys", "y");
       await waitFor(
         "the ban to reach the backend",
         () => Promise.resolve(backend.recorded.bans.length === 1),

@@ -63,7 +63,7 @@ Deno.test("parseConfig keeps everything after the first = as the value", () => {
 
 Deno.test("parseConfig does not mutate the defaults it starts from", () => {
   okConfig(parseConfig("ALLOWLIST=10.0.0.0/8\nPORT=1"));
-  assert.deepEqual(DEFAULT_CONFIG.allowlist, []);
+  assert.deepEqual(DEFAULT_CONFIG.allowlist, ["127.0.0.0/8", "::1"]);
   assert.equal(DEFAULT_CONFIG.port, 8080);
 });
 
@@ -75,8 +75,54 @@ Deno.test("parseConfig reports a line without = with its line number", () => {
 
 Deno.test("parseConfig reports an unknown key with its line number", () => {
   assert.deepEqual(errorsOf(parseConfig("PORT=1\n\nDOCUMENT_RUTE=www")), [
-    'vento.conf:3: unknown key "DOCUMENT_RUTE"',
+    'vento.conf:3: unknown key "DOCUMENT_RUTE" (did you mean DOCUMENT_ROOT?)',
   ]);
+});
+
+Deno.test("parseConfig suggests the nearest known key for a typo, and none for an unrelated word", () => {
+  assert.deepEqual(errorsOf(parseConfig("DOCUMENT_ROT=www\nTLS_CRT=a.pem\nBANANA=1\n")), [
+    'vento.conf:1: unknown key "DOCUMENT_ROT" (did you mean DOCUMENT_ROOT?)',
+    'vento.conf:2: unknown key "TLS_CRT" (did you mean TLS_CERT?)',
+    'vento.conf:3: unknown key "BANANA"',
+  ]);
+});
+
+Deno.test("parseConfig strips matching quotes around a value as a shell would", () => {
+  const c = okConfig(parseConfig(`CACHE_CONTROL="public, max-age=60"\nINDEX_FILE='home.html'\nPORT="81"\n`));
+  assert.equal(c.cacheControl, "public, max-age=60");
+  assert.equal(c.indexFile, "home.html");
+  assert.equal(c.port, 81);
+  // The other quote may appear inside; a quoted value keeps a " #" as text.
+  const d = okConfig(parseConfig(`CACHE_CONTROL="it's # not a comment"  # but this is\n`));
+  assert.equal(d.cacheControl, "it's # not a comment");
+});
+
+Deno.test("parseConfig refuses an unclosed quote or text after the closing quote, naming the key", () => {
+  assert.deepEqual(errorsOf(parseConfig(`CACHE_CONTROL="public\nINDEX_FILE="a"b\n`)), [
+    'vento.conf:1: CACHE_CONTROL: the value opens a " quote that is never closed',
+    'vento.conf:2: INDEX_FILE: unexpected text after the closing " quote: "b"',
+  ]);
+});
+
+Deno.test("parseConfig takes ' #' after a value as a comment, and a '#' inside a word as text", () => {
+  const c = okConfig(
+    parseConfig("PORT=8081   # the public port\nINDEX_FILE=a#b.html\nALLOWLIST=10.0.0.0/8 # office\n"),
+  );
+  assert.equal(c.port, 8081);
+  assert.equal(c.indexFile, "a#b.html");
+  assert.deepEqual(c.allowlist, ["10.0.0.0/8"]);
+});
+
+Deno.test("every KEY=VALUE line of docs/redis.md parses as pasted, trailing comments included", async () => {
+  const text = await Deno.readTextFile(`${REPO_ROOT}/docs/redis.md`);
+  const lines = text.split("\n").filter((l) => /^GUARD_STORE=/.test(l));
+  assert.ok(lines.length > 0);
+  for (const line of lines) {
+    // The user-only URL is shown with the password file of the next line; give it one.
+    const r = parseConfig(`${line}\nGUARD_STORE_PASSWORD_FILE=redis.password`);
+    assert.ok(r.ok, `${line}: ${JSON.stringify(!r.ok && r.errors)}`);
+    assert.ok(!r.config.guardStore.includes("#") && !r.config.guardStore.includes(" "), line);
+  }
 });
 
 Deno.test("parseConfig rejects a lower-case key and names the right spelling", () => {

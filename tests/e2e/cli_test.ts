@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { RawClient } from "../_helpers/raw_client.ts";
+import { makeTestPki } from "../_helpers/pki.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
 
@@ -120,6 +121,77 @@ Deno.test("--check validates without binding", async () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /vento\.conf:2: LIMIT_MODE/);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--check proves the start: log folder, key/certificate pair, port clash, root, each named", async () => {
+  const pki = await makeTestPki("vento-cli-tls-");
+  const other = await makeTestPki("vento-cli-tls-other-");
+  const dir = await tempSite(null);
+  const check = async (conf: string) => {
+    await Deno.writeTextFile(`${dir}/vento.conf`, conf);
+    return await run(dir, ["--check"]);
+  };
+  try {
+    const tls = `TLS_CERT=${pki.certFile}\nTLS_KEY=${pki.keyFile}\n`;
+    const ok = await check(`PORT=18091\nTLS_PORT=18092\n${tls}ACCESS_LOG=logs.txt\n`);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /OK; would listen on http:\/\/\[::\]:18091\/ and https:\/\/\[::\]:18092\//);
+    await assert.rejects(Deno.stat(`${dir}/logs.txt`), Deno.errors.NotFound, "the probe leaves no new file");
+
+    const mismatch = await check(`PORT=18091\nTLS_CERT=${pki.certFile}\nTLS_KEY=${other.keyFile}\n`);
+    assert.equal(mismatch.code, 2);
+    assert.match(mismatch.stderr, /vento\.conf:3: TLS_KEY ".*" is not the private key of TLS_CERT ".*cert/);
+
+    const clash = await check(`PORT=18091\nTLS_PORT=18091\n${tls}`);
+    assert.equal(clash.code, 2);
+    assert.match(clash.stderr, /vento\.conf:2: TLS_PORT=18091 is also PORT/);
+
+    const noFolder = await check("PORT=18091\nACCESS_LOG=missing/dir/vento.log\n");
+    assert.equal(noFolder.code, 2);
+    assert.match(
+      noFolder.stderr,
+      /vento\.conf:2: ACCESS_LOG ".*missing\/dir\/vento\.log": the folder .* does not exist/,
+    );
+
+    const badHost = await check("PORT=18091\nHOST=192.0.2.1\n");
+    assert.equal(badHost.code, 2);
+    assert.match(
+      badHost.stderr,
+      /vento\.conf:2: HOST=192\.0\.2\.1: no network interface of this machine has that address/,
+    );
+    assert.equal((await check("PORT=18091\nHOST=127.0.0.1\n")).code, 0);
+
+    if (Deno.uid() !== 0) {
+      // Only meaningful without root; as root the directory stays readable.
+      await Deno.chmod(`${dir}/www`, 0o000);
+      const unreadable = await check("PORT=18091\n");
+      await Deno.chmod(`${dir}/www`, 0o755);
+      assert.equal(unreadable.code, 2);
+      assert.match(unreadable.stderr, /DOCUMENT_ROOT ".*www" cannot be read by this user/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await pki.remove();
+    await other.remove();
+  }
+});
+
+Deno.test("start errors name the setting, the value and the fix: a port in use, a foreign HOST", async () => {
+  const dir = await tempSite(null);
+  const blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (blocker.addr as Deno.NetAddr).port;
+    await Deno.writeTextFile(`${dir}/vento.conf`, `PORT=${port}\nHOST=127.0.0.1\n`);
+    const inUse = await run(dir, []);
+    assert.equal(inUse.code, 2);
+    assert.match(
+      inUse.stderr,
+      new RegExp(`PORT=${port}: 127\\.0\\.0\\.1:${port} is already in use .*choose another PORT`),
+    );
+  } finally {
+    blocker.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -55,6 +55,7 @@ async function startSite(
     connBurst: 100_000,
     maxConnsPerClient: 1_000,
     shutdownTimeoutMs: 2_000,
+    allowlist: [],
     ...overrides,
   };
   const errors: string[] = [];
@@ -504,7 +505,7 @@ Deno.test("reload re-reads the config in every worker: a new per-client cap hold
   const conf = (cap: number) =>
     `PORT=0\nHOST=127.0.0.1\nDOCUMENT_ROOT=www\nACCESS_LOG=off\nADMIN_SOCKET=off\nWORKERS=2\n` +
     `REQUEST_RATE_PER_SEC=100000\nREQUEST_BURST=100000\nCONN_RATE_PER_SEC=100000\nCONN_BURST=100000\n` +
-    `MAX_CONNS_PER_CLIENT=${cap}\n`;
+    `MAX_CONNS_PER_CLIENT=${cap}\nALLOWLIST=\n`;
   await Deno.writeTextFile(confPath, conf(100));
   const loaded = await loadConfig(confPath);
   assert.ok(loaded.ok, loaded.ok ? "" : loaded.messages.join("\n"));

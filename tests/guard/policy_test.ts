@@ -25,7 +25,7 @@ function admit(guard: Guard, ip: string): number {
 }
 
 Deno.test("a flooding client gets 429s, then a ban, then is refused at accept; a bystander is unaffected", () => {
-  const { guard, stats } = setup(); // defaults: 20/s burst 100, ban after 50 violations
+  const { guard, stats } = setup(); // defaults: 100/s burst 400, ban after 50 violations
   const flooder = admit(guard, "203.0.113.66");
   const bystander = admit(guard, "198.51.100.7");
   let served = 0;
@@ -39,7 +39,7 @@ Deno.test("a flooding client gets 429s, then a ban, then is refused at accept; a
     // The bystander sends a few requests in the same instant, well within its own burst.
     if (i % 10 === 0) assert.equal(guard.decideRequest(bystander, undefined), 0);
   }
-  assert.equal(served, 100, "the burst");
+  assert.equal(served, 400, "the burst");
   assert.equal(limited, 49);
   assert.equal(banRetry, 60);
   assert.equal(stats.bansAdded, 1);
@@ -52,7 +52,7 @@ Deno.test("a flooding client gets 429s, then a ban, then is refused at accept; a
   assert.equal(top.key, "203.0.113.66");
   assert.equal(top.limited, true);
   assert.ok(top.requestRatePerSec > 100);
-  assert.equal(top.requests, 150);
+  assert.equal(top.requests, 450);
 });
 
 Deno.test("connections over the connection rate are refused with conn_rate and count as violations", () => {
@@ -144,13 +144,36 @@ Deno.test("dry-run counts and logs bans and limits but refuses nothing for them"
   const capped = guard.decideConnection("203.0.113.1");
   assert.equal(!capped.ok && capped.reason, "client_cap");
   assert.equal(stats.refused.client_cap, 1);
-  // Logging is limited to one line per second, and the rest are reported.
-  assert.equal(logs.length, 1);
-  assert.match(logs[0], /dry-run: would answer 429 to 203\.0\.113\.1/);
+  // Logging of dry-run decisions is limited to one line per second, and the rest are reported; the ban
+  // line is never held back.
+  const dryRun = logs.filter((l) => !l.startsWith("guard: ban "));
+  assert.equal(dryRun.length, 1);
+  assert.match(dryRun[0], /dry-run: would answer 429 to 203\.0\.113\.1/);
+  assert.equal(logs.filter((l) => l.startsWith("guard: ban 203.0.113.1 ")).length, 1);
   clock.advance(1_000);
   guard.tick();
-  assert.equal(logs.length, 2);
-  assert.match(logs[1], /log lines suppressed/);
+  assert.match(logs[logs.length - 1], /log lines suppressed/);
+});
+
+Deno.test("every ban is logged exactly once, even several in the same second; a quiet copy is not", () => {
+  const { guard, logs } = setup({ requestBurst: 1, banAfterViolations: 2 });
+  for (const ip of ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) {
+    const t = admit(guard, ip);
+    for (let i = 0; i < 5; i++) guard.admitRequest(t, undefined);
+  }
+  assert.ok(guard.ban("198.51.100.0/24", 60_000, "operator").ok);
+  assert.ok(guard.ban("198.51.100.9", 60_000, "operator").ok);
+  assert.ok(guard.ban("192.0.2.0/24", 60_000, "operator", true).ok);
+  assert.ok(guard.ban("192.0.2.1", 60_000, "operator", true).ok);
+  const bans = logs.filter((l) => l.startsWith("guard: ban "));
+  assert.deepEqual(bans.map((l) => l.split(" ")[2]), [
+    "203.0.113.1",
+    "203.0.113.2",
+    "203.0.113.3",
+    "198.51.100.0/24",
+    "198.51.100.9",
+  ]);
+  assert.ok(!logs.some((l) => l.includes("suppressed")));
 });
 
 Deno.test("switching from dry-run to enforce applies limits at once", () => {
@@ -268,4 +291,33 @@ Deno.test("without a shared store admitConnection is admitConnection: synchronou
   }
   assert.equal(a.guard.openConns, 2);
   assert.deepEqual(a.stats.refused, b.stats.refused);
+});
+
+Deno.test("X-Forwarded-For from a peer outside TRUSTED_PROXIES is warned about once, naming the fix", () => {
+  const { guard, logs, opts } = setup();
+  const proxied = guard.decideConnection("127.0.0.1"); // allowlisted by default: a same-host proxy
+  assert.ok(proxied.ok);
+  for (let i = 0; i < 3; i++) assert.equal(guard.decideRequest(proxied.ticket, "203.0.113.9"), 0);
+  const direct = admit(guard, "198.51.100.4");
+  assert.equal(guard.decideRequest(direct, "203.0.113.9"), 0);
+  const warned = logs.filter((l) => l.includes("X-Forwarded-For"));
+  assert.equal(warned.length, 1);
+  assert.match(warned[0], /an allowlisted address .*TRUSTED_PROXIES=127\.0\.0\.1, ::1/);
+  // Trusting the proxy silences it and limits each visitor on its own.
+  guard.applyOptions({ ...opts, trustedProxies: ["127.0.0.1"] });
+  const trusted = guard.decideConnection("127.0.0.1");
+  assert.ok(trusted.ok);
+  assert.equal(guard.decideRequest(trusted.ticket, "203.0.113.9"), 0);
+  assert.equal(logs.filter((l) => l.includes("X-Forwarded-For")).length, 1);
+  assert.ok(guard.clients(5).some((c) => c.key === "203.0.113.9"));
+});
+
+Deno.test("a ban another instance published is applied, and logged unless quiet", () => {
+  const { guard, logs } = setup();
+  guard.applySharedBan("203.0.113.7", 60_000, "flood");
+  guard.applySharedBan("203.0.113.8", 60_000, "flood", true);
+  assert.deepEqual(guard.bans().map((b) => b.key).sort(), ["203.0.113.7", "203.0.113.8"]);
+  assert.deepEqual(logs.filter((l) => l.startsWith("guard: ban ")).map((l) => l.split(" ")[2]), [
+    "203.0.113.7",
+  ]);
 });

@@ -54,3 +54,11 @@ Deno.test("echo answers the body; other methods get 405 with Allow; OPTIONS * is
   assert.ok(!(other instanceof Promise));
   assert.equal(other.status, 404);
 });
+
+Deno.test("the router reads ECHO_MAX_BODY_BYTES from the live options, so a reload reaches it", () => {
+  const live = { echoMaxBodyBytes: 10 };
+  const r = new Router(staticSide, live);
+  assert.equal(r.bodyLimitBytes(head("POST", "/api/echo")), 10);
+  live.echoMaxBodyBytes = 20;
+  assert.equal(r.bodyLimitBytes(head("POST", "/api/echo")), 20);
+});
