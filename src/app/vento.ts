@@ -7,7 +7,7 @@
  * (`main.ts`) does that and calls it.
  */
 
-import { type Config, loadConfig, SETTINGS } from "../config/config.ts";
+import { type Config, loadConfig, type Reload, SETTINGS } from "../config/config.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { type ConnGate, Server } from "../net/server.ts";
 import { Stats } from "../stats/stats.ts";
@@ -78,65 +78,14 @@ export async function settleWithin(p: Promise<unknown>, ms: number): Promise<voi
   clearTimeout(timer);
 }
 
-/**
- * Settings a reload applies by assigning them on the live config: every component reads them from that
- * object (or takes them through `applyOptions`). A key in none of these sets waits for a restart.
- */
-const LIVE_KEYS = new Set([
-  "ADMIN_IDLE_TIMEOUT_MS",
-  "ADMIN_SEND_TIMEOUT_MS",
-  "MAX_REQUEST_LINE_BYTES",
-  "MAX_HEADER_BYTES",
-  "MAX_HEADER_COUNT",
-  "ECHO_MAX_BODY_BYTES",
-  "UNREAD_BODY_MAX_BYTES",
-  "MAX_REQUESTS_PER_CONN",
-  "HEADER_TIMEOUT_MS",
-  "IDLE_TIMEOUT_MS",
-  "IDLE_TIMEOUT_BUSY_MS",
-  "BODY_IDLE_TIMEOUT_MS",
-  "BODY_MIN_RATE_GRACE_MS",
-  "BODY_MIN_RATE_BYTES_PER_SEC",
-  "SEND_TIMEOUT_MS",
-  "SEND_MIN_RATE_GRACE_MS",
-  "SEND_MIN_RATE_BYTES_PER_SEC",
-  "SHUTDOWN_TIMEOUT_MS",
-  "CLIENT_IPV6_PREFIX_BITS",
-  "TRUSTED_PROXIES",
-  "ALLOWLIST",
-  "REQUEST_RATE_PER_SEC",
-  "REQUEST_BURST",
-  "CONN_RATE_PER_SEC",
-  "CONN_BURST",
-  "BAN_AFTER_VIOLATIONS",
-  "VIOLATION_WINDOW_MS",
-  "BAN_MS",
-  "BAN_MAX_MS",
-  "BAN_LIST_CAPACITY",
-  "LIMIT_MODE",
-  "MAX_CONNS_PER_CLIENT",
-  "MAX_CONNS",
-  "BUSY_THRESHOLD_PERCENT",
-]);
+/** Keys a reload applies on the live config (`reload: "live"` in SETTINGS). */
+const LIVE_KEYS = keysReloaded("live");
+/** Keys whose change builds a new static responder (`reload: "files"`). */
+const STATIC_KEYS = keysReloaded("files");
 
-/**
- * Settings the static responder reads: a change builds a new responder (the new root opened, an empty
- * cache, heads with the new Cache-Control) before anything is applied, and requests switch to it.
- */
-const STATIC_KEYS = new Set([
-  "DOCUMENT_ROOT",
-  "INDEX_FILE",
-  "DOTFILES",
-  "DIRECTORY_LISTING",
-  "CACHE_CONTROL_HTML",
-  "CACHE_CONTROL",
-  "FILE_CACHE_MAX_FILE_BYTES",
-  "FILE_CACHE_MAX_BYTES",
-  "FILE_CACHE_REVALIDATE_MS",
-  "STREAM_CHUNK_BYTES",
-  "MAX_RANGES",
-  "PRECOMPRESSED",
-]);
+function keysReloaded(how: Reload): ReadonlySet<string> {
+  return new Set(SETTINGS.filter((s) => s.reload === how).map((s) => s.key));
+}
 
 /** What a reload answers: the keys applied and the keys waiting for a restart, or why it was refused. */
 export type ReloadAnswer = { applied: string[]; needsRestart: string[] } | { errors: string[] };
@@ -257,8 +206,8 @@ export async function startVento(config: Config, options: StartOptions): Promise
     // files renewed in place) is swapped in below.
     const tlsToggled = (live.tlsCert === "off") !== (next.tlsCert === "off");
     for (const s of changed) {
-      if (LIVE_KEYS.has(s.key) || STATIC_KEYS.has(s.key) || s.key === "ACCESS_LOG") continue;
-      if ((s.key === "TLS_CERT" || s.key === "TLS_KEY") && !tlsToggled) continue;
+      if (s.reload === "live" || s.reload === "files" || s.reload === "log") continue;
+      if (s.reload === "tls" && !tlsToggled) continue;
       needsRestart.push(s.key);
     }
 

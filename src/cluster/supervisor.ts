@@ -77,18 +77,16 @@ export const FORCE_STOP_WAIT_MS = 1_000;
 const SHUTDOWN_GRACE_MS = 2_000;
 
 /** Reload keys the supervisor judges (workers run with the bound port and without an admin socket). */
-const SUPERVISOR_KEYS = new Set(["PORT", "TLS_PORT", "ADMIN_SOCKET"]);
-/** Config fields a reload never changes in the supervisor's view (they need a restart). */
-const LISTENING_FIELDS = new Set([
-  "port",
-  "host",
-  "tlsPort",
-  "tlsCert",
-  "tlsKey",
-  "plainHttp",
-  "workers",
-  "adminSocket",
-]);
+const SUPERVISOR_KEYS = new Set(SETTINGS.filter((s) => s.reload === "listen").map((s) => s.key));
+/**
+ * Config fields a reload never changes in the supervisor's view: what it bound or started with (a change
+ * there needs a restart, as with WORKERS=1), and the TLS pair the workers swap for themselves.
+ */
+const LISTENING_FIELDS: ReadonlySet<string> = new Set(
+  SETTINGS.filter((s) => s.reload === "listen" || s.reload === "restart" || s.reload === "tls").map((s) =>
+    s.field
+  ),
+);
 
 /** Gauges that describe the shared state, not one worker: the summary takes the largest, not the sum. */
 const MAX_FIELDS = new Set(["bansActive", "bansExpired", "guardTableSize", "guardStoreDegraded"]);
