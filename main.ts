@@ -24,6 +24,8 @@ import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
+import { Probes } from "./src/routes/probes.ts";
+import { formatMetrics } from "./src/admin/metrics.ts";
 import { AccessLog } from "./src/access_log.ts";
 import { type AdminBackend, AdminServer, AdminSocketInUse } from "./src/admin/server.ts";
 import { PROTOCOL_VERSION } from "./src/admin/protocol.ts";
@@ -96,6 +98,11 @@ const LIVE_KEYS = new Set([
   "MAX_CONNS_PER_CLIENT",
   "MAX_CONNS",
   "BUSY_THRESHOLD_PERCENT",
+  "ECHO",
+  "HEALTH_PATH",
+  "HEALTH_ALLOWLIST",
+  "METRICS_PATH",
+  "METRICS_ALLOWLIST",
 ]);
 
 /** Builds and starts every part of the server from a validated config. */
@@ -105,11 +112,23 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // The live config object: reload mutates the fields that may change while running.
   const live: Config = { ...config };
   const stats = new Stats();
+  const startedWallMs = clock.wallMs();
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
-  const router = new Router(staticResponder, live);
+  // The probes read the server once it exists (they answer only after `serve()`).
+  let serverRef: Server | null = null;
+  const probes = new Probes(live, {
+    serving: () => serverRef !== null && !serverRef.shuttingDown,
+    metrics: () =>
+      formatMetrics(
+        stats.snapshot(clock.nowMs(), clock.wallMs()),
+        live.maxConns,
+        clock.wallMs() - startedWallMs,
+      ),
+  });
+  const router = new Router(staticResponder, live, probes);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
@@ -141,7 +160,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
     await accessLog?.close();
     throw e;
   }
-  const startedWallMs = clock.wallMs();
+  serverRef = server;
   // Bans published by other instances also close the open connections they cover, as a local one does.
   await store?.start({
     ban: (target, ms, reason) => {
