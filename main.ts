@@ -23,6 +23,8 @@ import { Cluster, resolveWorkers, startCluster, WORKER_NAME_PREFIX } from "./src
 import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
+import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "./src/static/site_rules.ts";
+import { DEFAULT_HASH_ITERATIONS, hashPassword } from "./src/static/basic_auth.ts";
 import { Router } from "./src/routes/router.ts";
 import { Probes } from "./src/routes/probes.ts";
 import { formatMetrics } from "./src/admin/metrics.ts";
@@ -116,7 +118,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
+  // `_headers` / `_redirects`: a bad line stops the start, as a bad vento.conf line does.
+  const siteRules = await loadSiteRules(live.documentRoot);
+  if (!siteRules.ok) throw new SiteRulesError(siteRules.messages);
+  let ruleTexts = siteRules.texts;
   const staticResponder = await StaticResponder.create(live, clock);
+  staticResponder.setRules(siteRules.rules);
   // The probes read the server once it exists (they answer only after `serve()`).
   let serverRef: Server | null = null;
   const probes = new Probes(live, {
@@ -189,11 +196,22 @@ export async function startVento(config: Config, options: StartOptions): Promise
   };
 
   const reload = async (): Promise<{ applied: string[]; needsRestart: string[] } | { errors: string[] }> => {
-    if (options.configPath === null) return { applied: [], needsRestart: [] };
-    const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
-    if (!loaded.ok) return { errors: loaded.messages };
-    const next = loaded.config;
+    const loaded = options.configPath === null
+      ? null
+      : await loadConfig(options.configPath, { portOverride: options.portOverride });
+    if (loaded !== null && !loaded.ok) return { errors: loaded.messages };
+    // The rules are validated with the config, before anything is applied (DOCUMENT_ROOT itself needs a
+    // restart, so they are read from the root in use). Without a config file only they can change.
+    const rules = await loadSiteRules(live.documentRoot);
+    if (!rules.ok) return { errors: rules.messages };
     const applied: string[] = [];
+    for (const name of [HEADERS_FILE, REDIRECTS_FILE] as const) {
+      if (rules.texts[name] !== ruleTexts[name]) applied.push(name);
+    }
+    staticResponder.setRules(rules.rules);
+    ruleTexts = rules.texts;
+    if (loaded === null) return { applied, needsRestart: [] };
+    const next = loaded.config;
     const needsRestart: string[] = [];
     for (const s of SETTINGS) {
       const before = JSON.stringify(live[s.field]);
@@ -300,7 +318,9 @@ Usage: deno run -A main.ts [PORT] [options]
 
   PORT              listen on this port (overrides PORT in the config)
   --config PATH     config file (default: vento.conf in the working directory, if present)
-  --check           validate the config and exit (0 valid, 2 invalid) without binding
+  --check           validate the config (and the site's _headers and _redirects) and exit (0 valid,
+                    2 invalid) without binding
+  --hash-password   read a password from stdin and print its hash for a Basic-Auth line in _headers
   --help            show this help
   --version         print the version
 
@@ -324,6 +344,41 @@ function workerEntryUrl(): string {
   return URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
 }
 
+/**
+ * `--hash-password`: reads one password from stdin (typed without echo on a terminal, or piped) and prints
+ * its `$pbkdf2-sha256$…` hash. Returns the exit code.
+ */
+async function printPasswordHash(): Promise<number> {
+  const bytes: number[] = [];
+  const buf = new Uint8Array(256);
+  const tty = Deno.stdin.isTerminal();
+  if (tty) {
+    console.error("password (not shown): ");
+    Deno.stdin.setRaw(true);
+  }
+  try {
+    for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      const chunk = buf.subarray(0, n);
+      if (tty && chunk.includes(0x03)) return 130; // Ctrl-C in raw mode
+      const end = tty ? chunk.findIndex((b) => b === 0x0d || b === 0x0a) : -1;
+      bytes.push(...(end < 0 ? chunk : chunk.subarray(0, end)));
+      if (end >= 0 || bytes.length > 4096) break;
+    }
+  } finally {
+    if (tty) Deno.stdin.setRaw(false);
+  }
+  // A piped password usually ends with the newline `echo` added; it is not part of the password.
+  const password = new TextDecoder().decode(new Uint8Array(bytes)).replace(/\r?\n$/, "");
+  if (password === "" || password.length > 1024) {
+    console.error("vento: --hash-password needs a password of 1 to 1024 characters on stdin");
+    return 2;
+  }
+  console.log(await hashPassword(password, DEFAULT_HASH_ITERATIONS));
+  return 0;
+}
+
 /** Runs the server from the command line. Returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
   let parsed;
@@ -335,6 +390,7 @@ export async function main(args: string[]): Promise<number> {
       options: {
         config: { type: "string" },
         check: { type: "boolean" },
+        "hash-password": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -352,6 +408,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`vento ${VERSION}`);
     return 0;
   }
+  if (values["hash-password"]) return await printPasswordHash();
   if (positionals.length > 1) {
     console.error(`vento: expected at most one argument (the port), got ${positionals.length}\nTry --help.`);
     return 2;
@@ -371,6 +428,11 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const configPath = loaded.found ? loaded.path : null;
+  const rules = await loadSiteRules(loaded.config.documentRoot);
+  if (!rules.ok) {
+    for (const m of rules.messages) console.error(`vento: ${m}`);
+    return 2;
+  }
   if (values.check) {
     console.log(`vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK`);
     return 0;
@@ -395,6 +457,7 @@ export async function main(args: string[]): Promise<number> {
       : await startVento(loaded.config, { configPath, portOverride });
   } catch (e) {
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
+    else if (e instanceof SiteRulesError) { for (const m of e.messages) console.error(`vento: ${m}`); }
     else if (e instanceof Deno.errors.AddrInUse) {
       const c = loaded.config;
       const ports = [...(c.plainHttp ? [c.port] : []), ...(c.tlsCert === "off" ? [] : [c.tlsPort])];

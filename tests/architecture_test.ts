@@ -40,6 +40,7 @@ const IMPURE = new Set([
   "src/static/confined_fs.ts",
   "src/static/file_stream.ts",
   "src/static/responder.ts",
+  "src/static/site_rules.ts",
   "src/static/mime_gen.ts",
 ]);
 

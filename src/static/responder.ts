@@ -31,6 +31,17 @@ import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
 import { encodePath, resolvePath } from "./resolve.ts";
 import type { Config } from "../config.ts";
+import { type AuthVerdict, BasicAuth } from "./basic_auth.ts";
+import {
+  type Credential,
+  headersFor,
+  mergeHeaders,
+  privateCacheControl,
+  redirectFor,
+  type SiteRules,
+  withQuery,
+} from "./rules.ts";
+import { HEADERS_FILE, REDIRECTS_FILE } from "./site_rules.ts";
 
 /** Everything the responder reads from `Config` (pass the `Config` itself; each key is documented there). */
 export type StaticOptions = Pick<
@@ -70,6 +81,9 @@ export const LARGE_BUFFER_BUDGET_BYTES = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
+/** The Basic challenge of a 401 (RFC 7617: credentials are UTF-8). */
+export const AUTH_CHALLENGE = 'Basic realm="Restricted", charset="UTF-8"';
+
 /** A remembered resolution of one raw request path, trusted for `fileCacheRevalidateMs`. */
 type Route =
   | {
@@ -81,6 +95,13 @@ type Route =
     hasBr: boolean;
     hasGzip: boolean;
     identity: CachedFile | null;
+    /**
+     * Headers `_headers` gives this request path (Cache-Control made private behind Basic-Auth), folded
+     * into every head built for it; null when none (the cache entries' own shared replies are used).
+     */
+    extra: ReadonlyArray<readonly [string, string]> | null;
+    /** With `extra`: each cache entry's 200 replies with the rules folded in, built once per entry. */
+    custom: Map<CachedFile, { get: Reply; head: Reply }> | null;
     br: CachedFile | null;
     gzip: CachedFile | null;
     checkedAtMs: number;
@@ -189,10 +210,26 @@ export class StaticResponder {
    * lookups and a header scan), else a Promise. Never rejects.
    */
   handle(head: RequestHead): Reply | Promise<Reply> {
+    const rules = this.#rules;
+    // OPTIONS is exempt: a CORS preflight never carries credentials, and its answer holds no content.
+    if (rules !== null && rules.hasAuth && head.method !== "OPTIONS") {
+      const creds = this.#authFor(head.path);
+      if (creds !== null) {
+        const verdict = this.#auth.check(creds, headerValue(head, "authorization"));
+        if (verdict instanceof Promise) {
+          return verdict.then((v) => v === "ok" ? this.#handle(head) : this.#authRefusal(v, head));
+        }
+        if (verdict !== "ok") return this.#authRefusal(verdict, head);
+      }
+    }
+    return this.#handle(head);
+  }
+
+  #handle(head: RequestHead): Reply | Promise<Reply> {
     const method = head.method;
     const isHead = method === "HEAD";
     if (!isHead && method !== "GET") {
-      if (method === "OPTIONS") return this.#options;
+      if (method === "OPTIONS") return this.#rules === null ? this.#options : this.#optionsFor(head.path);
       return this.#error(405, false, false, [["Allow", ALLOWED_METHODS]]);
     }
     const path = head.path;
@@ -210,8 +247,11 @@ export class StaticResponder {
       if (entry !== null && entry.live && (revalidating || now - entry.checkedAtMs < maxAge)) {
         this.#cache.touch(entry);
         const flags = scanFlags(head);
-        if (flags === 0) return isHead ? entry.headReply : entry.getReply;
-        return this.#fromCache(entry, head, isHead);
+        if (flags === 0) {
+          if (route.extra === null) return isHead ? entry.headReply : entry.getReply;
+          return this.#customReply(route, entry, isHead);
+        }
+        return this.#fromCache(entry, head, isHead, route);
       }
     }
     if (route === undefined || revalidating) return this.#slow(head, isHead);
@@ -222,6 +262,118 @@ export class StaticResponder {
   /** An error reply (the `<status>.html` page when present, else a built-in one), e.g. for other layers. */
   errorReply(status: number, close = false): Reply | Promise<Reply> {
     return this.#error(status, false, close);
+  }
+
+  /**
+   * Replaces the `_headers` / `_redirects` rules (start-up and reload). Every remembered resolution is
+   * dropped, so heads with the old rules folded in are rebuilt; cached file bytes stay.
+   */
+  setRules(rules: SiteRules | null): void {
+    this.#rules = rules;
+    this.#routes.clear();
+    this.#authByPath.clear();
+  }
+
+  /** The rules in force (null: none). */
+  get rules(): SiteRules | null {
+    return this.#rules;
+  }
+
+  #rules: SiteRules | null = null;
+  readonly #auth = new BasicAuth();
+  /** Credentials guarding each request path seen (null: open), bounded like `#routes`. */
+  readonly #authByPath = new Map<string, readonly Credential[] | null>();
+
+  /**
+   * The rules' canonical form of a request path (decoded once, dot segments resolved, re-encoded) and its
+   * query; null when the path is malformed or climbs above the root (it is refused anyway).
+   */
+  #canonical(path: string): { path: string; query: string } | null {
+    const r = resolvePath(path, { dotfiles: "allow" });
+    if (!r.ok) return null;
+    return { path: encodePath(r.segments, r.trailingSlash), query: r.query };
+  }
+
+  /** Who may see `path`: its own Basic-Auth, else (for a 200 rewrite) the destination's. */
+  #authFor(path: string): readonly Credential[] | null {
+    const known = this.#authByPath.get(path);
+    if (known !== undefined) return known;
+    const rules = this.#rules!;
+    const c = this.#canonical(path);
+    let creds: readonly Credential[] | null = null;
+    if (c !== null) {
+      creds = headersFor(rules.headers, c.path).auth;
+      const m = creds === null ? redirectFor(rules.redirects, c.path) : null;
+      if (m !== null && m.rule.status === 200) {
+        const target = this.#canonical(m.to);
+        if (target !== null) creds = headersFor(rules.headers, target.path).auth;
+      }
+    }
+    if (this.#authByPath.size >= MAX_ROUTES) this.#authByPath.delete(this.#authByPath.keys().next().value!);
+    this.#authByPath.set(path, creds);
+    return creds;
+  }
+
+  /** 401 with the Basic challenge, or 503 when too many passwords are being checked at once. */
+  #authRefusal(verdict: Exclude<AuthVerdict, "ok">, head: RequestHead): Reply | Promise<Reply> {
+    const isHead = head.method === "HEAD";
+    if (verdict === "busy") return this.#error(503, isHead, false, [["Retry-After", "1"]]);
+    return this.#error(401, isHead, false, [["WWW-Authenticate", AUTH_CHALLENGE], [
+      "Cache-Control",
+      "no-store",
+    ]]);
+  }
+
+  /** OPTIONS on a path: 204 with Allow, plus the CORS headers `_headers` gives the path (the preflight). */
+  #optionsFor(path: string): Reply {
+    const c = this.#canonical(path);
+    if (c === null) return this.#options;
+    const cors = headersFor(this.#rules!.headers, c.path).headers.filter((h) => {
+      const lower = h[0].toLowerCase();
+      return lower.startsWith("access-control-") || lower === "vary";
+    });
+    if (cors.length === 0) return this.#options;
+    return {
+      status: 204,
+      head: buildHead(204, [["Allow", ALLOWED_METHODS], ...cors]),
+      body: null,
+      stream: null,
+      length: 0,
+      close: false,
+    };
+  }
+
+  /** The 200 replies of `entry` with `route.extra` folded in, built on first use and kept on the route. */
+  #customReply(route: FileRoute, entry: CachedFile, isHead: boolean): Reply {
+    let memo = route.custom?.get(entry);
+    if (memo === undefined) {
+      const pairs = this.#fullHeadPairs(route, entry.encoding, entry.bytes.length, entry.validatorHeaders);
+      const h = buildHead(200, mergeHeaders(pairs, route.extra!));
+      memo = {
+        get: frozenReply(200, h, entry.bytes, entry.bytes.length),
+        head: frozenReply(200, h, null, entry.bytes.length),
+      };
+      route.custom ??= new Map();
+      // Entries replaced on disk leave stale keys behind: a handful per route at most.
+      if (route.custom.size >= 4) route.custom.clear();
+      route.custom.set(entry, memo);
+    }
+    return isHead ? memo.head : memo.get;
+  }
+
+  /** `_headers`' headers for the request path `path`, ready to fold into heads (null when none). */
+  #extraFor(path: string, cacheControl: string): ReadonlyArray<readonly [string, string]> | null {
+    const rules = this.#rules;
+    if (rules === null || rules.headers.length === 0) return null;
+    const c = this.#canonical(path);
+    if (c === null) return null;
+    const found = headersFor(rules.headers, c.path);
+    if (this.#authFor(path) === null) return found.headers.length === 0 ? null : found.headers;
+    const cc = found.headers.find((h) => h[0].toLowerCase() === "cache-control")?.[1] ?? cacheControl;
+    return [...found.headers.filter((h) => h[0].toLowerCase() !== "cache-control"), [
+      "Cache-Control",
+      privateCacheControl(cc),
+    ]];
   }
 
   /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
@@ -255,13 +407,48 @@ export class StaticResponder {
     }
   }
 
+  /**
+   * `_redirects` first (the first matching rule; unless forced with `!`, a file at the requested path
+   * shadows it, as on Netlify), then the file itself.
+   */
   async #resolveAndServe(head: RequestHead, isHead: boolean): Promise<Reply> {
-    const r = resolvePath(head.path, this.#opts);
-    if (!r.ok) return this.#error(r.refuse, isHead);
+    const rules = this.#rules;
+    const c = rules !== null && rules.redirects.length > 0 ? this.#canonical(head.path) : null;
+    const m = c === null ? null : redirectFor(rules!.redirects, c.path);
+    if (m === null) return (await this.#serveTarget(head, head.path, isHead, false))!;
+    if (!m.rule.force) {
+      const shadowing = await this.#serveTarget(head, head.path, isHead, true);
+      if (shadowing !== null) return shadowing;
+    }
+    const to = withQuery(m.to, c!.query);
+    if (m.rule.status === 200) return (await this.#serveTarget(head, to, isHead, false))!;
+    const h = buildHead(m.rule.status, [["Location", to], ["Content-Length", "0"]]);
+    const get = frozenReply(m.rule.status, h, null, 0);
+    this.#remember(head.path, { kind: "reply", get, head: get, checkedAtMs: this.#clock.nowMs() });
+    return get;
+  }
+
+  /**
+   * Serves what `target` (the request path, or a rewrite's destination) names, remembered under the
+   * request path. With `shadowOnly`, nothing found is null (and not remembered): a rule applies instead.
+   */
+  async #serveTarget(
+    head: RequestHead,
+    target: string,
+    isHead: boolean,
+    shadowOnly: boolean,
+  ): Promise<Reply | null> {
+    const r = resolvePath(target, this.#opts);
+    if (!r.ok) return shadowOnly && r.refuse === 404 ? null : this.#error(r.refuse, isHead);
     const requested = this.#fs.pathOf(r.relative);
-    const found = await this.#fs.find(requested);
+    // The rule files configure the site; they are never part of it.
+    const isRulesFile = (path: string) =>
+      path === this.#fs.rootPrefix + HEADERS_FILE || path === this.#fs.rootPrefix + REDIRECTS_FILE;
+    let found = isRulesFile(requested) ? null : await this.#fs.find(requested);
+    if (found !== null && isRulesFile(found.path)) found = null;
     const now = this.#clock.nowMs();
-    const notFound = (): Reply | Promise<Reply> => {
+    const notFound = (): Reply | Promise<Reply> | null => {
+      if (shadowOnly) return null;
       this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: now });
       return this.#error(404, isHead);
     };
@@ -281,7 +468,7 @@ export class StaticResponder {
       fileRequested = requested + "/" + this.#opts.indexFile;
       rel = rel === "" ? this.#opts.indexFile : rel + "/" + this.#opts.indexFile;
       const index = await this.#fs.find(fileRequested);
-      if (index === null || !index.info.isFile) {
+      if (index === null || !index.info.isFile || isRulesFile(index.path)) {
         if (this.#opts.directoryListing) return await this.#listing(found.path, r.segments, head, isHead);
         return notFound();
       }
@@ -298,16 +485,19 @@ export class StaticResponder {
       ])
       : [null, null];
     const contentType = contentTypeFor(rel);
+    const cacheControl = isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl;
     const route: FileRoute = {
       kind: "file",
       rel,
       contentType,
-      cacheControl: isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl,
+      cacheControl,
       hasBr: br !== null,
       hasGzip: gzip !== null,
       identity: null,
       br: null,
       gzip: null,
+      extra: this.#extraFor(head.path, cacheControl),
+      custom: null,
       checkedAtMs: now,
     };
     this.#remember(head.path, route);
@@ -367,8 +557,11 @@ export class StaticResponder {
     if (encoding === null) route.identity = entry;
     else if (encoding === "br") route.br = entry;
     else route.gzip = entry;
-    if (scanFlags(head) === 0) return isHead ? entry.headReply : entry.getReply;
-    return await this.#fromCache(entry, head, isHead);
+    if (scanFlags(head) === 0) {
+      if (route.extra === null) return isHead ? entry.headReply : entry.getReply;
+      return this.#customReply(route, entry, isHead);
+    }
+    return await this.#fromCache(entry, head, isHead, route);
   }
 
   /** Reads a small file into a new cache entry; undefined when the check-then-open test fails. */
@@ -411,13 +604,24 @@ export class StaticResponder {
     encoding: Encoding | null,
     size: number,
     validatorHeaders: ReadonlyArray<readonly [string, string]>,
+    extra: ReadonlyArray<readonly [string, string]> | null = null,
   ): Uint8Array {
-    return buildHead(200, [
+    const pairs = this.#fullHeadPairs(route, encoding, size, validatorHeaders);
+    return buildHead(200, extra === null ? pairs : mergeHeaders(pairs, extra));
+  }
+
+  #fullHeadPairs(
+    route: FileRoute,
+    encoding: Encoding | null,
+    size: number,
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+  ): Array<readonly [string, string]> {
+    return [
       ...this.#entityHeaders(route, encoding),
       ["Content-Length", String(size)],
       ["Accept-Ranges", "bytes"],
       ...validatorHeaders,
-    ]);
+    ];
   }
 
   #entityHeaders(route: FileRoute, encoding: Encoding | null): Array<readonly [string, string]> {
@@ -478,8 +682,12 @@ export class StaticResponder {
     return { kind: "ranges", ranges: parsed.ranges };
   }
 
-  #notModified(validatorHeaders: ReadonlyArray<readonly [string, string]>): Reply {
-    return frozenReply(304, buildHead(304, validatorHeaders), null, 0);
+  #notModified(
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+    extra: ReadonlyArray<readonly [string, string]> | null = null,
+  ): Reply {
+    const pairs = extra === null ? validatorHeaders : mergeHeaders(validatorHeaders, extra);
+    return frozenReply(304, buildHead(304, pairs), null, 0);
   }
 
   /**
@@ -500,13 +708,21 @@ export class StaticResponder {
   }
 
   /** Answers from a cached entry when conditionals or ranges are present (still synchronous). */
-  #fromCache(entry: CachedFile, head: RequestHead, isHead: boolean): Reply | Promise<Reply> {
+  #fromCache(
+    entry: CachedFile,
+    head: RequestHead,
+    isHead: boolean,
+    route: FileRoute,
+  ): Reply | Promise<Reply> {
     const size = entry.bytes.length;
     const d = this.#decide(head, entry, size, isHead);
+    const extra = route.extra;
     switch (d.kind) {
       case "full":
+        if (extra !== null) return this.#customReply(route, entry, isHead);
         return isHead ? entry.headReply : entry.getReply;
       case "notModified":
+        if (extra !== null) return this.#notModified(entry.validatorHeaders, extra);
         return entry.notModified ??= this.#notModified(entry.validatorHeaders);
       case "status":
         return this.#refusal(d.status, size, isHead, entry.validatorHeaders);
@@ -523,6 +739,7 @@ export class StaticResponder {
             range,
             entry.contentType,
             body.length,
+            extra,
           );
           return { status: 206, head: h, body, stream: null, length: body.length, close: false };
         }
@@ -542,6 +759,7 @@ export class StaticResponder {
           [],
           plan.contentType,
           plan.length,
+          extra,
         );
         return { status: 206, head: h, body, stream: null, length: plan.length, close: false };
       }
@@ -554,11 +772,17 @@ export class StaticResponder {
     extra: ReadonlyArray<readonly [string, string]>,
     contentType: string,
     length: number,
+    custom: ReadonlyArray<readonly [string, string]> | null,
   ): Uint8Array {
     const headers: Array<readonly [string, string]> = [["Content-Type", contentType]];
     if (encoding !== null) headers.push(["Content-Encoding", encoding]);
     headers.push(["Content-Length", String(length)], ...extra, ...validatorHeaders);
-    return buildHead(206, headers);
+    if (custom === null) return buildHead(206, headers);
+    // A custom Content-Type describes the whole file, not a multipart/byteranges body: keep ours there.
+    const fold = contentType.startsWith("multipart/")
+      ? custom.filter((h) => h[0].toLowerCase() !== "content-type")
+      : custom;
+    return buildHead(206, mergeHeaders(headers, fold));
   }
 
   /** Large files: decide from the stat for HEAD (no open), else open, verify, and stream. */
@@ -600,7 +824,7 @@ export class StaticResponder {
     const stream = (segments: StreamSegment[], trailer: Uint8Array | null) =>
       file === null ? null : new FileStream(file, path, segments, trailer, this.#buffers);
     if (d.kind === "full") {
-      const h = this.#fullHead(route, encoding, id.size, validatorHeaders);
+      const h = this.#fullHead(route, encoding, id.size, validatorHeaders, route.extra);
       return {
         status: 200,
         head: h,
@@ -620,6 +844,7 @@ export class StaticResponder {
           [["Content-Range", contentRange(r, id.size)]],
           route.contentType,
           length,
+          route.extra,
         );
         return {
           status: 206,
@@ -631,7 +856,7 @@ export class StaticResponder {
         };
       }
       const plan = planMultipart(d.ranges, id.size, route.contentType, newBoundary());
-      const h = this.#partialHead(encoding, validatorHeaders, [], plan.contentType, plan.length);
+      const h = this.#partialHead(encoding, validatorHeaders, [], plan.contentType, plan.length, route.extra);
       const segments = plan.parts.map((p) => ({ header: p.header, start: p.start, end: p.end }));
       return {
         status: 206,
@@ -643,7 +868,7 @@ export class StaticResponder {
       };
     }
     file?.close();
-    if (d.kind === "notModified") return this.#notModified(validatorHeaders);
+    if (d.kind === "notModified") return this.#notModified(validatorHeaders, route.extra);
     if (d.kind === "unsatisfiable") return this.#refusal(416, id.size, isHead, validatorHeaders);
     return this.#refusal(d.status, id.size, isHead, validatorHeaders);
   }
