@@ -246,3 +246,12 @@ Deno.test("property: parsers never throw, and matching never throws, on arbitrar
     { numRuns: 500 },
   );
 });
+
+Deno.test("the benchmark's rule files parse to 20 header rules and 50 redirects", async () => {
+  const { benchRules } = await import("../../bench/load.ts");
+  const files = benchRules();
+  assert.equal(ok(parseHeadersFile(files.headers)).length, 20);
+  const redirects = ok(parseRedirectsFile(files.redirects));
+  assert.equal(redirects.length, 50);
+  assert.equal(redirectFor(redirects, "/1k.bin"), null);
+});
