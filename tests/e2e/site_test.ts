@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { RawClient, request } from "../_helpers/raw_client.ts";
 import { type Files, startTestServer, type TestServer } from "../_helpers/server.ts";
 import type { Config } from "../../src/config.ts";
-import { hashPassword } from "../../src/static/basic_auth.ts";
+import { BasicAuth, hashPassword } from "../../src/static/basic_auth.ts";
+import { parseHeadersFile, parseRedirectsFile } from "../../src/static/rules.ts";
 
 const H = "Host: t\r\n";
 
@@ -399,3 +400,86 @@ Deno.test("a changed _headers applies on reload; a broken one is refused and the
     assert.equal(moved.status, 302);
     assert.equal(moved.headers.get("location"), "/elsewhere");
   }));
+
+// --- docs/site.md, as written ----------------------------------------------------------------------
+
+const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+const SITE_DOC = await Deno.readTextFile(`${REPO}/docs/site.md`);
+
+/** The fenced blocks of a language in docs/site.md, without the indentation of their fence. */
+function blocks(lang: string): string[] {
+  return [...SITE_DOC.matchAll(new RegExp("^( *)```" + lang + "\\n([^]*?)^ *```$", "gm"))].map((m) => {
+    const indent = m[1].length;
+    return m[2].split("\n").map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length))).join("\n");
+  });
+}
+
+Deno.test("docs/site.md: every _headers and _redirects example parses, and its Basic-Auth hashes verify", async () => {
+  const examples = blocks("text").filter((b) =>
+    b.split("\n").find((l) => l !== "" && !l.startsWith("#"))?.startsWith("/")
+  );
+  assert.ok(examples.length >= 3, `found ${examples.length} examples`);
+  for (const text of examples) {
+    const isHeaders = text.split("\n").some((l) => /^\s+\S/.test(l));
+    const r = isHeaders ? parseHeadersFile(text) : parseRedirectsFile(text);
+    assert.ok(r.ok, `${JSON.stringify(r)}\n${text}`);
+  }
+  const withAuth = examples.find((t) => t.includes("Basic-Auth"))!;
+  const parsed = parseHeadersFile(withAuth);
+  assert.ok(parsed.ok);
+  const creds = parsed.rules[0].auth!;
+  const auth = new BasicAuth();
+  const basicOf = (u: string, p: string) => `Basic ${btoa(`${u}:${p}`)}`;
+  assert.equal(await auth.check(creds, basicOf("ann", "open sesame")), "ok");
+  assert.equal(await auth.check(creds, basicOf("bob", "correct horse")), "ok");
+});
+
+Deno.test("docs/site.md: deno task hash-password from a pipe prints a hash that verifies", async () => {
+  const line = blocks("sh").join("\n").split("\n").find((l) =>
+    l.startsWith("printf") && l.includes("hash-password")
+  )!;
+  const command = line.replace(/\s+#.*$/, "");
+  const out = await new Deno.Command("sh", {
+    args: ["-c", command],
+    cwd: REPO,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const hash = new TextDecoder().decode(out.stdout).trim();
+  const parsed = parseHeadersFile(`/x\n  Basic-Auth: ann:${hash}\n`);
+  assert.ok(parsed.ok, hash);
+  assert.equal(await new BasicAuth().check(parsed.rules[0].auth!, `Basic ${btoa("ann:open sesame")}`), "ok");
+});
+
+Deno.test("docs/site.md: --check and the probe curl commands work as shown", async () => {
+  const sh = blocks("sh").join("\n").split("\n").map((l) => l.replace(/\s+#.*$/, "").trim()).filter((l) =>
+    l !== ""
+  );
+  const check = sh.find((l) => l.endsWith("--check"))!;
+  const out = await new Deno.Command("sh", {
+    args: ["-c", check],
+    cwd: REPO,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const curls = sh.filter((l) => l.startsWith("curl"));
+  assert.equal(curls.length, 2);
+  if (!HAS_CURL) return;
+  await withServer(async (s) => {
+    for (const c of curls) {
+      const cmd = c.replace("127.0.0.1:8080", `127.0.0.1:${s.port}`);
+      const r = await new Deno.Command("sh", { args: ["-c", cmd], stdout: "piped", stderr: "piped" })
+        .output();
+      assert.equal(r.code, 0, cmd);
+      const text = new TextDecoder().decode(r.stdout);
+      assert.match(
+        text,
+        cmd.includes("healthz") ? /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok\n$/ : /^vento_requests_total \d+\n$/m,
+      );
+    }
+  }, { healthPath: "/healthz", metricsPath: "/metrics" });
+});
