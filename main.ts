@@ -64,6 +64,11 @@ export interface StartOptions {
   reusePort?: boolean;
   /** WORKERS > 1: the shared client table, so limits and bans are global across workers. */
   guardTable?: GuardTable;
+  /**
+   * WORKERS > 1: the whole server's Prometheus text (every worker's counters, from the supervisor) for
+   * METRICS_PATH; null when it could not be had. Without it METRICS_PATH shows this server's own counters.
+   */
+  metricsText?: () => Promise<string | null>;
   /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
   gate?: (guard: Guard) => ConnGate;
 }
@@ -128,12 +133,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
   let serverRef: Server | null = null;
   const probes = new Probes(live, {
     serving: () => serverRef !== null && !serverRef.shuttingDown,
-    metrics: () =>
+    metrics: options.metricsText ?? (() =>
       formatMetrics(
         stats.snapshot(clock.nowMs(), clock.wallMs()),
         live.maxConns,
         clock.wallMs() - startedWallMs,
-      ),
+      )),
   });
   const router = new Router(staticResponder, live, probes);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);

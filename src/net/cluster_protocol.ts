@@ -36,6 +36,8 @@ export type ToWorker =
   /** Close the worker's connection `connId` (its local id); answered by `kicked` with the same `id`. */
   | { op: "kick"; id: number; connId: number }
   | { op: "reload"; id: number }
+  /** The answer to a worker's `metrics` request `id`: the whole server's Prometheus text. */
+  | { op: "metrics"; id: number; text: string }
   | { op: "shutdown" }
   /** Test hook: throw an uncaught error, as a bug would. */
   | { op: "crash" }
@@ -54,6 +56,8 @@ export type FromWorker =
   /** The answer to `kick` request `id`: whether the connection was open (and is now closed). */
   | { op: "kicked"; id: number; found: boolean }
   | { op: "log"; line: string }
+  /** METRICS_PATH was asked: the supervisor answers with every worker's counters summed. */
+  | { op: "metrics"; id: number }
   | { op: "stopped" };
 
 /** Server-wide connection id of worker `index`'s connection `localId` (unique among open connections). */

@@ -17,8 +17,11 @@ import type { Config } from "../config.ts";
 export interface ProbeSource {
   /** False once shutdown (drain) began. */
   serving(): boolean;
-  /** Prometheus text exposition 0.0.4, as the admin `metrics` op gives it. */
-  metrics(): string;
+  /**
+   * Prometheus text exposition 0.0.4, as the admin `metrics` op gives it (with WORKERS > 1 it comes from
+   * the supervisor, hence the promise); null when it cannot be had (then 503).
+   */
+  metrics(): string | null | Promise<string | null>;
 }
 
 /** The settings the probes read (the live config: a reload reaches them). */
@@ -52,6 +55,11 @@ class AllowCache {
   }
 }
 
+function metricsReply(text: string | null): Reply {
+  if (text === null) return unlogged(textReply(503, [["Retry-After", "1"], ...NO_STORE]));
+  return unlogged(bytesReply(200, METRICS_CONTENT_TYPE, encoder.encode(text), NO_STORE));
+}
+
 export class Probes {
   readonly #options: ProbeOptions;
   readonly #source: ProbeSource;
@@ -68,7 +76,7 @@ export class Probes {
    * The probe's answer when `pathOnly` (the request path without its query) is a probe path and the peer
    * is allowed, else null (the request goes on to the ordinary routes).
    */
-  answer(ex: Exchange, pathOnly: string): Reply | null {
+  answer(ex: Exchange, pathOnly: string): Reply | Promise<Reply> | null {
     const o = this.#options;
     const isHealth = o.healthPath !== "off" && pathOnly === o.healthPath;
     const isMetrics = !isHealth && o.metricsPath !== "off" && pathOnly === o.metricsPath;
@@ -82,7 +90,7 @@ export class Probes {
       const body = encoder.encode(serving ? "ok\n" : "draining\n");
       return unlogged(bytesReply(serving ? 200 : 503, "text/plain; charset=utf-8", body, NO_STORE));
     }
-    const body = encoder.encode(this.#source.metrics());
-    return unlogged(bytesReply(200, METRICS_CONTENT_TYPE, body, NO_STORE));
+    const text = this.#source.metrics();
+    return text instanceof Promise ? text.then(metricsReply) : metricsReply(text);
   }
 }
