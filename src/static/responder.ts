@@ -392,8 +392,12 @@ export class StaticResponder {
   // --- resolution (slow path) ------------------------------------------------------------------
 
   async #slow(head: RequestHead, isHead: boolean): Promise<Reply> {
+    const rules = this.#rules;
     try {
-      return await this.#resolveAndServe(head, isHead);
+      const reply = await this.#resolveAndServe(head, isHead);
+      // A reload replaced the rules while this request resolved: what it remembered may hold the old ones.
+      if (this.#rules !== rules) this.#routes.delete(head.path);
+      return reply;
     } catch (e) {
       if (isNotFound(e)) {
         this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: this.#clock.nowMs() });

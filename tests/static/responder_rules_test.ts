@@ -1,0 +1,106 @@
+/** The static responder with `_headers` / `_redirects` rules: heads precomputed with the rules folded in. */
+
+import assert from "node:assert/strict";
+import { DEFAULT_CONFIG } from "../../src/config.ts";
+import type { RequestHead } from "../../src/http/head.ts";
+import type { Reply } from "../../src/http/response.ts";
+import { FakeClock } from "../../src/net/clock.ts";
+import { StaticResponder } from "../../src/static/responder.ts";
+import { parseHeadersFile, parseRedirectsFile, type SiteRules } from "../../src/static/rules.ts";
+
+function req(method: string, path: string, headers: Record<string, string> = {}): RequestHead {
+  const flat: string[] = ["host", "t"];
+  for (const [k, v] of Object.entries(headers)) flat.push(k.toLowerCase(), v);
+  return {
+    method,
+    target: path,
+    targetForm: "origin",
+    path,
+    version: 11,
+    headers: flat,
+    host: "t",
+    contentLength: -1,
+    chunked: false,
+    keepAlive: true,
+    expectContinue: false,
+  };
+}
+
+function rules(headers: string, redirects = ""): SiteRules {
+  const h = parseHeadersFile(headers);
+  const r = parseRedirectsFile(redirects);
+  if (!h.ok || !r.ok) throw new Error("bad test rules");
+  return { headers: h.rules, redirects: r.rules, hasAuth: h.rules.some((x) => x.auth !== null) };
+}
+
+const headOf = (r: Reply) => new TextDecoder().decode(r.head);
+
+async function withResponder(fn: (s: StaticResponder, root: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${root}/a.css`, "a{}\n");
+  await Deno.writeTextFile(`${root}/big.bin`, "x".repeat(100_000));
+  const s = await StaticResponder.create(
+    { ...DEFAULT_CONFIG, documentRoot: root, fileCacheMaxFileBytes: 1024 },
+    new FakeClock(),
+  );
+  try {
+    await fn(s, root);
+  } finally {
+    s.close();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("a cached file with rules is answered synchronously with one frozen, reusable reply", () =>
+  withResponder(async (s) => {
+    s.setRules(rules("/*\n  X-Frame-Options: DENY\n/a.css\n  Cache-Control: max-age=60\n"));
+    const first = await s.handle(req("GET", "/a.css"));
+    assert.match(headOf(first), /\r\nCache-Control: max-age=60\r\n/);
+    assert.match(headOf(first), /\r\nX-Frame-Options: DENY\r\n/);
+    assert.equal((headOf(first).match(/Cache-Control/g) ?? []).length, 1, "replaced, not duplicated");
+    const second = s.handle(req("GET", "/a.css"));
+    assert.ok(!(second instanceof Promise), "the hot path stays synchronous");
+    assert.equal(second, s.handle(req("GET", "/a.css")), "the same object every hit");
+    assert.equal(second.reusable, true);
+    assert.ok(Object.isFrozen(second));
+    const head = s.handle(req("HEAD", "/a.css")) as Reply;
+    assert.equal(head.body, null);
+    assert.equal(headOf(head), headOf(second));
+  }));
+
+Deno.test("setRules drops the folded heads: the next answer carries the new rules", () =>
+  withResponder(async (s) => {
+    s.setRules(rules("/*\n  X-Version: 1\n"));
+    assert.match(headOf(await s.handle(req("GET", "/a.css"))), /X-Version: 1\r\n/);
+    s.setRules(rules("/*\n  X-Version: 2\n"));
+    assert.match(headOf(await s.handle(req("GET", "/a.css"))), /X-Version: 2\r\n/);
+    s.setRules(null);
+    assert.doesNotMatch(headOf(await s.handle(req("GET", "/a.css"))), /X-Version/);
+  }));
+
+Deno.test("streamed (uncached) files and their ranges carry the rules too", () =>
+  withResponder(async (s) => {
+    s.setRules(rules("/big.bin\n  X-Big: yes\n"));
+    const full = await s.handle(req("GET", "/big.bin"));
+    assert.ok(full.stream !== null);
+    full.stream.cancel();
+    assert.match(headOf(full), /X-Big: yes\r\n/);
+    const part = await s.handle(req("GET", "/big.bin", { range: "bytes=0-9" }));
+    assert.equal(part.status, 206);
+    part.stream?.cancel();
+    assert.match(headOf(part), /X-Big: yes\r\n/);
+  }));
+
+Deno.test("a 200 rewrite is remembered per request path and served like the target file", () =>
+  withResponder(async (s) => {
+    s.setRules(rules("/*\n  X-Any: 1\n", "/styles/* /a.css 200\n/gone /a.css 308\n"));
+    const r = await s.handle(req("GET", "/styles/x/y.css"));
+    assert.equal(r.status, 200);
+    assert.equal(new TextDecoder().decode(r.body!), "a{}\n");
+    assert.match(headOf(r), /Content-Type: text\/css/);
+    assert.equal(s.handle(req("GET", "/styles/x/y.css")), r, "remembered: synchronous and shared");
+    const moved = await s.handle(req("GET", "/gone?q=1"));
+    assert.equal(moved.status, 308);
+    assert.match(headOf(moved), /\r\nLocation: \/a\.css\?q=1\r\n/);
+    assert.doesNotMatch(headOf(moved), /X-Any/, "redirects carry only Vento's headers");
+  }));
