@@ -318,10 +318,7 @@ export class StaticResponder {
   #authRefusal(verdict: Exclude<AuthVerdict, "ok">, head: RequestHead): Reply | Promise<Reply> {
     const isHead = head.method === "HEAD";
     if (verdict === "busy") return this.#error(503, isHead, false, [["Retry-After", "1"]]);
-    return this.#error(401, isHead, false, [["WWW-Authenticate", AUTH_CHALLENGE], [
-      "Cache-Control",
-      "no-store",
-    ]]);
+    return this.#error(401, isHead, false, [["WWW-Authenticate", AUTH_CHALLENGE]]);
   }
 
   /** OPTIONS on a path: 204 with Allow, plus the CORS headers `_headers` gives the path (the preflight). */
@@ -368,7 +365,9 @@ export class StaticResponder {
     const c = this.#canonical(path);
     if (c === null) return null;
     const found = headersFor(rules.headers, c.path);
-    if (this.#authFor(path) === null) return found.headers.length === 0 ? null : found.headers;
+    if (!rules.hasAuth || this.#authFor(path) === null) {
+      return found.headers.length === 0 ? null : found.headers;
+    }
     const cc = found.headers.find((h) => h[0].toLowerCase() === "cache-control")?.[1] ?? cacheControl;
     return [...found.headers.filter((h) => h[0].toLowerCase() !== "cache-control"), [
       "Cache-Control",

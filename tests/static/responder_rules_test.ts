@@ -7,6 +7,7 @@ import type { Reply } from "../../src/http/response.ts";
 import { FakeClock } from "../../src/net/clock.ts";
 import { StaticResponder } from "../../src/static/responder.ts";
 import { parseHeadersFile, parseRedirectsFile, type SiteRules } from "../../src/static/rules.ts";
+import { hashPassword } from "../../src/static/basic_auth.ts";
 
 function req(method: string, path: string, headers: Record<string, string> = {}): RequestHead {
   const flat: string[] = ["host", "t"];
@@ -103,4 +104,19 @@ Deno.test("a 200 rewrite is remembered per request path and served like the targ
     assert.equal(moved.status, 308);
     assert.match(headOf(moved), /\r\nLocation: \/a\.css\?q=1\r\n/);
     assert.doesNotMatch(headOf(moved), /X-Any/, "redirects carry only Vento's headers");
+  }));
+
+Deno.test("Basic-Auth: one challenge, one Cache-Control; the protected 200 is private", () =>
+  withResponder(async (s) => {
+    const hash = await hashPassword("pw", 10_000);
+    s.setRules(rules(`/a.css\n  Basic-Auth: ann:${hash}\n`));
+    const denied = await s.handle(req("GET", "/a.css"));
+    assert.equal(denied.status, 401);
+    assert.equal((headOf(denied).match(/\r\nCache-Control: /g) ?? []).length, 1);
+    assert.equal((headOf(denied).match(/\r\nWWW-Authenticate: /g) ?? []).length, 1);
+    const ok = await s.handle(req("GET", "/a.css", { authorization: `Basic ${btoa("ann:pw")}` }));
+    assert.equal(ok.status, 200);
+    assert.match(headOf(ok), /\r\nCache-Control: private, max-age=3600\r\n/);
+    const open = await s.handle(req("OPTIONS", "/a.css"));
+    assert.equal(open.status, 204, "OPTIONS never asks for credentials");
   }));
