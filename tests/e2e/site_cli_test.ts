@@ -1,0 +1,102 @@
+/**
+ * The site rules from the command line, as an operator meets them: `deno run -A main.ts` as a subprocess.
+ * A bad `_headers` line exits 2 naming file and line with nothing bound; SIGHUP applies a changed
+ * `_headers`, and refuses a broken one while the old rules keep serving.
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { request } from "../_helpers/raw_client.ts";
+
+const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+/** How long a reload may take to show. */
+const EFFECT_TIMEOUT_MS = 10_000;
+
+async function tempSite(headers: string | null): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "vento-site-cli-" });
+  await Deno.mkdir(`${dir}/www`);
+  await Deno.writeTextFile(`${dir}/www/index.html`, "<h1>cli</h1>\n");
+  await Deno.writeTextFile(`${dir}/vento.conf`, "PORT=0\nHOST=127.0.0.1\nADMIN_SOCKET=off\nACCESS_LOG=off\n");
+  if (headers !== null) await Deno.writeTextFile(`${dir}/www/_headers`, headers);
+  return dir;
+}
+
+Deno.test("a bad _headers line at start exits 2 with PATH:LINE and binds nothing", async () => {
+  const dir = await tempSite("/*\n  X-Ok: yes\n  Connection: close\n");
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 2);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.match(
+      stderr,
+      /^vento: \/\S+\/www\/_headers:3: Connection is hop-by-hop \(Vento manages the connection\)$/m,
+    );
+    assert.doesNotMatch(new TextDecoder().decode(out.stdout), /listening/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SIGHUP applies a changed _headers and refuses a broken one, keeping the old rules", async () => {
+  const dir = await tempSite(null);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  let err = "";
+  const readUntil = async (
+    reader: ReadableStreamDefaultReader<string>,
+    get: () => string,
+    add: (s: string) => void,
+    re: RegExp,
+  ) => {
+    const deadline = performance.now() + EFFECT_TIMEOUT_MS;
+    while (!re.test(get())) {
+      if (performance.now() > deadline) throw new Error(`timed out waiting for ${re}: ${get()}`);
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`output ended before ${re}: ${get()}`);
+      add(value);
+    }
+  };
+  try {
+    await readUntil(stdout, () => out, (s) => out += s, /listening on http:\/\/\S+:(\d+)\//);
+    const port = Number(/listening on http:\/\/\S+:(\d+)\//.exec(out)![1]);
+    const get = () => request(port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert.equal((await get()).headers.get("x-release"), undefined);
+
+    await Deno.writeTextFile(`${dir}/www/_headers`, "/*\n  X-Release: 1\n");
+    child.kill("SIGHUP");
+    await readUntil(stdout, () => out, (s) => out += s, /vento: reloaded; applied: _headers\n/);
+    assert.equal((await get()).headers.get("x-release"), "1");
+
+    await Deno.writeTextFile(`${dir}/www/_headers`, "/*\n  X-Release: 2\n  Date: now\n");
+    child.kill("SIGHUP");
+    await readUntil(stderr, () => err, (s) => err += s, /_headers:3: Date is set by Vento on every response/);
+    assert.match(err, /vento: reload refused:/);
+    assert.equal((await get()).headers.get("x-release"), "1", "the old rules stay in force");
+
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await stdout.cancel().catch(() => {});
+    await stderr.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
