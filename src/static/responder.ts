@@ -64,6 +64,11 @@ export type StaticOptions = Pick<
 export const ALLOWED_METHODS = "GET, HEAD, OPTIONS";
 /** Request paths whose resolution is remembered; beyond it the oldest is forgotten. */
 export const MAX_ROUTES = 10_000;
+/**
+ * Distinct folded heads kept per cached file (rule sets that match its paths differently); the set is
+ * emptied when full. Paths matched by the same rules share one.
+ */
+export const MAX_HEAD_VARIANTS = 64;
 /** Distinct Accept-Encoding values whose parse is remembered; the table is emptied when full. */
 export const MAX_ENCODING_PREFS = 256;
 /** Entries shown in one directory listing; the rest are dropped and the page says so. */
@@ -100,6 +105,13 @@ type Route =
      * into every head built for it; null when none (the cache entries' own shared replies are used).
      */
     extra: ReadonlyArray<readonly [string, string]> | null;
+    /** `extra` as one string: routes with equal keys share their folded replies (and their whole forms). */
+    extraKey: string;
+    /**
+     * `extra` holds values filled in from this path: its replies are this route's alone, so they are not
+     * marked reusable (no whole-response copy per path that a client could multiply by asking many paths).
+     */
+    extraPerPath: boolean;
     /** With `extra`: each cache entry's 200 replies with the rules folded in, built once per entry. */
     custom: Map<CachedFile, { get: Reply; head: Reply }> | null;
     br: CachedFile | null;
@@ -280,6 +292,8 @@ export class StaticResponder {
   }
 
   #rules: SiteRules | null = null;
+  /** Folded replies by cache entry and `extraKey`, shared by the routes whose rules agree. */
+  readonly #customByEntry = new WeakMap<CachedFile, Map<string, { get: Reply; head: Reply }>>();
   readonly #auth = new BasicAuth();
   /** Credentials guarding each request path seen (null: open), bounded like `#routes`. */
   readonly #authByPath = new Map<string, readonly Credential[] | null>();
@@ -344,12 +358,32 @@ export class StaticResponder {
   #customReply(route: FileRoute, entry: CachedFile, isHead: boolean): Reply {
     let memo = route.custom?.get(entry);
     if (memo === undefined) {
-      const pairs = this.#fullHeadPairs(route, entry.encoding, entry.bytes.length, entry.validatorHeaders);
-      const h = buildHead(200, mergeHeaders(pairs, route.extra!));
-      memo = {
-        get: frozenReply(200, h, entry.bytes, entry.bytes.length),
-        head: frozenReply(200, h, null, entry.bytes.length),
-      };
+      // Every path the same rules match (an SPA's routes) shares one pair of replies per cache entry.
+      let variants = this.#customByEntry.get(entry);
+      if (variants === undefined) this.#customByEntry.set(entry, variants = new Map());
+      memo = route.extraPerPath ? undefined : variants.get(route.extraKey);
+      if (memo === undefined) {
+        const pairs = this.#fullHeadPairs(route, entry.encoding, entry.bytes.length, entry.validatorHeaders);
+        const h = buildHead(200, mergeHeaders(pairs, route.extra!));
+        const n = entry.bytes.length;
+        memo = route.extraPerPath
+          ? {
+            get: Object.freeze({
+              status: 200,
+              head: h,
+              body: entry.bytes,
+              stream: null,
+              length: n,
+              close: false,
+            }),
+            head: Object.freeze({ status: 200, head: h, body: null, stream: null, length: n, close: false }),
+          }
+          : { get: frozenReply(200, h, entry.bytes, n), head: frozenReply(200, h, null, n) };
+        if (!route.extraPerPath) {
+          if (variants.size >= MAX_HEAD_VARIANTS) variants.clear();
+          variants.set(route.extraKey, memo);
+        }
+      }
       route.custom ??= new Map();
       // Entries replaced on disk leave stale keys behind: a handful per route at most.
       if (route.custom.size >= 4) route.custom.clear();
@@ -359,20 +393,27 @@ export class StaticResponder {
   }
 
   /** `_headers`' headers for the request path `path`, ready to fold into heads (null when none). */
-  #extraFor(path: string, cacheControl: string): ReadonlyArray<readonly [string, string]> | null {
+  #extraFor(
+    path: string,
+    cacheControl: string,
+  ): Pick<FileRoute, "extra" | "extraKey" | "extraPerPath"> {
+    const none = { extra: null, extraKey: "", extraPerPath: false };
     const rules = this.#rules;
-    if (rules === null || rules.headers.length === 0) return null;
+    if (rules === null || rules.headers.length === 0) return none;
     const c = this.#canonical(path);
-    if (c === null) return null;
+    if (c === null) return none;
     const found = headersFor(rules.headers, c.path);
-    if (!rules.hasAuth || this.#authFor(path) === null) {
-      return found.headers.length === 0 ? null : found.headers;
+    let extra = found.headers;
+    if (rules.hasAuth && this.#authFor(path) !== null) {
+      const cc = extra.find((h) => h[0].toLowerCase() === "cache-control")?.[1] ?? cacheControl;
+      extra = [...extra.filter((h) => h[0].toLowerCase() !== "cache-control"), [
+        "Cache-Control",
+        privateCacheControl(cc),
+      ]];
     }
-    const cc = found.headers.find((h) => h[0].toLowerCase() === "cache-control")?.[1] ?? cacheControl;
-    return [...found.headers.filter((h) => h[0].toLowerCase() !== "cache-control"), [
-      "Cache-Control",
-      privateCacheControl(cc),
-    ]];
+    if (extra.length === 0) return none;
+    const extraKey = extra.map((h) => `${h[0]}: ${h[1]}`).join("\r\n");
+    return { extra, extraKey, extraPerPath: found.perPath };
   }
 
   /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
@@ -499,7 +540,7 @@ export class StaticResponder {
       identity: null,
       br: null,
       gzip: null,
-      extra: this.#extraFor(head.path, cacheControl),
+      ...this.#extraFor(head.path, cacheControl),
       custom: null,
       checkedAtMs: now,
     };

@@ -84,6 +84,8 @@ export interface PathHeaders {
   readonly headers: ReadonlyArray<readonly [string, string]>;
   /** Credentials of the last matching rule with `Basic-Auth`, or null when the path is open. */
   readonly auth: readonly Credential[] | null;
+  /** A value was filled in from the path (`:name`, `:splat`): the headers differ from path to path. */
+  readonly perPath: boolean;
 }
 
 /** The rule a path matched in `_redirects`, with its destination filled in (query not yet added). */
@@ -403,6 +405,7 @@ export function headersFor(rules: readonly HeaderRule[], path: string): PathHead
   let out: Array<[string, string]> | null = null;
   let detach: string[] | null = null;
   let auth: readonly Credential[] | null = null;
+  let perPath = false;
   for (const rule of rules) {
     const values = matchPattern(rule.pattern, path);
     if (values === null) continue;
@@ -410,6 +413,7 @@ export function headersFor(rules: readonly HeaderRule[], path: string): PathHead
     if (rule.detach.length > 0) (detach ??= []).push(...rule.detach);
     for (const [name, template] of rule.set) {
       const value = rule.pattern.names.length > 0 ? fill(template, values) : template;
+      if (value !== template) perPath = true;
       out ??= [];
       const lower = name.toLowerCase();
       // The same header from several rules is one field, values joined (Set-Cookie stays one per line).
@@ -419,7 +423,7 @@ export function headersFor(rules: readonly HeaderRule[], path: string): PathHead
     }
   }
   if (out !== null && detach !== null) out = out.filter((h) => !detach!.includes(h[0].toLowerCase()));
-  return { headers: out ?? [], auth };
+  return { headers: out ?? [], auth, perPath };
 }
 
 // --- _redirects --------------------------------------------------------------------------------------

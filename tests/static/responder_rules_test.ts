@@ -120,3 +120,23 @@ Deno.test("Basic-Auth: one challenge, one Cache-Control; the protected 200 is pr
     const open = await s.handle(req("OPTIONS", "/a.css"));
     assert.equal(open.status, 204, "OPTIONS never asks for credentials");
   }));
+
+Deno.test("paths the same rules match share one folded reply; per-path values are not kept whole", () =>
+  withResponder(async (s) => {
+    s.setRules(
+      rules(
+        "/*\n  X-Frame-Options: DENY\n/u/:name\n  X-User: :name\n",
+        "/spa/* /a.css 200\n/u/* /a.css 200\n",
+      ),
+    );
+    const a = await s.handle(req("GET", "/spa/one"));
+    const b = await s.handle(req("GET", "/spa/two/three"));
+    assert.equal(a, b, "one reply (and so one whole-response copy) for every SPA route");
+    assert.equal(a.reusable, true);
+    const ann = await s.handle(req("GET", "/u/ann"));
+    const bob = await s.handle(req("GET", "/u/bob"));
+    assert.match(headOf(ann), /\r\nX-User: ann\r\n/);
+    assert.match(headOf(bob), /\r\nX-User: bob\r\n/);
+    assert.notEqual(ann.reusable, true, "a head filled in per path is not kept as a whole response");
+    assert.equal(s.handle(req("GET", "/u/ann")), ann, "still remembered per route");
+  }));

@@ -91,7 +91,9 @@ Deno.test("_headers: rules merge in order, same names join, ! removes, placehold
     ["Set-Cookie", "a=1"],
     ["Set-Cookie", "b=2"],
   ]);
-  assert.deepEqual(headersFor([], "/x"), { headers: [], auth: null });
+  assert.deepEqual(headersFor([], "/x"), { headers: [], auth: null, perPath: false });
+  assert.equal(headersFor(rules, "/u/ann").perPath, true);
+  assert.equal(headersFor(rules, "/assets/app.js").perPath, false);
 });
 
 Deno.test("_headers refuses framing, hop-by-hop and Vento's own headers, each with its line", () => {
