@@ -439,7 +439,12 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   if (values.check) {
-    console.log(`vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK`);
+    const r = rules.rules;
+    const count = (n: number) => `${n} rule${n === 1 ? "" : "s"}`;
+    const site = r === null
+      ? ""
+      : ` (${HEADERS_FILE}: ${count(r.headers.length)}, ${REDIRECTS_FILE}: ${count(r.redirects.length)})`;
+    console.log(`vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK${site}`);
     return 0;
   }
 

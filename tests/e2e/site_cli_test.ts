@@ -100,3 +100,24 @@ Deno.test("SIGHUP applies a changed _headers and refuses a broken one, keeping t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--check counts the site's rules when it has some", async () => {
+  const dir = await tempSite("/*\n  X-A: 1\n/b/*\n  X-B: 2\n");
+  try {
+    await Deno.writeTextFile(`${dir}/www/_redirects`, "/old /new 301\n");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "--check"],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(
+      new TextDecoder().decode(out.stdout),
+      /^vento: \/\S+\/vento\.conf: OK \(_headers: 2 rules, _redirects: 1 rule\)$/m,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
