@@ -1,6 +1,7 @@
 /** The static responder with `_headers` / `_redirects` rules: heads precomputed with the rules folded in. */
 
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { DEFAULT_CONFIG } from "../../src/config.ts";
 import type { RequestHead } from "../../src/http/head.ts";
 import type { Reply } from "../../src/http/response.ts";
@@ -140,3 +141,39 @@ Deno.test("paths the same rules match share one folded reply; per-path values ar
     assert.notEqual(ann.reusable, true, "a head filled in per path is not kept as a whole response");
     assert.equal(s.handle(req("GET", "/u/ann")), ann, "still remembered per route");
   }));
+
+Deno.test("property: rewrites and redirects built from any request path never leave the document root", async () => {
+  const outer = await Deno.makeTempDir();
+  const root = `${outer}/www`;
+  await Deno.mkdir(root);
+  await Deno.writeTextFile(`${outer}/secret.txt`, "SECRET\n");
+  await Deno.writeTextFile(`${root}/ok.txt`, "ok\n");
+  await Deno.writeTextFile(`${root}/_headers`, "/*\n  X-A: 1\n");
+  const s = await StaticResponder.create({ ...DEFAULT_CONFIG, documentRoot: root }, new FakeClock());
+  s.setRules(rules("/*\n  X-A: :splat\n", "/r/* /:splat 200\n/d/:a/* /:a/../:splat 200\n/g/* /:splat 302\n"));
+  const segment = fc.oneof(
+    fc.constantFrom("..", ".", "%2e%2e", "%2E.", "secret.txt", "ok.txt", "_headers", "%2f", "%5c", "", "www"),
+    fc.stringMatching(/^[A-Za-z0-9._~%-]{1,8}$/),
+  );
+  try {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom("/r/", "/d/", "/g/", "/"),
+        fc.array(segment, { maxLength: 6 }),
+        async (prefix, segs) => {
+          const r = await s.handle(req("GET", prefix + segs.join("/")));
+          const body = r.body === null ? "" : new TextDecoder().decode(r.body);
+          r.stream?.cancel();
+          assert.ok(!body.includes("SECRET"), `served the secret for ${prefix}${segs.join("/")}`);
+          assert.ok(!body.includes("X-A"), "never the rule file");
+          const location = /\r\nLocation: ([^\r]*)\r\n/.exec(headOf(r))?.[1];
+          if (location !== undefined) assert.ok(!location.startsWith("//"), location);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  } finally {
+    s.close();
+    await Deno.remove(outer, { recursive: true });
+  }
+});
