@@ -195,8 +195,8 @@ export function compilePattern(text: string): Pattern | string {
 }
 
 /**
- * Matches `path` (no query, as sent: still percent-encoded) against `p`, with a trailing slash optional on
- * both. Returns the captured values by name (the splat may be empty: `/app/*` matches `/app`), or null.
+ * Matches `path` (no query, in the canonical form `compilePattern` describes) against `p`, with a trailing
+ * slash optional on both. Returns the captured values by name (the splat may be empty: `/app/*` matches `/app`), or null.
  */
 export function matchPattern(p: Pattern, path: string): Record<string, string> | null {
   const segs = segmentsOf(path);
@@ -311,6 +311,8 @@ export function parseHeadersFile(text: string): Parsed<HeaderRule> {
     }
     current = null;
   };
+  // The last pattern line was refused: its header lines are skipped without an error each.
+  let underBadPattern = false;
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = i + 1;
@@ -325,15 +327,13 @@ export function parseHeadersFile(text: string): Parsed<HeaderRule> {
         break;
       }
       const p = compilePattern(trimmed);
+      underBadPattern = typeof p === "string";
       if (typeof p === "string") errors.push({ line, message: p });
       else current = { line, pattern: p, set: [], detach: [], auth: null, lines: 0 };
       continue;
     }
     if (current === null) {
-      // Either before the first pattern, or under a pattern that had an error (reported already).
-      if (errors.length === 0) {
-        errors.push({ line, message: "a header line must follow a path pattern line" });
-      }
+      if (!underBadPattern) errors.push({ line, message: "a header line must follow a path pattern line" });
       continue;
     }
     const rule = current as NonNullable<typeof current>;

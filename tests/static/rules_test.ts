@@ -257,3 +257,15 @@ Deno.test("the benchmark's rule files parse to 20 header rules and 50 redirects"
   assert.equal(redirects.length, 50);
   assert.equal(redirectFor(redirects, "/1k.bin"), null);
 });
+
+Deno.test("_headers: a header line with no pattern above is reported even after other errors", () => {
+  assert.deepEqual(errs(parseHeadersFile("/a\n  Date: x\n/b?q\n  X-Skipped: 1\n")), [
+    "2: Date is set by Vento on every response",
+    '3: "/b?q": rules match the path only (query and fragment conditions are not supported)',
+  ]);
+  assert.deepEqual(errs(parseHeadersFile("/a\n  Date: x\n")).length, 1);
+  assert.deepEqual(errs(parseHeadersFile("# top\n  X-Orphan: 1\n/a\n  Date: x\n")), [
+    "2: a header line must follow a path pattern line",
+    "4: Date is set by Vento on every response",
+  ]);
+});
