@@ -25,7 +25,7 @@ import {
 import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
 import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
-import { ErrorPages } from "./error_pages.ts";
+import { ErrorPages, MAX_ERROR_PAGE_BYTES } from "./error_pages.ts";
 import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } from "./listing.ts";
 import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
@@ -466,10 +466,49 @@ export class StaticResponder {
     }
     const to = withQuery(m.to, c!.query);
     if (m.rule.status === 200) return (await this.#serveTarget(head, to, isHead, false))!;
+    if (m.rule.status === 404) return await this.#notFoundPage(head, to, isHead);
     const h = buildHead(m.rule.status, [["Location", to], ["Content-Length", "0"]]);
     const get = frozenReply(m.rule.status, h, null, 0);
     this.#remember(head.path, { kind: "reply", get, head: get, checkedAtMs: this.#clock.nowMs() });
     return get;
+  }
+
+  /**
+   * A `404` rule: TO's content (a regular file of at most `MAX_ERROR_PAGE_BYTES`, confined like any
+   * request) with status 404, as the site's own page for this path; the built-in 404 when TO is missing.
+   * Remembered under the request path like other answers. No validators: a 404 is never revalidated.
+   */
+  async #notFoundPage(head: RequestHead, to: string, isHead: boolean): Promise<Reply> {
+    const r = resolvePath(to, this.#opts);
+    const now = this.#clock.nowMs();
+    const found = r.ok && !r.trailingSlash ? await this.#fs.findFile(this.#fs.pathOf(r.relative)) : null;
+    const isRulesFile = found !== null &&
+      (found.path === this.#fs.rootPrefix + HEADERS_FILE ||
+        found.path === this.#fs.rootPrefix + REDIRECTS_FILE);
+    let bytes: Uint8Array | null = null;
+    if (found !== null && !isRulesFile && found.info.size <= MAX_ERROR_PAGE_BYTES) {
+      const opened = await this.#fs.openVerified(found);
+      if (opened !== null) {
+        try {
+          bytes = await ConfinedFs.readAll(opened.file, opened.info.size);
+        } finally {
+          opened.file.close();
+        }
+      }
+    }
+    if (bytes === null || !r.ok) {
+      this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: now });
+      return await this.#error(404, isHead);
+    }
+    const h = buildHead(404, [
+      ["Content-Type", contentTypeFor(r.relative)],
+      ["Content-Length", String(bytes.length)],
+      ["Cache-Control", "no-cache"],
+    ]);
+    const get = frozenReply(404, h, bytes, bytes.length);
+    const headOnly = frozenReply(404, h, null, bytes.length);
+    this.#remember(head.path, { kind: "reply", get, head: headOnly, checkedAtMs: now });
+    return isHead ? headOnly : get;
   }
 
   /**

@@ -57,7 +57,7 @@ export interface HeaderRule {
   readonly auth: readonly Credential[] | null;
 }
 
-export type RedirectStatus = 200 | 301 | 302 | 303 | 307 | 308;
+export type RedirectStatus = 200 | 301 | 302 | 303 | 307 | 308 | 404;
 
 export interface RedirectRule {
   readonly line: number;
@@ -94,7 +94,7 @@ export interface RedirectMatch {
   readonly to: string;
 }
 
-const REDIRECT_STATUSES: ReadonlySet<number> = new Set([200, 301, 302, 303, 307, 308]);
+const REDIRECT_STATUSES: ReadonlySet<number> = new Set([200, 301, 302, 303, 307, 308, 404]);
 /** Netlify's default; Cloudflare Pages defaults to 302, so portable files write the code. */
 export const DEFAULT_REDIRECT_STATUS: RedirectStatus = 301;
 
@@ -430,8 +430,8 @@ export function headersFor(rules: readonly HeaderRule[], path: string): PathHead
 
 /**
  * Parses a `_redirects` file: `FROM TO [STATUS][!]` per line, whitespace separated, `#` comments.
- * STATUS is 301 (the default), 302, 303, 307, 308, or 200 for a rewrite (the URL stays, the content is
- * TO's); `!` forces the rule over an existing file.
+ * STATUS is 301 (the default), 302, 303, 307, 308, 200 for a rewrite (the URL stays, the content is
+ * TO's), or 404 (TO's content as this path's "not found" page); `!` forces the rule over an existing file.
  */
 export function parseRedirectsFile(text: string): Parsed<RedirectRule> {
   const errors: RuleError[] = [];
@@ -477,7 +477,8 @@ export function parseRedirectsFile(text: string): Parsed<RedirectRule> {
       if (m === null || !REDIRECT_STATUSES.has(Number(m[1]))) {
         errors.push({
           line,
-          message: `status must be 200, 301, 302, 303, 307 or 308 (optionally with !), got "${tokens[2]}"` +
+          message:
+            `status must be 200, 301, 302, 303, 307, 308 or 404 (optionally with !), got "${tokens[2]}"` +
             (tokens[2].includes("=") ? " (conditions are not supported)" : ""),
         });
         continue;
@@ -490,6 +491,10 @@ export function parseRedirectsFile(text: string): Parsed<RedirectRule> {
         line,
         message: `unexpected "${tokens[3].slice(0, 40)}" after the status (conditions are not supported)`,
       });
+      continue;
+    }
+    if (status === 404 && absolute) {
+      errors.push({ line, message: "a 404 rule serves a page of this site: TO must be a path" });
       continue;
     }
     if (status === 200 && absolute) {

@@ -178,9 +178,12 @@ const SITE: Files = {
     "/forced.html    /exists.html        302!",
     "/app/*          /app/index.html     200",
     "/peek           /_headers           200",
+    "/blog/*         /blog/404.html      404",
     "",
   ].join("\n"),
   "api-like/data.json": '{"ok":true}\n',
+  "blog/post.html": "<!doctype html><title>a post</title>\n",
+  "blog/404.html": "<!doctype html><title>no such post</title>\n",
 };
 
 const withSite = (fn: (s: TestServer) => Promise<void>) => withServer(fn, {}, SITE);
@@ -348,7 +351,7 @@ Deno.test("a bad rule line refuses the start with PATH:LINE; --check says the sa
         assert.equal(
           e.message,
           `${root}/_headers:3: Content-Length would break the response framing (Vento sets it)\n` +
-            `${root}/_redirects:2: status must be 200, 301, 302, 303, 307 or 308 (optionally with !), got "418"`,
+            `${root}/_redirects:2: status must be 200, 301, 302, 303, 307, 308 or 404 (optionally with !), got "418"`,
         );
         return true;
       },
@@ -483,3 +486,21 @@ Deno.test("docs/site.md: --check and the probe curl commands work as shown", asy
     }
   }, { healthPath: "/healthz", metricsPath: "/metrics" });
 });
+
+Deno.test("_redirects 404: a section's own not-found page, with status 404; existing files shadow it", () =>
+  withSite(async (s) => {
+    const missing = await request(s.port, `GET /blog/nope HTTP/1.1\r\n${H}\r\n`);
+    assert.equal(missing.status, 404);
+    assert.match(missing.text, /no such post/);
+    assert.equal(missing.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(missing.headers.get("etag"), undefined, "no validators on a 404");
+    const head = await request(s.port, `HEAD /blog/nope HTTP/1.1\r\n${H}\r\n`, "HEAD");
+    assert.equal(head.status, 404);
+    assert.equal(head.body.length, 0);
+    const post = await request(s.port, `GET /blog/post.html HTTP/1.1\r\n${H}\r\n`);
+    assert.equal(post.status, 200);
+    assert.match(post.text, /a post/);
+    const elsewhere = await request(s.port, `GET /nope HTTP/1.1\r\n${H}\r\n`);
+    assert.equal(elsewhere.status, 404);
+    assert.match(elsewhere.text, /not here/, "the site-wide 404.html outside /blog");
+  }));

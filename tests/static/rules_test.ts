@@ -198,7 +198,7 @@ Deno.test("_redirects never produces a scheme-relative //host destination from a
 Deno.test("_redirects reports every bad line with its number", () => {
   const text = [
     "/a",
-    "/b /c 404",
+    "/b /c 410",
     "/d /e 301 Country=us",
     "/f https://other.example/ 200",
     "/g /h/:x",
@@ -208,7 +208,7 @@ Deno.test("_redirects reports every bad line with its number", () => {
   ].join("\n");
   assert.deepEqual(errs(parseRedirectsFile(text)), [
     '1: expected "FROM TO [STATUS]", got "/a"',
-    '2: status must be 200, 301, 302, 303, 307 or 308 (optionally with !), got "404"',
+    '2: status must be 200, 301, 302, 303, 307, 308 or 404 (optionally with !), got "410"',
     '3: unexpected "Country=us" after the status (conditions are not supported)',
     "4: a rewrite (200) must stay on this site: proxying to another origin is not supported",
     '5: "/h/:x" uses :x, which "/g" does not capture',
