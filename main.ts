@@ -120,13 +120,14 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const live: Config = { ...config };
   const stats = new Stats();
   const startedWallMs = clock.wallMs();
-  const guard = new Guard(live, clock, stats, undefined, options.guardTable);
-  // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
-  const store = createGuardStore(live, guard, stats, logError);
-  // `_headers` / `_redirects`: a bad line stops the start, as a bad vento.conf line does.
+  // `_headers` / `_redirects`: a bad line stops the start (before anything is opened), as a bad vento.conf
+  // line does.
   const siteRules = await loadSiteRules(live.documentRoot);
   if (!siteRules.ok) throw new SiteRulesError(siteRules.messages);
   let ruleTexts = siteRules.texts;
+  const guard = new Guard(live, clock, stats, undefined, options.guardTable);
+  // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
+  const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
   staticResponder.setRules(siteRules.rules);
   // The probes read the server once it exists (they answer only after `serve()`).
