@@ -1,7 +1,8 @@
 /**
  * The site rules from the command line, as an operator meets them: `deno run -A main.ts` as a subprocess.
- * A bad `_headers` line exits 2 naming file and line with nothing bound; SIGHUP applies a changed
- * `_headers`, and refuses a broken one while the old rules keep serving.
+ * A bad `_headers` line exits 2 naming file and line with nothing bound; `--check` counts the rules;
+ * SIGHUP and `vento-admin reload` apply a changed file, and refuse a broken one while the old rules keep
+ * serving.
  */
 
 import assert from "node:assert/strict";
@@ -9,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { request } from "../_helpers/raw_client.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+const ADMIN_MAIN = fileURLToPath(new URL("../../admin/main.ts", import.meta.url));
 /** How long a reload may take to show. */
 const EFFECT_TIMEOUT_MS = 10_000;
 
@@ -118,6 +120,69 @@ Deno.test("--check counts the site's rules when it has some", async () => {
       /^vento: \/\S+\/vento\.conf: OK \(_headers: 2 rules, _redirects: 1 rule\)$/m,
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vento-admin reload applies a changed _redirects; a broken one is REFUSED with PATH:LINE", async () => {
+  const dir = await tempSite(null);
+  await Deno.writeTextFile(
+    `${dir}/vento.conf`,
+    "PORT=0\nHOST=127.0.0.1\nACCESS_LOG=off\nADMIN_SOCKET=vento.sock\n",
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const admin = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", ADMIN_MAIN, "--config", `${dir}/vento.conf`, ...args],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  };
+  try {
+    let out = "";
+    while (!/listening on http:\/\/\S+:(\d+)\//.test(out)) {
+      const { value, done } = await stdout.read();
+      if (done) throw new Error(`server exited: ${out}`);
+      out += value;
+    }
+    const port = Number(/listening on http:\/\/\S+:(\d+)\//.exec(out)![1]);
+    const get = () => request(port, "GET /old HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert.equal((await get()).status, 404);
+
+    await Deno.writeTextFile(`${dir}/www/_redirects`, "/old /new 308\n");
+    const ok = await admin("--json", "reload");
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(JSON.parse(ok.stdout), { applied: ["_redirects"], needsRestart: [] });
+    const moved = await get();
+    assert.equal(moved.status, 308);
+    assert.equal(moved.headers.get("location"), "/new");
+
+    await Deno.writeTextFile(`${dir}/www/_redirects`, "/old /new 308\n/x\n");
+    const refused = await admin("reload");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr + refused.stdout, /_redirects:2: expected "FROM TO \[STATUS\]", got "\/x"/);
+    assert.equal((await get()).status, 308, "the old rules stay in force");
+
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await stdout.cancel().catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
 });
