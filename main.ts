@@ -17,6 +17,8 @@ import { FORCED_STOP_FLUSH_MS, kickBanned, startVento, type Vento } from "./src/
 import { AdminSocketInUse } from "./src/admin/server.ts";
 import { describeReload } from "./src/admin/protocol.ts";
 import { preflight, tlsPairNotes } from "./src/app/preflight.ts";
+import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "./src/static/site_rules.ts";
+import { DEFAULT_HASH_ITERATIONS, hashPassword } from "./src/static/basic_auth.ts";
 import { VERSION } from "./src/core/version.ts";
 
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
@@ -27,8 +29,9 @@ Usage: vento [PORT] [options]
   PORT              listen on this port (overrides PORT in the config)
   --config PATH     config file (default: vento.conf in the working directory, if present)
   --check           run every start-up check without binding, then exit (0 would start, 2 would not):
-                    config, document root readable, access log opens, TLS key matches certificate,
-                    ports, admin socket folder
+                    config and the site's _headers and _redirects, document root readable, access log
+                    opens, TLS key matches certificate, ports, admin socket folder
+  --hash-password   read a password from stdin and print its hash for a Basic-Auth line in _headers
   --help            show this help
   --version         print the version
 
@@ -54,6 +57,41 @@ function workerEntryUrl(): string {
   return URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
 }
 
+/**
+ * `--hash-password`: reads one password from stdin (typed without echo on a terminal, or piped) and prints
+ * its `$pbkdf2-sha256$…` hash. Returns the exit code.
+ */
+async function printPasswordHash(): Promise<number> {
+  const bytes: number[] = [];
+  const buf = new Uint8Array(256);
+  const tty = Deno.stdin.isTerminal();
+  if (tty) {
+    console.error("password (not shown): ");
+    Deno.stdin.setRaw(true);
+  }
+  try {
+    for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      const chunk = buf.subarray(0, n);
+      if (tty && chunk.includes(0x03)) return 130; // Ctrl-C in raw mode
+      const end = tty ? chunk.findIndex((b) => b === 0x0d || b === 0x0a) : -1;
+      bytes.push(...(end < 0 ? chunk : chunk.subarray(0, end)));
+      if (end >= 0 || bytes.length > 4096) break;
+    }
+  } finally {
+    if (tty) Deno.stdin.setRaw(false);
+  }
+  // A piped password usually ends with the newline `echo` added; it is not part of the password.
+  const password = new TextDecoder().decode(new Uint8Array(bytes)).replace(/\r?\n$/, "");
+  if (password === "" || password.length > 1024) {
+    console.error("vento: --hash-password needs a password of 1 to 1024 characters on stdin");
+    return 2;
+  }
+  console.log(await hashPassword(password, DEFAULT_HASH_ITERATIONS));
+  return 0;
+}
+
 /** Runs the server from the command line. Returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
   let parsed;
@@ -65,6 +103,7 @@ export async function main(args: string[]): Promise<number> {
       options: {
         config: { type: "string" },
         check: { type: "boolean" },
+        "hash-password": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -82,6 +121,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`vento ${VERSION}`);
     return 0;
   }
+  if (values["hash-password"]) return await printPasswordHash();
   if (positionals.length > 1) {
     console.error(`vento: expected at most one argument (the port), got ${positionals.length}\nTry --help.`);
     return 2;
@@ -107,6 +147,11 @@ export async function main(args: string[]): Promise<number> {
     for (const m of problems) console.error(`vento: ${m}`);
     return 2;
   }
+  const rules = await loadSiteRules(loaded.config.documentRoot);
+  if (!rules.ok) {
+    for (const m of rules.messages) console.error(`vento: ${m}`);
+    return 2;
+  }
   const c = loaded.config;
   const notes = c.tlsCert === "off" ? [] : await tlsPairNotes(c.tlsCert, Date.now());
   for (const n of notes) console.error(`vento: warning: ${n}`);
@@ -116,8 +161,13 @@ export async function main(args: string[]): Promise<number> {
       ...(c.plainHttp ? [`http://${host}:${c.port}/`] : []),
       ...(c.tlsCert === "off" ? [] : [`https://${host}:${c.tlsPort}/`]),
     ];
+    const r = rules.rules;
+    const count = (n: number) => `${n} rule${n === 1 ? "" : "s"}`;
+    const site = r === null
+      ? ""
+      : ` (${HEADERS_FILE}: ${count(r.headers.length)}, ${REDIRECTS_FILE}: ${count(r.redirects.length)})`;
     console.log(
-      `vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK; would listen on ` +
+      `vento: ${loaded.found ? loaded.path : "defaults (no config file)"}: OK${site}; would listen on ` +
         `${listen.join(" and ")} serving ${c.documentRoot}`,
     );
     return 0;
@@ -143,6 +193,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     // Bind failures arrive phrased (`PORT=80: …`), from this thread or, with WORKERS > 1, from a worker.
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
+    else if (e instanceof SiteRulesError) { for (const m of e.messages) console.error(`vento: ${m}`); }
     else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
     return 2;
   }

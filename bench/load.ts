@@ -108,9 +108,11 @@ const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
-type ServerName = "nginx" | "vento" | "denoserve";
+type ServerName = "nginx" | "vento" | "denoserve" | "vento-rules";
 
-const SERVER_NAMES: readonly ServerName[] = ["nginx", "vento", "denoserve"];
+const SERVER_NAMES: readonly ServerName[] = ["nginx", "vento", "denoserve", "vento-rules"];
+/** What `--servers` means when not given. */
+const DEFAULT_SERVERS: readonly ServerName[] = ["nginx", "vento", "denoserve"];
 /** Server names padded to this width line progress lines up. */
 const NAME_WIDTH = Math.max(...SERVER_NAMES.map((n) => n.length));
 
@@ -122,8 +124,10 @@ Usage: deno task bench [options]
   --duration SEC    seconds per wrk run (default 5, at most ${MAX_DURATION_SEC})
   --rounds N        interleaved rounds per scenario, A B C A B C … (default 3, at most ${MAX_ROUNDS})
   --warmup SEC      warm-up per server before measuring (default 2, at most ${MAX_WARMUP_SEC})
-  --servers LIST    any of nginx,vento,denoserve (default all three); ratios need vento and the other
-                    (denoserve = Deno.serve + Deno.open per request, as std's file server)
+  --servers LIST    any of nginx,vento,denoserve,vento-rules (default the first three); ratios need vento
+                    and the other (denoserve = Deno.serve + Deno.open per request, as std's file server;
+                    vento-rules = Vento serving the same files with a typical _headers of 20 rules and
+                    _redirects of 50, compared with vento in a table of its own)
   --workers LIST    comma-separated worker counts, e.g. 1,2: nginx worker_processes N and Vento WORKERS=N,
                     each count measured in turn (default 1); denoserve stays one process; with N > 1
                     nothing is pinned
@@ -164,7 +168,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
         duration: { type: "string", default: "5" },
         rounds: { type: "string", default: "3" },
         warmup: { type: "string", default: "2" },
-        servers: { type: "string", default: SERVER_NAMES.join(",") },
+        servers: { type: "string", default: DEFAULT_SERVERS.join(",") },
         workers: { type: "string", default: "1" },
         "no-pin": { type: "boolean", default: false },
         set: { type: "string", multiple: true, default: [] },
@@ -678,6 +682,8 @@ interface ScenarioReport {
   ratio: number | null;
   /** Vento's median over the `Deno.serve` baseline's, likewise; null unless both ran. */
   ratioDenoServe: number | null;
+  /** Vento with `_headers` + `_redirects` over Vento without, likewise; null unless both ran. */
+  ratioRules: number | null;
 }
 
 const MIB = 1024 * 1024;
@@ -727,6 +733,10 @@ function printTables(reports: ScenarioReport[]): void {
   const rate = reports.filter((r) => r.measure === "rate");
   const transfer = reports.filter((r) => r.measure === "transfer");
   if (rate.length > 0) printRateTable(rate);
+  if (rate.some((r) => r.ratioRules !== null)) {
+    console.log("");
+    printRulesTable(rate);
+  }
   if (rate.length > 0 && transfer.length > 0) console.log("");
   if (transfer.length > 0) printTransferTable(transfer);
 }
@@ -807,6 +817,65 @@ function printRateTable(reports: ScenarioReport[]): void {
   printRows(header, rows);
 }
 
+/** Vento with the site rules against Vento without, per scenario. */
+function printRulesTable(reports: ScenarioReport[]): void {
+  const header = [
+    "scenario",
+    "vento req/s",
+    "vento-rules req/s",
+    "rules/vento",
+    "vento CPU µs/req",
+    "rules CPU µs/req",
+    "errors v/r",
+  ];
+  const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
+  const rows = reports.filter((r) => r.ratioRules !== null).map((r) => {
+    const v = r.servers.vento!;
+    const w = r.servers["vento-rules"]!;
+    return [
+      r.label,
+      fmtInt(v.medianRps),
+      fmtInt(w.medianRps),
+      fmtRatio(r.ratioRules),
+      cpu(v.medianCpuUsPerReq),
+      cpu(w.medianCpuUsPerReq),
+      `${v.errors}/${w.errors}`,
+    ];
+  });
+  printRows(header, rows);
+}
+
+/**
+ * A typical site's rule files: `_headers` with 20 rules (security headers for every page, long caching for
+ * assets, CORS for an API, one rule naming the benchmarked file) and `_redirects` with 50 (old URLs,
+ * placeholders, a splat, an SPA fallback), none of which redirects the benchmarked file.
+ */
+export function benchRules(): { headers: string; redirects: string } {
+  const h: string[] = [
+    "/*",
+    "  Strict-Transport-Security: max-age=63072000; includeSubDomains; preload",
+    "  X-Frame-Options: DENY",
+    "  Referrer-Policy: strict-origin-when-cross-origin",
+    "  Permissions-Policy: camera=(), microphone=(), geolocation=()",
+    "  Content-Security-Policy: default-src 'self'; img-src 'self' data:; object-src 'none'",
+    `${FILE_PATH}`,
+    "  Cache-Control: public, max-age=86400",
+    "/assets/*",
+    "  Cache-Control: public, max-age=31536000, immutable",
+    "/api/*",
+    "  Access-Control-Allow-Origin: *",
+    "  Access-Control-Allow-Methods: GET, OPTIONS",
+  ];
+  for (let i = 0; i < 16; i++) h.push(`/section-${i}/*`, `  X-Section: ${i}`);
+  const r: string[] = [
+    "/blog/:year/:slug   /posts/:year/:slug   301",
+    "/docs/*             /documentation/:splat 302",
+    "/app/*              /app/index.html      200",
+  ];
+  for (let i = 0; i < 47; i++) r.push(`/old-page-${i}   /new-page-${i}   301`);
+  return { headers: h.join("\n") + "\n", redirects: r.join("\n") + "\n" };
+}
+
 // --- main ----------------------------------------------------------------------------------------
 
 async function main(args: string[]): Promise<number> {
@@ -878,6 +947,18 @@ async function main(args: string[]): Promise<number> {
       await writeBigFile(`${docroot}${BIG_FILE_PATH}`, bigBlock);
     }
 
+    // The same files (hard links) beside a typical _headers and _redirects, for `vento-rules`.
+    const rulesDocroot = `${dir}/www-rules`;
+    if (opts.servers.includes("vento-rules")) {
+      await Deno.mkdir(rulesDocroot, { mode: 0o755 });
+      for (const f of [FILE_PATH, "/index.html", ...(big ? [BIG_FILE_PATH] : [])]) {
+        await Deno.link(`${docroot}${f}`, `${rulesDocroot}${f}`);
+      }
+      const rules = benchRules();
+      await Deno.writeTextFile(`${rulesDocroot}/_headers`, rules.headers);
+      await Deno.writeTextFile(`${rulesDocroot}/_redirects`, rules.redirects);
+    }
+
     const reports: ScenarioReport[] = [];
     for (const workers of opts.workers) {
       // Several workers need every core: pinning the servers to CPU 1 would measure one core twice.
@@ -909,8 +990,9 @@ async function main(args: string[]): Promise<number> {
           const [cmd, a] = pinServer(Deno.execPath(), denoServeArgs(docroot, port));
           server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
         } else {
-          const conf = `${dir}/vento.conf`;
-          const text = ventoConfig(docroot, port, opts.ventoSettings, workers);
+          const conf = `${dir}/${name}.conf`;
+          const root = name === "vento-rules" ? rulesDocroot : docroot;
+          const text = ventoConfig(root, port, opts.ventoSettings, workers);
           const check = parseConfig(text);
           if (!check.ok) throw new Error(`generated vento.conf is invalid: ${JSON.stringify(check.errors)}`);
           await Deno.writeTextFile(conf, text);
@@ -1002,7 +1084,11 @@ async function main(args: string[]): Promise<number> {
         const ratioDenoServe = servers.denoserve && servers.vento
           ? pick(servers.vento) / pick(servers.denoserve)
           : null;
+        const ratioRules = servers["vento-rules"] && servers.vento
+          ? pick(servers["vento-rules"]) / pick(servers.vento)
+          : null;
         reports.push({
+          ratioRules,
           scenario: sc.key,
           label: opts.workers.length > 1 || workers > 1
             ? `${sc.label}, ${workers} worker${workers > 1 ? "s" : ""}`

@@ -74,7 +74,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   admin: ["net", "guard", "http", "config", "stats", "core"],
   net: ["guard", "http", "config", "stats", "core"],
   static: ["http", "config", "stats", "core"],
-  routes: ["static", "http", "config", "stats", "core"],
+  routes: ["static", "guard", "http", "config", "stats", "core"],
   guard: ["http", "config", "stats", "core"],
   http: [],
   config: ["core"],
@@ -88,6 +88,7 @@ const IMPURE = new Set([
   "src/static/confined_fs.ts",
   "src/static/file_stream.ts",
   "src/static/responder.ts",
+  "src/static/site_rules.ts",
   "src/static/mime_gen.ts",
 ]);
 

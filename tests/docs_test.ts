@@ -175,6 +175,20 @@ const CHECKED: Record<string, Check> = {
   },
   "vento-admin ban": { not: "the command's name in prose" },
   "redis-server": { not: "the program's name in prose" },
+  // docs/site.md (its examples are run by tests/e2e/site_test.ts and tests/e2e/site_cli_test.ts)
+  "deno task hash-password": { by: "tests/e2e/site_test.ts (docs/site.md: deno task hash-password …)" },
+  "printf '%s' 'open sesame' | deno task hash-password": {
+    by: "tests/e2e/site_test.ts (docs/site.md: deno task hash-password from a pipe …)",
+  },
+  "deno task bench:rules": BENCH,
+  "deno run -A main.ts --check": { by: "tests/e2e/site_cli_test.ts (--check counts the site's rules)" },
+  "curl -i http://127.0.0.1:8080/healthz": { by: "tests/e2e/site_test.ts (curl against HEALTH_PATH)" },
+  "curl -s http://127.0.0.1:8080/metrics | grep vento_requests_total": {
+    by: "tests/e2e/site_test.ts (METRICS_PATH answers vento_requests_total)",
+  },
+  "deno task bench --servers vento,vento-rules --scenario keepalive,pipeline": BENCH,
+  "kill -HUP <pid>": TEMPLATE,
+  "vento-admin drain": { by: "tests/cli/cli_test.ts (vento-admin drain against a live admin socket)" },
   // docs/scaling.md
   "deno run … vento.js": TEMPLATE,
   // www/index.html

@@ -18,6 +18,9 @@ import { addressInCidr, banTarget } from "../guard/client_key.ts";
 import { StaticResponder } from "../static/responder.ts";
 import { Router } from "../routes/router.ts";
 import { AccessLog } from "./access_log.ts";
+import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "../static/site_rules.ts";
+import { Probes } from "../routes/probes.ts";
+import { formatMetrics } from "../admin/metrics.ts";
 import { type AdminBackend, AdminServer, AdminSocketInUse } from "../admin/server.ts";
 import { PROTOCOL_VERSION } from "../admin/protocol.ts";
 import { bindErrorMessage, preflight, StartError } from "./preflight.ts";
@@ -59,6 +62,11 @@ export interface StartOptions {
   reusePort?: boolean;
   /** WORKERS > 1: the shared client table, so limits and bans are global across workers. */
   guardTable?: GuardTable;
+  /**
+   * WORKERS > 1: the whole server's Prometheus text (every worker's counters, from the supervisor) for
+   * METRICS_PATH; null when it could not be had. Without it METRICS_PATH shows this server's own counters.
+   */
+  metricsText?: () => Promise<string | null>;
   /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
   gate?: (guard: Guard) => ConnGate;
   /** WORKERS > 1: every worker applies another instance's ban; all but one apply it without a log line. */
@@ -97,12 +105,30 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // The live config object: reload mutates the fields that may change while running.
   const live: Config = { ...config };
   const stats = new Stats();
+  const startedWallMs = clock.wallMs();
+  // `_headers` / `_redirects`: a bad line stops the start (before anything is opened), as a bad vento.conf
+  // line does.
+  const siteRules = await loadSiteRules(live.documentRoot);
+  if (!siteRules.ok) throw new SiteRulesError(siteRules.messages);
+  let ruleTexts = siteRules.texts;
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
   // `let`: a reload may replace the responder (DOCUMENT_ROOT and its settings) and the access log.
   let staticResponder = await StaticResponder.create(live, clock);
-  const router = new Router(staticResponder, live);
+  staticResponder.setRules(siteRules.rules);
+  // The probes read the server once it exists (they answer only after `serve()`).
+  let serverRef: Server | null = null;
+  const probes = new Probes(live, {
+    serving: () => serverRef !== null && !serverRef.shuttingDown,
+    metrics: options.metricsText ?? (() =>
+      formatMetrics(
+        stats.snapshot(clock.nowMs(), clock.wallMs()),
+        live.maxConns,
+        clock.wallMs() - startedWallMs,
+      )),
+  });
+  const router = new Router(staticResponder, live, probes);
   // Lost lines are counted in stats (and so in `stats`, `metrics` and `top`) and reported on the error log.
   const openLog = (path: string) => AccessLog.open(path, {}, { counters: stats, logError });
   let accessLog = live.accessLog === "off" ? null : await openLog(live.accessLog);
@@ -149,7 +175,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
     await accessLog?.close();
     throw e;
   }
-  const startedWallMs = clock.wallMs();
+  serverRef = server;
   // Bans published by other instances also close the open connections they cover, as a local one does.
   await store?.start({
     ban: (target, ms, reason) => {
@@ -187,13 +213,26 @@ export async function startVento(config: Config, options: StartOptions): Promise
     resolveDone();
   };
 
-  // All or nothing: everything that can fail (reading and validating the file, opening the access log
-  // again) happens before anything changes; the answer lists exactly what took effect.
+  // All or nothing: everything that can fail (reading and validating the file and the site's rule files,
+  // opening the access log again) happens before anything changes; the answer lists exactly what took effect.
   const reload = async (): Promise<ReloadAnswer> => {
-    if (options.configPath === null) return { applied: [], needsRestart: [] };
-    const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
-    if (!loaded.ok) return { errors: loaded.messages };
-    const next = loaded.config;
+    const loaded = options.configPath === null
+      ? null
+      : await loadConfig(options.configPath, { portOverride: options.portOverride });
+    if (loaded !== null && !loaded.ok) return { errors: loaded.messages };
+    const next = loaded === null ? live : loaded.config;
+    // The rules are validated with the config, from the root the new config serves.
+    const rules = await loadSiteRules(next.documentRoot);
+    if (!rules.ok) return { errors: rules.messages };
+    const ruleFilesChanged = ([HEADERS_FILE, REDIRECTS_FILE] as const).filter((n) =>
+      rules.texts[n] !== ruleTexts[n]
+    );
+    if (loaded === null) {
+      // Without a config file only the rule files can change.
+      staticResponder.setRules(rules.rules);
+      ruleTexts = rules.texts;
+      return { applied: ruleFilesChanged, needsRestart: [] };
+    }
     // What a start would refuse, a reload refuses too, before anything changes.
     const problems = await preflight(next, loaded.locate);
     if (problems.length > 0) return { errors: problems };
@@ -219,7 +258,10 @@ export async function startVento(config: Config, options: StartOptions): Promise
       await nextLog?.close();
     };
     try {
-      if (changed.some((s) => STATIC_KEYS.has(s.key))) nextStatic = await StaticResponder.create(next, clock);
+      if (changed.some((s) => STATIC_KEYS.has(s.key))) {
+        nextStatic = await StaticResponder.create(next, clock);
+        nextStatic.setRules(rules.rules);
+      }
       if (keys.has("ACCESS_LOG") && next.accessLog !== "off") nextLog = await openLog(next.accessLog);
     } catch (e) {
       const key = nextStatic === null ? "DOCUMENT_ROOT" : "ACCESS_LOG";
@@ -279,7 +321,11 @@ export async function startVento(config: Config, options: StartOptions): Promise
       staticResponder = nextStatic;
       router.setStatic(nextStatic);
       old.close();
+    } else {
+      staticResponder.setRules(rules.rules);
     }
+    ruleTexts = rules.texts;
+    applied.push(...ruleFilesChanged);
     if (keys.has("ACCESS_LOG")) {
       const old = accessLog;
       accessLog = nextLog;

@@ -38,6 +38,8 @@ export type ToWorker =
   | { op: "reload"; id: number }
   /** Send the connection and ban lists now; answered by `lists` with the same `id`. */
   | { op: "query"; id: number }
+  /** The answer to a worker's `metrics` request `id`: the whole server's Prometheus text. */
+  | { op: "metrics"; id: number; text: string }
   | { op: "shutdown" }
   /** Forced stop: close every connection now, flush the access log (bounded), answer `stopped`. */
   | { op: "force" }
@@ -60,6 +62,8 @@ export type FromWorker =
   /** The answer to `query` request `id`: the worker's connections (server-wide ids) and bans now. */
   | { op: "lists"; id: number; conns: ConnInfo[]; bans: BanInfo[] }
   | { op: "log"; line: string }
+  /** METRICS_PATH was asked: the supervisor answers with every worker's counters summed. */
+  | { op: "metrics"; id: number }
   | { op: "stopped" };
 
 /** Server-wide connection id of worker `index`'s connection `localId` (unique among open connections). */

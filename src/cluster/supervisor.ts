@@ -24,6 +24,7 @@ import { type Clock, systemClock } from "../core/clock.ts";
 import type { ConnInfo } from "../net/conn_info.ts";
 import { type AdminBackend, AdminServer } from "../admin/server.ts";
 import { PROTOCOL_VERSION } from "../admin/protocol.ts";
+import { formatMetrics } from "../admin/metrics.ts";
 import { Guard } from "../guard/policy.ts";
 import { SharedGate, SUPERVISOR } from "../guard/shared_gate.ts";
 import {
@@ -625,6 +626,14 @@ export class Cluster {
         return;
       case "log":
         this.#logError(m.line);
+        return;
+      case "metrics":
+        // The same text as the admin `metrics` op, so an HTTP scrape sees the whole server, not one thread.
+        this.#post(slot, {
+          op: "metrics",
+          id: m.id,
+          text: formatMetrics(this.stats(), this.config.maxConns, this.#clock.wallMs() - this.#startedWallMs),
+        });
         return;
       case "stopped":
         slot.state = "stopped";

@@ -21,6 +21,9 @@ import { SharedClientTable } from "../guard/shared_table.ts";
 import { systemClock } from "../core/clock.ts";
 import { type FromWorker, globalConnId, type ToWorker } from "./protocol.ts";
 
+/** How long METRICS_PATH waits for the supervisor's summed metrics before answering 503. */
+export const METRICS_REPLY_TIMEOUT_MS = 2_000;
+
 /** The worker thread's side of its message channel (the worker's global scope). */
 export interface WorkerPort {
   postMessage(message: FromWorker): void;
@@ -46,6 +49,24 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
   let reportTimer: ReturnType<typeof setInterval> | undefined;
   /** Set by the `mute` test hook: the worker then looks stuck (no reports, kicks unanswered). */
   let muted = false;
+  /** METRICS_PATH requests waiting for the supervisor's text, by request id. */
+  const metricsWaiting = new Map<number, (text: string | null) => void>();
+  let metricsId = 0;
+  /** The whole server's metrics from the supervisor; null when it does not answer in time. */
+  const metricsText = (): Promise<string | null> =>
+    new Promise((resolve) => {
+      const id = ++metricsId;
+      const timer = setTimeout(() => {
+        metricsWaiting.delete(id);
+        resolve(null);
+      }, METRICS_REPLY_TIMEOUT_MS);
+      metricsWaiting.set(id, (text) => {
+        clearTimeout(timer);
+        metricsWaiting.delete(id);
+        resolve(text);
+      });
+      post({ op: "metrics", id });
+    });
 
   const report = (): void => {
     if (vento === null || muted) return;
@@ -69,6 +90,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           portOverride: m.portOverride,
           reusePort: true,
           guardTable: table,
+          metricsText,
           gate: (guard) => gate = new SharedGate(guard, table, index),
           // A ban published by another instance reaches every worker; worker 0 logs it, once.
           quietSharedBans: index !== 0,
@@ -88,6 +110,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
     reportTimer = setInterval(report, m.reportMs);
     started.done.then(() => {
       clearInterval(reportTimer);
+      for (const settle of [...metricsWaiting.values()]) settle(null);
       report();
       post({ op: "stopped" });
     });
@@ -141,6 +164,9 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           conns: v.server.connections().map((c) => ({ ...c, id: globalConnId(c.id, index) })),
           bans: v.guard.bans(),
         });
+        return;
+      case "metrics":
+        metricsWaiting.get(m.id)?.(m.text);
         return;
       case "shutdown":
         void v.shutdown();

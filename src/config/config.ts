@@ -116,6 +116,18 @@ export interface Config {
   /** Serve `file.br` / `file.gz` sidecars when the client accepts them. */
   precompressed: boolean;
 
+  // --- routes and probes ------------------------------------------------------------------------
+  /** `POST /api/echo` is answered; off makes `/api/echo` an ordinary (static) path. */
+  echo: boolean;
+  /** Path answering 200 while serving and 503 while draining, or `off`. */
+  healthPath: string;
+  /** Peers (CIDRs) `healthPath` answers; to anyone else it is an ordinary path. */
+  healthAllowlist: string[];
+  /** Path answering the Prometheus text of the admin `metrics` op, or `off`. */
+  metricsPath: string;
+  /** Peers (CIDRs) `metricsPath` answers; to anyone else it is an ordinary path. */
+  metricsAllowlist: string[];
+
   // --- guard: identity --------------------------------------------------------------------------
   /** IPv6 clients are keyed by this prefix length (IPv4 by the whole address). */
   clientIpv6PrefixBits: number;
@@ -182,7 +194,8 @@ type Kind =
   | { type: "enum"; values: readonly string[] }
   | { type: "cidrs" }
   | { type: "intOrAuto"; min: number; max: number }
-  | { type: "store" };
+  | { type: "store" }
+  | { type: "routePath" };
 
 /**
  * How a reload applies a setting (SIGHUP, `vento-admin reload`); the answer lists each changed key as
@@ -252,6 +265,11 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   streamChunkBytes: 256 * KiB,
   maxRanges: 16,
   precompressed: true,
+  echo: true,
+  healthPath: "off",
+  healthAllowlist: ["127.0.0.0/8", "::1"],
+  metricsPath: "off",
+  metricsAllowlist: ["127.0.0.0/8", "::1"],
   clientIpv6PrefixBits: 64,
   trustedProxies: [],
   allowlist: ["127.0.0.0/8", "::1"],
@@ -537,6 +555,41 @@ export const SETTINGS: readonly Setting[] = [
     doc: "serve .br/.gz sidecars",
   },
   {
+    key: "ECHO",
+    field: "echo",
+    reload: "live",
+    kind: { type: "bool" },
+    doc: "answer POST /api/echo; off: an ordinary path",
+  },
+  {
+    key: "HEALTH_PATH",
+    field: "healthPath",
+    reload: "live",
+    kind: { type: "routePath" },
+    doc: "path answering 200 while serving, 503 while draining (to HEALTH_ALLOWLIST only), or off",
+  },
+  {
+    key: "HEALTH_ALLOWLIST",
+    field: "healthAllowlist",
+    reload: "live",
+    kind: { type: "cidrs" },
+    doc: "peers HEALTH_PATH answers; anyone else gets the ordinary path",
+  },
+  {
+    key: "METRICS_PATH",
+    field: "metricsPath",
+    reload: "live",
+    kind: { type: "routePath" },
+    doc: "path answering Prometheus metrics (to METRICS_ALLOWLIST only), or off",
+  },
+  {
+    key: "METRICS_ALLOWLIST",
+    field: "metricsAllowlist",
+    reload: "live",
+    kind: { type: "cidrs" },
+    doc: "peers METRICS_PATH answers; anyone else gets the ordinary path",
+  },
+  {
     key: "CLIENT_IPV6_PREFIX_BITS",
     field: "clientIpv6PrefixBits",
     reload: "live",
@@ -730,6 +783,17 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
       if (bad !== undefined) return { error: `${s.key}: "${bad}" is not an IP address or CIDR` };
       return { value: items };
     }
+    case "routePath":
+      // Matched exactly against the request path (before any query), so it must be a plain, clean path.
+      if (
+        raw === "off" ||
+        /^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/?)*$/.test(raw) && !/\/\.{1,2}(?:\/|$)/.test(raw)
+      ) {
+        return { value: raw };
+      }
+      return {
+        error: `${s.key} must be off or a path such as /healthz (no query, no dot segments), got "${raw}"`,
+      };
     case "store": {
       const r = parseGuardStore(raw);
       if (!r.ok) {
@@ -786,6 +850,21 @@ function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
+/** HEALTH_PATH and METRICS_PATH must not take each other's place or the echo route's. */
+function probePathErrors(config: Config, seen: ReadonlyMap<string, number>): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const taken = new Map<string, string>([["/api/echo", "the echo route"]]);
+  for (const [key, path] of [["HEALTH_PATH", config.healthPath], ["METRICS_PATH", config.metricsPath]]) {
+    if (path === "off") continue;
+    const other = taken.get(path);
+    if (other !== undefined) {
+      errors.push({ line: seen.get(key) ?? 0, message: `${key} "${path}" is already ${other}` });
+    }
+    taken.set(path, key);
+  }
+  return errors;
+}
+
 /**
  * The known key closest to a mistyped one (`DOCUMENT_ROT` → `DOCUMENT_ROOT`), or null when none is
  * close: at most a third of the key's letters may differ, so an unrelated word suggests nothing.
@@ -838,6 +917,8 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
     ...base,
     trustedProxies: [...base.trustedProxies],
     allowlist: [...base.allowlist],
+    healthAllowlist: [...base.healthAllowlist],
+    metricsAllowlist: [...base.metricsAllowlist],
   };
   const errors: ConfigError[] = [];
   const seen = new Map<string, number>();
@@ -908,6 +989,7 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
       });
     }
     errors.push(...guardStoreErrors(config, seen));
+    errors.push(...probePathErrors(config, seen));
   }
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, config, setKeys: [...seen.keys()] };

@@ -55,6 +55,8 @@ export interface Reply {
    * keep its whole serialised form (see `WholeReplies`).
    */
   reusable?: boolean;
+  /** Operational traffic (health and metrics probes): counted, but kept out of the access log. */
+  unlogged?: boolean;
 }
 
 /** In-memory bodies up to this size get a whole precomputed response (head, Date, body) per reply. */

@@ -725,7 +725,9 @@ export class Connection {
     const body = isHead ? null : reply.body;
     const stream = reply.stream;
     ctx.stats.countResponse(reply.status);
-    if (ctx.accessLog !== null) this.#logAccess(head, reply.status, isHead ? 0 : reply.length);
+    if (ctx.accessLog !== null && reply.unlogged !== true) {
+      this.#logAccess(head, reply.status, isHead ? 0 : reply.length);
+    }
     if (
       reply.reusable === true && connLine === EMPTY && stream === null &&
       (body === null || body.byteLength <= WHOLE_REPLY_MAX_BODY_BYTES)

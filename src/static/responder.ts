@@ -25,12 +25,23 @@ import {
 import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
 import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
-import { ErrorPages } from "./error_pages.ts";
+import { ErrorPages, MAX_ERROR_PAGE_BYTES } from "./error_pages.ts";
 import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } from "./listing.ts";
 import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
 import { encodePath, resolvePath } from "./resolve.ts";
 import type { Config } from "../config/config.ts";
+import { type AuthVerdict, BasicAuth } from "./basic_auth.ts";
+import {
+  type Credential,
+  headersFor,
+  mergeHeaders,
+  privateCacheControl,
+  redirectFor,
+  type SiteRules,
+  withQuery,
+} from "./rules.ts";
+import { HEADERS_FILE, REDIRECTS_FILE } from "./site_rules.ts";
 
 /** Everything the responder reads from `Config` (pass the `Config` itself; each key is documented there). */
 export type StaticOptions = Pick<
@@ -53,6 +64,11 @@ export type StaticOptions = Pick<
 export const ALLOWED_METHODS = "GET, HEAD, OPTIONS";
 /** Request paths whose resolution is remembered; beyond it the oldest is forgotten. */
 export const MAX_ROUTES = 10_000;
+/**
+ * Distinct folded heads kept per cached file (rule sets that match its paths differently); the set is
+ * emptied when full. Paths matched by the same rules share one.
+ */
+export const MAX_HEAD_VARIANTS = 64;
 /** Distinct Accept-Encoding values whose parse is remembered; the table is emptied when full. */
 export const MAX_ENCODING_PREFS = 256;
 /** Entries shown in one directory listing; the rest are dropped and the page says so. */
@@ -70,6 +86,9 @@ export const LARGE_BUFFER_BUDGET_BYTES = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
+/** The Basic challenge of a 401 (RFC 7617: credentials are UTF-8). */
+export const AUTH_CHALLENGE = 'Basic realm="Restricted", charset="UTF-8"';
+
 /** A remembered resolution of one raw request path, trusted for `fileCacheRevalidateMs`. */
 type Route =
   | {
@@ -81,6 +100,20 @@ type Route =
     hasBr: boolean;
     hasGzip: boolean;
     identity: CachedFile | null;
+    /**
+     * Headers `_headers` gives this request path (Cache-Control made private behind Basic-Auth), folded
+     * into every head built for it; null when none (the cache entries' own shared replies are used).
+     */
+    extra: ReadonlyArray<readonly [string, string]> | null;
+    /** `extra` as one string: routes with equal keys share their folded replies (and their whole forms). */
+    extraKey: string;
+    /**
+     * `extra` holds values filled in from this path: its replies are this route's alone, so they are not
+     * marked reusable (no whole-response copy per path that a client could multiply by asking many paths).
+     */
+    extraPerPath: boolean;
+    /** With `extra`: each cache entry's 200 replies with the rules folded in, built once per entry. */
+    custom: Map<CachedFile, { get: Reply; head: Reply }> | null;
     br: CachedFile | null;
     gzip: CachedFile | null;
     checkedAtMs: number;
@@ -203,10 +236,26 @@ export class StaticResponder {
    * lookups and a header scan), else a Promise. Never rejects.
    */
   handle(head: RequestHead): Reply | Promise<Reply> {
+    const rules = this.#rules;
+    // OPTIONS is exempt: a CORS preflight never carries credentials, and its answer holds no content.
+    if (rules !== null && rules.hasAuth && head.method !== "OPTIONS") {
+      const creds = this.#authFor(head.path);
+      if (creds !== null) {
+        const verdict = this.#auth.check(creds, headerValue(head, "authorization"));
+        if (verdict instanceof Promise) {
+          return verdict.then((v) => v === "ok" ? this.#handle(head) : this.#authRefusal(v, head));
+        }
+        if (verdict !== "ok") return this.#authRefusal(verdict, head);
+      }
+    }
+    return this.#handle(head);
+  }
+
+  #handle(head: RequestHead): Reply | Promise<Reply> {
     const method = head.method;
     const isHead = method === "HEAD";
     if (!isHead && method !== "GET") {
-      if (method === "OPTIONS") return this.#options;
+      if (method === "OPTIONS") return this.#rules === null ? this.#options : this.#optionsFor(head.path);
       return this.#error(405, false, false, [["Allow", ALLOWED_METHODS]]);
     }
     const path = head.path;
@@ -224,8 +273,11 @@ export class StaticResponder {
       if (entry !== null && entry.live && (revalidating || now - entry.checkedAtMs < maxAge)) {
         this.#cache.touch(entry);
         const flags = scanFlags(head);
-        if (flags === 0) return isHead ? entry.headReply : entry.getReply;
-        return this.#fromCache(entry, head, isHead);
+        if (flags === 0) {
+          if (route.extra === null) return isHead ? entry.headReply : entry.getReply;
+          return this.#customReply(route, entry, isHead);
+        }
+        return this.#fromCache(entry, head, isHead, route);
       }
     }
     if (route === undefined || revalidating) return this.#slow(head, isHead);
@@ -236,6 +288,146 @@ export class StaticResponder {
   /** An error reply (the `<status>.html` page when present, else a built-in one), e.g. for other layers. */
   errorReply(status: number, close = false): Reply | Promise<Reply> {
     return this.#error(status, false, close);
+  }
+
+  /**
+   * Replaces the `_headers` / `_redirects` rules (start-up and reload). Every remembered resolution is
+   * dropped, so heads with the old rules folded in are rebuilt; cached file bytes stay.
+   */
+  setRules(rules: SiteRules | null): void {
+    this.#rules = rules;
+    this.#routes.clear();
+    this.#authByPath.clear();
+  }
+
+  /** The rules in force (null: none). */
+  get rules(): SiteRules | null {
+    return this.#rules;
+  }
+
+  #rules: SiteRules | null = null;
+  /** Folded replies by cache entry and `extraKey`, shared by the routes whose rules agree. */
+  readonly #customByEntry = new WeakMap<CachedFile, Map<string, { get: Reply; head: Reply }>>();
+  readonly #auth = new BasicAuth();
+  /** Credentials guarding each request path seen (null: open), bounded like `#routes`. */
+  readonly #authByPath = new Map<string, readonly Credential[] | null>();
+
+  /**
+   * The rules' canonical form of a request path (decoded once, dot segments resolved, re-encoded) and its
+   * query; null when the path is malformed or climbs above the root (it is refused anyway).
+   */
+  #canonical(path: string): { path: string; query: string } | null {
+    const r = resolvePath(path, { dotfiles: "allow" });
+    if (!r.ok) return null;
+    return { path: encodePath(r.segments, r.trailingSlash), query: r.query };
+  }
+
+  /** Who may see `path`: its own Basic-Auth, else (for a 200 rewrite) the destination's. */
+  #authFor(path: string): readonly Credential[] | null {
+    const known = this.#authByPath.get(path);
+    if (known !== undefined) return known;
+    const rules = this.#rules!;
+    const c = this.#canonical(path);
+    let creds: readonly Credential[] | null = null;
+    if (c !== null) {
+      creds = headersFor(rules.headers, c.path).auth;
+      const m = creds === null ? redirectFor(rules.redirects, c.path) : null;
+      if (m !== null && m.rule.status === 200) {
+        const target = this.#canonical(m.to);
+        if (target !== null) creds = headersFor(rules.headers, target.path).auth;
+      }
+    }
+    if (this.#authByPath.size >= MAX_ROUTES) this.#authByPath.delete(this.#authByPath.keys().next().value!);
+    this.#authByPath.set(path, creds);
+    return creds;
+  }
+
+  /** 401 with the Basic challenge, or 503 when too many passwords are being checked at once. */
+  #authRefusal(verdict: Exclude<AuthVerdict, "ok">, head: RequestHead): Reply | Promise<Reply> {
+    const isHead = head.method === "HEAD";
+    if (verdict === "busy") return this.#error(503, isHead, false, [["Retry-After", "1"]]);
+    return this.#error(401, isHead, false, [["WWW-Authenticate", AUTH_CHALLENGE]]);
+  }
+
+  /** OPTIONS on a path: 204 with Allow, plus the CORS headers `_headers` gives the path (the preflight). */
+  #optionsFor(path: string): Reply {
+    const c = this.#canonical(path);
+    if (c === null) return this.#options;
+    const cors = headersFor(this.#rules!.headers, c.path).headers.filter((h) => {
+      const lower = h[0].toLowerCase();
+      return lower.startsWith("access-control-") || lower === "vary";
+    });
+    if (cors.length === 0) return this.#options;
+    return {
+      status: 204,
+      head: buildHead(204, [["Allow", ALLOWED_METHODS], ...cors]),
+      body: null,
+      stream: null,
+      length: 0,
+      close: false,
+    };
+  }
+
+  /** The 200 replies of `entry` with `route.extra` folded in, built on first use and kept on the route. */
+  #customReply(route: FileRoute, entry: CachedFile, isHead: boolean): Reply {
+    let memo = route.custom?.get(entry);
+    if (memo === undefined) {
+      // Every path the same rules match (an SPA's routes) shares one pair of replies per cache entry.
+      let variants = this.#customByEntry.get(entry);
+      if (variants === undefined) this.#customByEntry.set(entry, variants = new Map());
+      memo = route.extraPerPath ? undefined : variants.get(route.extraKey);
+      if (memo === undefined) {
+        const pairs = this.#fullHeadPairs(route, entry.encoding, entry.bytes.length, entry.validatorHeaders);
+        const h = buildHead(200, mergeHeaders(pairs, route.extra!));
+        const n = entry.bytes.length;
+        memo = route.extraPerPath
+          ? {
+            get: Object.freeze({
+              status: 200,
+              head: h,
+              body: entry.bytes,
+              stream: null,
+              length: n,
+              close: false,
+            }),
+            head: Object.freeze({ status: 200, head: h, body: null, stream: null, length: n, close: false }),
+          }
+          : { get: frozenReply(200, h, entry.bytes, n), head: frozenReply(200, h, null, n) };
+        if (!route.extraPerPath) {
+          if (variants.size >= MAX_HEAD_VARIANTS) variants.clear();
+          variants.set(route.extraKey, memo);
+        }
+      }
+      route.custom ??= new Map();
+      // Entries replaced on disk leave stale keys behind: a handful per route at most.
+      if (route.custom.size >= 4) route.custom.clear();
+      route.custom.set(entry, memo);
+    }
+    return isHead ? memo.head : memo.get;
+  }
+
+  /** `_headers`' headers for the request path `path`, ready to fold into heads (null when none). */
+  #extraFor(
+    path: string,
+    cacheControl: string,
+  ): Pick<FileRoute, "extra" | "extraKey" | "extraPerPath"> {
+    const none = { extra: null, extraKey: "", extraPerPath: false };
+    const rules = this.#rules;
+    if (rules === null || rules.headers.length === 0) return none;
+    const c = this.#canonical(path);
+    if (c === null) return none;
+    const found = headersFor(rules.headers, c.path);
+    let extra = found.headers;
+    if (rules.hasAuth && this.#authFor(path) !== null) {
+      const cc = extra.find((h) => h[0].toLowerCase() === "cache-control")?.[1] ?? cacheControl;
+      extra = [...extra.filter((h) => h[0].toLowerCase() !== "cache-control"), [
+        "Cache-Control",
+        privateCacheControl(cc),
+      ]];
+    }
+    if (extra.length === 0) return none;
+    const extraKey = extra.map((h) => `${h[0]}: ${h[1]}`).join("\r\n");
+    return { extra, extraKey, extraPerPath: found.perPath };
   }
 
   /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
@@ -254,15 +446,20 @@ export class StaticResponder {
   // --- resolution (slow path) ------------------------------------------------------------------
 
   async #slow(head: RequestHead, isHead: boolean): Promise<Reply> {
+    const rules = this.#rules;
     try {
+      let reply: Reply;
       try {
-        return await this.#resolveAndServe(head, isHead);
+        reply = await this.#resolveAndServe(head, isHead);
       } catch (e) {
         if (!(e instanceof FileReplaced)) throw e;
         // Renamed over between lookup and open: how deploy tools publish a file atomically. The new
         // file is as servable as the old one, so look it up again, once (confinement checked anew).
-        return await this.#resolveAndServe(head, isHead);
+        reply = await this.#resolveAndServe(head, isHead);
       }
+      // A reload replaced the rules while this request resolved: what it remembered may hold the old ones.
+      if (this.#rules !== rules) this.#routes.delete(head.path);
+      return reply;
     } catch (e) {
       if (e instanceof FileReplaced) return this.#error(404, isHead);
       if (isNotFound(e)) {
@@ -277,13 +474,87 @@ export class StaticResponder {
     }
   }
 
+  /**
+   * `_redirects` first (the first matching rule; unless forced with `!`, a file at the requested path
+   * shadows it, as on Netlify), then the file itself.
+   */
   async #resolveAndServe(head: RequestHead, isHead: boolean): Promise<Reply> {
-    const r = resolvePath(head.path, this.#opts);
-    if (!r.ok) return this.#error(r.refuse, isHead);
-    const requested = this.#fs.pathOf(r.relative);
-    const found = await this.#fs.find(requested);
+    const rules = this.#rules;
+    const c = rules !== null && rules.redirects.length > 0 ? this.#canonical(head.path) : null;
+    const m = c === null ? null : redirectFor(rules!.redirects, c.path);
+    if (m === null) return (await this.#serveTarget(head, head.path, isHead, false))!;
+    if (!m.rule.force) {
+      const shadowing = await this.#serveTarget(head, head.path, isHead, true);
+      if (shadowing !== null) return shadowing;
+    }
+    const to = withQuery(m.to, c!.query);
+    if (m.rule.status === 200) return (await this.#serveTarget(head, to, isHead, false))!;
+    if (m.rule.status === 404) return await this.#notFoundPage(head, to, isHead);
+    const h = buildHead(m.rule.status, [["Location", to], ["Content-Length", "0"]]);
+    const get = frozenReply(m.rule.status, h, null, 0);
+    this.#remember(head.path, { kind: "reply", get, head: get, checkedAtMs: this.#clock.nowMs() });
+    return get;
+  }
+
+  /**
+   * A `404` rule: TO's content (a regular file of at most `MAX_ERROR_PAGE_BYTES`, confined like any
+   * request) with status 404, as the site's own page for this path; the built-in 404 when TO is missing.
+   * Remembered under the request path like other answers. No validators: a 404 is never revalidated.
+   */
+  async #notFoundPage(head: RequestHead, to: string, isHead: boolean): Promise<Reply> {
+    const r = resolvePath(to, this.#opts);
     const now = this.#clock.nowMs();
-    const notFound = (): Reply | Promise<Reply> => {
+    const found = r.ok && !r.trailingSlash ? await this.#fs.findFile(this.#fs.pathOf(r.relative)) : null;
+    const isRulesFile = found !== null &&
+      (found.path === this.#fs.rootPrefix + HEADERS_FILE ||
+        found.path === this.#fs.rootPrefix + REDIRECTS_FILE);
+    let bytes: Uint8Array | null = null;
+    if (found !== null && !isRulesFile && found.info.size <= MAX_ERROR_PAGE_BYTES) {
+      const opened = await this.#fs.openVerified(found);
+      if (opened !== null) {
+        try {
+          bytes = await ConfinedFs.readAll(opened.file, opened.info.size);
+        } finally {
+          opened.file.close();
+        }
+      }
+    }
+    if (bytes === null || !r.ok) {
+      this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: now });
+      return await this.#error(404, isHead);
+    }
+    const h = buildHead(404, [
+      ["Content-Type", contentTypeFor(r.relative)],
+      ["Content-Length", String(bytes.length)],
+      ["Cache-Control", "no-cache"],
+    ]);
+    const get = frozenReply(404, h, bytes, bytes.length);
+    const headOnly = frozenReply(404, h, null, bytes.length);
+    this.#remember(head.path, { kind: "reply", get, head: headOnly, checkedAtMs: now });
+    return isHead ? headOnly : get;
+  }
+
+  /**
+   * Serves what `target` (the request path, or a rewrite's destination) names, remembered under the
+   * request path. With `shadowOnly`, nothing found is null (and not remembered): a rule applies instead.
+   */
+  async #serveTarget(
+    head: RequestHead,
+    target: string,
+    isHead: boolean,
+    shadowOnly: boolean,
+  ): Promise<Reply | null> {
+    const r = resolvePath(target, this.#opts);
+    if (!r.ok) return shadowOnly && r.refuse === 404 ? null : this.#error(r.refuse, isHead);
+    const requested = this.#fs.pathOf(r.relative);
+    // The rule files configure the site; they are never part of it.
+    const isRulesFile = (path: string) =>
+      path === this.#fs.rootPrefix + HEADERS_FILE || path === this.#fs.rootPrefix + REDIRECTS_FILE;
+    let found = isRulesFile(requested) ? null : await this.#fs.find(requested);
+    if (found !== null && isRulesFile(found.path)) found = null;
+    const now = this.#clock.nowMs();
+    const notFound = (): Reply | Promise<Reply> | null => {
+      if (shadowOnly) return null;
       this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: now });
       return this.#error(404, isHead);
     };
@@ -303,7 +574,7 @@ export class StaticResponder {
       fileRequested = requested + "/" + this.#opts.indexFile;
       rel = rel === "" ? this.#opts.indexFile : rel + "/" + this.#opts.indexFile;
       const index = await this.#fs.find(fileRequested);
-      if (index === null || !index.info.isFile) {
+      if (index === null || !index.info.isFile || isRulesFile(index.path)) {
         if (this.#opts.directoryListing) return await this.#listing(found.path, r.segments, head, isHead);
         return notFound();
       }
@@ -320,16 +591,19 @@ export class StaticResponder {
       ])
       : [null, null];
     const contentType = contentTypeFor(rel);
+    const cacheControl = isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl;
     const route: FileRoute = {
       kind: "file",
       rel,
       contentType,
-      cacheControl: isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl,
+      cacheControl,
       hasBr: br !== null,
       hasGzip: gzip !== null,
       identity: null,
       br: null,
       gzip: null,
+      ...this.#extraFor(head.path, cacheControl),
+      custom: null,
       checkedAtMs: now,
     };
     this.#remember(head.path, route);
@@ -388,8 +662,11 @@ export class StaticResponder {
     if (encoding === null) route.identity = entry;
     else if (encoding === "br") route.br = entry;
     else route.gzip = entry;
-    if (scanFlags(head) === 0) return isHead ? entry.headReply : entry.getReply;
-    return await this.#fromCache(entry, head, isHead);
+    if (scanFlags(head) === 0) {
+      if (route.extra === null) return isHead ? entry.headReply : entry.getReply;
+      return this.#customReply(route, entry, isHead);
+    }
+    return await this.#fromCache(entry, head, isHead, route);
   }
 
   /** Reads a small file into a new cache entry; throws `FileReplaced` when the check-then-open test fails. */
@@ -432,13 +709,24 @@ export class StaticResponder {
     encoding: Encoding | null,
     size: number,
     validatorHeaders: ReadonlyArray<readonly [string, string]>,
+    extra: ReadonlyArray<readonly [string, string]> | null = null,
   ): Uint8Array {
-    return buildHead(200, [
+    const pairs = this.#fullHeadPairs(route, encoding, size, validatorHeaders);
+    return buildHead(200, extra === null ? pairs : mergeHeaders(pairs, extra));
+  }
+
+  #fullHeadPairs(
+    route: FileRoute,
+    encoding: Encoding | null,
+    size: number,
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+  ): Array<readonly [string, string]> {
+    return [
       ...this.#entityHeaders(route, encoding),
       ["Content-Length", String(size)],
       ["Accept-Ranges", "bytes"],
       ...validatorHeaders,
-    ]);
+    ];
   }
 
   #entityHeaders(route: FileRoute, encoding: Encoding | null): Array<readonly [string, string]> {
@@ -499,8 +787,12 @@ export class StaticResponder {
     return { kind: "ranges", ranges: parsed.ranges };
   }
 
-  #notModified(validatorHeaders: ReadonlyArray<readonly [string, string]>): Reply {
-    return frozenReply(304, buildHead(304, validatorHeaders), null, 0);
+  #notModified(
+    validatorHeaders: ReadonlyArray<readonly [string, string]>,
+    extra: ReadonlyArray<readonly [string, string]> | null = null,
+  ): Reply {
+    const pairs = extra === null ? validatorHeaders : mergeHeaders(validatorHeaders, extra);
+    return frozenReply(304, buildHead(304, pairs), null, 0);
   }
 
   /**
@@ -521,13 +813,21 @@ export class StaticResponder {
   }
 
   /** Answers from a cached entry when conditionals or ranges are present (still synchronous). */
-  #fromCache(entry: CachedFile, head: RequestHead, isHead: boolean): Reply | Promise<Reply> {
+  #fromCache(
+    entry: CachedFile,
+    head: RequestHead,
+    isHead: boolean,
+    route: FileRoute,
+  ): Reply | Promise<Reply> {
     const size = entry.bytes.length;
     const d = this.#decide(head, entry, size, isHead);
+    const extra = route.extra;
     switch (d.kind) {
       case "full":
+        if (extra !== null) return this.#customReply(route, entry, isHead);
         return isHead ? entry.headReply : entry.getReply;
       case "notModified":
+        if (extra !== null) return this.#notModified(entry.validatorHeaders, extra);
         return entry.notModified ??= this.#notModified(entry.validatorHeaders);
       case "status":
         return this.#refusal(d.status, size, isHead, entry.validatorHeaders);
@@ -544,6 +844,7 @@ export class StaticResponder {
             range,
             entry.contentType,
             body.length,
+            extra,
           );
           return { status: 206, head: h, body, stream: null, length: body.length, close: false };
         }
@@ -563,6 +864,7 @@ export class StaticResponder {
           [],
           plan.contentType,
           plan.length,
+          extra,
         );
         return { status: 206, head: h, body, stream: null, length: plan.length, close: false };
       }
@@ -575,11 +877,17 @@ export class StaticResponder {
     extra: ReadonlyArray<readonly [string, string]>,
     contentType: string,
     length: number,
+    custom: ReadonlyArray<readonly [string, string]> | null,
   ): Uint8Array {
     const headers: Array<readonly [string, string]> = [["Content-Type", contentType]];
     if (encoding !== null) headers.push(["Content-Encoding", encoding]);
     headers.push(["Content-Length", String(length)], ...extra, ...validatorHeaders);
-    return buildHead(206, headers);
+    if (custom === null) return buildHead(206, headers);
+    // A custom Content-Type describes the whole file, not a multipart/byteranges body: keep ours there.
+    const fold = contentType.startsWith("multipart/")
+      ? custom.filter((h) => h[0].toLowerCase() !== "content-type")
+      : custom;
+    return buildHead(206, mergeHeaders(headers, fold));
   }
 
   /** Large files: decide from the stat for HEAD (no open), else open, verify, and stream. */
@@ -621,7 +929,7 @@ export class StaticResponder {
     const stream = (segments: StreamSegment[], trailer: Uint8Array | null) =>
       file === null ? null : new FileStream(file, path, segments, trailer, this.#buffers);
     if (d.kind === "full") {
-      const h = this.#fullHead(route, encoding, id.size, validatorHeaders);
+      const h = this.#fullHead(route, encoding, id.size, validatorHeaders, route.extra);
       return {
         status: 200,
         head: h,
@@ -641,6 +949,7 @@ export class StaticResponder {
           [["Content-Range", contentRange(r, id.size)]],
           route.contentType,
           length,
+          route.extra,
         );
         return {
           status: 206,
@@ -652,7 +961,7 @@ export class StaticResponder {
         };
       }
       const plan = planMultipart(d.ranges, id.size, route.contentType, newBoundary());
-      const h = this.#partialHead(encoding, validatorHeaders, [], plan.contentType, plan.length);
+      const h = this.#partialHead(encoding, validatorHeaders, [], plan.contentType, plan.length, route.extra);
       const segments = plan.parts.map((p) => ({ header: p.header, start: p.start, end: p.end }));
       return {
         status: 206,
@@ -664,7 +973,7 @@ export class StaticResponder {
       };
     }
     file?.close();
-    if (d.kind === "notModified") return this.#notModified(validatorHeaders);
+    if (d.kind === "notModified") return this.#notModified(validatorHeaders, route.extra);
     if (d.kind === "unsatisfiable") return this.#refusal(416, id.size, isHead, validatorHeaders);
     return this.#refusal(d.status, id.size, isHead, validatorHeaders);
   }

@@ -493,6 +493,29 @@ Deno.test("loadConfig refuses a missing or empty password file and a CA file wit
   });
 });
 
+Deno.test("HEALTH_PATH and METRICS_PATH take off or a clean path, distinct from each other and the echo", () => {
+  const c = okConfig(parseConfig("HEALTH_PATH=/healthz\nMETRICS_PATH=/-/metrics\nECHO=off"));
+  assert.equal(c.healthPath, "/healthz");
+  assert.equal(c.metricsPath, "/-/metrics");
+  assert.equal(c.echo, false);
+  assert.deepEqual(c.healthAllowlist, ["127.0.0.0/8", "::1"]);
+  for (const bad of ["healthz", "/a?b", "/a/../b", "/a b", "/%2e%2e"]) {
+    assert.match(
+      errorsOf(parseConfig(`HEALTH_PATH=${bad}`))[0],
+      /^vento\.conf:1: HEALTH_PATH must be off or a path/,
+    );
+  }
+  assert.deepEqual(errorsOf(parseConfig("HEALTH_PATH=/x\nMETRICS_PATH=/x")), [
+    'vento.conf:2: METRICS_PATH "/x" is already HEALTH_PATH',
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("METRICS_PATH=/api/echo")), [
+    'vento.conf:1: METRICS_PATH "/api/echo" is already the echo route',
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("METRICS_ALLOWLIST=10.0.0.0/8, nope")), [
+    'vento.conf:1: METRICS_ALLOWLIST: "nope" is not an IP address or CIDR',
+  ]);
+});
+
 // --- the shipped vento.conf ----------------------------------------------------------------------
 
 const COMMENTED_KEY = /^#\s*([A-Z][A-Z0-9_]*=.*)$/;

@@ -341,6 +341,42 @@ const PROBES: Probe[] = [
       assert.ok(keys.includes("2001:db8:1::/48"), `the forwarded client keyed by /48: ${keys.join(" ")}`);
     },
   },
+  {
+    keys: ["ECHO"],
+    conf: "ECHO=off",
+    check: async (v) =>
+      assert.equal(await status(v, `POST /api/echo HTTP/1.1\r\n${H}Content-Length: 1\r\n\r\na`), 405),
+  },
+  {
+    keys: ["HEALTH_PATH"],
+    conf: "HEALTH_PATH=/healthz",
+    check: async (v) => {
+      const c = await ask(v, `GET /healthz HTTP/1.1\r\n${H}\r\n`);
+      assert.deepEqual(c.statuses(), [200]);
+      assert.match(c.received, /\r\n\r\nok/);
+      c.close();
+    },
+  },
+  {
+    keys: ["METRICS_PATH"],
+    conf: "METRICS_PATH=/metrics",
+    check: async (v) => {
+      const c = await ask(v, `GET /metrics HTTP/1.1\r\n${H}\r\n`);
+      assert.deepEqual(c.statuses(), [200]);
+      await c.until("metrics text", () => c.received.includes("vento_requests_total"));
+      c.close();
+    },
+  },
+  {
+    keys: ["HEALTH_ALLOWLIST", "METRICS_ALLOWLIST"],
+    conf:
+      "HEALTH_PATH=/healthz\nMETRICS_PATH=/metrics\nHEALTH_ALLOWLIST=192.0.2.0/24\nMETRICS_ALLOWLIST=192.0.2.0/24",
+    // Outside the new allowlists, loopback gets the ordinary paths (no such files).
+    check: async (v) => {
+      assert.equal(await status(v, `GET /healthz HTTP/1.1\r\n${H}\r\n`), 404);
+      assert.equal(await status(v, `GET /metrics HTTP/1.1\r\n${H}\r\n`), 404);
+    },
+  },
 ];
 
 Deno.test("every live setting has a wire check below", () => {

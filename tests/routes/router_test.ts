@@ -22,7 +22,8 @@ function head(method: string, path: string, targetForm: RequestHead["targetForm"
 }
 
 const staticSide = { handle: () => textReply(404) };
-const router = new Router(staticSide, { echoMaxBodyBytes: 1234 });
+const options = { echo: true, echoMaxBodyBytes: 1234, healthPath: "off", metricsPath: "off" };
+const router = new Router(staticSide, options);
 
 Deno.test("only POST to exactly /api/echo (query allowed) takes a body, up to the echo limit", () => {
   assert.equal(router.bodyLimitBytes(head("POST", "/api/echo")), 1234);
@@ -55,10 +56,15 @@ Deno.test("echo answers the body; other methods get 405 with Allow; OPTIONS * is
   assert.equal(other.status, 404);
 });
 
-Deno.test("the router reads ECHO_MAX_BODY_BYTES from the live options, so a reload reaches it", () => {
-  const live = { echoMaxBodyBytes: 10 };
+Deno.test("the echo limit and ECHO=off are read live: a reload reaches the router", () => {
+  const live = { echo: true, echoMaxBodyBytes: 10, healthPath: "off", metricsPath: "off" };
   const r = new Router(staticSide, live);
   assert.equal(r.bodyLimitBytes(head("POST", "/api/echo")), 10);
   live.echoMaxBodyBytes = 20;
   assert.equal(r.bodyLimitBytes(head("POST", "/api/echo")), 20);
+  live.echo = false;
+  assert.equal(r.bodyLimitBytes(head("POST", "/api/echo")), 0);
+  const off = r.handle({ head: head("POST", "/api/echo"), body: new Uint8Array(), remote: "", connId: 1 });
+  assert.ok(!(off instanceof Promise));
+  assert.equal(off.status, 404, "the static side answers, as for any other path");
 });
