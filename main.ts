@@ -76,7 +76,7 @@ export interface StartOptions {
 export const FORCED_STOP_FLUSH_MS = 1_000;
 
 /** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
-export async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([p.catch(() => {}), new Promise<void>((r) => timer = setTimeout(r, ms))]);
   clearTimeout(timer);
@@ -442,9 +442,13 @@ export async function main(args: string[]): Promise<number> {
   );
 
   // Every way out of the process (a forced stop, a stuck worker's exit, an uncaught error) removes the
-  // admin socket file, so the next start finds no stale socket and scripts see the server is gone.
-  const onUnload = () => vento.admin?.removeSocketFileSync();
-  globalThis.addEventListener("unload", onUnload);
+  // admin socket file, so the next start finds no stale socket and scripts see the server is gone. An
+  // uncaught error does not run `unload`, so its events do it too (without handling the error: the
+  // process still ends as it would).
+  const onExit = () => vento.admin?.removeSocketFileSync();
+  globalThis.addEventListener("unload", onExit);
+  globalThis.addEventListener("error", onExit);
+  globalThis.addEventListener("unhandledrejection", onExit);
   let signals = 0;
   const onStop = () => {
     signals++;
@@ -460,11 +464,13 @@ export async function main(args: string[]): Promise<number> {
   };
   const onHup = () => {
     vento.reload().catch((e) => ({ errors: [String(e)] })).then((r) => {
-      if ("errors" in r) console.error(`vento: reload refused:\n  ${r.errors.join("\n  ")}`);
-      else {
+      if ("errors" in r) {
+        console.error(`vento: reload refused, nothing changed:\n  ${r.errors.join("\n  ")}`);
+      } else {
         console.log(
           `vento: reloaded; applied: ${r.applied.join(", ") || "nothing"}` +
-            (r.needsRestart.length > 0 ? `; needs a restart: ${r.needsRestart.join(", ")}` : ""),
+            (r.needsRestart.length > 0 ? `; needs a restart: ${r.needsRestart.join(", ")}` : "") +
+            (loaded.config.accessLog === "off" ? "" : "; access log reopened"),
         );
       }
     });
