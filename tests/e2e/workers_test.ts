@@ -550,3 +550,29 @@ Deno.test("graceful shutdown stops every worker: idle connections close, the por
   assert.equal(site.cluster.running, 0);
   await Deno.remove(site.dir, { recursive: true });
 });
+
+Deno.test("a forced stop has every worker write its access log's last lines, and removes the admin socket", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vento-workers-force-" });
+  const site = await startSite({ accessLog: `${base}/access.log` }, true);
+  const clients = await openServed(site.port, SPREAD_CONNS);
+  try {
+    await until("connections on both workers", async () => {
+      const per = await connsPerWorker(site);
+      return per[0] > 0 && per[1] > 0;
+    });
+    // Within the log's batching interval: these lines are still in the workers' memory.
+    for (const c of clients) {
+      await c.send(GET);
+      assert.equal((await c.read()).status, 200);
+    }
+    await site.cluster.forceStop();
+    const lines = (await Deno.readTextFile(`${base}/access.log`)).split("\n").filter((l) => l !== "");
+    assert.equal(lines.length, SPREAD_CONNS * 2, "every answered request is in the log");
+    await assert.rejects(() => Deno.lstat(`${site.dir}/vento.sock`), Deno.errors.NotFound);
+    assert.equal(site.cluster.running, 0);
+  } finally {
+    for (const c of clients) c.close();
+    await Deno.remove(site.dir, { recursive: true });
+    await Deno.remove(base, { recursive: true });
+  }
+});
