@@ -208,9 +208,13 @@ export async function main(args: string[]): Promise<number> {
   );
 
   // Every way out of the process (a forced stop, a stuck worker's exit, an uncaught error) removes the
-  // admin socket file, so the next start finds no stale socket and scripts see the server is gone.
-  const onUnload = () => vento.admin?.removeSocketFileSync();
-  globalThis.addEventListener("unload", onUnload);
+  // admin socket file, so the next start finds no stale socket and scripts see the server is gone. An
+  // uncaught error does not run `unload`, so its events do it too (without handling the error: the
+  // process still ends as it would).
+  const onExit = () => vento.admin?.removeSocketFileSync();
+  globalThis.addEventListener("unload", onExit);
+  globalThis.addEventListener("error", onExit);
+  globalThis.addEventListener("unhandledrejection", onExit);
   let signals = 0;
   const onStop = () => {
     signals++;

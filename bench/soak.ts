@@ -774,6 +774,8 @@ Verdict: **${pass ? "PASS" : "FAIL"}**${pass ? "" : `: ${problems.join("; ")}`}
       const i = current.indexOf(SOAK_MARKER);
       const before = (i >= 0 ? current.slice(0, i) : current).trimEnd();
       await Deno.writeTextFile(REPORT_PATH, `${before}\n\n${md}`);
+      // Aligned as `deno fmt --check` (part of `deno task ok`) wants it.
+      await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", REPORT_PATH] }).output();
       progress(`written to ${REPORT_PATH}`);
     }
     return pass ? 0 : 1;

@@ -116,6 +116,8 @@ const CHECKED: Record<string, Check> = {
   "deno task bench:attack": BENCH,
   "deno task bench:admin": BENCH,
   "deno task bench:spray": BENCH,
+  "deno task bench:soak": BENCH,
+  "deno task bench:fds": BENCH,
   "deno task gen:mime": { by: "tests/static/mime_test.ts (the generated table matches mime-db)" },
   // docs/admin.md
   "deno install -g -A -n vento-admin --config deno.json cli/main.ts": {

@@ -310,6 +310,8 @@ export class AdminServer {
   /** Clients closed by their idle or send timeout, or evicted to make room, since start. */
   #timedOut = 0;
   #evicted = 0;
+  /** Ends the accept loop's back-off pause in progress, if any. */
+  #acceptPause: (() => void) | null = null;
 
   private constructor(
     path: string,
@@ -366,6 +368,12 @@ export class AdminServer {
   /** Admin clients connected now. */
   get clientCount(): number {
     return this.#clients.size;
+  }
+
+  #wakeAccept(): void {
+    const wake = this.#acceptPause;
+    this.#acceptPause = null;
+    wake?.();
   }
 
   /** Clients closed by the idle or send timeout since start. */
@@ -432,7 +440,16 @@ export class AdminServer {
         if (this.#closing || e instanceof Deno.errors.BadResource) return;
         // Out of descriptors: without a pause this loop would spin (the connection stays queued).
         const waitMs = this.#backoff.failed(e);
-        if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+        if (waitMs > 0) {
+          // `close()` cuts the pause short.
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(() => this.#wakeAccept(), waitMs);
+            this.#acceptPause = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
         continue;
       }
       if (this.#backoff.failing) this.#backoff.succeeded();
@@ -567,6 +584,7 @@ export class AdminServer {
     this.#closing = true;
     clearInterval(this.#sampleTimer);
     clearInterval(this.#sweepTimer);
+    this.#wakeAccept();
     try {
       this.#listener.close();
     } catch {

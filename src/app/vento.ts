@@ -80,7 +80,7 @@ export interface StartOptions {
 export const FORCED_STOP_FLUSH_MS = 1_000;
 
 /** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
-export async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([p.catch(() => {}), new Promise<void>((r) => timer = setTimeout(r, ms))]);
   clearTimeout(timer);

@@ -406,6 +406,21 @@ export class Cluster {
     if (this.#options.configPath === null) return { applied: [], needsRestart: [] };
     const loaded = await loadConfig(this.#options.configPath, { portOverride: this.#options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
+    // Each worker reopens the access log before it applies anything; checking here first keeps a log
+    // that cannot be opened (its folder removed) from reaching any worker, so they all refuse alike.
+    const logPath = this.#started.accessLog;
+    if (logPath !== "off" && logPath !== "-") {
+      try {
+        (await Deno.open(logPath, { append: true, create: true, mode: 0o640 })).close();
+      } catch (e) {
+        return {
+          errors: [
+            `reopening the access log ${logPath}: ${e instanceof Error ? e.message : String(e)}` +
+            " (nothing was applied; the old file stays in use)",
+          ],
+        };
+      }
+    }
     const live = this.#slots.filter((s) => s.state === "running");
     if (live.length === 0) return { errors: ["no worker is running"] };
     const id = ++this.#reloadId;

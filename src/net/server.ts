@@ -137,6 +137,8 @@ export class Server {
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
+  /** Ends the accept loops' back-off pauses in progress (see `#acceptFailed`). */
+  #acceptPauses = new Set<() => void>();
   /**
    * Sockets accepted whose verdict is still awaited (not read meanwhile). `closed`: shutdown closed the
    * socket as never-spoke; the verdict then only releases its ticket. Slots, not a Set: one insert and one
@@ -342,7 +344,18 @@ export class Server {
       return true;
     }
     const waitMs = backoff.failed(e);
-    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+    if (waitMs > 0) {
+      // Shutdown cuts the pause short (it waits for the accept loops to end).
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.#acceptPauses.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, waitMs);
+        this.#acceptPauses.add(done);
+      });
+    }
     return this.#shuttingDown;
   }
 
@@ -536,6 +549,7 @@ export class Server {
   }
 
   #closeListeners(): void {
+    for (const wake of [...this.#acceptPauses]) wake();
     for (const l of [this.#listener, this.#tlsListener]) {
       try {
         l?.close();

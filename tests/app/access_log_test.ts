@@ -171,6 +171,7 @@ Deno.test("AccessLog's timer writes a waiting batch on its own", async () => {
 });
 
 Deno.test("AccessLog drops and counts lines once the writer is maxPendingBytes behind", async () => {
+  const errors: string[] = [];
   const w = new MemoryWriter();
   w.auto = false; // the disk stalls
   const lineBytes = formatCombined(entry()).length + 1;
@@ -178,9 +179,14 @@ Deno.test("AccessLog drops and counts lines once the writer is maxPendingBytes b
     flushBytes: lineBytes * 4,
     flushIntervalMs: 60_000,
     maxPendingBytes: lineBytes * 10,
-  });
+  }, { logError: (m) => errors.push(m) });
   for (let i = 0; i < 25; i++) log.log(entry());
   assert.equal(log.dropped, 15);
+  assert.deepEqual(errors, [
+    `access log: dropping lines (the writer is ${
+      lineBytes * 10
+    } bytes behind); counted in stats as accessLogDropped`,
+  ]);
   w.release();
   await log.flush();
   assert.equal(w.text().split("\n").length - 1, 10);
@@ -192,8 +198,11 @@ Deno.test("AccessLog drops and counts lines once the writer is maxPendingBytes b
 });
 
 Deno.test("AccessLog counts the lines of a failed write as dropped and keeps going", async () => {
+  const errors: string[] = [];
   const w = new MemoryWriter();
-  const log = new AccessLog(w, () => Promise.resolve(w), { flushIntervalMs: 60_000 });
+  const log = new AccessLog(w, () => Promise.resolve(w), { flushIntervalMs: 60_000 }, {
+    logError: (m) => errors.push(m),
+  });
   log.log(entry());
   log.log(entry());
   w.failNext = true;
@@ -206,8 +215,9 @@ Deno.test("AccessLog counts the lines of a failed write as dropped and keeps goi
 });
 
 Deno.test("AccessLog counts lines logged after close as dropped", async () => {
+  const errors: string[] = [];
   const w = new MemoryWriter();
-  const log = new AccessLog(w, () => Promise.resolve(w));
+  const log = new AccessLog(w, () => Promise.resolve(w), {}, { logError: (m) => errors.push(m) });
   await log.close();
   log.log(entry());
   assert.equal(log.dropped, 1);

@@ -1,11 +1,13 @@
 /**
  * Faults from outside, against the real `main.ts` process: running out of file descriptors (under
  * `prlimit --nofile`), and a forced stop (a second signal) with lines in the access log's batch and an
- * admin socket file. Each runs the server as a child process, talks raw TCP, and is bounded in time.
+ * admin socket file, each with the server as a child process; and an access log on a full device
+ * (`/dev/full`), in process. All talk raw TCP and are bounded in time.
  */
 
 import assert from "node:assert/strict";
 import { RawClient, request } from "../_helpers/raw_client.ts";
+import { startTestServer } from "../_helpers/server.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const PRLIMIT_AVAILABLE = await new Deno.Command("prlimit", {
@@ -197,5 +199,24 @@ Deno.test("a forced stop (second signal) writes the access log's last lines and 
     }
     await p.exited;
     await Deno.remove(p.dir, { recursive: true });
+  }
+});
+
+Deno.test("an access log on a full device: every line is counted as dropped, and said once", async () => {
+  // /dev/full fails every write with ENOSPC, as a full file system does.
+  const s = await startTestServer({ accessLog: "/dev/full" });
+  try {
+    for (let i = 0; i < 20; i++) {
+      assert.equal(
+        (await request(s.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")).status,
+        200,
+      );
+    }
+    await until("the lines were tried and dropped", () => s.vento.stats.accessLogDropped === 20);
+    const lines = s.errors.filter((l) => /^access log: /.test(l));
+    assert.equal(lines.length, 1, s.errors.join("\n"));
+    assert.match(lines[0], /dropping lines \(writing failed: No space left on device/);
+  } finally {
+    await s.stop();
   }
 });

@@ -551,3 +551,66 @@ Deno.test("graceful shutdown stops every worker: idle connections close, the por
   assert.equal(site.cluster.running, 0);
   await Deno.remove(site.dir, { recursive: true });
 });
+
+Deno.test("a forced stop has every worker write its access log's last lines, and removes the admin socket", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vento-workers-force-" });
+  const site = await startSite({ accessLog: `${base}/access.log` }, true);
+  const clients = await openServed(site.port, SPREAD_CONNS);
+  try {
+    await until("connections on both workers", async () => {
+      const per = await connsPerWorker(site);
+      return per[0] > 0 && per[1] > 0;
+    });
+    // Within the log's batching interval: these lines are still in the workers' memory.
+    for (const c of clients) {
+      await c.send(GET);
+      assert.equal((await c.read()).status, 200);
+    }
+    await site.cluster.forceStop();
+    const lines = (await Deno.readTextFile(`${base}/access.log`)).split("\n").filter((l) => l !== "");
+    assert.equal(lines.length, SPREAD_CONNS * 2, "every answered request is in the log");
+    await assert.rejects(() => Deno.lstat(`${site.dir}/vento.sock`), Deno.errors.NotFound);
+    assert.equal(site.cluster.running, 0);
+  } finally {
+    for (const c of clients) c.close();
+    await Deno.remove(site.dir, { recursive: true });
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("a WORKERS=2 reload whose access log cannot be opened applies nothing in any worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vento-workers-reload-log-" });
+  await Deno.mkdir(`${dir}/www`);
+  await Deno.mkdir(`${dir}/logs`);
+  await Deno.writeTextFile(`${dir}/www/index.html`, BODY);
+  const confPath = `${dir}/vento.conf`;
+  const conf = (cap: number) =>
+    `PORT=0\nHOST=127.0.0.1\nDOCUMENT_ROOT=www\nACCESS_LOG=logs/access.log\nADMIN_SOCKET=off\nWORKERS=2\n` +
+    `REQUEST_RATE_PER_SEC=100000\nREQUEST_BURST=100000\nCONN_RATE_PER_SEC=100000\nCONN_BURST=100000\n` +
+    `MAX_CONNS_PER_CLIENT=${cap}\n`;
+  await Deno.writeTextFile(confPath, conf(100));
+  const loaded = await loadConfig(confPath);
+  assert.ok(loaded.ok, loaded.ok ? "" : loaded.messages.join("\n"));
+  const cluster = await startCluster(loaded.config, 2, { configPath: confPath, logError: () => {} });
+  const clients: RawClient[] = [];
+  try {
+    await Deno.remove(`${dir}/logs`, { recursive: true });
+    await Deno.writeTextFile(confPath, conf(3));
+    const r = await cluster.reload();
+    assert.ok(
+      "errors" in r && /reopening the access log .*nothing was applied/.test(r.errors.join()),
+      String(r),
+    );
+    // The old cap (100) still holds in both workers: 12 connections are all served.
+    for (let i = 0; i < 12; i++) {
+      const c = await RawClient.connect(cluster.addr.port);
+      clients.push(c);
+      await c.send(GET);
+      assert.equal((await c.read()).status, 200, "a refused reload changed the per-client cap");
+    }
+  } finally {
+    for (const c of clients) c.close();
+    await cluster.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
