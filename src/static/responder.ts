@@ -23,6 +23,7 @@ import {
   type Validators,
 } from "./conditional.ts";
 import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
+import { compressBytes, CompressedFileStream, CompressibleTypes, type CompressOptions } from "./compress.ts";
 import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
 import { ErrorPages } from "./error_pages.ts";
@@ -47,6 +48,7 @@ export type StaticOptions = Pick<
   | "streamChunkBytes"
   | "maxRanges"
   | "precompressed"
+  | keyof CompressOptions
 >;
 
 /** Methods we answer; sent in `Allow` on 405 and OPTIONS. */
@@ -78,8 +80,12 @@ type Route =
     rel: string;
     contentType: string;
     cacheControl: string;
+    /** A br representation exists: a `.br` sidecar, or on-the-fly compression (`autoBr`). */
     hasBr: boolean;
     hasGzip: boolean;
+    /** br is compressed on the fly (no sidecar; a compressible type at least COMPRESS_MIN_BYTES long). */
+    autoBr: boolean;
+    autoGzip: boolean;
     identity: CachedFile | null;
     br: CachedFile | null;
     gzip: CachedFile | null;
@@ -146,6 +152,11 @@ export class StaticResponder {
   readonly #encodingPrefs = new Map<string, EncodingPrefs>();
   readonly #errorPages: ErrorPages;
   readonly #options: Reply;
+  readonly #compressible: CompressibleTypes;
+  /** Whole-file compressions in flight, by key and file version: concurrent requests share one. */
+  readonly #compressing = new Map<string, Promise<CachedFile | null>>();
+  /** On-the-fly compressions running (jobs and streams), at most `compressMaxJobs`. */
+  #compressJobs = 0;
 
   private constructor(options: StaticOptions, clock: Clock, fs: ConfinedFs) {
     this.#opts = options;
@@ -163,6 +174,7 @@ export class StaticResponder {
       maxLargeInUse: Math.max(1, Math.floor(LARGE_BUFFER_BUDGET_BYTES / options.streamChunkBytes)),
     };
     this.#options = frozenReply(204, buildHead(204, [["Allow", ALLOWED_METHODS]]), null, 0);
+    this.#compressible = new CompressibleTypes(options.compressTypes);
   }
 
   /** Resolves the real document root; throws a clear Error if it is missing or not a directory. */
@@ -298,20 +310,27 @@ export class StaticResponder {
       ])
       : [null, null];
     const contentType = contentTypeFor(rel);
+    const auto = this.#opts.compress && file.info.size >= this.#opts.compressMinBytes &&
+      !/\.(?:gz|br)$/i.test(rel) && this.#compressible.matches(contentType);
     const route: FileRoute = {
       kind: "file",
       rel,
       contentType,
       cacheControl: isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl,
-      hasBr: br !== null,
-      hasGzip: gzip !== null,
+      hasBr: br !== null || auto,
+      hasGzip: gzip !== null || auto,
+      autoBr: auto && br === null,
+      autoGzip: auto && gzip === null,
       identity: null,
       br: null,
       gzip: null,
       checkedAtMs: now,
     };
     this.#remember(head.path, route);
-    const encoding = br !== null || gzip !== null ? this.#negotiate(head, route) : null;
+    const encoding = route.hasBr || route.hasGzip ? this.#negotiate(head, route) : null;
+    if (encoding !== null && isAuto(route, encoding)) {
+      return await this.#serveCompressed(route, encoding, file, head, isHead);
+    }
     const variant = encoding === "br" ? br! : encoding === "gzip" ? gzip! : file;
     return await this.#serveFile(route, encoding, variant, head, isHead);
   }
@@ -336,7 +355,11 @@ export class StaticResponder {
       prefs = parseAcceptEncoding(value);
       this.#encodingPrefs.set(value, prefs);
     }
-    return chooseEncoding(prefs, route.hasBr, route.hasGzip);
+    const encoding = chooseEncoding(prefs, route.hasBr, route.hasGzip);
+    // Ranges of a representation compressed on the fly are answered from the identity file: its bytes
+    // are stable offsets a client can resume from, whatever compressor produced the other one.
+    if (encoding !== null && isAuto(route, encoding) && (scanFlags(head) & H_RANGE) !== 0) return null;
+    return encoding;
   }
 
   // --- files -------------------------------------------------------------------------------------
@@ -405,17 +428,23 @@ export class StaticResponder {
     return h;
   }
 
-  /** The head of a 200 with the whole representation (cached or streamed alike). */
+  /**
+   * The head of a 200 with the whole representation (cached or streamed alike). A representation
+   * compressed on the fly does not advertise ranges: they are answered from the identity file.
+   */
   #fullHead(
     route: FileRoute,
     encoding: Encoding | null,
     size: number,
     validatorHeaders: ReadonlyArray<readonly [string, string]>,
   ): Uint8Array {
+    const ranges: Array<readonly [string, string]> = encoding !== null && isAuto(route, encoding)
+      ? []
+      : [["Accept-Ranges", "bytes"]];
     return buildHead(200, [
       ...this.#entityHeaders(route, encoding),
       ["Content-Length", String(size)],
-      ["Accept-Ranges", "bytes"],
+      ...ranges,
       ...validatorHeaders,
     ]);
   }
@@ -648,6 +677,139 @@ export class StaticResponder {
     return this.#refusal(d.status, id.size, isHead, validatorHeaders);
   }
 
+  // --- compression on the fly ---------------------------------------------------------------------
+
+  /**
+   * Serves `encoding` of `file` compressed on the fly: from the cache when this version was compressed
+   * before; compressed whole once (and cached) up to `compressCacheMaxFileBytes`; beyond that compressed
+   * while it streams. Busy (`compressMaxJobs`) or HTTP/1.0 for a stream: the identity file instead.
+   */
+  async #serveCompressed(
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    const key = route.rel + "\0" + encoding;
+    const id = identityOf(file.info);
+    let entry: CachedFile | null | undefined = this.#cache.peek(key);
+    if (entry !== undefined && sameIdentity(entry.identity, id)) {
+      entry.checkedAtMs = this.#clock.nowMs();
+    } else {
+      if (entry !== undefined) this.#cache.delete(key);
+      if (id.size > this.#opts.compressCacheMaxFileBytes) {
+        return await this.#compressedStream(route, encoding, file, head, isHead);
+      }
+      entry = await this.#compressOnce(key, route, encoding, file, id);
+      if (entry === null) return await this.#serveFile(route, null, file, head, isHead);
+    }
+    if (entry.live) this.#cache.touch(entry);
+    if (encoding === "br") route.br = entry;
+    else route.gzip = entry;
+    if (scanFlags(head) === 0) return isHead ? entry.headReply : entry.getReply;
+    return await this.#fromCache(entry, head, isHead);
+  }
+
+  /** The compressed entry for this version of the file, shared by concurrent requests; null when busy. */
+  #compressOnce(
+    key: string,
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    id: FileIdentity,
+  ): Promise<CachedFile | null> {
+    const flightKey = `${key}\0${id.size}:${id.mtimeMs}:${id.ino}:${id.dev}`;
+    const running = this.#compressing.get(flightKey);
+    if (running !== undefined) return running;
+    if (this.#compressJobs >= this.#opts.compressMaxJobs) return Promise.resolve(null);
+    this.#compressJobs++;
+    const job = this.#compressFile(key, route, encoding, file, id).finally(() => {
+      this.#compressJobs--;
+      this.#compressing.delete(flightKey);
+    });
+    this.#compressing.set(flightKey, job);
+    return job;
+  }
+
+  async #compressFile(
+    key: string,
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    id: FileIdentity,
+  ): Promise<CachedFile | null> {
+    let source: Uint8Array;
+    let identity = id;
+    const cached = route.identity;
+    if (cached !== null && cached.live && sameIdentity(cached.identity, id)) {
+      source = cached.bytes; // the identity bytes are in memory already: no second read
+    } else {
+      const opened = await this.#fs.openVerified(file);
+      if (opened === null) return null;
+      try {
+        source = await ConfinedFs.readAll(opened.file, opened.info.size);
+      } finally {
+        opened.file.close();
+      }
+      identity = { ...identityOf(opened.info), size: source.length };
+    }
+    const levels = { brotli: this.#opts.compressBrotliLevel, gzip: this.#opts.compressGzipLevel };
+    const bytes = await compressBytes(source, encoding, levels);
+    const entry = this.#makeEntry(key, route, encoding, bytes, identity);
+    // Within the cache's byte budget; an entry the budget cannot hold still answers this request.
+    this.#cache.set(entry, this.#opts.compressCacheMaxFileBytes);
+    return entry;
+  }
+
+  /** A large file compressed while it streams, with chunked framing (its length is not known before). */
+  async #compressedStream(
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    // HTTP/1.0 has no chunked coding; a full house of compressors sends the identity file instead.
+    if (head.version === 10 || this.#compressJobs >= this.#opts.compressMaxJobs) {
+      return await this.#serveFile(route, null, file, head, isHead);
+    }
+    const id = identityOf(file.info);
+    const v: Validators = {
+      etag: makeEtag(id.size, id.mtimeMs, encoding),
+      lastModifiedMs: truncateToSecond(id.mtimeMs),
+    };
+    const validatorHeaders = this.#validatorHeaders(route, v);
+    const d = this.#decide(head, v, id.size, isHead);
+    if (d.kind === "notModified") return this.#notModified(validatorHeaders);
+    if (d.kind === "status") return await this.#refusal(d.status, id.size, isHead, validatorHeaders);
+    // (A Range request was given the identity file by #negotiate, so the answer here is the whole body.)
+    const h = buildHead(200, [
+      ...this.#entityHeaders(route, encoding),
+      ["Transfer-Encoding", "chunked"],
+      ...validatorHeaders,
+    ]);
+    if (isHead) return { status: 200, head: h, body: null, stream: null, length: 0, close: false };
+    const opened = await this.#fs.openVerified(file);
+    if (opened === null) return await this.#error(404, false);
+    this.#compressJobs++;
+    const levels = { brotli: this.#opts.compressBrotliLevel, gzip: this.#opts.compressGzipLevel };
+    const stream = new CompressedFileStream(
+      opened.file,
+      encoding,
+      opened.info.size,
+      levels,
+      () => this.#compressJobs--,
+    );
+    // `length` is 0: a chunked body's size is known only once it has been sent.
+    return { status: 200, head: h, body: null, stream, length: 0, close: false };
+  }
+
+  /** On-the-fly compressions running now (tests and stats). */
+  get compressJobs(): number {
+    return this.#compressJobs;
+  }
+
   // --- directories -------------------------------------------------------------------------------
 
   async #listing(
@@ -699,6 +861,11 @@ export class StaticResponder {
   ): Reply | Promise<Reply> {
     return this.#errorPages.reply(status, isHead, close, extra);
   }
+}
+
+/** Whether `encoding` of this file is compressed on the fly rather than read from a sidecar. */
+function isAuto(route: FileRoute, encoding: Encoding): boolean {
+  return encoding === "br" ? route.autoBr : route.autoGzip;
 }
 
 /** A multipart boundary: random hex, so it cannot be predicted or found in a part header. */
