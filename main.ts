@@ -21,6 +21,7 @@ import { createGuardStore, storeGate } from "./src/net/guard_store.ts";
 import type { GuardTable } from "./src/guard/table.ts";
 import { Cluster, resolveWorkers, startCluster, WORKER_NAME_PREFIX } from "./src/net/cluster.ts";
 import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
+import { globalConnId } from "./src/net/cluster_protocol.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
@@ -62,6 +63,8 @@ export interface StartOptions {
   guardTable?: GuardTable;
   /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
   gate?: (guard: Guard) => ConnGate;
+  /** WORKERS > 1: this worker's index (access-log lines name it, and connection ids are server-wide). */
+  workerIndex?: number;
 }
 
 /** Settings that a reload can apply to a running server without a restart. */
@@ -110,7 +113,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
   const router = new Router(staticResponder, live);
-  const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
+  const worker = options.workerIndex;
+  const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog, {
+    format: live.accessLogFormat,
+    worker: worker ?? 0,
+    ...(worker === undefined ? {} : { connIdOf: (id: number) => globalConnId(id, worker) }),
+  });
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
   const server = new Server({

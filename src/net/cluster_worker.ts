@@ -68,6 +68,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           configPath: m.configPath,
           portOverride: m.portOverride,
           reusePort: true,
+          workerIndex: index,
           guardTable: table,
           gate: (guard) => gate = new SharedGate(guard, table, index),
           logError: (line) => post({ op: "log", line: `worker ${index}: ${line}` }),
