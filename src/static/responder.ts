@@ -27,7 +27,13 @@ import { compressBytes, CompressedFileStream, CompressibleTypes, type CompressOp
 import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
 import { ErrorPages } from "./error_pages.ts";
-import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } from "./listing.ts";
+import {
+  type ListingEntry,
+  parseListingQuery,
+  prefersJson,
+  renderListingHtml,
+  renderListingJson,
+} from "./listing.ts";
 import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
 import { encodePath, resolvePath } from "./resolve.ts";
@@ -59,6 +65,8 @@ export const MAX_ROUTES = 10_000;
 export const MAX_ENCODING_PREFS = 256;
 /** Entries shown in one directory listing; the rest are dropped and the page says so. */
 export const MAX_LISTING_ENTRIES = 10_000;
+/** Directory entries a listing stats at once (each is one `lstat`; the batch bounds the syscalls in flight). */
+export const LISTING_STAT_BATCH = 64;
 /** Idle stream buffers kept in the pool (each `streamChunkBytes`). */
 export const POOL_MAX_IDLE_BUFFERS = 8;
 /** Idle small (slow-start) stream buffers kept. */
@@ -294,7 +302,9 @@ export class StaticResponder {
       rel = rel === "" ? this.#opts.indexFile : rel + "/" + this.#opts.indexFile;
       const index = await this.#fs.find(fileRequested);
       if (index === null || !index.info.isFile) {
-        if (this.#opts.directoryListing) return await this.#listing(found.path, r.segments, head, isHead);
+        if (this.#opts.directoryListing) {
+          return await this.#listing(found.path, r.segments, r.query, head, isHead);
+        }
         return notFound();
       }
       file = index;
@@ -815,24 +825,31 @@ export class StaticResponder {
   async #listing(
     dir: string,
     segments: readonly string[],
+    query: string,
     head: RequestHead,
     isHead: boolean,
   ): Promise<Reply> {
-    const entries: ListingEntry[] = [];
+    const names: Deno.DirEntry[] = [];
     let truncated = false;
     for await (const e of Deno.readDir(dir)) {
       if (this.#opts.dotfiles === "hide" && e.name.startsWith(".")) continue;
-      if (entries.length >= MAX_LISTING_ENTRIES) {
+      if (names.length >= MAX_LISTING_ENTRIES) {
         truncated = true;
         break;
       }
-      entries.push({ name: e.name, isDirectory: e.isDirectory });
+      names.push(e);
+    }
+    const entries: ListingEntry[] = [];
+    for (let i = 0; i < names.length; i += LISTING_STAT_BATCH) {
+      const batch = names.slice(i, i + LISTING_STAT_BATCH);
+      entries.push(...await Promise.all(batch.map((e) => this.#listingEntry(dir, e))));
     }
     const urlPath = encodePath(segments, true);
+    const view = parseListingQuery(query);
     const json = prefersJson(headerValue(head, "accept"));
     const text = json
-      ? renderListingJson(urlPath, entries, truncated)
-      : renderListingHtml(urlPath, entries, truncated);
+      ? renderListingJson(urlPath, entries, truncated, view)
+      : renderListingHtml(urlPath, entries, truncated, view);
     const body = encoder.encode(text);
     const h = buildHead(200, [
       ["Content-Type", json ? "application/json; charset=utf-8" : "text/html; charset=utf-8"],
@@ -848,6 +865,25 @@ export class StaticResponder {
       length: body.length,
       close: false,
     };
+  }
+
+  /**
+   * Size and date of one listed entry, by `lstat`: a symbolic link is never followed here (its target may
+   * lie outside the root, whose metadata must not show), so it is listed without a size. An entry that
+   * vanished or cannot be read is listed without either.
+   */
+  async #listingEntry(dir: string, e: Deno.DirEntry): Promise<ListingEntry> {
+    try {
+      const info = await Deno.lstat(`${dir}/${e.name}`);
+      return {
+        name: e.name,
+        isDirectory: e.isDirectory,
+        size: info.isFile ? info.size : null,
+        mtimeMs: info.mtime?.getTime() ?? null,
+      };
+    } catch {
+      return { name: e.name, isDirectory: e.isDirectory, size: null, mtimeMs: null };
+    }
   }
 
   // --- errors ------------------------------------------------------------------------------------
