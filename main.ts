@@ -24,6 +24,7 @@ import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
 import { globalConnId } from "./src/net/cluster_protocol.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
+import { precompressSite } from "./src/static/precompress.ts";
 import { Router } from "./src/routes/router.ts";
 import { AccessLog } from "./src/access_log.ts";
 import { type AdminBackend, AdminServer, AdminSocketInUse } from "./src/admin/server.ts";
@@ -286,10 +287,14 @@ export function kickBanned(server: Server, text: string, config: Config): void {
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
 
 Usage: deno run -A main.ts [PORT] [options]
+       deno run -A main.ts --precompress [DIR] [--config PATH]
 
   PORT              listen on this port (overrides PORT in the config)
   --config PATH     config file (default: vento.conf in the working directory, if present)
   --check           validate the config and exit (0 valid, 2 invalid) without binding
+  --precompress     write .br/.gz sidecars (brotli 11, gzip 9) for every file of DIR (default: the
+                    config's DOCUMENT_ROOT) that COMPRESS_TYPES and COMPRESS_MIN_BYTES select, skipping
+                    fresh ones; exit 0, or 1 if a file could not be compressed
   --help            show this help
   --version         print the version
 
@@ -324,6 +329,7 @@ export async function main(args: string[]): Promise<number> {
       options: {
         config: { type: "string" },
         check: { type: "boolean" },
+        precompress: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -342,9 +348,11 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length > 1) {
-    console.error(`vento: expected at most one argument (the port), got ${positionals.length}\nTry --help.`);
+    const what = values.precompress ? "the folder" : "the port";
+    console.error(`vento: expected at most one argument (${what}), got ${positionals.length}\nTry --help.`);
     return 2;
   }
+  if (values.precompress) return await precompress(values.config ?? null, positionals[0] ?? null);
   let portOverride: number | undefined;
   if (positionals.length === 1) {
     const p = positionals[0];
@@ -433,6 +441,36 @@ export async function main(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGHUP", onHup);
   console.log("vento: stopped");
   return 0;
+}
+
+/** `--precompress [DIR]`: sidecars for a whole site, with the config's types, minimum size and DOTFILES. */
+async function precompress(configPath: string | null, dir: string | null): Promise<number> {
+  const loaded = await loadConfig(configPath);
+  if (!loaded.ok) {
+    for (const m of loaded.messages) console.error(`vento: ${m}`);
+    return 2;
+  }
+  const root = dir ?? loaded.config.documentRoot;
+  try {
+    if (!(await Deno.stat(root)).isDirectory) {
+      console.error(`vento: --precompress: ${root} is not a directory`);
+      return 2;
+    }
+  } catch (e) {
+    console.error(`vento: --precompress: ${root}: ${e instanceof Error ? e.message : String(e)}`);
+    return 2;
+  }
+  const started = performance.now();
+  const r = await precompressSite(root, loaded.config);
+  for (const e of r.errors) console.error(`vento: precompress: ${e}`);
+  const skipped = r.notSmaller > 0 ? `, ${r.notSmaller} skipped as not smaller` : "";
+  const removed = r.removed > 0 ? `, ${r.removed} stale removed` : "";
+  const errors = r.errors.length > 0 ? `, ${r.errors.length} errors` : "";
+  console.log(
+    `vento: precompressed ${root}: ${r.files} files to compress; ${r.written} sidecars written, ` +
+      `${r.fresh} already fresh${skipped}${removed}${errors} (${Math.round(performance.now() - started)} ms)`,
+  );
+  return r.errors.length > 0 ? 1 : 0;
 }
 
 // Re-exported for tools that validate configs without starting (bench, tests).
