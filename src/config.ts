@@ -263,7 +263,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   compressBrotliLevel: 5,
   compressGzipLevel: 6,
   compressCacheMaxFileBytes: 1 * MiB,
-  compressMaxJobs: 16,
+  compressMaxJobs: 8,
   clientIpv6PrefixBits: 64,
   trustedProxies: [],
   allowlist: [],
