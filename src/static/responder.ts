@@ -320,8 +320,9 @@ export class StaticResponder {
       ])
       : [null, null];
     const contentType = contentTypeFor(rel);
+    // `.svgz` is gzip data under an SVG type: compressing it again would only cost time.
     const auto = this.#opts.compress && file.info.size >= this.#opts.compressMinBytes &&
-      !/\.(?:gz|br)$/i.test(rel) && this.#compressible.matches(contentType);
+      !/\.(?:gz|br|svgz)$/i.test(rel) && this.#compressible.matches(contentType);
     const route: FileRoute = {
       kind: "file",
       rel,
@@ -768,7 +769,7 @@ export class StaticResponder {
     const bytes = await compressBytes(source, encoding, levels);
     const entry = this.#makeEntry(key, route, encoding, bytes, identity);
     // Within the cache's byte budget; an entry the budget cannot hold still answers this request.
-    this.#cache.set(entry, this.#opts.compressCacheMaxFileBytes);
+    this.#cache.set(entry, Math.max(this.#opts.compressCacheMaxFileBytes, this.#opts.fileCacheMaxFileBytes));
     return entry;
   }
 

@@ -32,6 +32,7 @@ const FILES: Record<string, string | Uint8Array> = {
   "tiny.css": "a{}\n",
   "data.json": JSON.stringify({ items: Array.from({ length: 300 }, (_, i) => ({ i, name: `n${i}` })) }),
   "photo.png": new Uint8Array(4096).fill(7),
+  "drawing.svgz": new Uint8Array(4096).fill(9),
   "big.log.txt": LOG_TEXT,
   "side.js": "console.log('side');\n".repeat(200),
   "side.js.br": "BR-SIDECAR",
@@ -167,6 +168,9 @@ Deno.test("small, incompressible and sidecar-backed files: only what should be c
     const png = await get(port, "/photo.png", "Accept-Encoding: br, gzip\r\n");
     assert.equal(png.headers.get("content-encoding"), undefined, "image/png is not in COMPRESS_TYPES");
     assert.equal(png.body.length, 4096);
+    const svgz = await get(port, "/drawing.svgz", "Accept-Encoding: br, gzip\r\n");
+    assert.equal(svgz.headers.get("content-type"), "image/svg+xml");
+    assert.equal(svgz.headers.get("content-encoding"), undefined, ".svgz is gzip data already");
     // The br sidecar wins for br; gzip has no sidecar, so it is made on the fly.
     const side = await get(port, "/side.js", "Accept-Encoding: br\r\n");
     assert.equal(side.text, "BR-SIDECAR");
