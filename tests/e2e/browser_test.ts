@@ -167,7 +167,7 @@ const SCREENSHOT = fileURLToPath(new URL("../../dist/screenshots/listing.png", i
 
 Deno.test({
   name: HAVE_CHROMIUM
-    ? "headless Chromium shows the directory listing styled, sorted by a click on a column, and screenshots it"
+    ? "headless Chromium: the directory listing styled, sorted by a click and screenshotted; files arrive brotli-compressed"
     : "headless Chromium listing check (ignored: /usr/bin/chromium is not installed; apt-get install chromium)",
   ignore: !HAVE_CHROMIUM,
   fn: async () => {
@@ -232,6 +232,12 @@ Deno.test({
       const png = await page.screenshot({ path: SCREENSHOT, fullPage: true });
       assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG");
       assert.deepEqual(dialogs, [], "no script ran");
+
+      // Chromium asks for br; a compressible file without a sidecar is compressed on the fly and decodes.
+      const js = await page.goto(`http://127.0.0.1:${server.port}/files/app.js`, { waitUntil: "load" });
+      assert.equal(js?.headers()["content-encoding"], "br");
+      assert.equal(js?.headers()["vary"], "Accept-Encoding");
+      assert.equal(await js?.text(), files["files/app.js"]);
     } finally {
       await context.close();
       await server.stop();
