@@ -103,6 +103,34 @@ Deno.test("ACCESS_LOG_FORMAT=json writes one parseable object per response with 
   );
 });
 
+Deno.test("jq reads the JSON log as docs/site.md shows (skipped without jq)", async () => {
+  let jq = false;
+  try {
+    jq = (await new Deno.Command("jq", { args: ["--version"], stdout: "null", stderr: "null" }).output())
+      .success;
+  } catch {
+    // not installed
+  }
+  if (!jq) {
+    console.log("skipped: jq is not installed");
+    return;
+  }
+  const lines = await logOf("json", traffic);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/vento.log`, lines.join("\n") + "\n");
+    const out = await new Deno.Command("jq", {
+      args: ["-r", "select(.status >= 400) | .target", "vento.log"],
+      cwd: dir,
+      stdout: "piped",
+    }).output();
+    assert.ok(out.success);
+    assert.equal(new TextDecoder().decode(out.stdout), "/missing\n-\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ACCESS_LOG_FORMAT=combined keeps the Combined Log Format, escaped", async () => {
   const lines = await logOf("combined", traffic);
   assert.equal(lines.length, 5);
