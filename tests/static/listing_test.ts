@@ -132,3 +132,13 @@ Deno.test("hostile names never become markup in the HTML listing (property)", ()
     ),
   );
 });
+
+Deno.test("parseListingQuery never throws and always answers a valid view (property)", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary" }), (q) => {
+      const v = parseListingQuery(q);
+      assert.ok(["name", "size", "date"].includes(v.sort));
+      assert.ok(["asc", "desc"].includes(v.order));
+    }),
+  );
+});
