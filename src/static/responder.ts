@@ -23,7 +23,7 @@ import {
   type Validators,
 } from "./conditional.ts";
 import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
-import { compressBytes, CompressedFileStream, CompressibleTypes, type CompressOptions } from "./compress.ts";
+import { CompressedFileStream, CompressibleTypes, type CompressOptions, Compressor } from "./compress.ts";
 import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
 import { ErrorPages } from "./error_pages.ts";
@@ -165,6 +165,8 @@ export class StaticResponder {
   readonly #compressing = new Map<string, Promise<CachedFile | null>>();
   /** On-the-fly compressions running (jobs and streams), at most `compressMaxJobs`. */
   #compressJobs = 0;
+  /** The compressor thread (started on the first compression). */
+  readonly #compressor = new Compressor();
 
   private constructor(options: StaticOptions, clock: Clock, fs: ConfinedFs) {
     this.#opts = options;
@@ -247,7 +249,7 @@ export class StaticResponder {
   /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
   #revalidating = new Set<string>();
 
-  /** Drops caches and pooled buffers. There are no timers or watchers to stop. */
+  /** Drops caches and pooled buffers and stops the compressor thread. There are no timers or watchers. */
   close(): void {
     this.#cache.clear();
     this.#routes.clear();
@@ -255,6 +257,7 @@ export class StaticResponder {
     this.#encodingPrefs.clear();
     this.#pool.clear();
     this.#buffers.small.clear();
+    this.#compressor.close();
   }
 
   // --- resolution (slow path) ------------------------------------------------------------------
@@ -765,8 +768,7 @@ export class StaticResponder {
       }
       identity = { ...identityOf(opened.info), size: source.length };
     }
-    const levels = { brotli: this.#opts.compressBrotliLevel, gzip: this.#opts.compressGzipLevel };
-    const bytes = await compressBytes(source, encoding, levels);
+    const bytes = await this.#compressor.whole(source, encoding, this.#compressLevel(encoding));
     const entry = this.#makeEntry(key, route, encoding, bytes, identity);
     // Within the cache's byte budget; an entry the budget cannot hold still answers this request.
     this.#cache.set(entry, Math.max(this.#opts.compressCacheMaxFileBytes, this.#opts.fileCacheMaxFileBytes));
@@ -804,16 +806,20 @@ export class StaticResponder {
     const opened = await this.#fs.openVerified(file);
     if (opened === null) return await this.#error(404, false);
     this.#compressJobs++;
-    const levels = { brotli: this.#opts.compressBrotliLevel, gzip: this.#opts.compressGzipLevel };
     const stream = new CompressedFileStream(
       opened.file,
+      this.#compressor,
       encoding,
       opened.info.size,
-      levels,
+      this.#compressLevel(encoding),
       () => this.#compressJobs--,
     );
     // `length` is 0: a chunked body's size is known only once it has been sent.
     return { status: 200, head: h, body: null, stream, length: 0, close: false };
+  }
+
+  #compressLevel(encoding: Encoding): number {
+    return encoding === "br" ? this.#opts.compressBrotliLevel : this.#opts.compressGzipLevel;
   }
 
   /** On-the-fly compressions running now (tests and stats). */

@@ -5,15 +5,25 @@ import type { RequestHead } from "../../src/http/head.ts";
 import type { BodySink, Reply } from "../../src/http/response.ts";
 import { FakeClock } from "../../src/net/clock.ts";
 import {
-  compressBytes,
   CompressedFileStream,
   CompressibleTypes,
+  Compressor,
   type CompressSource,
 } from "../../src/static/compress.ts";
 import { StaticResponder } from "../../src/static/responder.ts";
 
 const dec = new TextDecoder();
-const LEVELS = { brotli: 5, gzip: 6 };
+const LEVEL = { br: 5, gzip: 6 } as const;
+
+/** Runs `fn` with a compressor thread, stopped afterwards (a running thread would fail the op sanitizer). */
+async function withCompressor(fn: (c: Compressor) => Promise<void> | void): Promise<void> {
+  const c = new Compressor();
+  try {
+    await fn(c);
+  } finally {
+    c.close();
+  }
+}
 
 Deno.test("CompressibleTypes matches exact types, type/* and +suffix, ignoring parameters and case", () => {
   const t = new CompressibleTypes(DEFAULT_CONFIG.compressTypes);
@@ -105,62 +115,99 @@ const TEXT = new TextEncoder().encode(
   Array.from({ length: 30_000 }, (_, i) => `row ${i} ${(i * 2654435761) % 1000}\n`).join(""),
 );
 
-Deno.test("CompressedFileStream writes a chunked body that decompresses to the file, then releases once", async () => {
-  for (const encoding of ["br", "gzip"] as const) {
-    const file = new FakeFile(TEXT);
-    let released = 0;
-    const s = new CompressedFileStream(file, encoding, TEXT.length, LEVELS, () => released++);
+Deno.test("CompressedFileStream writes a chunked body that decompresses to the file, then releases once", () =>
+  withCompressor(async (c) => {
+    for (const encoding of ["br", "gzip"] as const) {
+      const file = new FakeFile(TEXT);
+      let released = 0;
+      const s = new CompressedFileStream(file, c, encoding, TEXT.length, LEVEL[encoding], () => released++);
+      const sink = new Sink();
+      await s.pipe(sink);
+      const body = dechunk(sink.bytes());
+      const plain = encoding === "br" ? zlib.brotliDecompressSync(body) : zlib.gunzipSync(body);
+      assert.equal(dec.decode(plain), dec.decode(TEXT), encoding);
+      assert.equal(file.closed, 1);
+      assert.equal(released, 1);
+      s.cancel(); // after the end: no second release
+      assert.equal(released, 1);
+    }
+  }));
+
+Deno.test("CompressedFileStream reads no more than its length (a file that grew) and survives one that shrank", () =>
+  withCompressor(async (c) => {
+    const s = new CompressedFileStream(new FakeFile(TEXT), c, "gzip", 1000, 6, () => {});
     const sink = new Sink();
     await s.pipe(sink);
-    const body = dechunk(sink.bytes());
-    const plain = encoding === "br" ? zlib.brotliDecompressSync(body) : zlib.gunzipSync(body);
-    assert.equal(dec.decode(plain), dec.decode(TEXT), encoding);
+    assert.deepEqual(new Uint8Array(zlib.gunzipSync(dechunk(sink.bytes()))), TEXT.subarray(0, 1000));
+    const short = new CompressedFileStream(new FakeFile(TEXT.subarray(0, 50)), c, "br", 5000, 5, () => {});
+    const sink2 = new Sink();
+    await short.pipe(sink2);
+    assert.deepEqual(new Uint8Array(zlib.brotliDecompressSync(dechunk(sink2.bytes()))), TEXT.subarray(0, 50));
+  }));
+
+Deno.test("CompressedFileStream: a failing sink rejects the pipe, closes the file and releases the slot", () =>
+  withCompressor(async (c) => {
+    const file = new FakeFile(crypto.getRandomValues(new Uint8Array(60_000))); // incompressible
+    let released = 0;
+    const s = new CompressedFileStream(file, c, "gzip", 60_000, 6, () => released++);
+    const sink = new Sink();
+    sink.failAfter = 1;
+    await assert.rejects(s.pipe(sink), Deno.errors.BrokenPipe);
     assert.equal(file.closed, 1);
     assert.equal(released, 1);
-    s.cancel(); // after the end: no second release
+    // The compressor serves the next stream as before.
+    const again = new CompressedFileStream(new FakeFile(TEXT), c, "gzip", TEXT.length, 6, () => {});
+    const ok = new Sink();
+    await again.pipe(ok);
+    assert.deepEqual(new Uint8Array(zlib.gunzipSync(dechunk(ok.bytes()))), TEXT);
+  }));
+
+Deno.test("CompressedFileStream.cancel closes the file and releases without compressing", () =>
+  withCompressor((c) => {
+    const file = new FakeFile(TEXT);
+    let released = 0;
+    const s = new CompressedFileStream(file, c, "br", TEXT.length, 5, () => released++);
+    s.cancel();
+    s.cancel();
+    assert.equal(file.closed, 1);
     assert.equal(released, 1);
-  }
-});
+  }));
 
-Deno.test("CompressedFileStream reads no more than its length (a file that grew) and survives one that shrank", async () => {
-  const file = new FakeFile(TEXT);
-  const s = new CompressedFileStream(file, "gzip", 1000, LEVELS, () => {});
-  const sink = new Sink();
-  await s.pipe(sink);
-  assert.deepEqual(new Uint8Array(zlib.gunzipSync(dechunk(sink.bytes()))), TEXT.subarray(0, 1000));
-  const short = new CompressedFileStream(new FakeFile(TEXT.subarray(0, 50)), "br", 5000, LEVELS, () => {});
-  const sink2 = new Sink();
-  await short.pipe(sink2);
-  assert.deepEqual(new Uint8Array(zlib.brotliDecompressSync(dechunk(sink2.bytes()))), TEXT.subarray(0, 50));
-});
+Deno.test("Compressor.whole round-trips both codings and leaves the caller's bytes alone", () =>
+  withCompressor(async (c) => {
+    const copy = TEXT.slice();
+    const [br, gz] = await Promise.all([c.whole(copy, "br", 5), c.whole(copy, "gzip", 6)]);
+    assert.deepEqual(copy, TEXT, "the input is copied, not transferred away");
+    assert.deepEqual(new Uint8Array(zlib.brotliDecompressSync(br)), TEXT);
+    assert.deepEqual(new Uint8Array(zlib.gunzipSync(gz)), TEXT);
+    assert.ok(br.length < TEXT.length / 3 && gz.length < TEXT.length / 3);
+  }));
 
-Deno.test("CompressedFileStream: a failing sink rejects the pipe, closes the file and releases the slot", async () => {
-  const file = new FakeFile(new Uint8Array(crypto.getRandomValues(new Uint8Array(60_000)))); // incompressible
-  let released = 0;
-  const s = new CompressedFileStream(file, "gzip", 60_000, LEVELS, () => released++);
-  const sink = new Sink();
-  sink.failAfter = 1;
-  await assert.rejects(s.pipe(sink), Deno.errors.BrokenPipe);
-  assert.equal(file.closed, 1);
-  assert.equal(released, 1);
-});
+Deno.test("Compressor runs off the event loop: timers keep firing while it compresses", () =>
+  withCompressor(async (c) => {
+    const big = new Uint8Array(8 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = ((i * 2654435761) >>> 24) & 0x3f;
+    await c.whole(new Uint8Array(16), "br", 5); // the thread is up
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      const t0 = performance.now();
+      await c.whole(big, "br", 9);
+      const took = performance.now() - t0;
+      // On the event loop no timer could fire before the end; off it they fire throughout.
+      assert.ok(ticks >= 3 || took < 20, `${ticks} ticks in ${took.toFixed(0)} ms`);
+    } finally {
+      clearInterval(timer);
+    }
+  }));
 
-Deno.test("CompressedFileStream.cancel closes the file and releases without compressing", () => {
-  const file = new FakeFile(TEXT);
-  let released = 0;
-  const s = new CompressedFileStream(file, "br", TEXT.length, LEVELS, () => released++);
-  s.cancel();
-  s.cancel();
-  assert.equal(file.closed, 1);
-  assert.equal(released, 1);
-});
-
-Deno.test("compressBytes round-trips both codings", async () => {
-  const br = await compressBytes(TEXT, "br", LEVELS);
-  const gz = await compressBytes(TEXT, "gzip", LEVELS);
-  assert.deepEqual(new Uint8Array(zlib.brotliDecompressSync(br)), TEXT);
-  assert.deepEqual(new Uint8Array(zlib.gunzipSync(gz)), TEXT);
-  assert.ok(br.length < TEXT.length / 3 && gz.length < TEXT.length / 3);
+Deno.test("Compressor.close rejects what is in flight and later requests", async () => {
+  const c = new Compressor();
+  const pending = c.whole(TEXT, "br", 11);
+  c.close();
+  await assert.rejects(pending, /closed/);
+  await assert.rejects(c.whole(TEXT, "gzip", 6), /closed/);
+  c.close();
 });
 
 function req(path: string, headers: Record<string, string>): RequestHead {
