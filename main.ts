@@ -100,6 +100,14 @@ const LIVE_KEYS = new Set([
   "MAX_CONNS_PER_CLIENT",
   "MAX_CONNS",
   "BUSY_THRESHOLD_PERCENT",
+  "ACCESS_LOG_FORMAT",
+  "COMPRESS",
+  "COMPRESS_MIN_BYTES",
+  "COMPRESS_TYPES",
+  "COMPRESS_BROTLI_LEVEL",
+  "COMPRESS_GZIP_LEVEL",
+  "COMPRESS_CACHE_MAX_FILE_BYTES",
+  "COMPRESS_MAX_JOBS",
 ]);
 
 /** Builds and starts every part of the server from a validated config. */
@@ -202,6 +210,9 @@ export async function startVento(config: Config, options: StartOptions): Promise
       if (gate.withLock !== undefined) gate.withLock(apply);
       else apply();
     }
+    // The responder reads COMPRESS_* live; what it derived or compressed under the old values goes.
+    if (applied.some((k) => k.startsWith("COMPRESS"))) staticResponder.applyCompressOptions();
+    if (applied.includes("ACCESS_LOG_FORMAT")) accessLog?.setFormat(live.accessLogFormat);
     try {
       await accessLog?.reopen();
     } catch (e) {

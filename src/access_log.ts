@@ -285,6 +285,11 @@ export class AccessLog {
     return this.#dropped;
   }
 
+  /** Switches the line format (a reload changed ACCESS_LOG_FORMAT); lines logged from now on use it. */
+  setFormat(format: AccessLogFormat): void {
+    this.#opts = { ...this.#opts, format };
+  }
+
   /** Queues one line. Never blocks, never throws. */
   log(e: AccessEntry): void {
     if (this.#closed) {

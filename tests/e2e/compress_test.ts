@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import type { Config } from "../../src/config.ts";
+import { type Config, loadConfig } from "../../src/config.ts";
+import { startVento } from "../../main.ts";
 import { RawClient, type RawResponse, request } from "../_helpers/raw_client.ts";
 import { startTestServer, type TestServer } from "../_helpers/server.ts";
 
@@ -270,3 +271,47 @@ Deno.test("curl --compressed gets the file back byte for byte, brotli and gzip",
       assert.equal(text.slice(split + 4), PAGE);
     }
   }));
+
+Deno.test("a reload applies COMPRESS_* and ACCESS_LOG_FORMAT live, dropping copies made under the old settings", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vento-compress-reload-" });
+  const conf = `${dir}/vento.conf`;
+  const base = "PORT=0\nHOST=127.0.0.1\nDOCUMENT_ROOT=www\nADMIN_SOCKET=off\nACCESS_LOG=access.log\n";
+  try {
+    await Deno.mkdir(`${dir}/www`);
+    await Deno.writeTextFile(`${dir}/www/page.html`, PAGE);
+    await Deno.writeTextFile(conf, base + "ACCESS_LOG_FORMAT=json\n");
+    const loaded = await loadConfig(conf);
+    if (!loaded.ok) throw new Error(loaded.messages.join("\n"));
+    const vento = await startVento(loaded.config, { configPath: conf, logError: () => {} });
+    try {
+      const port = vento.addr.port;
+      const q5 = await get(port, "/page.html", "Accept-Encoding: br\r\n");
+      assert.equal(q5.headers.get("content-encoding"), "br");
+
+      await Deno.writeTextFile(conf, base + "ACCESS_LOG_FORMAT=combined\nCOMPRESS_BROTLI_LEVEL=0\n");
+      const r1 = await vento.reload();
+      assert.ok("applied" in r1);
+      assert.deepEqual(r1.applied.sort(), ["ACCESS_LOG_FORMAT", "COMPRESS_BROTLI_LEVEL"]);
+      assert.deepEqual(r1.needsRestart, []);
+      const q0 = await get(port, "/page.html", "Accept-Encoding: br\r\n");
+      assert.equal(decode(q0), PAGE);
+      assert.ok(q0.body.length > q5.body.length, "compressed again at the new level, not the cached copy");
+
+      await Deno.writeTextFile(conf, base + "ACCESS_LOG_FORMAT=combined\nCOMPRESS=off\n");
+      const r2 = await vento.reload();
+      assert.ok("applied" in r2);
+      assert.deepEqual(r2.applied.sort(), ["COMPRESS", "COMPRESS_BROTLI_LEVEL"]);
+      const off = await get(port, "/page.html", "Accept-Encoding: br\r\n");
+      assert.equal(off.headers.get("content-encoding"), undefined);
+      assert.equal(off.headers.get("vary"), undefined);
+    } finally {
+      await vento.shutdown();
+    }
+    const lines = (await Deno.readTextFile(`${dir}/access.log`)).trimEnd().split("\n");
+    assert.equal(lines.length, 3);
+    assert.ok(lines[0].startsWith("{"), "json before the reload");
+    assert.match(lines[1], /^127\.0\.0\.1 - - \[/, "combined after it");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
