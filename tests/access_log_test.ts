@@ -369,3 +369,15 @@ Deno.test("AccessLog reopen after the file was rotated away starts a fresh file"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AccessLog.setFormat switches the format of the lines logged after it", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), { format: "combined" });
+  log.log(entry());
+  log.setFormat("json");
+  log.log(entry());
+  await log.flush();
+  const [first, second] = w.text().trimEnd().split("\n");
+  assert.ok(first.startsWith("127.0.0.1 - - ["));
+  assert.equal(JSON.parse(second).status, 200);
+});
