@@ -19,11 +19,13 @@ import { describeReload } from "./src/admin/protocol.ts";
 import { preflight, tlsPairNotes } from "./src/app/preflight.ts";
 import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "./src/static/site_rules.ts";
 import { DEFAULT_HASH_ITERATIONS, hashPassword } from "./src/static/basic_auth.ts";
+import { precompressSite } from "./src/static/precompress.ts";
 import { VERSION } from "./src/core/version.ts";
 
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
 
 Usage: vento [PORT] [options]
+       vento --precompress [DIR] [--config PATH]
   (from source: deno task start [PORT] [options]; bundled: dist/vento.js; compiled: dist/vento)
 
   PORT              listen on this port (overrides PORT in the config)
@@ -32,6 +34,9 @@ Usage: vento [PORT] [options]
                     config and the site's _headers and _redirects, document root readable, access log
                     opens, TLS key matches certificate, ports, admin socket folder
   --hash-password   read a password from stdin and print its hash for a Basic-Auth line in _headers
+  --precompress     write .br/.gz sidecars (brotli 11, gzip 9) for every file of DIR (default: the
+                    config's DOCUMENT_ROOT) that COMPRESS_TYPES and COMPRESS_MIN_BYTES select, skipping
+                    fresh ones; exit 0, or 1 if a file could not be compressed
   --help            show this help
   --version         print the version
 
@@ -104,6 +109,7 @@ export async function main(args: string[]): Promise<number> {
         config: { type: "string" },
         check: { type: "boolean" },
         "hash-password": { type: "boolean" },
+        precompress: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -123,9 +129,11 @@ export async function main(args: string[]): Promise<number> {
   }
   if (values["hash-password"]) return await printPasswordHash();
   if (positionals.length > 1) {
-    console.error(`vento: expected at most one argument (the port), got ${positionals.length}\nTry --help.`);
+    const what = values.precompress ? "the folder" : "the port";
+    console.error(`vento: expected at most one argument (${what}), got ${positionals.length}\nTry --help.`);
     return 2;
   }
+  if (values.precompress) return await precompress(values.config ?? null, positionals[0] ?? null);
   let portOverride: number | undefined;
   if (positionals.length === 1) {
     const p = positionals[0];
@@ -248,6 +256,36 @@ export async function main(args: string[]): Promise<number> {
   }
   console.log("vento: stopped");
   return 0;
+}
+
+/** `--precompress [DIR]`: sidecars for a whole site, with the config's types, minimum size and DOTFILES. */
+async function precompress(configPath: string | null, dir: string | null): Promise<number> {
+  const loaded = await loadConfig(configPath);
+  if (!loaded.ok) {
+    for (const m of loaded.messages) console.error(`vento: ${m}`);
+    return 2;
+  }
+  const root = dir ?? loaded.config.documentRoot;
+  try {
+    if (!(await Deno.stat(root)).isDirectory) {
+      console.error(`vento: --precompress: ${root} is not a directory`);
+      return 2;
+    }
+  } catch (e) {
+    console.error(`vento: --precompress: ${root}: ${e instanceof Error ? e.message : String(e)}`);
+    return 2;
+  }
+  const started = performance.now();
+  const r = await precompressSite(root, loaded.config);
+  for (const e of r.errors) console.error(`vento: precompress: ${e}`);
+  const skipped = r.notSmaller > 0 ? `, ${r.notSmaller} skipped as not smaller` : "";
+  const removed = r.removed > 0 ? `, ${r.removed} stale removed` : "";
+  const errors = r.errors.length > 0 ? `, ${r.errors.length} errors` : "";
+  console.log(
+    `vento: precompressed ${root}: ${r.files} files to compress; ${r.written} sidecars written, ` +
+      `${r.fresh} already fresh${skipped}${removed}${errors} (${Math.round(performance.now() - started)} ms)`,
+  );
+  return r.errors.length > 0 ? 1 : 0;
 }
 
 /** The name of this thread: "vento-worker-<i>" in a supervisor's worker, "" on the main thread. */

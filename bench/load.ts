@@ -19,6 +19,7 @@
 
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/config.ts";
+import zlib from "node:zlib";
 import { commandOutput, freePort, hasCommand, median } from "./_common.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
@@ -50,6 +51,17 @@ const BIG_BLOCK_BYTES = 1024 * 1024;
 const BIG_FILE_PATH = "/1g.bin";
 /** wrk's per-request timeout for the large file: one download takes seconds, and wrk keeps counting. */
 const BIG_WRK_TIMEOUT_SEC = 120;
+/**
+ * The compression scenarios' page: ~100 KiB of varied HTML. `compress` asks for PAGE_PATH, which has no
+ * sidecar (nginx `gzip on` compresses every response; Vento compresses once per file version and keeps
+ * the result); `compress-static` asks for PAGE_STATIC_PATH, which has `.gz` and `.br` sidecars (nginx
+ * `gzip_static on` sends the `.gz`; nginx-light has no brotli module, so nginx never answers br).
+ */
+const PAGE_BYTES = 100 * 1024;
+const PAGE_PATH = "/page.html";
+const PAGE_STATIC_PATH = "/page-static.html";
+/** What a browser sends. */
+const ACCEPT_ENCODING = "br, gzip";
 /** Loopback only: the one address either server listens on and wrk aims at. */
 const BENCH_HOST = "127.0.0.1";
 
@@ -95,6 +107,26 @@ const SCENARIOS: readonly Scenario[] = [
     headers: [],
     script: { path: PIPELINE_SCRIPT, args: [FILE_PATH, "16"] },
     ...RATE,
+  },
+  {
+    key: "compress",
+    label: "100 KiB HTML, br/gzip on the fly, 50 conns",
+    conns: 50,
+    headers: [`Accept-Encoding: ${ACCEPT_ENCODING}`],
+    script: null,
+    path: PAGE_PATH,
+    measure: "rate",
+    freshPerRound: false,
+  },
+  {
+    key: "compress-static",
+    label: "100 KiB HTML, .br/.gz sidecars, 50 conns",
+    conns: 50,
+    headers: [`Accept-Encoding: ${ACCEPT_ENCODING}`],
+    script: null,
+    path: PAGE_STATIC_PATH,
+    measure: "rate",
+    freshPerRound: false,
   },
   {
     key: "bigfile",
@@ -452,6 +484,10 @@ http {
   fastcgi_temp_path ${dir}/nginx-tmp/fastcgi;
   uwsgi_temp_path ${dir}/nginx-tmp/uwsgi;
   scgi_temp_path ${dir}/nginx-tmp/scgi;
+  # Compression as a site would turn it on (the compress scenarios; wrk sends no Accept-Encoding elsewhere).
+  gzip on;
+  gzip_static on;
+  gzip_vary on;
   types {
     text/html html;
     application/octet-stream bin;
@@ -553,6 +589,53 @@ async function checkServesBig(port: number, block: Uint8Array): Promise<string |
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
+}
+
+/** ~`bytes` of HTML that compresses like a real page (varied rows, not one line repeated). */
+function makePage(bytes: number): string {
+  const words = ["static", "server", "vento", "deno", "cache", "brotli", "gzip", "request", "header", "file"];
+  let html = '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>bench page</title>' +
+    '<link rel="stylesheet" href="/style.css"></head>\n<body><main>\n<table>\n';
+  let x = 12345;
+  for (let i = 0; html.length < bytes - 40; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const a = words[x % words.length];
+    const b = words[(x >> 8) % words.length];
+    html += `<tr id="r${i}"><td class="n">${i}</td><td><a href="/items/${x % 100000}">${a} ${b}</a></td>` +
+      `<td class="v">${(x % 1000000) / 100}</td></tr>\n`;
+  }
+  return html + "</table>\n</main></body></html>\n";
+}
+
+/**
+ * Fetches `path` with Accept-Encoding as the benchmark does (curl, which decompresses what it gets) and
+ * checks the decoded page; returns the coding and the body bytes on the wire, or the problem.
+ */
+async function checkServesCompressed(
+  port: number,
+  path: string,
+  page: string,
+): Promise<{ coding: string; wireBytes: number } | string> {
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "--compressed",
+      "-H",
+      `Accept-Encoding: ${ACCEPT_ENCODING}`,
+      "-w",
+      "\n%{http_code} %{size_download} %header{content-encoding}",
+      `http://${BENCH_HOST}:${port}${path}`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) return `curl failed: ${new TextDecoder().decode(out.stderr)}`;
+  const nl = text.lastIndexOf("\n");
+  const [status, size, coding = ""] = text.slice(nl + 1).split(" ");
+  if (status !== "200") return `status ${status}`;
+  if (text.slice(0, nl) !== page) return "the decompressed body differs from the page";
+  return { coding: coding === "" ? "identity" : coding, wireBytes: Number(size) };
 }
 
 /** Writes the large file as `block` repeated (real bytes on disk, no holes), one block at a time. */
@@ -936,6 +1019,21 @@ async function main(args: string[]): Promise<number> {
       mode: 0o644,
     });
 
+    const page = makePage(PAGE_BYTES);
+    const compressing = opts.scenarios.some((sc) => sc.path === PAGE_PATH || sc.path === PAGE_STATIC_PATH);
+    if (compressing) {
+      await Deno.writeTextFile(`${docroot}${PAGE_PATH}`, page, { mode: 0o644 });
+      await Deno.writeTextFile(`${docroot}${PAGE_STATIC_PATH}`, page, { mode: 0o644 });
+      const bytes = new TextEncoder().encode(page);
+      await Deno.writeFile(`${docroot}${PAGE_STATIC_PATH}.gz`, zlib.gzipSync(bytes, { level: 9 }), {
+        mode: 0o644,
+      });
+      const br = zlib.brotliCompressSync(bytes, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } });
+      await Deno.writeFile(`${docroot}${PAGE_STATIC_PATH}.br`, br, { mode: 0o644 });
+    }
+    /** Per server and compress scenario path: the coding and body bytes it answers with. */
+    const wire = new Map<string, { coding: string; wireBytes: number }>();
+
     const big = opts.scenarios.some((sc) => sc.path === BIG_FILE_PATH);
     const bigBlock = new Uint8Array(BIG_BLOCK_BYTES);
     // getRandomValues fills at most 64 KiB per call.
@@ -1017,6 +1115,12 @@ async function main(args: string[]): Promise<number> {
         const problem = await checkServes(server.port, fileBytes);
         if (problem !== null) {
           throw new Error(`${name} does not serve ${FILE_PATH} correctly: ${problem}\n${server.output}`);
+        }
+        for (const path of compressing ? [PAGE_PATH, PAGE_STATIC_PATH] : []) {
+          const got = await checkServesCompressed(server.port, path, page);
+          if (typeof got === "string") throw new Error(`${name} does not serve ${path} correctly: ${got}`);
+          wire.set(`${name} ${path}`, got);
+          progress(`${name} answers ${path} with ${got.coding}, ${fmtInt(got.wireBytes)} body bytes`);
         }
         const bigProblem = big ? await checkServesBig(server.port, bigBlock) : null;
         if (bigProblem !== null) {
@@ -1132,6 +1236,20 @@ async function main(args: string[]): Promise<number> {
         `\nmedians of ${opts.rounds} interleaved rounds of ${opts.durationSec} s; ${FILE_BYTES} B file; ` +
           `CPU = server process tree utime+stime per request.`,
       );
+      const compressRows = reports.filter((r) => r.scenario.startsWith("compress"));
+      if (compressRows.length > 0) {
+        const path = (key: string) => (key === "compress" ? PAGE_PATH : PAGE_STATIC_PATH);
+        const what = [...new Set(compressRows.map((r) => r.scenario))].map((key) =>
+          `${key} (${path(key)}): ` + opts.servers.map((n) => {
+            const w = wire.get(`${n} ${path(key)}`);
+            return w === undefined ? `${n} -` : `${n} ${w.coding} ${fmtInt(w.wireBytes)} B`;
+          }).join(", ")
+        );
+        console.log(
+          `Compression: a ${fmtInt(page.length)} B page with Accept-Encoding: ${ACCEPT_ENCODING}; ` +
+            `answers on the wire: ${what.join("; ")}.`,
+        );
+      }
       if (reports.some((r) => r.measure === "transfer")) {
         console.log(
           `Transfer: ${BIG_FILE_BYTES / MIB} MiB file, wrk Transfer/sec in MiB/s (bytes read, also of ` +

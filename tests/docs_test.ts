@@ -191,6 +191,21 @@ const CHECKED: Record<string, Check> = {
   "deno task bench --servers vento,vento-rules --scenario keepalive,pipeline": BENCH,
   "kill -HUP <pid>": TEMPLATE,
   "vento-admin drain": { by: "tests/cli/cli_test.ts (vento-admin drain against a live admin socket)" },
+  "deno task precompress": { by: "tests/e2e/precompress_test.ts (--precompress writes fresh sidecars)" },
+  "deno task precompress DIR": TEMPLATE,
+  "deno task precompress dist/": { by: "tests/e2e/precompress_test.ts (--precompress on a folder)" },
+  "deno run -A main.ts --precompress [DIR]": TEMPLATE,
+  "deno task bench --scenario compress,compress-static": BENCH,
+  "curl -sI -H 'Accept-Encoding: br, gzip' http://localhost:8080/": {
+    by: "tests/e2e/compress_test.ts (compressed on the fly by Accept-Encoding)",
+  },
+  "curl -s --compressed http://localhost:8080/ | head -3": {
+    by: "tests/e2e/compress_test.ts (curl --compressed gets the file back byte for byte)",
+  },
+  "curl -s -H 'Accept: application/json' 'http://localhost:8080/files/?sort=date'": {
+    by: "tests/e2e/static_test.ts (the listing answers JSON by Accept, sorted by the query)",
+  },
+  "wrk -H 'Accept-Encoding: br, gzip'": { not: "a fragment naming the load tool's options" },
   // docs/scaling.md
   "deno run … vento.js": TEMPLATE,
   // www/index.html

@@ -1,7 +1,8 @@
 /**
- * The access log: one Combined Log Format line per response (as Apache and nginx write them, so
- * existing log tools read it), formatted by a pure function and written asynchronously in batches, so
- * a request never waits for the disk and a burst costs one `write` per 64 KiB, not one per line.
+ * The access log: one line per response, in Combined Log Format (as Apache and nginx write it) or as one
+ * JSON object (`ACCESS_LOG_FORMAT=json`), so existing log tools (GoAccess, jq, log shippers) read it.
+ * Formatted by pure functions and written asynchronously in batches, so a request never waits for the
+ * disk and a burst costs one `write` per 64 KiB, not one per line.
  *
  * Must never: block or slow the request path (lines are dropped and counted once the writer falls
  * `maxPendingBytes` behind, so memory stays bounded however slow the disk), let a client forge or split
@@ -93,6 +94,87 @@ export function formatCombined(e: AccessEntry, times?: ClfTimeCache): string {
     `"${escapeLogField(e.referer)}" "${escapeLogField(e.userAgent)}"`;
 }
 
+/** `2026-12-04T13:55:36.123Z`: ISO 8601 in UTC with milliseconds, which sorts as text. */
+export function formatIsoTime(wallMs: number): string {
+  return new Date(wallMs).toISOString();
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Header bytes arrive as Latin-1 (one char per byte); a value whose bytes are valid UTF-8 is given back
+ * as the text the client meant, anything else keeps one char per byte.
+ */
+function asUnicode(s: string): string {
+  let high = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff) return s; // already Unicode text
+    if (c >= 0x80) high = true;
+  }
+  if (!high) return s;
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return s;
+  }
+}
+
+/** JSON-safe ASCII (`"` and `\` escaped, nothing below 0x20 or above 0x7e raw). */
+const SAFE_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/**
+ * A JSON string literal of pure printable ASCII: quotes, backslashes and control characters escaped, and
+ * everything outside ASCII written as `\uXXXX` (lone surrogates as U+FFFD), so a value can never end
+ * the line, the string or the object, and the line is valid UTF-8 whatever the client sent.
+ */
+export function jsonString(s: string): string {
+  if (SAFE_JSON.test(s)) return `"${s}"`;
+  const text = asUnicode(s);
+  let out = '"';
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c === 0x22) out += '\\"';
+    else if (c === 0x5c) out += "\\\\";
+    else if (c >= 0x20 && c < 0x7f) out += text[i];
+    else {
+      if (c >= 0xd800 && c <= 0xdbff) {
+        const next = text.charCodeAt(i + 1);
+        if (next >= 0xdc00 && next <= 0xdfff) {
+          out += "\\u" + c.toString(16).padStart(4, "0") + "\\u" + next.toString(16).padStart(4, "0");
+          i++;
+          continue;
+        }
+        c = 0xfffd;
+      } else if (c >= 0xdc00 && c <= 0xdfff) c = 0xfffd;
+      out += "\\u" + c.toString(16).padStart(4, "0");
+    }
+  }
+  return out + '"';
+}
+
+/** A request field of a request that never parsed: `-`, as Combined writes it (GoAccess needs one). */
+const orDash = (s: string): string => s === "" ? "-" : s;
+
+/**
+ * One JSON line, without the trailing newline: `{"time", "remote", "method", "target", "protocol",
+ * "status", "bytes", "duration_ms", "host", "referer", "user_agent", "conn", "worker"}`. Numbers are
+ * numbers; absent headers are ""; method, target and protocol of a request that never parsed are "-".
+ * Pure.
+ */
+export function formatJson(e: AccessEntry, worker: number): string {
+  return `{"time":"${formatIsoTime(e.wallMs)}","remote":${jsonString(e.remote)},` +
+    `"method":${jsonString(orDash(e.method))},"target":${jsonString(orDash(e.target))},` +
+    `"protocol":${jsonString(orDash(e.protocol))},"status":${e.status},"bytes":${e.bytes},` +
+    `"duration_ms":${e.durationMs},"host":${jsonString(e.host)},"referer":${jsonString(e.referer)},` +
+    `"user_agent":${jsonString(e.userAgent)},"conn":${e.connId},"worker":${worker}}`;
+}
+
+/** Line formats (`ACCESS_LOG_FORMAT`). */
+export type AccessLogFormat = "combined" | "json";
+
 /** Where batches go: a file, stdout, or a test double. */
 export interface LogWriter {
   /** Writes some prefix of `p`; resolves with how many bytes were taken. */
@@ -108,12 +190,24 @@ export interface AccessLogOptions {
   flushIntervalMs: number;
   /** Bytes formatted but not yet written (batch + in flight) above which new lines are dropped. */
   maxPendingBytes: number;
+  /** `combined` or `json`. */
+  format: AccessLogFormat;
+  /** This worker's index (0 without worker threads), written in JSON lines. */
+  worker: number;
+  /**
+   * Maps a connection's id on this worker to the id the admin channel shows (with worker threads
+   * the supervisor numbers connections server-wide); identity by default.
+   */
+  connIdOf: (localId: number) => number;
 }
 
 export const DEFAULT_ACCESS_LOG_OPTIONS: Readonly<AccessLogOptions> = {
   flushBytes: 64 * 1024,
   flushIntervalMs: 250,
   maxPendingBytes: 4 * 1024 * 1024,
+  format: "combined",
+  worker: 0,
+  connIdOf: (id) => id,
 };
 
 /**
@@ -144,6 +238,7 @@ function countNewlines(bytes: Uint8Array): number {
 type Opener = () => Promise<LogWriter>;
 
 const STDOUT_TARGET = "-";
+const identity = DEFAULT_ACCESS_LOG_OPTIONS.connIdOf;
 const LOG_FILE_MODE = 0o640;
 
 async function openTarget(target: string): Promise<LogWriter> {
@@ -231,6 +326,11 @@ export class AccessLog {
     this.#episodeDropped = 0;
   }
 
+  /** Switches the line format (a reload changed ACCESS_LOG_FORMAT); lines logged from now on use it. */
+  setFormat(format: AccessLogFormat): void {
+    this.#opts = { ...this.#opts, format };
+  }
+
   /** Queues one line. Never blocks, never throws. */
   log(e: AccessEntry): void {
     if (this.#closed) {
@@ -238,7 +338,11 @@ export class AccessLog {
       return;
     }
     // Every field is escaped to ASCII, so string length is byte length.
-    const line = formatCombined(e, this.#times) + "\n";
+    const o = this.#opts;
+    const line =
+      (o.format === "json"
+        ? formatJson(o.connIdOf === identity ? e : { ...e, connId: o.connIdOf(e.connId) }, o.worker)
+        : formatCombined(e, this.#times)) + "\n";
     if (this.#batchBytes + this.#inFlightBytes + line.length > this.#opts.maxPendingBytes) {
       this.#drop(1, `the writer is ${this.#opts.maxPendingBytes} bytes behind`);
       return;

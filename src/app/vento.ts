@@ -70,6 +70,10 @@ export interface StartOptions {
   /** WORKERS > 1: wraps the guard as the server's gate (the shared table's lock around each decision). */
   gate?: (guard: Guard) => ConnGate;
   /** WORKERS > 1: every worker applies another instance's ban; all but one apply it without a log line. */
+  /** WORKERS > 1: this worker's index (access-log lines name it). */
+  workerIndex?: number;
+  /** WORKERS > 1: the server-wide id of this worker's connection `id` (as the admin `conns` list shows it). */
+  connIdOf?: (id: number) => number;
   quietSharedBans?: boolean;
 }
 
@@ -130,8 +134,14 @@ export async function startVento(config: Config, options: StartOptions): Promise
   });
   const router = new Router(staticResponder, live, probes);
   // Lost lines are counted in stats (and so in `stats`, `metrics` and `top`) and reported on the error log.
-  const openLog = (path: string) => AccessLog.open(path, {}, { counters: stats, logError });
-  let accessLog = live.accessLog === "off" ? null : await openLog(live.accessLog);
+  const worker = options.workerIndex;
+  const openLog = (c: Config) =>
+    AccessLog.open(c.accessLog, {
+      format: c.accessLogFormat,
+      worker: worker ?? 0,
+      ...(options.connIdOf === undefined ? {} : { connIdOf: options.connIdOf }),
+    }, { counters: stats, logError });
+  let accessLog = live.accessLog === "off" ? null : await openLog(live);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? guard;
   const server = new Server({
@@ -262,7 +272,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
         nextStatic = await StaticResponder.create(next, clock);
         nextStatic.setRules(rules.rules);
       }
-      if (keys.has("ACCESS_LOG") && next.accessLog !== "off") nextLog = await openLog(next.accessLog);
+      if (keys.has("ACCESS_LOG") && next.accessLog !== "off") nextLog = await openLog(next);
     } catch (e) {
       const key = nextStatic === null ? "DOCUMENT_ROOT" : "ACCESS_LOG";
       await release();
@@ -339,6 +349,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
       else apply();
       admin?.setOptions({ idleTimeoutMs: live.adminIdleTimeoutMs, sendTimeoutMs: live.adminSendTimeoutMs });
     }
+    if (keys.has("ACCESS_LOG_FORMAT")) accessLog?.setFormat(live.accessLogFormat);
     reopen?.commit();
     return { applied, needsRestart };
   };

@@ -89,6 +89,8 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
           configPath: m.configPath,
           portOverride: m.portOverride,
           reusePort: true,
+          workerIndex: index,
+          connIdOf: (id: number) => globalConnId(id, index),
           guardTable: table,
           metricsText,
           gate: (guard) => gate = new SharedGate(guard, table, index),

@@ -26,6 +26,8 @@ export interface Config {
   documentRoot: string;
   /** Access log path, `-` for stdout, `off` for none. Relative to the conf's folder. */
   accessLog: string;
+  /** `combined` (Apache/nginx Combined Log Format) or `json` (one JSON object per line). */
+  accessLogFormat: "combined" | "json";
   /** Admin Unix socket path, or `off`. Relative to the conf's folder. */
   adminSocket: string;
   /**
@@ -115,6 +117,32 @@ export interface Config {
   maxRanges: number;
   /** Serve `file.br` / `file.gz` sidecars when the client accepts them. */
   precompressed: boolean;
+  /**
+   * Compress files of `compressTypes` on the fly (brotli or gzip, by the client's Accept-Encoding) when
+   * no sidecar of that coding exists. Small and mid-size files are compressed once per version and cached.
+   */
+  compress: boolean;
+  /** Files smaller than this are never compressed on the fly (the gain is below one packet). */
+  compressMinBytes: number;
+  /**
+   * Content types compressed on the fly, lower case: `type/subtype`, `type/*`, or a structured-syntax
+   * suffix such as `+json` (any `…/…+json`). Parameters (`; charset=…`) are ignored when matching.
+   */
+  compressTypes: string[];
+  /** Brotli quality for on-the-fly compression, 0 (fastest) to 11 (smallest). */
+  compressBrotliLevel: number;
+  /** Gzip level for on-the-fly compression, 1 (fastest) to 9 (smallest). */
+  compressGzipLevel: number;
+  /**
+   * Files up to this size are compressed whole, once per version, and the result is kept in the file
+   * cache (within `fileCacheMaxBytes`); larger files are compressed while they stream, per request.
+   */
+  compressCacheMaxFileBytes: number;
+  /**
+   * On-the-fly compressions running at once (streams and once-per-version jobs together); a request
+   * beyond it gets the identity file, so a flood of downloads cannot pin one compressor each.
+   */
+  compressMaxJobs: number;
 
   // --- routes and probes ------------------------------------------------------------------------
   /** `POST /api/echo` is answered; off makes `/api/echo` an ordinary (static) path. */
@@ -195,7 +223,8 @@ type Kind =
   | { type: "cidrs" }
   | { type: "intOrAuto"; min: number; max: number }
   | { type: "store" }
-  | { type: "routePath" };
+  | { type: "routePath" }
+  | { type: "mimeTypes" };
 
 /**
  * How a reload applies a setting (SIGHUP, `vento-admin reload`); the answer lists each changed key as
@@ -231,6 +260,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   host: "::",
   documentRoot: "www",
   accessLog: "vento.log",
+  accessLogFormat: "combined",
   adminSocket: "vento.sock",
   adminIdleTimeoutMs: 60_000,
   adminSendTimeoutMs: 10_000,
@@ -270,6 +300,22 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   healthAllowlist: ["127.0.0.0/8", "::1"],
   metricsPath: "off",
   metricsAllowlist: ["127.0.0.0/8", "::1"],
+  compress: true,
+  compressMinBytes: 1 * KiB,
+  compressTypes: [
+    "text/*",
+    "application/javascript",
+    "application/json",
+    "application/xml",
+    "application/wasm",
+    "image/svg+xml",
+    "+json",
+    "+xml",
+  ],
+  compressBrotliLevel: 5,
+  compressGzipLevel: 6,
+  compressCacheMaxFileBytes: 1 * MiB,
+  compressMaxJobs: 8,
   clientIpv6PrefixBits: 64,
   trustedProxies: [],
   allowlist: ["127.0.0.0/8", "::1"],
@@ -327,6 +373,13 @@ export const SETTINGS: readonly Setting[] = [
     reload: "log",
     kind: str,
     doc: "access log path, - for stdout, off for none",
+  },
+  {
+    key: "ACCESS_LOG_FORMAT",
+    field: "accessLogFormat",
+    reload: "log",
+    kind: { type: "enum", values: ["combined", "json"] },
+    doc: "combined (Combined Log Format) or json (one object per line)",
   },
   {
     key: "ADMIN_SOCKET",
@@ -590,6 +643,55 @@ export const SETTINGS: readonly Setting[] = [
     doc: "peers METRICS_PATH answers; anyone else gets the ordinary path",
   },
   {
+    key: "COMPRESS",
+    field: "compress",
+    reload: "files",
+    kind: { type: "bool" },
+    doc: "compress COMPRESS_TYPES on the fly (br, gzip) when the client accepts it and no sidecar exists",
+  },
+  {
+    key: "COMPRESS_MIN_BYTES",
+    field: "compressMinBytes",
+    reload: "files",
+    kind: int(0, 1024 * MiB),
+    doc: "files smaller than this are sent uncompressed",
+  },
+  {
+    key: "COMPRESS_TYPES",
+    field: "compressTypes",
+    reload: "files",
+    kind: { type: "mimeTypes" },
+    doc: "types compressed on the fly: type/subtype, type/*, or a +suffix (comma-separated)",
+  },
+  {
+    key: "COMPRESS_BROTLI_LEVEL",
+    field: "compressBrotliLevel",
+    reload: "files",
+    kind: int(0, 11),
+    doc: "brotli quality for on-the-fly compression (0 fastest, 11 smallest)",
+  },
+  {
+    key: "COMPRESS_GZIP_LEVEL",
+    field: "compressGzipLevel",
+    reload: "files",
+    kind: int(1, 9),
+    doc: "gzip level for on-the-fly compression (1 fastest, 9 smallest)",
+  },
+  {
+    key: "COMPRESS_CACHE_MAX_FILE_BYTES",
+    field: "compressCacheMaxFileBytes",
+    reload: "files",
+    kind: int(0, 64 * MiB),
+    doc: "files up to this size are compressed once per version and cached; larger ones per request",
+  },
+  {
+    key: "COMPRESS_MAX_JOBS",
+    field: "compressMaxJobs",
+    reload: "files",
+    kind: int(1, 100_000),
+    doc: "on-the-fly compressions at once; requests beyond it get the uncompressed file",
+  },
+  {
     key: "CLIENT_IPV6_PREFIX_BITS",
     field: "clientIpv6PrefixBits",
     reload: "live",
@@ -746,6 +848,10 @@ export function isCidr(s: string): boolean {
   return parseCidr(s) !== null;
 }
 
+/** One COMPRESS_TYPES item: `type/subtype`, `type/*` or `+suffix`, in RFC 6838 name characters. */
+const MIME_NAME = "[a-z0-9][a-z0-9!#$&^_.+-]*";
+const MIME_PATTERN = new RegExp(`^(?:${MIME_NAME}/(?:\\*|${MIME_NAME})|\\+${MIME_NAME})$`);
+
 function parseValue(s: Setting, raw: string): { value: unknown } | { error: string } {
   const k = s.kind;
   switch (k.type) {
@@ -794,6 +900,14 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
       return {
         error: `${s.key} must be off or a path such as /healthz (no query, no dot segments), got "${raw}"`,
       };
+    case "mimeTypes": {
+      const items = raw.split(",").map((x) => x.trim().toLowerCase()).filter((x) => x !== "");
+      const bad = items.find((x) => !MIME_PATTERN.test(x));
+      if (bad !== undefined) {
+        return { error: `${s.key}: "${bad}" is not a type/subtype, type/* or +suffix` };
+      }
+      return { value: items };
+    }
     case "store": {
       const r = parseGuardStore(raw);
       if (!r.ok) {
@@ -919,6 +1033,7 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
     allowlist: [...base.allowlist],
     healthAllowlist: [...base.healthAllowlist],
     metricsAllowlist: [...base.metricsAllowlist],
+    compressTypes: [...base.compressTypes],
   };
   const errors: ConfigError[] = [];
   const seen = new Map<string, number>();

@@ -208,6 +208,10 @@ export class Connection {
   readonly #output: OutputBuffer;
   /** Where a streamed body goes; made on the first streamed answer (most connections never stream). */
   #sink: BodySink | null = null;
+  /** Wall-clock ms when the current request's head was complete (read only with an access log). */
+  #requestWallMs = 0;
+  /** Body bytes of the current streamed answer written so far (its access-log `bytes`). */
+  #streamedBytes = 0;
   /** What the connection is doing, for the log line of an unexpected error (a constant string: no cost). */
   #action = "reading request head";
   /** The last answer closed the connection on the server's initiative (error, 429): linger before closing. */
@@ -496,6 +500,7 @@ export class Connection {
     const ctx = this.#ctx;
     this.#requests++;
     ctx.stats.requests++;
+    if (ctx.accessLog !== null) this.#requestWallMs = ctx.clock.wallMs();
     if (ctx.gate !== null) {
       const retryAfterSec = ctx.gate.admitRequest(this.#ticket, forwardedForOf(head.headers));
       if (typeof retryAfterSec !== "number") return this.#admitLater(head, retryAfterSec);
@@ -725,7 +730,9 @@ export class Connection {
     const body = isHead ? null : reply.body;
     const stream = reply.stream;
     ctx.stats.countResponse(reply.status);
-    if (ctx.accessLog !== null && reply.unlogged !== true) {
+    // A streamed body is logged once sent, with the bytes that went out (it may end early).
+    const logLater = stream !== null && !isHead;
+    if (ctx.accessLog !== null && !logLater && reply.unlogged !== true) {
       this.#logAccess(head, reply.status, isHead ? 0 : reply.length);
     }
     if (
@@ -740,7 +747,7 @@ export class Connection {
     this.#appendHead(reply.head, connLine);
     if (stream !== null) {
       if (isHead) stream.cancel();
-      else return this.#pipeStream(stream, keep);
+      else return this.#pipeStream(stream, keep, head, reply.status);
     }
     if (body !== null && body.byteLength > 0) {
       if (body.byteLength <= INLINE_BODY_BYTES) this.#output.append(body);
@@ -749,19 +756,29 @@ export class Connection {
     return keep;
   }
 
-  async #pipeStream(stream: Reply["stream"] & object, keep: boolean): Promise<boolean> {
+  async #pipeStream(
+    stream: Reply["stream"] & object,
+    keep: boolean,
+    head: RequestHead,
+    status: number,
+  ): Promise<boolean> {
+    this.#streamedBytes = 0;
     try {
-      await this.#flush();
-    } catch (e) {
-      stream.cancel();
-      throw e;
-    }
-    this.#action = "streaming response body";
-    this.#deadlines.startRate("send", this.#ctx.nowMs);
-    try {
-      await stream.pipe(this.#sink ??= { write: (bytes) => this.#writeStream(bytes) });
+      try {
+        await this.#flush();
+      } catch (e) {
+        stream.cancel();
+        throw e;
+      }
+      this.#action = "streaming response body";
+      this.#deadlines.startRate("send", this.#ctx.nowMs);
+      try {
+        await stream.pipe(this.#sink ??= { write: (bytes) => this.#writeStream(bytes) });
+      } finally {
+        this.#deadlines.stopRate();
+      }
     } finally {
-      this.#deadlines.stopRate();
+      if (this.#ctx.accessLog !== null) this.#logAccess(head, status, this.#streamedBytes);
     }
     return keep;
   }
@@ -774,14 +791,23 @@ export class Connection {
 
   /** One access-log line; `head` is null when the request never parsed (protocol error, header timeout). */
   #logAccess(head: RequestHead | null, status: number, bytes: number): void {
+    const wallMs = this.#ctx.clock.wallMs();
+    const protocol = head === null ? "" : head.version === 10 ? "HTTP/1.0" : "HTTP/1.1";
     this.#ctx.accessLog!.log({
       remote: this.remote,
-      wallMs: this.#ctx.clock.wallMs(),
-      requestLine: head === null ? "" : `${head.method} ${head.target} HTTP/1.${head.version === 10 ? 0 : 1}`,
+      wallMs,
+      requestLine: head === null ? "" : `${head.method} ${head.target} ${protocol}`,
       status,
       bytes,
       referer: head === null ? "" : headerValue(head, "referer") ?? "",
       userAgent: head === null ? "" : headerValue(head, "user-agent") ?? "",
+      method: head === null ? "" : head.method,
+      target: head === null ? "" : head.target,
+      protocol,
+      host: head === null ? "" : head.host,
+      // A request that never parsed has no start of its own: 0.
+      durationMs: head === null ? 0 : Math.max(0, wallMs - this.#requestWallMs),
+      connId: this.id,
     });
   }
 
@@ -819,8 +845,13 @@ export class Connection {
     this.#deadlines.set(savedKind, savedAt);
   }
 
-  #writeStream(bytes: Uint8Array): Promise<void> {
-    return this.#writeAll(bytes);
+  async #writeStream(bytes: Uint8Array): Promise<void> {
+    const before = this.#bytesOut;
+    try {
+      await this.#writeAll(bytes);
+    } finally {
+      this.#streamedBytes += this.#bytesOut - before;
+    }
   }
 
   // ---------------------------------------------------------------------------------------------

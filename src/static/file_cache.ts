@@ -28,7 +28,7 @@ export interface CachedFile {
   /** Truncated to the second, as sent. */
   readonly lastModifiedMs: number;
   readonly contentType: string;
-  /** The sidecar's content coding, or null for the plain file. */
+  /** The content coding (of a sidecar, or compressed on the fly), or null for the plain file. */
   readonly encoding: "br" | "gzip" | null;
   /** Header pairs a 304 repeats from the 200 (ETag, Last-Modified, Cache-Control, Vary). */
   readonly validatorHeaders: ReadonlyArray<readonly [string, string]>;
@@ -84,9 +84,14 @@ export class FileCache {
     this.#pushFront(e);
   }
 
-  /** Inserts or replaces `e.key`, then evicts least recently used entries until within `maxBytes`. */
-  set(e: CachedFile): boolean {
-    if (!this.accepts(e.bytes.byteLength)) return false;
+  /**
+   * Inserts or replaces `e.key`, then evicts least recently used entries until within `maxBytes`.
+   * `maxFileBytes` overrides the per-file limit for this entry (compressed copies of files the cache
+   * would not hold whole); the total budget always applies.
+   */
+  set(e: CachedFile, maxFileBytes = this.#maxFileBytes): boolean {
+    const n = e.bytes.byteLength;
+    if (n > maxFileBytes || n > this.#maxBytes) return false;
     this.delete(e.key);
     this.#map.set(e.key, e);
     this.#pushFront(e);

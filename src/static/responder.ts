@@ -23,10 +23,17 @@ import {
   type Validators,
 } from "./conditional.ts";
 import { type CachedFile, FileCache, type FileIdentity } from "./file_cache.ts";
+import { CompressedFileStream, CompressibleTypes, type CompressOptions, Compressor } from "./compress.ts";
 import { FileStream, START_CHUNK_BYTES, type StreamBuffers, type StreamSegment } from "./file_stream.ts";
 import { ConfinedFs, type Found, isNotFound } from "./confined_fs.ts";
 import { ErrorPages, MAX_ERROR_PAGE_BYTES } from "./error_pages.ts";
-import { type ListingEntry, prefersJson, renderListingHtml, renderListingJson } from "./listing.ts";
+import {
+  type ListingEntry,
+  parseListingQuery,
+  prefersJson,
+  renderListingHtml,
+  renderListingJson,
+} from "./listing.ts";
 import { contentTypeFor, isHtml } from "./mime.ts";
 import { type ByteRange, contentRange, parseRange, planMultipart } from "./range.ts";
 import { encodePath, resolvePath } from "./resolve.ts";
@@ -58,6 +65,7 @@ export type StaticOptions = Pick<
   | "streamChunkBytes"
   | "maxRanges"
   | "precompressed"
+  | keyof CompressOptions
 >;
 
 /** Methods we answer; sent in `Allow` on 405 and OPTIONS. */
@@ -73,6 +81,8 @@ export const MAX_HEAD_VARIANTS = 64;
 export const MAX_ENCODING_PREFS = 256;
 /** Entries shown in one directory listing; the rest are dropped and the page says so. */
 export const MAX_LISTING_ENTRIES = 10_000;
+/** Directory entries a listing stats at once (each is one `lstat`; the batch bounds the syscalls in flight). */
+export const LISTING_STAT_BATCH = 64;
 /** Idle stream buffers kept in the pool (each `streamChunkBytes`). */
 export const POOL_MAX_IDLE_BUFFERS = 8;
 /** Idle small (slow-start) stream buffers kept. */
@@ -97,8 +107,12 @@ type Route =
     rel: string;
     contentType: string;
     cacheControl: string;
+    /** A br representation exists: a `.br` sidecar, or on-the-fly compression (`autoBr`). */
     hasBr: boolean;
     hasGzip: boolean;
+    /** br is compressed on the fly (no sidecar; a compressible type at least COMPRESS_MIN_BYTES long). */
+    autoBr: boolean;
+    autoGzip: boolean;
     identity: CachedFile | null;
     /**
      * Headers `_headers` gives this request path (Cache-Control made private behind Basic-Auth), folded
@@ -190,6 +204,15 @@ export class StaticResponder {
   readonly #encodingPrefs = new Map<string, EncodingPrefs>();
   readonly #errorPages: ErrorPages;
   readonly #options: Reply;
+  #compressible: CompressibleTypes;
+  /** Bumped when a reload changes a COMPRESS_* setting: a job started before it caches nothing. */
+  #compressGeneration = 0;
+  /** Whole-file compressions in flight, by key and file version: concurrent requests share one. */
+  readonly #compressing = new Map<string, Promise<CachedFile | null>>();
+  /** On-the-fly compressions running (jobs and streams), at most `compressMaxJobs`. */
+  #compressJobs = 0;
+  /** The compressor thread (started on the first compression). */
+  readonly #compressor = new Compressor();
 
   private constructor(options: StaticOptions, clock: Clock, fs: ConfinedFs) {
     this.#opts = options;
@@ -207,6 +230,7 @@ export class StaticResponder {
       maxLargeInUse: Math.max(1, Math.floor(LARGE_BUFFER_BUDGET_BYTES / options.streamChunkBytes)),
     };
     this.#options = frozenReply(204, buildHead(204, [["Allow", ALLOWED_METHODS]]), null, 0);
+    this.#compressible = new CompressibleTypes(options.compressTypes);
   }
 
   /**
@@ -283,6 +307,20 @@ export class StaticResponder {
     if (route === undefined || revalidating) return this.#slow(head, isHead);
     this.#revalidating.add(path);
     return this.#slow(head, isHead).finally(() => this.#revalidating.delete(path));
+  }
+
+  /**
+   * After a reload changed a COMPRESS_* setting (read live from the options): the new types apply, and no
+   * copy compressed under the old settings is served again (compressed entries and routes are dropped;
+   * files and sidecars are simply read again).
+   */
+  applyCompressOptions(): void {
+    this.#compressible = new CompressibleTypes(this.#opts.compressTypes);
+    this.#compressGeneration++;
+    for (const key of this.#cache.keys()) {
+      if (this.#cache.peek(key)?.encoding !== null) this.#cache.delete(key);
+    }
+    this.#routes.clear();
   }
 
   /** An error reply (the `<status>.html` page when present, else a built-in one), e.g. for other layers. */
@@ -433,7 +471,7 @@ export class StaticResponder {
   /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
   #revalidating = new Set<string>();
 
-  /** Drops caches and pooled buffers. There are no timers or watchers to stop. */
+  /** Drops caches and pooled buffers and stops the compressor thread. There are no timers or watchers. */
   close(): void {
     this.#cache.clear();
     this.#routes.clear();
@@ -441,6 +479,7 @@ export class StaticResponder {
     this.#encodingPrefs.clear();
     this.#pool.clear();
     this.#buffers.small.clear();
+    this.#compressor.close();
   }
 
   // --- resolution (slow path) ------------------------------------------------------------------
@@ -575,7 +614,9 @@ export class StaticResponder {
       rel = rel === "" ? this.#opts.indexFile : rel + "/" + this.#opts.indexFile;
       const index = await this.#fs.find(fileRequested);
       if (index === null || !index.info.isFile || isRulesFile(index.path)) {
-        if (this.#opts.directoryListing) return await this.#listing(found.path, r.segments, head, isHead);
+        if (this.#opts.directoryListing) {
+          return await this.#listing(found.path, r.segments, r.query, head, isHead);
+        }
         return notFound();
       }
       file = index;
@@ -592,13 +633,18 @@ export class StaticResponder {
       : [null, null];
     const contentType = contentTypeFor(rel);
     const cacheControl = isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl;
+    // `.svgz` is gzip data under an SVG type: compressing it again would only cost time.
+    const auto = this.#opts.compress && file.info.size >= this.#opts.compressMinBytes &&
+      !/\.(?:gz|br|svgz)$/i.test(rel) && this.#compressible.matches(contentType);
     const route: FileRoute = {
       kind: "file",
       rel,
       contentType,
       cacheControl,
-      hasBr: br !== null,
-      hasGzip: gzip !== null,
+      hasBr: br !== null || auto,
+      hasGzip: gzip !== null || auto,
+      autoBr: auto && br === null,
+      autoGzip: auto && gzip === null,
       identity: null,
       br: null,
       gzip: null,
@@ -607,7 +653,10 @@ export class StaticResponder {
       checkedAtMs: now,
     };
     this.#remember(head.path, route);
-    const encoding = br !== null || gzip !== null ? this.#negotiate(head, route) : null;
+    const encoding = route.hasBr || route.hasGzip ? this.#negotiate(head, route) : null;
+    if (encoding !== null && isAuto(route, encoding)) {
+      return await this.#serveCompressed(route, encoding, file, head, isHead);
+    }
     const variant = encoding === "br" ? br! : encoding === "gzip" ? gzip! : file;
     return await this.#serveFile(route, encoding, variant, head, isHead);
   }
@@ -632,7 +681,11 @@ export class StaticResponder {
       prefs = parseAcceptEncoding(value);
       this.#encodingPrefs.set(value, prefs);
     }
-    return chooseEncoding(prefs, route.hasBr, route.hasGzip);
+    const encoding = chooseEncoding(prefs, route.hasBr, route.hasGzip);
+    // Ranges of a representation compressed on the fly are answered from the identity file: its bytes
+    // are stable offsets a client can resume from, whatever compressor produced the other one.
+    if (encoding !== null && isAuto(route, encoding) && (scanFlags(head) & H_RANGE) !== 0) return null;
+    return encoding;
   }
 
   // --- files -------------------------------------------------------------------------------------
@@ -703,7 +756,10 @@ export class StaticResponder {
     return h;
   }
 
-  /** The head of a 200 with the whole representation (cached or streamed alike). */
+  /**
+   * The head of a 200 with the whole representation (cached or streamed alike). A representation
+   * compressed on the fly does not advertise ranges: they are answered from the identity file.
+   */
   #fullHead(
     route: FileRoute,
     encoding: Encoding | null,
@@ -721,10 +777,15 @@ export class StaticResponder {
     size: number,
     validatorHeaders: ReadonlyArray<readonly [string, string]>,
   ): Array<readonly [string, string]> {
+    // An on-the-fly compressed copy is not a stable byte sequence to take ranges of: ranges are answered
+    // from the identity file.
+    const ranges: Array<readonly [string, string]> = encoding !== null && isAuto(route, encoding)
+      ? []
+      : [["Accept-Ranges", "bytes"]];
     return [
       ...this.#entityHeaders(route, encoding),
       ["Content-Length", String(size)],
-      ["Accept-Ranges", "bytes"],
+      ...ranges,
       ...validatorHeaders,
     ];
   }
@@ -978,29 +1039,179 @@ export class StaticResponder {
     return this.#refusal(d.status, id.size, isHead, validatorHeaders);
   }
 
+  // --- compression on the fly ---------------------------------------------------------------------
+
+  /**
+   * Serves `encoding` of `file` compressed on the fly: from the cache when this version was compressed
+   * before; compressed whole once (and cached) up to `compressCacheMaxFileBytes`; beyond that compressed
+   * while it streams. Busy (`compressMaxJobs`) or HTTP/1.0 for a stream: the identity file instead.
+   */
+  async #serveCompressed(
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    const key = route.rel + "\0" + encoding;
+    const id = identityOf(file.info);
+    let entry: CachedFile | null | undefined = this.#cache.peek(key);
+    if (entry !== undefined && sameIdentity(entry.identity, id)) {
+      entry.checkedAtMs = this.#clock.nowMs();
+    } else {
+      if (entry !== undefined) this.#cache.delete(key);
+      if (id.size > this.#opts.compressCacheMaxFileBytes) {
+        return await this.#compressedStream(route, encoding, file, head, isHead);
+      }
+      entry = await this.#compressOnce(key, route, encoding, file, id);
+      if (entry === null) return await this.#serveFile(route, null, file, head, isHead);
+    }
+    if (entry.live) this.#cache.touch(entry);
+    if (encoding === "br") route.br = entry;
+    else route.gzip = entry;
+    if (scanFlags(head) === 0 && route.extra === null) return isHead ? entry.headReply : entry.getReply;
+    return await this.#fromCache(entry, head, isHead, route);
+  }
+
+  /** The compressed entry for this version of the file, shared by concurrent requests; null when busy. */
+  #compressOnce(
+    key: string,
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    id: FileIdentity,
+  ): Promise<CachedFile | null> {
+    const flightKey = `${key}\0${id.size}:${id.mtimeMs}:${id.ino}:${id.dev}:${this.#compressGeneration}`;
+    const running = this.#compressing.get(flightKey);
+    if (running !== undefined) return running;
+    if (this.#compressJobs >= this.#opts.compressMaxJobs) return Promise.resolve(null);
+    this.#compressJobs++;
+    const job = this.#compressFile(key, route, encoding, file, id).finally(() => {
+      this.#compressJobs--;
+      this.#compressing.delete(flightKey);
+    });
+    this.#compressing.set(flightKey, job);
+    return job;
+  }
+
+  async #compressFile(
+    key: string,
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    id: FileIdentity,
+  ): Promise<CachedFile | null> {
+    let source: Uint8Array;
+    let identity = id;
+    const cached = route.identity;
+    if (cached !== null && cached.live && sameIdentity(cached.identity, id)) {
+      source = cached.bytes; // the identity bytes are in memory already: no second read
+    } else {
+      const opened = await this.#fs.openVerified(file);
+      if (opened === null) return null;
+      try {
+        source = await ConfinedFs.readAll(opened.file, opened.info.size);
+      } finally {
+        opened.file.close();
+      }
+      identity = { ...identityOf(opened.info), size: source.length };
+    }
+    const generation = this.#compressGeneration;
+    const bytes = await this.#compressor.whole(source, encoding, this.#compressLevel(encoding));
+    const entry = this.#makeEntry(key, route, encoding, bytes, identity);
+    // Within the cache's byte budget; an entry the budget cannot hold still answers this request. One
+    // made under settings a reload has since replaced answers this request only.
+    if (generation === this.#compressGeneration) {
+      this.#cache.set(
+        entry,
+        Math.max(this.#opts.compressCacheMaxFileBytes, this.#opts.fileCacheMaxFileBytes),
+      );
+    }
+    return entry;
+  }
+
+  /** A large file compressed while it streams, with chunked framing (its length is not known before). */
+  async #compressedStream(
+    route: FileRoute,
+    encoding: Encoding,
+    file: Found,
+    head: RequestHead,
+    isHead: boolean,
+  ): Promise<Reply> {
+    // HTTP/1.0 has no chunked coding; a full house of compressors sends the identity file instead.
+    if (head.version === 10 || this.#compressJobs >= this.#opts.compressMaxJobs) {
+      return await this.#serveFile(route, null, file, head, isHead);
+    }
+    const id = identityOf(file.info);
+    const v: Validators = {
+      etag: makeEtag(id.size, id.mtimeMs, encoding),
+      lastModifiedMs: truncateToSecond(id.mtimeMs),
+    };
+    const validatorHeaders = this.#validatorHeaders(route, v);
+    const d = this.#decide(head, v, id.size, isHead);
+    if (d.kind === "notModified") return this.#notModified(validatorHeaders);
+    if (d.kind === "status") return await this.#refusal(d.status, id.size, isHead, validatorHeaders);
+    // (A Range request was given the identity file by #negotiate, so the answer here is the whole body.)
+    const h = buildHead(200, [
+      ...this.#entityHeaders(route, encoding),
+      ["Transfer-Encoding", "chunked"],
+      ...validatorHeaders,
+    ]);
+    if (isHead) return { status: 200, head: h, body: null, stream: null, length: 0, close: false };
+    const opened = await this.#fs.openVerified(file);
+    if (opened === null) return await this.#error(404, false);
+    this.#compressJobs++;
+    const stream = new CompressedFileStream(
+      opened.file,
+      this.#compressor,
+      encoding,
+      opened.info.size,
+      this.#compressLevel(encoding),
+      () => this.#compressJobs--,
+    );
+    // `length` is 0: a chunked body's size is known only once it has been sent.
+    return { status: 200, head: h, body: null, stream, length: 0, close: false };
+  }
+
+  #compressLevel(encoding: Encoding): number {
+    return encoding === "br" ? this.#opts.compressBrotliLevel : this.#opts.compressGzipLevel;
+  }
+
+  /** On-the-fly compressions running now (tests and stats). */
+  get compressJobs(): number {
+    return this.#compressJobs;
+  }
+
   // --- directories -------------------------------------------------------------------------------
 
   async #listing(
     dir: string,
     segments: readonly string[],
+    query: string,
     head: RequestHead,
     isHead: boolean,
   ): Promise<Reply> {
-    const entries: ListingEntry[] = [];
+    const names: Deno.DirEntry[] = [];
     let truncated = false;
     for await (const e of Deno.readDir(dir)) {
       if (this.#opts.dotfiles === "hide" && e.name.startsWith(".")) continue;
-      if (entries.length >= MAX_LISTING_ENTRIES) {
+      if (names.length >= MAX_LISTING_ENTRIES) {
         truncated = true;
         break;
       }
-      entries.push({ name: e.name, isDirectory: e.isDirectory });
+      names.push(e);
+    }
+    const entries: ListingEntry[] = [];
+    for (let i = 0; i < names.length; i += LISTING_STAT_BATCH) {
+      const batch = names.slice(i, i + LISTING_STAT_BATCH);
+      entries.push(...await Promise.all(batch.map((e) => this.#listingEntry(dir, e))));
     }
     const urlPath = encodePath(segments, true);
+    const view = parseListingQuery(query);
     const json = prefersJson(headerValue(head, "accept"));
     const text = json
-      ? renderListingJson(urlPath, entries, truncated)
-      : renderListingHtml(urlPath, entries, truncated);
+      ? renderListingJson(urlPath, entries, truncated, view)
+      : renderListingHtml(urlPath, entries, truncated, view);
     const body = encoder.encode(text);
     const h = buildHead(200, [
       ["Content-Type", json ? "application/json; charset=utf-8" : "text/html; charset=utf-8"],
@@ -1018,6 +1229,25 @@ export class StaticResponder {
     };
   }
 
+  /**
+   * Size and date of one listed entry, by `lstat`: a symbolic link is never followed here (its target may
+   * lie outside the root, whose metadata must not show), so it is listed without a size. An entry that
+   * vanished or cannot be read is listed without either.
+   */
+  async #listingEntry(dir: string, e: Deno.DirEntry): Promise<ListingEntry> {
+    try {
+      const info = await Deno.lstat(`${dir}/${e.name}`);
+      return {
+        name: e.name,
+        isDirectory: e.isDirectory,
+        size: info.isFile ? info.size : null,
+        mtimeMs: info.mtime?.getTime() ?? null,
+      };
+    } catch {
+      return { name: e.name, isDirectory: e.isDirectory, size: null, mtimeMs: null };
+    }
+  }
+
   // --- errors ------------------------------------------------------------------------------------
 
   /** An error reply for `status`; synchronous while its page is fresh. */
@@ -1029,6 +1259,11 @@ export class StaticResponder {
   ): Reply | Promise<Reply> {
     return this.#errorPages.reply(status, isHead, close, extra);
   }
+}
+
+/** Whether `encoding` of this file is compressed on the fly rather than read from a sidecar. */
+function isAuto(route: FileRoute, encoding: Encoding): boolean {
+  return encoding === "br" ? route.autoBr : route.autoGzip;
 }
 
 /** A multipart boundary: random hex, so it cannot be predicted or found in a part header. */

@@ -20,4 +20,14 @@ export interface AccessEntry {
   referer: string;
   /** `User-Agent` header value, "" when absent. */
   userAgent: string;
+  /** Request method, target and protocol (`HTTP/1.1`); "" when the request never parsed. */
+  method: string;
+  target: string;
+  protocol: string;
+  /** `Host` header value, "" when absent. */
+  host: string;
+  /** Milliseconds from the complete request head to the last byte of the answer handed to the kernel. */
+  durationMs: number;
+  /** The connection's id on this worker (as its log lines and the admin `conns` list name it). */
+  connId: number;
 }

@@ -6,12 +6,15 @@
 
 import assert from "node:assert/strict";
 import type { AccessEntry } from "../../src/stats/access_entry.ts";
+import fc from "fast-check";
 import {
   AccessLog,
   ClfTimeCache,
   escapeLogField,
   formatClfTime,
   formatCombined,
+  formatJson,
+  jsonString,
   type LogWriter,
 } from "../../src/app/access_log.ts";
 
@@ -26,6 +29,12 @@ function entry(over: Partial<AccessEntry> = {}): AccessEntry {
     bytes: 2326,
     referer: "http://www.example.com/start.html",
     userAgent: "Mozilla/4.08 [en] (Win98; I ;Nav)",
+    method: "GET",
+    target: "/apache_pb.gif",
+    protocol: "HTTP/1.0",
+    host: "www.example.com",
+    durationMs: 12,
+    connId: 42,
     ...over,
   };
 }
@@ -128,6 +137,90 @@ Deno.test("escapeLogField output is printable ASCII for every char code", () => 
     assert.match(out, /^[\x20-\x7e]+$/, `char ${c}`);
     assert.equal(/(^|[^\\])"/.test(out), false, `char ${c} left an unescaped quote`);
   }
+});
+
+Deno.test("formatJson writes one object with every field, numbers as numbers", () => {
+  const line = formatJson(entry(), 3);
+  assert.equal(
+    line,
+    '{"time":"2000-10-10T13:55:36.000Z","remote":"127.0.0.1","method":"GET","target":"/apache_pb.gif",' +
+      '"protocol":"HTTP/1.0","status":200,"bytes":2326,"duration_ms":12,"host":"www.example.com",' +
+      '"referer":"http://www.example.com/start.html","user_agent":"Mozilla/4.08 [en] (Win98; I ;Nav)",' +
+      '"conn":42,"worker":3}',
+  );
+  const empty = JSON.parse(
+    formatJson(entry({ remote: "", method: "", target: "", protocol: "", referer: "" }), 0),
+  );
+  assert.equal(empty.referer, "");
+  assert.equal(empty.method, "-", "a request that never parsed");
+  assert.equal(empty.target, "-");
+  assert.equal(empty.protocol, "-");
+});
+
+Deno.test("jsonString escapes quotes, backslashes, controls and non-ASCII so a value cannot end the line", () => {
+  assert.equal(jsonString('a"b\\c'), '"a\\"b\\\\c"');
+  assert.equal(jsonString('x\r\n{"a":1}'), '"x\\u000d\\u000a{\\"a\\":1}"');
+  assert.equal(jsonString("\u2028\u2029"), '"\\u2028\\u2029"');
+  // Header bytes arrive one char per byte: valid UTF-8 is decoded, anything else kept byte by byte.
+  assert.equal(JSON.parse(jsonString("h\xc3\xa9llo")), "h\u00e9llo");
+  assert.equal(JSON.parse(jsonString("\xff\xfe")), "\xff\xfe");
+  assert.equal(JSON.parse(jsonString("\u{1f600}")), "\u{1f600}");
+  assert.equal(JSON.parse(jsonString("\ud800x")), "\ufffdx");
+  const line = formatJson(entry({ userAgent: '"},"status":500,"x":{"', target: "/a\n{}" }), 0);
+  const parsed = JSON.parse(line);
+  assert.equal(parsed.status, 200, "a forged field does not win");
+  assert.equal(parsed.user_agent, '"},"status":500,"x":{"');
+});
+
+Deno.test("formatJson lines are printable ASCII and parse back for any field content (property)", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary" }),
+      fc.string({ unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)) }),
+      fc.string({ unit: "grapheme-ascii" }),
+      (ua, latin1, referer) => {
+        const line = formatJson(entry({ userAgent: ua, target: latin1, referer }), 1);
+        assert.match(line, /^[\x20-\x7e]*$/);
+        const o = JSON.parse(line);
+        assert.deepEqual(Object.keys(o), [
+          "time",
+          "remote",
+          "method",
+          "target",
+          "protocol",
+          "status",
+          "bytes",
+          "duration_ms",
+          "host",
+          "referer",
+          "user_agent",
+          "conn",
+          "worker",
+        ]);
+        assert.equal(o.referer, referer);
+        assert.equal(o.status, 200);
+        // Without lone surrogates a value above U+00FF comes back exactly.
+        if (ua.isWellFormed() && [...ua].some((ch) => ch.codePointAt(0)! > 0xff)) {
+          assert.equal(o.user_agent, ua);
+        }
+      },
+    ),
+  );
+});
+
+Deno.test("AccessLog in json format writes JSON lines and maps connection ids", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), {
+    format: "json",
+    worker: 2,
+    connIdOf: (id) => id * 64 + 2,
+  });
+  log.log(entry({ connId: 5 }));
+  await log.flush();
+  const o = JSON.parse(w.text().trimEnd());
+  assert.equal(o.conn, 5 * 64 + 2);
+  assert.equal(o.worker, 2);
+  assert.ok(w.text().endsWith("}\n"));
 });
 
 // --- batching ------------------------------------------------------------------------------------
@@ -397,4 +490,16 @@ Deno.test("AccessLog prepareReopen opens now and switches files only on commit",
   await assert.rejects(failing.prepareReopen(), /ENOENT/);
   assert.equal(c.closed, false);
   await failing.close();
+});
+
+Deno.test("AccessLog.setFormat switches the format of the lines logged after it", async () => {
+  const w = new MemoryWriter();
+  const log = new AccessLog(w, () => Promise.resolve(w), { format: "combined" });
+  log.log(entry());
+  log.setFormat("json");
+  log.log(entry());
+  await log.flush();
+  const [first, second] = w.text().trimEnd().split("\n");
+  assert.ok(first.startsWith("127.0.0.1 - - ["));
+  assert.equal(JSON.parse(second).status, 200);
 });

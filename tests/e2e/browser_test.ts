@@ -161,3 +161,87 @@ Deno.test({
     }
   },
 });
+
+/** Where the listing screenshot goes (dist/ is ignored by git): look at it after a change to the page. */
+const SCREENSHOT = fileURLToPath(new URL("../../dist/screenshots/listing.png", import.meta.url));
+
+Deno.test({
+  name: HAVE_CHROMIUM
+    ? "headless Chromium: the directory listing styled, sorted by a click and screenshotted; files arrive brotli-compressed"
+    : "headless Chromium listing check (ignored: /usr/bin/chromium is not installed; apt-get install chromium)",
+  ignore: !HAVE_CHROMIUM,
+  fn: async () => {
+    const files: Files = {
+      "index.html": "<h1>home</h1>\n",
+      "files/report-2026.pdf": new Uint8Array(2_400_000),
+      "files/notes.txt": "short notes\n",
+      "files/photo.jpg": new Uint8Array(380_000),
+      "files/app.js": "console.log(1);\n".repeat(400),
+      'files/<b>bold<i> & "quoted".txt': "hostile name\n",
+      "files/docs/readme.md": "# docs\n",
+      "files/assets/logo.svg": "<svg/>",
+    };
+    const server = await startTestServer({ directoryListing: true }, files);
+    const day = 86_400_000;
+    let age = 0;
+    for (const name of Object.keys(files).filter((n) => n.startsWith("files/"))) {
+      const t = new Date(Date.UTC(2026, 10, 30, 9, 30) - (age++ * 3 + 1) * day);
+      await Deno.utime(`${server.root}/${name}`, t, t);
+    }
+    const profile = await Deno.makeTempDir({ prefix: "vento-chromium-" });
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: BROWSER_TIMEOUT_MS,
+      viewport: { width: 900, height: 640 },
+    });
+    context.setDefaultTimeout(BROWSER_TIMEOUT_MS);
+    try {
+      const page = context.pages()[0] ?? await context.newPage();
+      const dialogs: string[] = [];
+      page.on("dialog", (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      const r = await page.goto(`http://127.0.0.1:${server.port}/files/`, { waitUntil: "load" });
+      assert.equal(r?.status(), 200);
+      assert.equal(await page.title(), "Index of /files/");
+      const names = () => page.locator("td.name a").allTextContents();
+      assert.deepEqual(await names(), [
+        "../",
+        "assets/",
+        "docs/",
+        '<b>bold<i> & "quoted".txt',
+        "app.js",
+        "notes.txt",
+        "photo.jpg",
+        "report-2026.pdf",
+      ]);
+      assert.equal(await page.locator("td.name b").count(), 0, "a hostile name is text");
+      // The stylesheet applied: the table sits on a card with the welcome page's radius.
+      const radius = await page.evaluate<string>(
+        "getComputedStyle(document.querySelector('section')).borderTopLeftRadius",
+      );
+      assert.equal(radius, "14px");
+      await page.click("th.size a");
+      await page.waitForURL(/\?sort=size&order=desc$/);
+      assert.deepEqual((await names()).slice(3, 6), ["report-2026.pdf", "photo.jpg", "app.js"]);
+      assert.equal(await page.locator("th.size").getAttribute("aria-sort"), "descending");
+      await Deno.mkdir(fileURLToPath(new URL(".", `file://${SCREENSHOT}`)), { recursive: true });
+      const png = await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG");
+      assert.deepEqual(dialogs, [], "no script ran");
+
+      // Chromium asks for br; a compressible file without a sidecar is compressed on the fly and decodes.
+      const js = await page.goto(`http://127.0.0.1:${server.port}/files/app.js`, { waitUntil: "load" });
+      assert.equal(js?.headers()["content-encoding"], "br");
+      assert.equal(js?.headers()["vary"], "Accept-Encoding");
+      assert.equal(await js?.text(), files["files/app.js"]);
+    } finally {
+      await context.close();
+      await server.stop();
+      await Deno.remove(profile, { recursive: true });
+    }
+  },
+});

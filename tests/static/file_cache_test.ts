@@ -81,3 +81,13 @@ Deno.test("file cache keeps its LRU list consistent under many operations", () =
     assert.equal(keys.reduce((n, k) => n + cache.peek(k)!.bytes.length, 0), cache.bytes);
   }
 });
+
+Deno.test("file cache takes a per-entry file limit (compressed copies) but never beyond the total budget", () => {
+  const cache = new FileCache(100, 50);
+  assert.equal(cache.set(entry("big", 80)), false, "above the per-file limit");
+  assert.equal(cache.set(entry("big", 80), 90), true, "allowed by the entry's own limit");
+  assert.equal(cache.bytes, 80);
+  assert.equal(cache.set(entry("huge", 120), 1000), false, "never above the total budget");
+  assert.equal(cache.set(entry("small", 30)), true);
+  assert.deepEqual(cache.keys(), ["small"], "the budget still evicts");
+});
