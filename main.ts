@@ -24,6 +24,7 @@ import { runClusterWorker, type WorkerPort } from "./src/net/cluster_worker.ts";
 import { addressInCidr, banTarget } from "./src/guard/client_key.ts";
 import { StaticResponder } from "./src/static/responder.ts";
 import { Router } from "./src/routes/router.ts";
+import { AppRoute, loadApp } from "./src/routes/app.ts";
 import { AccessLog } from "./src/access_log.ts";
 import { type AdminBackend, AdminServer, AdminSocketInUse } from "./src/admin/server.ts";
 import { PROTOCOL_VERSION } from "./src/admin/protocol.ts";
@@ -96,6 +97,11 @@ const LIVE_KEYS = new Set([
   "MAX_CONNS_PER_CLIENT",
   "MAX_CONNS",
   "BUSY_THRESHOLD_PERCENT",
+  "APP",
+  "APP_PATHS",
+  "APP_FALLBACK",
+  "APP_MAX_BODY_BYTES",
+  "APP_TIMEOUT_MS",
 ]);
 
 /** Builds and starts every part of the server from a validated config. */
@@ -105,11 +111,17 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // The live config object: reload mutates the fields that may change while running.
   const live: Config = { ...config };
   const stats = new Stats();
+  // The app module first: a module that fails to load stops start-up before anything is bound. Each
+  // worker thread runs this too, so each loads its own copy. `appGeneration` makes every import new.
+  let appGeneration = 0;
+  const appRoute = live.app === "off"
+    ? null
+    : new AppRoute(await loadApp(live.app, appGeneration), live, logError);
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
-  const router = new Router(staticResponder, live);
+  const router = new Router(staticResponder, live, appRoute);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
@@ -174,6 +186,16 @@ export async function startVento(config: Config, options: StartOptions): Promise
     const loaded = await loadConfig(options.configPath, { portOverride: options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
     const next = loaded.config;
+    // The app is imported again (a changed file takes effect) before anything is applied: a module that
+    // no longer loads refuses the whole reload and the old one keeps serving.
+    let nextApp: AppRoute | null = null;
+    if (next.app !== "off") {
+      try {
+        nextApp = new AppRoute(await loadApp(next.app, ++appGeneration), live, logError);
+      } catch (e) {
+        return { errors: [e instanceof Error ? e.message : String(e)] };
+      }
+    }
     const applied: string[] = [];
     const needsRestart: string[] = [];
     for (const s of SETTINGS) {
@@ -187,6 +209,9 @@ export async function startVento(config: Config, options: StartOptions): Promise
         needsRestart.push(s.key);
       }
     }
+    // New requests go to the new module; in-flight ones finish on the one they started with.
+    router.setApp(nextApp);
+    if (nextApp !== null && !applied.includes("APP")) applied.push("APP");
     if (applied.length > 0) {
       // With WORKERS > 1 the guard's table is shared (a shrinking ban list clears its mirror there).
       const apply = () => guard.applyOptions(live);

@@ -158,6 +158,22 @@ export interface Config {
   maxConns: number;
   /** Above this percentage of `maxConns` the idle timeout drops to `idleTimeoutBusyMs`. */
   busyThresholdPercent: number;
+
+  // --- app endpoints (a `deno serve`-style module) -------------------------------------------------
+  /**
+   * A module whose default export is `{ fetch(request, info) }`, or `off`. Absolute after `loadConfig`
+   * (relative paths resolve against the conf's folder). Loaded once per worker thread; a reload
+   * re-imports it.
+   */
+  app: string;
+  /** Path prefixes routed to the app (each starts with `/`); every other path stays static. */
+  appPaths: string[];
+  /** Requests that match no file (a static 404) go to the app instead. */
+  appFallback: boolean;
+  /** Request body bytes the app may receive; a declared larger Content-Length is 413 before reading. */
+  appMaxBodyBytes: number;
+  /** From calling the app to its `Response`; then 503 (and `request.signal` aborts). */
+  appTimeoutMs: number;
 }
 
 type Kind =
@@ -167,7 +183,8 @@ type Kind =
   | { type: "enum"; values: readonly string[] }
   | { type: "cidrs" }
   | { type: "intOrAuto"; min: number; max: number }
-  | { type: "store" };
+  | { type: "store" }
+  | { type: "prefixes" };
 
 interface Setting {
   key: string;
@@ -240,6 +257,11 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   maxConnsPerClient: 32,
   maxConns: 4096,
   busyThresholdPercent: 80,
+  app: "off",
+  appPaths: ["/api/"],
+  appFallback: false,
+  appMaxBodyBytes: 1 * MiB,
+  appTimeoutMs: 30_000,
 };
 
 const int = (min: number, max: number): Kind => ({ type: "int", min, max });
@@ -493,6 +515,36 @@ export const SETTINGS: readonly Setting[] = [
     kind: int(1, 100),
     doc: "above this share of MAX_CONNS the idle timeout shrinks",
   },
+  {
+    key: "APP",
+    field: "app",
+    kind: str,
+    doc: "module with a default export { fetch(request, info) } (relative to vento.conf), or off",
+  },
+  {
+    key: "APP_PATHS",
+    field: "appPaths",
+    kind: { type: "prefixes" },
+    doc: "comma-separated path prefixes routed to APP (each starts with /); other paths stay static",
+  },
+  {
+    key: "APP_FALLBACK",
+    field: "appFallback",
+    kind: { type: "bool" },
+    doc: "send requests that match no file to APP instead of answering 404",
+  },
+  {
+    key: "APP_MAX_BODY_BYTES",
+    field: "appMaxBodyBytes",
+    kind: int(0, 1024 * MiB),
+    doc: "largest request body APP receives; 413 above (before reading when Content-Length says so)",
+  },
+  {
+    key: "APP_TIMEOUT_MS",
+    field: "appTimeoutMs",
+    kind: int(1, DAY_MS),
+    doc: "longest wait for APP's Response (its head; a streamed body is bounded by the send deadlines); 503",
+  },
 ];
 
 const BY_KEY: ReadonlyMap<string, Setting> = new Map(SETTINGS.map((s) => [s.key, s]));
@@ -524,6 +576,14 @@ export function isCidr(s: string): boolean {
     return bits === undefined || Number(bits) <= 128;
   }
   return false;
+}
+
+/**
+ * Whether `s` can be an APP_PATHS prefix: compared byte for byte with the still percent-encoded path, so
+ * it holds only the characters a path may carry unencoded (RFC 3986 pchar and "/"), and no "%".
+ */
+export function isPathPrefix(s: string): boolean {
+  return /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@\/]*$/.test(s);
 }
 
 function parseValue(s: Setting, raw: string): { value: unknown } | { error: string } {
@@ -561,6 +621,18 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
       const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
       const bad = items.find((x) => !isCidr(x));
       if (bad !== undefined) return { error: `${s.key}: "${bad}" is not an IP address or CIDR` };
+      return { value: items };
+    }
+    case "prefixes": {
+      const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      if (items.length === 0) return { error: `${s.key} needs at least one path prefix, like /api/` };
+      const bad = items.find((x) => !isPathPrefix(x));
+      if (bad !== undefined) {
+        return {
+          error: `${s.key}: "${bad}" is not a path prefix (it must start with / and hold no spaces, ` +
+            `"?", "#" or "%")`,
+        };
+      }
       return { value: items };
     }
     case "store": {
@@ -615,6 +687,7 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
     ...base,
     trustedProxies: [...base.trustedProxies],
     allowlist: [...base.allowlist],
+    appPaths: [...base.appPaths],
   };
   const errors: ConfigError[] = [];
   const seen = new Map<string, number>();
@@ -788,6 +861,20 @@ export async function loadConfig(
   }
   if (config.guardStoreCaFile !== "off") {
     config.guardStoreCaFile = resolvePath(confDir, config.guardStoreCaFile);
+  }
+  if (config.app !== "off") {
+    const rawApp = config.app;
+    config.app = resolvePath(confDir, rawApp);
+    const line = lineOfKey(text, "APP");
+    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    try {
+      if (!(await Deno.stat(config.app)).isFile) messages.push(`${at}: APP "${rawApp}" is not a file`);
+    } catch (err) {
+      const why = err instanceof Deno.errors.NotFound
+        ? `does not exist (${config.app})`
+        : `cannot be checked: ${err instanceof Error ? err.message : String(err)}`;
+      messages.push(`${at}: APP "${rawApp}" ${why}`);
+    }
   }
 
   const rootLine = lineOfKey(text, "DOCUMENT_ROOT");

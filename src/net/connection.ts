@@ -16,7 +16,7 @@ import type { Config } from "../config.ts";
 import type { AccessEntry } from "../access_log.ts";
 import type { ConnInfo, ConnState } from "./conn_info.ts";
 import type { Stats } from "../stats/stats.ts";
-import type { Handler } from "../http/handler.ts";
+import { BodyError, type BodySource, type CloseWatch, type Handler } from "../http/handler.ts";
 import { hasBody, headerValue, type RequestHead } from "../http/head.ts";
 import { ERROR_STATUS, type ErrorCode } from "../http/errors.ts";
 import {
@@ -136,6 +136,20 @@ const KEEP_ALIVE_LINE = encoder.encode("Connection: keep-alive\r\n");
 const CONTINUE_BYTES = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const EMPTY = new Uint8Array(0);
 
+/** One array holding `parts` in order (one part is returned as is). */
+function concatParts(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
+
 /** Peer-gone errors: normal events, counted, never logged with a stack. */
 function isPeerGone(e: unknown): boolean {
   return e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset ||
@@ -203,6 +217,28 @@ export class Connection {
   #serverClosed = false;
   /** TCP_NODELAY is set (after the first answer that keeps the connection open). */
   #noDelay = false;
+  /** Over TLS (the app's request URL says https). */
+  #secure: boolean;
+  /** Told when the connection closes, while a handler works (an app's `request.signal`). */
+  #watch: CloseWatch = { onClose: null };
+  // A body streamed to the handler (`Handler.streamsBody`), pulled through `#bodySource`.
+  #bodySource: BodySource | null = null;
+  /** Content-Length bytes still to come (fixed-length bodies). */
+  #bodyLeft = 0;
+  /** The chunked decoder of a chunked body (null for a fixed length). */
+  #bodyDecoder: ChunkedDecoder | null = null;
+  #bodyLimit = 0;
+  #bodyGot = 0;
+  /** The body ended: every byte was read (or none was due). */
+  #bodyDone = true;
+  /** A read of the streamed body is pending. */
+  #bodyReading = false;
+  /** The `100 Continue` the client asked for is still owed (sent on the first read). */
+  #bodyContinue = false;
+  /** The limit or framing error that stopped the streamed body (answered instead of the handler's reply). */
+  #bodyFailed: ErrorCode | null = null;
+  /** When the body-rate window paused (between the handler's reads): paused time is not the client's. */
+  #ratePausedAtMs = 0;
 
   constructor(
     conn: Deno.Conn,
@@ -225,6 +261,8 @@ export class Connection {
     this.#parser = pooled ?? new RequestParser(ctx.options);
     this.#buf = this.#small = ctx.readPool.acquire();
     this.#acceptedAtMs = ctx.nowMs;
+    // TlsConn has a handshake; a plain TcpConn does not.
+    this.#secure = "handshake" in conn;
     ctx.stats.idle++;
   }
 
@@ -284,6 +322,15 @@ export class Connection {
       this.#conn.close();
     } catch {
       // already closed by the runtime
+    }
+    const onClose = this.#watch.onClose;
+    if (onClose !== null) {
+      this.#watch.onClose = null;
+      try {
+        onClose();
+      } catch (e) {
+        this.#ctx.logError(`conn ${this.id} ${this.remote}: closing: ${e instanceof Error ? e.message : e}`);
+      }
     }
   }
 
@@ -526,9 +573,22 @@ export class Connection {
   }
 
   /** Asks the handler; a synchronous throw becomes a 500 like an asynchronous one. */
-  #callHandler(head: RequestHead, body: Uint8Array): Reply | Promise<Reply> {
+  #callHandler(
+    head: RequestHead,
+    body: Uint8Array,
+    bodySource: BodySource | null = null,
+  ): Reply | Promise<Reply> {
     try {
-      return this.#ctx.handler.handle({ head, body, remote: this.remote, connId: this.id });
+      return this.#ctx.handler.handle({
+        head,
+        body,
+        bodySource,
+        remote: this.remote,
+        remotePort: this.remotePort,
+        secure: this.#secure,
+        connId: this.id,
+        closeWatch: this.#watch,
+      });
     } catch (e) {
       return this.#internalError(e);
     }
@@ -542,7 +602,7 @@ export class Connection {
     } catch (e) {
       reply = this.#internalError(e);
     }
-    if (this.#closed) {
+    if (this.#closed || this.#state === "closing") {
       // Closed (kick, deadline, shutdown) while the handler worked: release what the reply holds.
       reply.stream?.cancel();
       throw new ClosedError();
@@ -569,6 +629,7 @@ export class Connection {
       // Refuse before reading (and before any 100 Continue): RFC 9110 §10.1.1.
       return this.#emit(head, this.#errorReply("BODY_TOO_LARGE"));
     }
+    if (this.#ctx.handler.streamsBody?.(head) === true) return this.#exchangeStreamed(head, limit);
     if (head.expectContinue && this.#start === this.#end) {
       await this.#flush();
       await this.#writeAll(CONTINUE_BYTES);
@@ -627,6 +688,138 @@ export class Connection {
       }
     } finally {
       this.#rateKind = "none";
+    }
+  }
+
+  /**
+   * Serves a request whose handler pulls the body as a stream: the same limits, deadlines and minimum
+   * rate as a whole body, applied while a read is pending (time the handler spends between reads is not
+   * the client's). A limit or framing error is answered in place of the handler's reply; a reply that
+   * leaves the body unread closes the connection after it (the rest cannot be parsed as a next request).
+   */
+  async #exchangeStreamed(head: RequestHead, limit: number): Promise<boolean> {
+    this.#bodyDone = false;
+    this.#bodyFailed = null;
+    this.#bodyLimit = limit;
+    this.#bodyGot = 0;
+    this.#bodyLeft = head.chunked ? 0 : head.contentLength;
+    this.#bodyDecoder = head.chunked ? new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES }) : null;
+    this.#bodyContinue = head.expectContinue;
+    this.#rateKind = "none";
+    this.#rateStartMs = -1;
+    this.#rateBytes = 0;
+    const source = this.#bodySource ??= { read: () => this.#readBodyChunk() };
+    let reply: Reply;
+    try {
+      reply = await this.#callHandler(head, EMPTY, source);
+    } catch (e) {
+      reply = this.#internalError(e);
+    }
+    if (this.#closed || this.#state === "closing") {
+      reply.stream?.cancel();
+      throw new ClosedError();
+    }
+    if (this.#bodyFailed !== null) {
+      reply.stream?.cancel();
+      return this.#emit(head, this.#errorReply(this.#bodyFailed));
+    }
+    // An unread body cannot be skipped cheaply, nor parsed as the next request: close after answering
+    // (lingering drains it). A streamed reply may still read it while it is written (an echo).
+    const unread = !this.#bodyDone && reply.stream === null;
+    const keep = await this.#emit(head, unread && !reply.close ? { ...reply, close: true } : reply);
+    if (!this.#bodyDone) {
+      this.#serverClosed = true;
+      if (this.#bodyReading) {
+        // The handler still waits on a read that nothing will finish: end the connection now.
+        this.close();
+        throw new ClosedError();
+      }
+      return false;
+    }
+    return keep;
+  }
+
+  /** `BodySource.read` of the streamed body: the next bytes (a fresh copy), or null at its end. */
+  async #readBodyChunk(): Promise<Uint8Array | null> {
+    if (this.#bodyFailed !== null) throw new BodyError(this.#bodyFailed);
+    if (this.#bodyDone) return null;
+    if (this.#bodyReading) throw new TypeError("the request body is already being read");
+    this.#bodyReading = true;
+    try {
+      if (this.#bodyContinue) {
+        this.#bodyContinue = false;
+        // Asked for only now that the handler wants the body (RFC 9110 §10.1.1): an answer that never
+        // reads it sends no 100.
+        if (this.#start === this.#end) {
+          await this.#flush();
+          await this.#writeAll(CONTINUE_BYTES);
+        }
+      }
+      this.#action = "reading request body";
+      const decoder = this.#bodyDecoder;
+      if (decoder === null) {
+        for (;;) {
+          const take = Math.min(this.#bodyLeft, this.#end - this.#start);
+          if (take > 0) {
+            const out = this.#buf.slice(this.#start, this.#start + take);
+            this.#start += take;
+            this.#bodyLeft -= take;
+            if (this.#bodyLeft === 0) this.#bodyDone = true;
+            return out;
+          }
+          if (this.#bodyLeft === 0) {
+            this.#bodyDone = true;
+            return null;
+          }
+          await this.#readMoreStreamed();
+        }
+      }
+      for (;;) {
+        let parts: Uint8Array[] | null = null;
+        let tooLarge = false;
+        const r = decoder.feed(this.#buf, this.#start, this.#end, (buf, start, end) => {
+          if (tooLarge || this.#bodyGot + end - start > this.#bodyLimit) {
+            tooLarge = true;
+            return;
+          }
+          this.#bodyGot += end - start;
+          (parts ??= []).push(buf.slice(start, end));
+        });
+        if (tooLarge) return this.#failBody("BODY_TOO_LARGE");
+        if (r.kind === "error") return this.#failBody(r.code);
+        if (r.kind === "done") {
+          this.#start += r.consumed;
+          this.#bodyDone = true;
+        } else {
+          this.#start = this.#end;
+        }
+        if (parts !== null) return concatParts(parts);
+        if (this.#bodyDone) return null;
+        await this.#readMoreStreamed();
+      }
+    } finally {
+      this.#bodyReading = false;
+    }
+  }
+
+  #failBody(code: ErrorCode): never {
+    this.#bodyFailed = code;
+    throw new BodyError(code);
+  }
+
+  /** `#readMoreBody` for a streamed body: the rate window runs only while the read is pending. */
+  async #readMoreStreamed(): Promise<void> {
+    const now = this.#ctx.nowMs;
+    if (this.#rateStartMs < 0) this.#rateStartMs = now;
+    else this.#rateStartMs += now - this.#ratePausedAtMs;
+    this.#rateKind = "body";
+    try {
+      await this.#readMoreBody();
+    } finally {
+      this.#rateKind = "none";
+      this.#ratePausedAtMs = this.#ctx.nowMs;
+      // No deadline while the handler works between reads.
+      if (this.#deadlineKind === "body") this.#setDeadline("none", 0);
     }
   }
 

@@ -1,9 +1,11 @@
 /**
- * Picks the route for a request: the dynamic echo endpoint, or the static file responder for every other
- * path. Only this file knows the route table; per-route body limits are decided here, before any body
- * byte is read.
+ * Picks the route for a request: the app module (`APP`) for the `APP_PATHS` prefixes, the built-in echo
+ * endpoint, or the static file responder for every other path (and, with `APP_FALLBACK=on`, the app again
+ * for a path that names no file). Only this file knows the route table; per-route body limits, and
+ * whether a route streams its body, are decided here, before any body byte is read.
  *
- * Pure apart from what the static responder does.
+ * Settings are read from the live options object per request, so a reload reaches them; the app itself
+ * is swapped whole by `setApp` (in-flight requests finish on the module they started with).
  */
 
 import type { Exchange, Handler } from "../http/handler.ts";
@@ -11,6 +13,7 @@ import type { RequestHead } from "../http/head.ts";
 import type { Reply } from "../http/response.ts";
 import { buildHead } from "../http/response.ts";
 import { ECHO_PATH, echoReply } from "./echo.ts";
+import type { AppRoute } from "./app.ts";
 
 const OPTIONS_STAR: Reply = {
   status: 204,
@@ -26,6 +29,15 @@ export interface StaticHandler {
   handle(head: RequestHead): Reply | Promise<Reply>;
 }
 
+/** The settings the router reads (the live `Config`). */
+export interface RouterOptions {
+  echoMaxBodyBytes: number;
+  /** Path prefixes routed to the app, compared with the still percent-encoded path. */
+  appPaths: string[];
+  /** A static 404 goes to the app instead. */
+  appFallback: boolean;
+}
+
 /** Whether `path` (path plus optional query) names the route `route` exactly. */
 function isRoute(path: string, route: string): boolean {
   if (!path.startsWith(route)) return false;
@@ -35,21 +47,72 @@ function isRoute(path: string, route: string): boolean {
 
 export class Router implements Handler {
   #static: StaticHandler;
-  #echoMaxBodyBytes: number;
+  #options: RouterOptions;
+  #app: AppRoute | null;
 
-  constructor(staticHandler: StaticHandler, options: { echoMaxBodyBytes: number }) {
+  constructor(staticHandler: StaticHandler, options: RouterOptions, app: AppRoute | null = null) {
     this.#static = staticHandler;
-    this.#echoMaxBodyBytes = options.echoMaxBodyBytes;
+    this.#options = options;
+    this.#app = app;
+  }
+
+  /** Replaces the app (a reload imported it again, or APP changed); null turns app routes off. */
+  setApp(app: AppRoute | null): void {
+    this.#app = app;
+  }
+
+  /** The `APP_PATHS` prefix `path` falls under, or null (also when there is no app). */
+  appPrefix(path: string): string | null {
+    if (this.#app === null) return null;
+    const prefixes = this.#options.appPaths;
+    for (let i = 0; i < prefixes.length; i++) {
+      if (path.startsWith(prefixes[i])) return prefixes[i];
+    }
+    return null;
   }
 
   bodyLimitBytes(head: RequestHead): number {
-    return head.method === "POST" && isRoute(head.path, ECHO_PATH) ? this.#echoMaxBodyBytes : 0;
+    if (head.targetForm === "asterisk") return 0;
+    const app = this.#app;
+    if (app !== null && this.appPrefix(head.path) !== null) return app.maxBodyBytes;
+    if (head.method === "POST" && isRoute(head.path, ECHO_PATH)) return this.#options.echoMaxBodyBytes;
+    // A fallback request may reach the app: its body is kept for it (static answers close after it).
+    return app !== null && this.#options.appFallback ? app.maxBodyBytes : 0;
+  }
+
+  streamsBody(head: RequestHead): boolean {
+    if (this.#app === null || head.targetForm === "asterisk") return false;
+    return this.appPrefix(head.path) !== null ||
+      (this.#options.appFallback && !(head.method === "POST" && isRoute(head.path, ECHO_PATH)));
   }
 
   handle(ex: Exchange): Reply | Promise<Reply> {
     // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7).
     if (ex.head.targetForm === "asterisk") return OPTIONS_STAR;
+    const app = this.#app;
+    if (app !== null && this.appPrefix(ex.head.path) !== null) return app.handle(ex);
     if (isRoute(ex.head.path, ECHO_PATH)) return echoReply(ex);
+    if (app !== null && this.#options.appFallback) return this.#fallback(app, ex);
     return this.#static.handle(ex.head);
+  }
+
+  /**
+   * A file answers if one matches; else the app. Only GET and HEAD reach files, so another method is
+   * first asked as a GET to learn whether a file matches (and then gets the static answer, a 405).
+   */
+  #fallback(app: AppRoute, ex: Exchange): Reply | Promise<Reply> {
+    const head = ex.head;
+    const getLike = head.method === "GET" || head.method === "HEAD";
+    const probe = this.#static.handle(getLike ? head : { ...head, method: "GET" });
+    const decide = (reply: Reply): Reply | Promise<Reply> => {
+      if (reply.status === 404) {
+        reply.stream?.cancel();
+        return app.handle(ex);
+      }
+      if (getLike) return reply;
+      reply.stream?.cancel();
+      return this.#static.handle(head);
+    };
+    return probe instanceof Promise ? probe.then(decide) : decide(probe);
   }
 }

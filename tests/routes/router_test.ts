@@ -1,9 +1,13 @@
-/** The route table: echo by exact path, body limits decided before reading, everything else static. */
+/**
+ * The route table: the app by prefix, echo by exact path, body limits (and streaming) decided before
+ * reading, everything else static, and the app again for a static 404 with APP_FALLBACK=on.
+ */
 
 import assert from "node:assert/strict";
 import { Router } from "../../src/routes/router.ts";
 import type { RequestHead } from "../../src/http/head.ts";
-import { textReply } from "../../src/http/response.ts";
+import { type Reply, textReply } from "../../src/http/response.ts";
+import { AppRoute } from "../../src/routes/app.ts";
 
 function head(method: string, path: string, targetForm: RequestHead["targetForm"] = "origin"): RequestHead {
   return {
@@ -22,7 +26,7 @@ function head(method: string, path: string, targetForm: RequestHead["targetForm"
 }
 
 const staticSide = { handle: () => textReply(404) };
-const router = new Router(staticSide, { echoMaxBodyBytes: 1234 });
+const router = new Router(staticSide, { echoMaxBodyBytes: 1234, appPaths: ["/api/"], appFallback: false });
 
 Deno.test("only POST to exactly /api/echo (query allowed) takes a body, up to the echo limit", () => {
   assert.equal(router.bodyLimitBytes(head("POST", "/api/echo")), 1234);
@@ -53,4 +57,56 @@ Deno.test("echo answers the body; other methods get 405 with Allow; OPTIONS * is
   const other = router.handle({ head: head("GET", "/x"), body: new Uint8Array(), remote: "", connId: 1 });
   assert.ok(!(other instanceof Promise));
   assert.equal(other.status, 404);
+});
+
+function appRouter(options: { appPaths: string[]; appFallback: boolean }, files: Set<string>) {
+  const app = new AppRoute(
+    { fetch: (req) => new Response(`app ${req.method} ${new URL(req.url).pathname}`) },
+    { appMaxBodyBytes: 999, appTimeoutMs: 1000 },
+    () => {},
+  );
+  const statics = {
+    handle: (h: RequestHead): Reply =>
+      files.has(h.path) ? (h.method === "GET" ? textReply(200) : textReply(405)) : textReply(404),
+  };
+  return new Router(statics, { echoMaxBodyBytes: 1234, ...options }, app);
+}
+
+async function answer(r: Router, method: string, path: string): Promise<string> {
+  const reply = await r.handle({ head: head(method, path), body: new Uint8Array(), remote: "", connId: 1 });
+  return reply.status === 200 && reply.body !== null
+    ? new TextDecoder().decode(reply.body)
+    : `${reply.status}`;
+}
+
+Deno.test("APP_PATHS prefixes go to the app with its body limit, streamed; other paths stay static", async () => {
+  const r = appRouter({ appPaths: ["/api/", "/auth/"], appFallback: false }, new Set(["/a.txt"]));
+  assert.equal(r.bodyLimitBytes(head("PUT", "/api/x")), 999);
+  assert.equal(r.streamsBody(head("PUT", "/api/x")), true);
+  assert.equal(r.bodyLimitBytes(head("POST", "/other")), 0);
+  assert.equal(r.streamsBody(head("POST", "/other")), false);
+  assert.equal(r.appPrefix("/auth/login?next=/"), "/auth/");
+  assert.equal(r.appPrefix("/apix"), null);
+  assert.equal(await answer(r, "GET", "/api/users"), "app GET /api/users");
+  // The app's prefixes win over the built-in echo path.
+  assert.equal(await answer(r, "POST", "/api/echo"), "app POST /api/echo");
+  assert.equal(await answer(r, "GET", "/a.txt"), "200 OK\n");
+  assert.equal(await answer(r, "GET", "/missing"), "404");
+});
+
+Deno.test("APP_FALLBACK sends what matches no file to the app; a file keeps its static answer", async () => {
+  const r = appRouter({ appPaths: ["/api/"], appFallback: true }, new Set(["/a.txt"]));
+  assert.equal(await answer(r, "GET", "/missing"), "app GET /missing");
+  assert.equal(await answer(r, "POST", "/missing"), "app POST /missing");
+  assert.equal(await answer(r, "GET", "/a.txt"), "200 OK\n");
+  assert.equal(await answer(r, "POST", "/a.txt"), "405");
+  assert.equal(r.bodyLimitBytes(head("POST", "/missing")), 999);
+  assert.equal(r.streamsBody(head("POST", "/missing")), true);
+});
+
+Deno.test("without an app, APP_PATHS routes nothing", () => {
+  const r = new Router(staticSide, { echoMaxBodyBytes: 1, appPaths: ["/api/"], appFallback: true });
+  assert.equal(r.appPrefix("/api/x"), null);
+  assert.equal(r.streamsBody(head("POST", "/api/x")), false);
+  assert.equal(r.bodyLimitBytes(head("POST", "/api/x")), 0);
 });

@@ -1,0 +1,286 @@
+/**
+ * Turns an app's Web `Response` into a `Reply` the connection writes: the status line and the app's
+ * headers serialised once (hop-by-hop and framing headers refused, since the connection owns framing and
+ * persistence), and the body as it comes: in memory when the body is one chunk (string, bytes, a small
+ * Blob: one write with the head), else streamed with backpressure through the connection's `BodySink`,
+ * chunked when its length is unknown (close-delimited for HTTP/1.0), with exactly the declared length when
+ * the app set a valid Content-Length.
+ *
+ * Never trusts the app's values beyond what `Headers` already guarantees (no CR, LF or NUL).
+ */
+
+import { type BodySink, type BodyStream, COMMON_HEADERS, type Reply } from "../http/response.ts";
+import { statusText } from "../http/status.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * Header fields an app may not set: the connection decides persistence and framing (RFC 9110 §7.6.1
+ * connection options, RFC 9112 §6 framing), and writes `Date` itself. Dropped; `content-length` is
+ * instead checked against the body (kept when it agrees, used as the length of a stream).
+ */
+const REFUSED = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+]);
+
+/** Reason phrases of RFC 9110 §15 for statuses an app may use (the status line needs one, or ""). */
+const REASONS: Readonly<Record<number, string>> = {
+  201: "Created",
+  202: "Accepted",
+  203: "Non-Authoritative Information",
+  205: "Reset Content",
+  300: "Multiple Choices",
+  302: "Found",
+  303: "See Other",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  401: "Unauthorized",
+  402: "Payment Required",
+  406: "Not Acceptable",
+  407: "Proxy Authentication Required",
+  409: "Conflict",
+  410: "Gone",
+  411: "Length Required",
+  415: "Unsupported Media Type",
+  418: "I'm a teapot",
+  421: "Misdirected Request",
+  422: "Unprocessable Content",
+  425: "Too Early",
+  426: "Upgrade Required",
+  428: "Precondition Required",
+  451: "Unavailable For Legal Reasons",
+  502: "Bad Gateway",
+  504: "Gateway Timeout",
+};
+
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+const EMPTY = new Uint8Array(0);
+
+/** What converting a response produced: the reply, and the header names it refused (for one log line; usually empty). */
+export interface Converted {
+  reply: Reply;
+  refused: string[];
+}
+
+/** A response the connection cannot send as it stands (a network error, a non-byte chunk …). */
+export class BadResponse extends Error {}
+
+/** How the request shapes the answer. */
+export interface ResponseContext {
+  /** HTTP/1.0 clients get no chunked coding: a body of unknown length is delimited by closing. */
+  http10: boolean;
+  /** HEAD: the body is not sent (its length still is, when known). */
+  isHead: boolean;
+}
+
+/**
+ * Converts `res`. Resolves with the reply, or rejects with `BadResponse` (or the body stream's error)
+ * when it cannot be sent.
+ */
+export async function convertResponse(res: Response, ctx: ResponseContext): Promise<Converted> {
+  const status = res.status;
+  if (status < 200 || status > 599) {
+    // Response.error() has status 0; 1xx cannot be a final answer (and `new Response` refuses them).
+    throw new BadResponse(`status ${status} cannot answer a request`);
+  }
+  // RFC 9110 §6.4.1: 204 and 304 have no content; HEAD sends none.
+  const noContent = status === 204 || status === 304;
+  const refused: string[] = [];
+  let declared = -1;
+  let lines = "";
+  let hasServer = false;
+  let hasNosniff = false;
+  for (const [name, value] of res.headers) {
+    if (REFUSED.has(name) || name === "date") {
+      if (name !== "date") refused.push(name);
+      continue;
+    }
+    if (name === "content-length") {
+      // Headers joins repeats with ", ": only one plain number is a length.
+      if (/^\d{1,15}$/.test(value) && !noContent) declared = Number(value);
+      else if (!noContent) refused.push(name);
+      continue;
+    }
+    if (name === "server") hasServer = true;
+    else if (name === "x-content-type-options") hasNosniff = true;
+    lines += `${name}: ${value}\r\n`;
+  }
+  let head = `HTTP/1.1 ${status} ${statusText(status) || REASONS[status] || ""}\r\n`;
+  if (!hasServer && !hasNosniff) head += COMMON_HEADERS;
+  else {
+    if (!hasServer) head += "Server: Vento\r\n";
+    if (!hasNosniff) head += "X-Content-Type-Options: nosniff\r\n";
+  }
+  head += lines;
+
+  const body = res.body;
+  if (body === null || noContent) {
+    if (body !== null) void body.cancel().catch(() => {});
+    if (!noContent) head += "content-length: 0\r\n";
+    return { reply: inMemory(status, head, EMPTY), refused };
+  }
+  const reader = body.getReader();
+  let first: ReadableStreamReadResult<Uint8Array>;
+  try {
+    first = await reader.read();
+  } catch (e) {
+    reader.releaseLock();
+    throw e;
+  }
+  if (first.done) return { reply: withLength(status, head, EMPTY, declared, refused), refused };
+  const chunk = asBytes(first.value, reader);
+  if (ctx.isHead && declared >= 0) {
+    // The app said how long the body is; HEAD needs no more of it.
+    void reader.cancel().catch(() => {});
+    return { reply: headOnly(status, head + `content-length: ${declared}\r\n`, declared), refused };
+  }
+  // A string, bytes or a Blob arrives in one chunk: look for the end before choosing the framing.
+  let second: ReadableStreamReadResult<Uint8Array> | null = null;
+  if (declared < 0 || declared === chunk.byteLength) {
+    try {
+      second = await reader.read();
+    } catch (e) {
+      reader.releaseLock();
+      throw e;
+    }
+    if (second.done) return { reply: withLength(status, head, chunk, declared, refused), refused };
+  }
+  const pending = second === null ? null : asBytes(second.value, reader);
+  if (declared >= 0) {
+    head += `content-length: ${declared}\r\n`;
+    const stream = new ResponseStream(reader, [chunk, pending], declared, false);
+    return { reply: streamed(status, head, stream, declared, false), refused };
+  }
+  if (ctx.http10) {
+    // No chunked coding for HTTP/1.0 (RFC 9112 §7): the end of the body is the end of the connection.
+    const stream = new ResponseStream(reader, [chunk, pending], -1, false);
+    return { reply: streamed(status, head, stream, 0, true), refused };
+  }
+  head += "transfer-encoding: chunked\r\n";
+  const stream = new ResponseStream(reader, [chunk, pending], -1, true);
+  return { reply: streamed(status, head, stream, 0, false), refused };
+}
+
+/** A body of one chunk: Content-Length is its size (an app's disagreeing value is refused). */
+function withLength(
+  status: number,
+  head: string,
+  body: Uint8Array,
+  declared: number,
+  refused: string[],
+): Reply {
+  if (declared >= 0 && declared !== body.byteLength) refused.push("content-length");
+  return inMemory(status, head + `content-length: ${body.byteLength}\r\n`, body);
+}
+
+function inMemory(status: number, head: string, body: Uint8Array): Reply {
+  return {
+    status,
+    head: encoder.encode(head),
+    body,
+    stream: null,
+    length: body.byteLength,
+    close: false,
+  };
+}
+
+function headOnly(status: number, head: string, length: number): Reply {
+  return { status, head: encoder.encode(head), body: null, stream: null, length, close: false };
+}
+
+function streamed(status: number, head: string, stream: BodyStream, length: number, close: boolean): Reply {
+  return { status, head: encoder.encode(head), body: null, stream, length, close };
+}
+
+/** A chunk of a response body as bytes; anything else is the app's mistake (Deno.serve refuses it too). */
+function asBytes(value: unknown, reader: ReadableStreamDefaultReader<Uint8Array>): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  void reader.cancel().catch(() => {});
+  throw new BadResponse(`the response body stream gave a ${typeOf(value)}, not a Uint8Array`);
+}
+
+function typeOf(v: unknown): string {
+  if (v === null) return "null";
+  if (typeof v === "object") return (v as object).constructor?.name ?? "object";
+  return typeof v;
+}
+
+/**
+ * A response body read from the app's stream and written to the connection one chunk at a time: each
+ * write resolves only when the kernel took the bytes, so a slow client slows the app's stream (its
+ * queue stays at the stream's high-water mark), never Vento's memory.
+ */
+class ResponseStream implements BodyStream {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #buffered: (Uint8Array | null)[];
+  /** Exact length the app declared, or -1. */
+  #length: number;
+  #chunked: boolean;
+
+  constructor(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    buffered: (Uint8Array | null)[],
+    length: number,
+    chunked: boolean,
+  ) {
+    this.#reader = reader;
+    this.#buffered = buffered;
+    this.#length = length;
+    this.#chunked = chunked;
+  }
+
+  async pipe(sink: BodySink): Promise<void> {
+    let sent = 0;
+    try {
+      for (const chunk of this.#buffered) {
+        if (chunk !== null) sent = await this.#write(sink, chunk, sent);
+      }
+      this.#buffered = [];
+      for (;;) {
+        const r = await this.#reader.read();
+        if (r.done) break;
+        sent = await this.#write(sink, asBytes(r.value, this.#reader), sent);
+      }
+      if (this.#length >= 0 && sent !== this.#length) {
+        throw new BadResponse(`the response body had ${sent} bytes, its content-length said ${this.#length}`);
+      }
+      if (this.#chunked) await sink.write(LAST_CHUNK);
+    } catch (e) {
+      // The client went away, a deadline passed, or the app's stream failed: stop the app's stream.
+      void this.#reader.cancel(e).catch(() => {});
+      throw e;
+    }
+  }
+
+  async #write(sink: BodySink, chunk: Uint8Array, sent: number): Promise<number> {
+    const n = chunk.byteLength;
+    if (n === 0) return sent;
+    if (this.#length >= 0 && sent + n > this.#length) {
+      throw new BadResponse(`the response body exceeds its content-length of ${this.#length} bytes`);
+    }
+    if (!this.#chunked) {
+      await sink.write(chunk);
+      return sent + n;
+    }
+    // One write per chunk: size line, data and CRLF together.
+    const size = encoder.encode(`${n.toString(16)}\r\n`);
+    const framed = new Uint8Array(size.byteLength + n + 2);
+    framed.set(size);
+    framed.set(chunk, size.byteLength);
+    framed[framed.byteLength - 2] = 0x0d;
+    framed[framed.byteLength - 1] = 0x0a;
+    await sink.write(framed);
+    return sent + n;
+  }
+
+  cancel(): void {
+    this.#buffered = [];
+    void this.#reader.cancel().catch(() => {});
+  }
+}
