@@ -14,7 +14,8 @@
 import { pathToFileURL } from "node:url";
 import { BodyError, type BodySource, type Exchange } from "../http/handler.ts";
 import { type Reply, textReply } from "../http/response.ts";
-import { BadResponse, convertResponse } from "./app_response.ts";
+import { BadResponse, type Converted, ResponseConverter } from "./app_response.ts";
+import { checkedRequest, isPlain, lazyRequest, type RequestParts } from "./app_request.ts";
 
 /** What `fetch` receives besides the request, as `deno serve` gives it. */
 export interface AppServeInfo {
@@ -67,6 +68,9 @@ const BODYLESS = new Set(["GET", "HEAD"]);
 
 const TIMED_OUT: unique symbol = Symbol("timed out");
 
+/** Distinct Host values whose URL form is remembered (an attacker's spray of hosts only evicts). */
+const ORIGIN_CACHE_MAX = 256;
+
 /** Per-exchange state the body stream and the error path share. */
 interface BodyState {
   failed: boolean;
@@ -77,6 +81,9 @@ export class AppRoute {
   #app: AppModule;
   #options: AppOptions;
   #logError: (message: string) => void;
+  /** `scheme://host` → whether the URL standard keeps it as written (so a lazy `url` is exact). */
+  #plainOrigins = new Map<string, boolean>();
+  #converter = new ResponseConverter();
 
   constructor(app: AppModule, options: AppOptions, logError: (message: string) => void) {
     this.#app = app;
@@ -89,29 +96,32 @@ export class AppRoute {
     return this.#options.appMaxBodyBytes;
   }
 
-  /** Answers one exchange with the app. Never rejects. */
-  handle(ex: Exchange): Promise<Reply> {
+  /**
+   * Answers one exchange with the app: synchronously when `fetch` returns a Response at once and its
+   * body is in memory (the common JSON answer), else a promise. Never throws or rejects.
+   */
+  handle(ex: Exchange): Reply | Promise<Reply> {
     const head = ex.head;
-    const url = `${ex.secure === true ? "https" : "http"}://${
-      head.host === "" ? "localhost" : head.host
-    }${head.path}`;
-    const h = head.headers;
-    const headers: [string, string][] = [];
-    for (let i = 0; i < h.length; i += 2) headers.push([h[i], h[i + 1]]);
+    const origin = `${ex.secure === true ? "https" : "http"}://${head.host === "" ? "localhost" : head.host}`;
     const controller = new AbortController();
     const state: BodyState = { failed: false };
-    const init: RequestInit = { method: head.method, headers, signal: controller.signal };
-    if (ex.bodySource != null && !BODYLESS.has(head.method)) {
-      init.body = requestBody(ex.bodySource, state);
-      (init as { duplex?: string }).duplex = "half";
-    }
+    const parts: RequestParts = {
+      url: origin + head.path,
+      method: head.method,
+      headers: head.headers,
+      body: ex.bodySource != null && !BODYLESS.has(head.method) ? requestBody(ex.bodySource, state) : null,
+      signal: controller.signal,
+    };
     let request: Request;
-    try {
-      request = new Request(url, init);
-    } catch (e) {
-      // A Host or path the URL standard refuses, though RFC 9112 allowed it.
-      this.#log(ex, `building the Request: ${describe(e)}`);
-      return Promise.resolve(textReply(400));
+    if (this.#isPlainOrigin(origin) && isPlain(head.method, head.path)) request = lazyRequest(parts);
+    else {
+      try {
+        request = checkedRequest(parts);
+      } catch {
+        // A Host, target or method the Fetch standard refuses, though RFC 9112 allowed it (`TRACE`, a
+        // host the URL standard cannot parse): the client's mistake, not worth a log line.
+        return textReply(400);
+      }
     }
     const watch = ex.closeWatch;
     if (watch !== undefined) {
@@ -123,10 +133,38 @@ export class AppRoute {
     let result: Response | Promise<Response>;
     try {
       result = this.#app.fetch(request, info);
+      if (result instanceof Response) {
+        const converted = this.#converter.convertStatic(result);
+        if (converted !== null) return this.#done(ex, converted);
+      }
     } catch (e) {
-      return Promise.resolve(this.#failed(ex, e, state));
+      return this.#failed(ex, e, state);
     }
     return this.#answer(ex, result, controller, state);
+  }
+
+  /** Whether `origin` is in the URL standard's own form (lower-case host, no default port …). */
+  #isPlainOrigin(origin: string): boolean {
+    let plain = this.#plainOrigins.get(origin);
+    if (plain === undefined) {
+      try {
+        plain = new URL(origin).origin === origin;
+      } catch {
+        plain = false;
+      }
+      if (this.#plainOrigins.size >= ORIGIN_CACHE_MAX) this.#plainOrigins.clear();
+      this.#plainOrigins.set(origin, plain);
+    }
+    return plain;
+  }
+
+  /** The reply, after one log line for headers the app may not set. */
+  #done(ex: Exchange, converted: Converted): Reply {
+    if (converted.refused.length > 0) {
+      const names = converted.refused.join(", ");
+      this.#log(ex, `dropped response header(s) ${names}: Vento sets framing and connection headers itself`);
+    }
+    return converted.reply;
   }
 
   async #answer(
@@ -147,7 +185,10 @@ export class AppRoute {
           if (!(res instanceof Response)) {
             throw new BadResponse(`fetch answered ${typeOfValue(res)}, not a Response`);
           }
-          return convertResponse(res, { http10: ex.head.version === 10, isHead: ex.head.method === "HEAD" });
+          return this.#converter.convert(res, {
+            http10: ex.head.version === 10,
+            isHead: ex.head.method === "HEAD",
+          });
         }),
         late,
       ]);
@@ -160,15 +201,7 @@ export class AppRoute {
         this.#log(ex, `no Response within APP_TIMEOUT_MS (${timeoutMs} ms); answered 503`);
         return textReply(503);
       }
-      if (converted.refused.length > 0) {
-        this.#log(
-          ex,
-          `dropped response header(s) ${
-            converted.refused.join(", ")
-          }: Vento sets framing and connection headers itself`,
-        );
-      }
-      return converted.reply;
+      return this.#done(ex, converted);
     } catch (e) {
       return this.#failed(ex, e, state);
     } finally {

@@ -60,6 +60,10 @@ const REASONS: Readonly<Record<number, string>> = {
 };
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+/** Scratch buffer of a converter: heads and in-memory string bodies up to about this size are encoded in it. */
+const SCRATCH_BYTES = 16 * 1024;
+/** Room kept for the `content-length: N` line between an encoded head and body. */
+const LENGTH_LINE_MAX = 40;
 const EMPTY = new Uint8Array(0);
 
 /** What converting a response produced: the reply, and the header names it refused (for one log line; usually empty). */
@@ -83,47 +87,160 @@ export interface ResponseContext {
  * Converts `res`. Resolves with the reply, or rejects with `BadResponse` (or the body stream's error)
  * when it cannot be sent.
  */
-export async function convertResponse(res: Response, ctx: ResponseContext): Promise<Converted> {
-  const status = res.status;
-  if (status < 200 || status > 599) {
-    // Response.error() has status 0; 1xx cannot be a final answer (and `new Response` refuses them).
-    throw new BadResponse(`status ${status} cannot answer a request`);
-  }
-  // RFC 9110 §6.4.1: 204 and 304 have no content; HEAD sends none.
-  const noContent = status === 204 || status === 304;
-  const refused: string[] = [];
-  let declared = -1;
-  let lines = "";
-  let hasServer = false;
-  let hasNosniff = false;
-  for (const [name, value] of res.headers) {
+/** The status line and the app's headers, serialised once. */
+interface HeadParts {
+  status: number;
+  /** Status line, common lines and the app's header lines (no framing line yet). */
+  head: string;
+  /** The app's Content-Length, when it gave one plain number (and the status has content), else -1. */
+  declared: number;
+  noContent: boolean;
+  refused: string[];
+}
+
+/**
+ * Collects the app's header lines (called per header by `Headers.forEach`, which costs a quarter of
+ * iterating: no iterator objects). One per response.
+ */
+class HeadCollector {
+  noContent = false;
+  refused: string[] = [];
+  declared = -1;
+  lines = "";
+  hasServer = false;
+  hasNosniff = false;
+  readonly add = (value: string, name: string): void => {
     if (REFUSED.has(name) || name === "date") {
-      if (name !== "date") refused.push(name);
-      continue;
+      if (name !== "date") this.refused.push(name);
+      return;
     }
     if (name === "content-length") {
       // Headers joins repeats with ", ": only one plain number is a length.
-      if (/^\d{1,15}$/.test(value) && !noContent) declared = Number(value);
-      else if (!noContent) refused.push(name);
-      continue;
+      if (this.noContent) return;
+      if (/^\d{1,15}$/.test(value)) this.declared = Number(value);
+      else this.refused.push(name);
+      return;
     }
-    if (name === "server") hasServer = true;
-    else if (name === "x-content-type-options") hasNosniff = true;
-    lines += `${name}: ${value}\r\n`;
-  }
-  let head = `HTTP/1.1 ${status} ${statusText(status) || REASONS[status] || ""}\r\n`;
-  if (!hasServer && !hasNosniff) head += COMMON_HEADERS;
-  else {
-    if (!hasServer) head += "Server: Vento\r\n";
-    if (!hasNosniff) head += "X-Content-Type-Options: nosniff\r\n";
-  }
-  head += lines;
+    if (name === "server") this.hasServer = true;
+    else if (name === "x-content-type-options") this.hasNosniff = true;
+    this.lines += `${name}: ${value}\r\n`;
+  };
+}
 
+/**
+ * Turns responses into replies. Holds a scratch buffer the head and an in-memory body are encoded into
+ * together (`encodeInto` avoids the op and the allocation `encode` makes per string), then copied out
+ * once; one converter per app route, never shared between threads.
+ */
+export class ResponseConverter {
+  #scratch = new Uint8Array(SCRATCH_BYTES);
+
+  /** The status line and the app's headers (`Headers` already refused CR, LF and NUL in values). */
+  headParts(res: Response): HeadParts {
+    const status = res.status;
+    if (status < 200 || status > 599) {
+      // Response.error() has status 0; 1xx cannot be a final answer (and `new Response` refuses them).
+      throw new BadResponse(`status ${status} cannot answer a request`);
+    }
+    const c = new HeadCollector();
+    // RFC 9110 §6.4.1: 204 and 304 have no content; HEAD sends none.
+    c.noContent = status === 204 || status === 304;
+    res.headers.forEach(c.add);
+    let head = `HTTP/1.1 ${status} ${statusText(status) || REASONS[status] || ""}\r\n`;
+    if (!c.hasServer && !c.hasNosniff) head += COMMON_HEADERS;
+    else {
+      if (!c.hasServer) head += "Server: Vento\r\n";
+      if (!c.hasNosniff) head += "X-Content-Type-Options: nosniff\r\n";
+    }
+    return { status, head: head + c.lines, declared: c.declared, noContent: c.noContent, refused: c.refused };
+  }
+
+  /**
+   * Converts a response whose body is in memory (or absent) without waiting: the common JSON or text
+   * answer becomes a reply the connection writes with its head in one write. Null when the body may
+   * stream (then `convert`).
+   */
+  convertStatic(res: Response): Converted | null {
+    if (res.bodyUsed) throw new BadResponse("the response body was already used");
+    const source = staticBody(res);
+    if (source === undefined) return null;
+    const p = this.headParts(res);
+    if (source === null || p.noContent) {
+      const head = p.noContent ? p.head : p.head + "content-length: 0\r\n";
+      return { reply: inMemory(p.status, encoder.encode(head), EMPTY), refused: p.refused };
+    }
+    if (typeof source !== "string") {
+      return { reply: withLength(p.status, p.head, source, p.declared, p.refused), refused: p.refused };
+    }
+    const scratch = this.#scratch;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit; the length line at most LENGTH_LINE_MAX bytes.
+    if (p.head.length + LENGTH_LINE_MAX + source.length * 3 > scratch.byteLength) {
+      const bytes = encoder.encode(source);
+      return { reply: withLength(p.status, p.head, bytes, p.declared, p.refused), refused: p.refused };
+    }
+    const h = encoder.encodeInto(p.head, scratch).written;
+    const at = h + LENGTH_LINE_MAX;
+    const b = encoder.encodeInto(source, scratch.subarray(at)).written;
+    if (p.declared >= 0 && p.declared !== b) p.refused.push("content-length");
+    const line = encoder.encodeInto(`content-length: ${b}\r\n`, scratch.subarray(h, at)).written;
+    // One copy out of the scratch buffer: head and body side by side in one allocation.
+    const out = new Uint8Array(h + line + b);
+    out.set(scratch.subarray(0, h + line));
+    out.set(scratch.subarray(at, at + b), h + line);
+    const reply = inMemory(p.status, out.subarray(0, h + line), out.subarray(h + line));
+    return { reply, refused: p.refused };
+  }
+
+  /**
+   * Converts `res`. Resolves with the reply, or rejects with `BadResponse` (or the body stream's error)
+   * when it cannot be sent.
+   */
+  convert(res: Response, ctx: ResponseContext): Promise<Converted> {
+    const fast = this.convertStatic(res);
+    if (fast !== null) return Promise.resolve(fast);
+    return convertStreamed(res, this.headParts(res), ctx);
+  }
+}
+
+/**
+ * The internal slots of Deno's Response that say whether its body is a string or bytes held in memory
+ * (`new Response("…")`, `Response.json(…)`, a Uint8Array): found by name on a probe, so a Deno without
+ * them simply takes the stream path. Used only to recognise such a body and take it as it is, instead of
+ * reading it through a stream (which costs more than the rest of a small exchange).
+ */
+const RESPONSE_SLOT = slotOf(new Response(""), "response");
+const LAZY_BODY_SLOT = slotOf(Response.json(null), "lazy static body");
+
+function slotOf(probe: Response, description: string): symbol | null {
+  return Object.getOwnPropertySymbols(probe).find((s) => s.description === description) ?? null;
+}
+
+/** The body of `res` when it is a string or bytes in memory (null: no body); undefined when it may stream. */
+function staticBody(res: Response): string | Uint8Array | null | undefined {
+  const slots = res as unknown as Record<symbol, unknown>;
+  if (LAZY_BODY_SLOT !== null) {
+    const lazy = slots[LAZY_BODY_SLOT];
+    if (typeof lazy === "string" || lazy instanceof Uint8Array) return lazy;
+  }
+  if (RESPONSE_SLOT === null) return undefined;
+  const inner = slots[RESPONSE_SLOT] as { body?: unknown } | undefined;
+  if (typeof inner !== "object" || inner === null || !("body" in inner)) return undefined;
+  const body = inner.body as { source?: unknown } | null;
+  if (body === null) return res.body === null ? null : undefined;
+  if (typeof body !== "object" || !("source" in body)) return undefined;
+  const source = body.source;
+  return typeof source === "string" || source instanceof Uint8Array ? source : undefined;
+}
+
+/** `convert` for a body that may stream: its first chunk(s) decide the framing. */
+async function convertStreamed(res: Response, parts: HeadParts, ctx: ResponseContext): Promise<Converted> {
+  const { status, declared, noContent, refused } = parts;
+  let head = parts.head;
   const body = res.body;
   if (body === null || noContent) {
     if (body !== null) void body.cancel().catch(() => {});
     if (!noContent) head += "content-length: 0\r\n";
-    return { reply: inMemory(status, head, EMPTY), refused };
+    return { reply: inMemory(status, encoder.encode(head), EMPTY), refused };
   }
   const reader = body.getReader();
   let first: ReadableStreamReadResult<Uint8Array>;
@@ -176,13 +293,13 @@ function withLength(
   refused: string[],
 ): Reply {
   if (declared >= 0 && declared !== body.byteLength) refused.push("content-length");
-  return inMemory(status, head + `content-length: ${body.byteLength}\r\n`, body);
+  return inMemory(status, encoder.encode(head + `content-length: ${body.byteLength}\r\n`), body);
 }
 
-function inMemory(status: number, head: string, body: Uint8Array): Reply {
+function inMemory(status: number, head: Uint8Array, body: Uint8Array): Reply {
   return {
     status,
-    head: encoder.encode(head),
+    head,
     body,
     stream: null,
     length: body.byteLength,
