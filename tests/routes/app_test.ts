@@ -21,7 +21,7 @@ function parts(over: Partial<RequestParts> = {}): RequestParts {
   };
 }
 
-Deno.test("a lazy Request is a Request: instanceof, url, method, headers, signal, copies and clones", async () => {
+Deno.test("a lazy Request is a Request: instanceof, url, method, headers, signal, copies and clones", () => {
   const controller = new AbortController();
   const r = lazyRequest(parts({ signal: controller.signal }));
   assert.ok(r instanceof Request);
