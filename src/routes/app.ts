@@ -83,6 +83,7 @@ export class AppRoute {
   #logError: (message: string) => void;
   /** `scheme://host` → whether the URL standard keeps it as written (so a lazy `url` is exact). */
   #plainOrigins = new Map<string, boolean>();
+  #lastPlainOrigin = "";
   #converter = new ResponseConverter();
 
   constructor(app: AppModule, options: AppOptions, logError: (message: string) => void) {
@@ -145,7 +146,10 @@ export class AppRoute {
 
   /** Whether `origin` is in the URL standard's own form (lower-case host, no default port …). */
   #isPlainOrigin(origin: string): boolean {
+    // Nearly every request of a site names the same host: compare with the last one before hashing.
+    if (origin === this.#lastPlainOrigin) return true;
     let plain = this.#plainOrigins.get(origin);
+    if (plain === true) this.#lastPlainOrigin = origin;
     if (plain === undefined) {
       try {
         plain = new URL(origin).origin === origin;

@@ -157,21 +157,35 @@ Object.defineProperty(LazyRequest.prototype, DEFAULT_INSPECT, {
 });
 
 /**
- * Path-and-query characters the URL standard keeps exactly as sent (RFC 3986 unreserved, sub-delims but
- * `'`, `:`, `@`, `/`, `%`, and one `?`): a lazy `url` then equals the one the full Request would hold.
+ * Path-and-query bytes the URL standard keeps exactly as sent (RFC 3986 unreserved, sub-delims but `'`,
+ * `:`, `@`, `/`, `%`, and `?`): 1 in the table. A lazy `url` then equals the one the full Request holds.
  */
-const PLAIN_TARGET = /^\/[A-Za-z0-9\-._~!$&()*+,;=:@/%]*(\?[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*)?$/;
+const PLAIN_TARGET_BYTE = (() => {
+  const t = new Uint8Array(128);
+  for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&()*+,;=:@/%?") {
+    t[c.charCodeAt(0)] = 1;
+  }
+  return t;
+})();
 /** A dot segment (`.`, `..`, or their `%2e` spellings), which the URL standard removes. */
 const DOT_SEGMENT = /\/(\.|%2[eE]){1,2}(\/|\?|$)/;
 /** Methods the URL standard keeps as sent and the Fetch standard allows. */
 const PLAIN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
 
 /**
- * Whether `parts` can be served lazily: its URL and method are what the full Request would hold. `origin`
- * (`http://host:port`) must already be known to be in the URL standard's own form (see `AppRoute`).
+ * Whether a request with this method and origin-form target can be served lazily: its URL path and
+ * method are what the full Request would hold. (The origin is checked by the caller.)
  */
 export function isPlain(method: string, target: string): boolean {
-  return PLAIN_METHODS.has(method) && PLAIN_TARGET.test(target) && !DOT_SEGMENT.test(target);
+  if (!PLAIN_METHODS.has(method) || target.charCodeAt(0) !== 0x2f) return false;
+  let dot = false;
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c >= 128 || PLAIN_TARGET_BYTE[c] === 0) return false;
+    if (c === 0x2e || c === 0x25) dot = true;
+  }
+  // Only a target with a "." or a "%" can hold a dot segment.
+  return !dot || !DOT_SEGMENT.test(target);
 }
 
 /** A `Request` for `parts`, built lazily (see the module comment). Only for `isPlain` parts. */

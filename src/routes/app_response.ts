@@ -60,10 +60,10 @@ const REASONS: Readonly<Record<number, string>> = {
 };
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-/** Scratch buffer of a converter: heads and in-memory string bodies up to about this size are encoded in it. */
+/** Scratch buffer of a converter: a head with an ASCII body up to this size is encoded in it at once. */
 const SCRATCH_BYTES = 16 * 1024;
-/** Room kept for the `content-length: N` line between an encoded head and body. */
-const LENGTH_LINE_MAX = 40;
+/** Strings whose UTF-8 form has one byte per UTF-16 unit. */
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
 const EMPTY = new Uint8Array(0);
 
 /** What converting a response produced: the reply, and the header names it refused (for one log line; usually empty). */
@@ -128,9 +128,9 @@ class HeadCollector {
 }
 
 /**
- * Turns responses into replies. Holds a scratch buffer the head and an in-memory body are encoded into
- * together (`encodeInto` avoids the op and the allocation `encode` makes per string), then copied out
- * once; one converter per app route, never shared between threads.
+ * Turns responses into replies. Holds a scratch buffer the head and an ASCII body are encoded into
+ * together (`encodeInto` avoids the allocation `encode` makes per string), then copied out once; one
+ * converter per app route, never shared between threads.
  */
 export class ResponseConverter {
   #scratch = new Uint8Array(SCRATCH_BYTES);
@@ -161,7 +161,6 @@ export class ResponseConverter {
    * stream (then `convert`).
    */
   convertStatic(res: Response): Converted | null {
-    if (res.bodyUsed) throw new BadResponse("the response body was already used");
     const source = staticBody(res);
     if (source === undefined) return null;
     const p = this.headParts(res);
@@ -169,26 +168,20 @@ export class ResponseConverter {
       const head = p.noContent ? p.head : p.head + "content-length: 0\r\n";
       return { reply: inMemory(p.status, encoder.encode(head), EMPTY), refused: p.refused };
     }
-    if (typeof source !== "string") {
-      return { reply: withLength(p.status, p.head, source, p.declared, p.refused), refused: p.refused };
+    if (typeof source === "string" && ASCII_ONLY.test(source)) {
+      // The common JSON or text answer: one string, one `encodeInto`, one copy out.
+      const whole = `${p.head}content-length: ${source.length}\r\n${source}`;
+      const scratch = this.#scratch;
+      if (whole.length <= scratch.byteLength) {
+        if (p.declared >= 0 && p.declared !== source.length) p.refused.push("content-length");
+        const n = encoder.encodeInto(whole, scratch).written;
+        const out = scratch.slice(0, n);
+        const h = n - source.length;
+        return { reply: inMemory(p.status, out.subarray(0, h), out.subarray(h)), refused: p.refused };
+      }
     }
-    const scratch = this.#scratch;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit; the length line at most LENGTH_LINE_MAX bytes.
-    if (p.head.length + LENGTH_LINE_MAX + source.length * 3 > scratch.byteLength) {
-      const bytes = encoder.encode(source);
-      return { reply: withLength(p.status, p.head, bytes, p.declared, p.refused), refused: p.refused };
-    }
-    const h = encoder.encodeInto(p.head, scratch).written;
-    const at = h + LENGTH_LINE_MAX;
-    const b = encoder.encodeInto(source, scratch.subarray(at)).written;
-    if (p.declared >= 0 && p.declared !== b) p.refused.push("content-length");
-    const line = encoder.encodeInto(`content-length: ${b}\r\n`, scratch.subarray(h, at)).written;
-    // One copy out of the scratch buffer: head and body side by side in one allocation.
-    const out = new Uint8Array(h + line + b);
-    out.set(scratch.subarray(0, h + line));
-    out.set(scratch.subarray(at, at + b), h + line);
-    const reply = inMemory(p.status, out.subarray(0, h + line), out.subarray(h + line));
-    return { reply, refused: p.refused };
+    const bytes = typeof source === "string" ? encoder.encode(source) : source;
+    return { reply: withLength(p.status, p.head, bytes, p.declared, p.refused), refused: p.refused };
   }
 
   /**
@@ -219,9 +212,11 @@ function slotOf(probe: Response, description: string): symbol | null {
 function staticBody(res: Response): string | Uint8Array | null | undefined {
   const slots = res as unknown as Record<symbol, unknown>;
   if (LAZY_BODY_SLOT !== null) {
+    // Still lazy, so never read (reading materialises it): asking `bodyUsed` would materialise it too.
     const lazy = slots[LAZY_BODY_SLOT];
     if (typeof lazy === "string" || lazy instanceof Uint8Array) return lazy;
   }
+  if (res.bodyUsed) throw new BadResponse("the response body was already used");
   if (RESPONSE_SLOT === null) return undefined;
   const inner = slots[RESPONSE_SLOT] as { body?: unknown } | undefined;
   if (typeof inner !== "object" || inner === null || !("body" in inner)) return undefined;
