@@ -116,12 +116,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
   let appGeneration = 0;
   const appRoute = live.app === "off"
     ? null
-    : new AppRoute(await loadApp(live.app, appGeneration), live, logError);
+    : new AppRoute(await loadApp(live.app, appGeneration), live, logError, stats);
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
-  const router = new Router(staticResponder, live, appRoute);
+  const router = new Router(staticResponder, live, appRoute, stats);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));
@@ -191,7 +191,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
     let nextApp: AppRoute | null = null;
     if (next.app !== "off") {
       try {
-        nextApp = new AppRoute(await loadApp(next.app, ++appGeneration), live, logError);
+        nextApp = new AppRoute(await loadApp(next.app, ++appGeneration), live, logError, stats);
       } catch (e) {
         return { errors: [e instanceof Error ? e.message : String(e)] };
       }

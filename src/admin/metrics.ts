@@ -6,7 +6,7 @@
  * Pure: takes a snapshot, returns text; no Deno APIs.
  */
 
-import { REFUSE_REASONS, type StatsSnapshot } from "../stats/stats.ts";
+import { APP_FAILURES, REFUSE_REASONS, type StatsSnapshot } from "../stats/stats.ts";
 
 type Kind = "counter" | "gauge";
 
@@ -71,6 +71,19 @@ function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[
       "1 while the shared guard store (Redis) is unreachable and limits are per instance.",
       s.guardStoreDegraded,
     ),
+    {
+      name: "vento_app_requests_total",
+      kind: "counter",
+      help: "Requests handed to the app (APP), by route prefix.",
+      // Prefixes come from vento.conf (no quotes or backslashes); sorted for a stable order.
+      samples: Object.keys(s.appRequests ?? {}).sort().map((p) => [`prefix="${p}"`, s.appRequests[p]]),
+    },
+    {
+      name: "vento_app_failures_total",
+      kind: "counter",
+      help: "App requests answered 500 (exception, bad_response) or 503 (timeout).",
+      samples: APP_FAILURES.map((r) => [`reason="${r}"`, s.appFailures?.[r] ?? 0]),
+    },
   ];
 }
 

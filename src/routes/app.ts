@@ -15,6 +15,7 @@ import { pathToFileURL } from "node:url";
 import { BodyError, type BodySource, type Exchange } from "../http/handler.ts";
 import { type Reply, textReply } from "../http/response.ts";
 import { BadResponse, type Converted, ResponseConverter } from "./app_response.ts";
+import type { AppFailure, Stats } from "../stats/stats.ts";
 import { checkedRequest, isPlain, lazyRequest, type RequestParts } from "./app_request.ts";
 
 /** What `fetch` receives besides the request, as `deno serve` gives it. */
@@ -86,10 +87,22 @@ export class AppRoute {
   #lastPlainOrigin = "";
   #converter = new ResponseConverter();
 
-  constructor(app: AppModule, options: AppOptions, logError: (message: string) => void) {
+  #stats: Stats | null;
+
+  constructor(
+    app: AppModule,
+    options: AppOptions,
+    logError: (message: string) => void,
+    stats: Stats | null = null,
+  ) {
     this.#app = app;
     this.#options = options;
     this.#logError = logError;
+    this.#stats = stats;
+  }
+
+  #fail(reason: AppFailure): void {
+    if (this.#stats !== null) this.#stats.appFailures[reason]++;
   }
 
   /** The largest body the app accepts. */
@@ -203,6 +216,7 @@ export class AppRoute {
         // Whatever the app answers later is dropped without reading its body.
         Promise.resolve(result).then((res) => res?.body?.cancel(), () => {}).catch(() => {});
         this.#log(ex, `no Response within APP_TIMEOUT_MS (${timeoutMs} ms); answered 503`);
+        this.#fail("timeout");
         return textReply(503);
       }
       return this.#done(ex, converted);
@@ -216,7 +230,10 @@ export class AppRoute {
   /** A throw, a rejection or an unsendable response: 500 and one log line (unless the body broke a limit). */
   #failed(ex: Exchange, e: unknown, state: BodyState): Reply {
     // The connection answers a body that broke a limit (413, 408, 400) itself, in place of this reply.
-    if (!state.failed && !(e instanceof BodyError)) this.#log(ex, describe(e));
+    if (!state.failed && !(e instanceof BodyError)) {
+      this.#log(ex, describe(e));
+      this.#fail(e instanceof BadResponse ? "bad_response" : "exception");
+    }
     return textReply(500);
   }
 

@@ -14,6 +14,7 @@ import type { Reply } from "../http/response.ts";
 import { buildHead } from "../http/response.ts";
 import { ECHO_PATH, echoReply } from "./echo.ts";
 import type { AppRoute } from "./app.ts";
+import { APP_FALLBACK_ROUTE, type Stats } from "../stats/stats.ts";
 
 const OPTIONS_STAR: Reply = {
   status: 204,
@@ -49,11 +50,18 @@ export class Router implements Handler {
   #static: StaticHandler;
   #options: RouterOptions;
   #app: AppRoute | null;
+  #stats: Stats | null;
 
-  constructor(staticHandler: StaticHandler, options: RouterOptions, app: AppRoute | null = null) {
+  constructor(
+    staticHandler: StaticHandler,
+    options: RouterOptions,
+    app: AppRoute | null = null,
+    stats: Stats | null = null,
+  ) {
     this.#static = staticHandler;
     this.#options = options;
     this.#app = app;
+    this.#stats = stats;
   }
 
   /** Replaces the app (a reload imported it again, or APP changed); null turns app routes off. */
@@ -90,7 +98,13 @@ export class Router implements Handler {
     // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7).
     if (ex.head.targetForm === "asterisk") return OPTIONS_STAR;
     const app = this.#app;
-    if (app !== null && this.appPrefix(ex.head.path) !== null) return app.handle(ex);
+    if (app !== null) {
+      const prefix = this.appPrefix(ex.head.path);
+      if (prefix !== null) {
+        this.#stats?.countAppRequest(prefix);
+        return app.handle(ex);
+      }
+    }
     if (isRoute(ex.head.path, ECHO_PATH)) return echoReply(ex);
     if (app !== null && this.#options.appFallback) return this.#fallback(app, ex);
     return this.#static.handle(ex.head);
@@ -107,6 +121,7 @@ export class Router implements Handler {
     const decide = (reply: Reply): Reply | Promise<Reply> => {
       if (reply.status === 404) {
         reply.stream?.cancel();
+        this.#stats?.countAppRequest(APP_FALLBACK_ROUTE);
         return app.handle(ex);
       }
       if (getLike) return reply;

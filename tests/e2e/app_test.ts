@@ -10,6 +10,7 @@ import { RawClient, request } from "../_helpers/raw_client.ts";
 import { startTestServer, type TestServer } from "../_helpers/server.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { startVento } from "../../main.ts";
+import { formatMetrics } from "../../src/admin/metrics.ts";
 
 const H = "Host: t\r\n";
 
@@ -454,4 +455,30 @@ Deno.test("app: reload imports a changed module; requests after it get the new a
     await Deno.remove(dir, { recursive: true });
   }
   assert.deepEqual(errors, []);
+});
+
+Deno.test("app: requests are counted by route prefix (metrics, stats) and written to the access log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vento-app-log-" });
+  try {
+    await withApp(async (s) => {
+      await request(s.port, `GET /api/json HTTP/1.1\r\n${H}User-Agent: probe\r\n\r\n`);
+      await request(s.port, `GET /api/throw HTTP/1.1\r\n${H}\r\n`);
+      await request(s.port, `GET /auth/x HTTP/1.1\r\n${H}\r\n`);
+      await request(s.port, `GET /no/file HTTP/1.1\r\n${H}\r\n`);
+      await request(s.port, `GET / HTTP/1.1\r\n${H}\r\n`);
+      const snap = s.vento.stats.snapshot(0, 0);
+      assert.deepEqual(snap.appRequests, { "/api/": 2, "/auth/": 1, "(fallback)": 1 });
+      assert.deepEqual(snap.appFailures, { exception: 1, timeout: 0, bad_response: 0 });
+      const metrics = formatMetrics(snap, 10, 0);
+      assert.match(metrics, /^vento_app_requests_total\{prefix="\/api\/"\} 2$/m);
+      assert.match(metrics, /^vento_app_requests_total\{prefix="\(fallback\)"\} 1$/m);
+      assert.match(metrics, /^vento_app_failures_total\{reason="exception"\} 1$/m);
+    }, { appPaths: ["/api/", "/auth/"], appFallback: true, accessLog: `${dir}/access.log` });
+    const log = await Deno.readTextFile(`${dir}/access.log`);
+    assert.match(log, /^127\.0\.0\.1 - - \[[^\]]+\] "GET \/api\/json HTTP\/1\.1" 200 17 "-" "probe"$/m);
+    assert.match(log, /"GET \/api\/throw HTTP\/1\.1" 500 /);
+    assert.match(log, /"GET \/no\/file HTTP\/1\.1" 200 /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
