@@ -121,7 +121,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
   const staticResponder = await StaticResponder.create(live, clock);
-  const router = new Router(staticResponder, live, appRoute, stats);
+  const router = new Router(staticResponder, live, appRoute, stats, logError);
   const accessLog = live.accessLog === "off" ? null : await AccessLog.open(live.accessLog);
   // WORKERS=1 keeps the guard itself as the gate: no wrapper on the hot path.
   const gate: ConnGate = options.gate?.(guard) ?? (store === null ? guard : storeGate(guard));

@@ -12,8 +12,8 @@ import type { Exchange, Handler } from "../http/handler.ts";
 import type { RequestHead } from "../http/head.ts";
 import type { Reply } from "../http/response.ts";
 import { buildHead } from "../http/response.ts";
-import { ECHO_PATH, echoReply } from "./echo.ts";
-import type { AppRoute } from "./app.ts";
+import { ECHO_PATH, echoApp } from "./echo.ts";
+import { AppRoute } from "./app.ts";
 import { APP_FALLBACK_ROUTE, type Stats } from "../stats/stats.ts";
 
 const OPTIONS_STAR: Reply = {
@@ -33,6 +33,8 @@ export interface StaticHandler {
 /** The settings the router reads (the live `Config`). */
 export interface RouterOptions {
   echoMaxBodyBytes: number;
+  /** Also bounds the built-in echo app's answer. */
+  appTimeoutMs: number;
   /** Path prefixes routed to the app, compared with the still percent-encoded path. */
   appPaths: string[];
   /** A static 404 goes to the app instead. */
@@ -51,17 +53,30 @@ export class Router implements Handler {
   #options: RouterOptions;
   #app: AppRoute | null;
   #stats: Stats | null;
+  /** The built-in echo endpoint, an app served through the same seam as APP. */
+  #echo: AppRoute;
 
   constructor(
     staticHandler: StaticHandler,
     options: RouterOptions,
     app: AppRoute | null = null,
     stats: Stats | null = null,
+    logError: (message: string) => void = (m) => console.error(m),
   ) {
     this.#static = staticHandler;
     this.#options = options;
     this.#app = app;
     this.#stats = stats;
+    // Its limits are read from the live options per request, as APP's are.
+    const echoOptions = {
+      get appMaxBodyBytes() {
+        return options.echoMaxBodyBytes;
+      },
+      get appTimeoutMs() {
+        return options.appTimeoutMs;
+      },
+    };
+    this.#echo = new AppRoute(echoApp, echoOptions, logError, stats);
   }
 
   /** Replaces the app (a reload imported it again, or APP changed); null turns app routes off. */
@@ -89,9 +104,9 @@ export class Router implements Handler {
   }
 
   streamsBody(head: RequestHead): boolean {
-    if (this.#app === null || head.targetForm === "asterisk") return false;
-    return this.appPrefix(head.path) !== null ||
-      (this.#options.appFallback && !(head.method === "POST" && isRoute(head.path, ECHO_PATH)));
+    if (head.targetForm === "asterisk") return false;
+    // Every route that takes a body is an app (echo included): they all read it as a stream.
+    return this.bodyLimitBytes(head) > 0;
   }
 
   handle(ex: Exchange): Reply | Promise<Reply> {
@@ -105,7 +120,7 @@ export class Router implements Handler {
         return app.handle(ex);
       }
     }
-    if (isRoute(ex.head.path, ECHO_PATH)) return echoReply(ex);
+    if (isRoute(ex.head.path, ECHO_PATH)) return this.#echo.handle(ex);
     if (app !== null && this.#options.appFallback) return this.#fallback(app, ex);
     return this.#static.handle(ex.head);
   }

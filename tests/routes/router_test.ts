@@ -26,7 +26,12 @@ function head(method: string, path: string, targetForm: RequestHead["targetForm"
 }
 
 const staticSide = { handle: () => textReply(404) };
-const router = new Router(staticSide, { echoMaxBodyBytes: 1234, appPaths: ["/api/"], appFallback: false });
+const router = new Router(staticSide, {
+  echoMaxBodyBytes: 1234,
+  appPaths: ["/api/"],
+  appFallback: false,
+  appTimeoutMs: 1000,
+});
 
 Deno.test("only POST to exactly /api/echo (query allowed) takes a body, up to the echo limit", () => {
   assert.equal(router.bodyLimitBytes(head("POST", "/api/echo")), 1234);
@@ -36,16 +41,37 @@ Deno.test("only POST to exactly /api/echo (query allowed) takes a body, up to th
   assert.equal(router.bodyLimitBytes(head("GET", "/index.html")), 0);
 });
 
-Deno.test("echo answers the body; other methods get 405 with Allow; OPTIONS * is 204", () => {
+/** A body source handing out `bytes` in one read. */
+function source(bytes: Uint8Array) {
+  let done = false;
+  return {
+    read: () => {
+      const r = done ? null : bytes;
+      done = true;
+      return Promise.resolve(r);
+    },
+  };
+}
+
+Deno.test("echo (an app on the same seam) answers the body; other methods get 405 with Allow; OPTIONS * is 204", async () => {
   const body = new TextEncoder().encode("hi");
-  const ok = router.handle({ head: head("POST", "/api/echo"), body, remote: "127.0.0.1", connId: 1 });
-  assert.ok(!(ok instanceof Promise));
+  const ex = (method: string, path: string, b: Uint8Array | null = null) => ({
+    head: head(method, path),
+    body: new Uint8Array(),
+    bodySource: b === null ? null : source(b),
+    remote: "127.0.0.1",
+    connId: 1,
+  });
+  assert.equal(router.streamsBody(head("POST", "/api/echo")), true);
+  const ok = await router.handle(ex("POST", "/api/echo", body));
   assert.equal(ok.status, 200);
-  assert.equal(ok.body, body);
-  const no = router.handle({ head: head("GET", "/api/echo"), body: new Uint8Array(), remote: "", connId: 1 });
-  assert.ok(!(no instanceof Promise));
+  assert.deepEqual(ok.body, body);
+  assert.match(new TextDecoder().decode(ok.head), /content-type: text\/plain; charset=utf-8\r\n/);
+  const no = await router.handle(ex("GET", "/api/echo"));
   assert.equal(no.status, 405);
-  assert.match(new TextDecoder().decode(no.head), /Allow: POST, OPTIONS\r\n/);
+  assert.match(new TextDecoder().decode(no.head), /allow: POST, OPTIONS\r\n/);
+  const options = await router.handle(ex("OPTIONS", "/api/echo"));
+  assert.equal(options.status, 204);
   const star = router.handle({
     head: head("OPTIONS", "*", "asterisk"),
     body: new Uint8Array(),
@@ -69,7 +95,7 @@ function appRouter(options: { appPaths: string[]; appFallback: boolean }, files:
     handle: (h: RequestHead): Reply =>
       files.has(h.path) ? (h.method === "GET" ? textReply(200) : textReply(405)) : textReply(404),
   };
-  return new Router(statics, { echoMaxBodyBytes: 1234, ...options }, app);
+  return new Router(statics, { echoMaxBodyBytes: 1234, appTimeoutMs: 1000, ...options }, app);
 }
 
 async function answer(r: Router, method: string, path: string): Promise<string> {
@@ -105,8 +131,14 @@ Deno.test("APP_FALLBACK sends what matches no file to the app; a file keeps its 
 });
 
 Deno.test("without an app, APP_PATHS routes nothing", () => {
-  const r = new Router(staticSide, { echoMaxBodyBytes: 1, appPaths: ["/api/"], appFallback: true });
+  const r = new Router(staticSide, {
+    echoMaxBodyBytes: 1,
+    appPaths: ["/api/"],
+    appFallback: true,
+    appTimeoutMs: 1,
+  });
   assert.equal(r.appPrefix("/api/x"), null);
   assert.equal(r.streamsBody(head("POST", "/api/x")), false);
   assert.equal(r.bodyLimitBytes(head("POST", "/api/x")), 0);
+  assert.equal(r.streamsBody(head("POST", "/api/echo")), true);
 });
