@@ -65,6 +65,8 @@ const SCRATCH_BYTES = 16 * 1024;
 /** Strings whose UTF-8 form has one byte per UTF-16 unit. */
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 const EMPTY = new Uint8Array(0);
+/** No refused headers (shared: never written to, as a lazy Response has only its Content-Type). */
+const NONE: string[] = [];
 
 /** What converting a response produced: the reply, and the header names it refused (for one log line; usually empty). */
 export interface Converted {
@@ -134,6 +136,10 @@ class HeadCollector {
  */
 export class ResponseConverter {
   #scratch = new Uint8Array(SCRATCH_BYTES);
+  /** The last ASCII answer converted, reused while the app keeps giving the same one. */
+  #last: { status: number; head: string; body: string; reply: Reply } | null = null;
+  /** Head text of lazy Responses by content type (a handful of types per app). */
+  #lazyHeads = new Map<string, string>();
 
   /** The status line and the app's headers (`Headers` already refused CR, LF and NUL in values). */
   headParts(res: Response): HeadParts {
@@ -161,6 +167,22 @@ export class ResponseConverter {
    * stream (then `convert`).
    */
   convertStatic(res: Response): Converted | null {
+    if (LAZY_HEAD_HOLDS) {
+      const slots = res as unknown as Record<symbol, unknown>;
+      const lazy = slots[LAZY_BODY_SLOT!];
+      if (typeof lazy === "string" && ASCII_ONLY.test(lazy)) {
+        const type = slots[LAZY_TYPE_SLOT!] ?? TEXT_TYPE;
+        if (typeof type === "string") {
+          let head = this.#lazyHeads.get(type);
+          if (head === undefined) {
+            head = `${LAZY_HEAD_START}${type}\r\n`;
+            if (this.#lazyHeads.size < LAZY_HEADS_KEPT) this.#lazyHeads.set(type, head);
+          }
+          const done = this.#ascii(200, head, lazy, NONE);
+          if (done !== null) return done;
+        }
+      }
+    }
     const source = staticBody(res);
     if (source === undefined) return null;
     const p = this.headParts(res);
@@ -169,19 +191,37 @@ export class ResponseConverter {
       return { reply: inMemory(p.status, encoder.encode(head), EMPTY), refused: p.refused };
     }
     if (typeof source === "string" && ASCII_ONLY.test(source)) {
-      // The common JSON or text answer: one string, one `encodeInto`, one copy out.
-      const whole = `${p.head}content-length: ${source.length}\r\n${source}`;
-      const scratch = this.#scratch;
-      if (whole.length <= scratch.byteLength) {
-        if (p.declared >= 0 && p.declared !== source.length) p.refused.push("content-length");
-        const n = encoder.encodeInto(whole, scratch).written;
-        const out = scratch.slice(0, n);
-        const h = n - source.length;
-        return { reply: inMemory(p.status, out.subarray(0, h), out.subarray(h)), refused: p.refused };
-      }
+      if (p.declared >= 0 && p.declared !== source.length) p.refused.push("content-length");
+      const done = this.#ascii(p.status, p.head, source, p.refused);
+      if (done !== null) return done;
     }
     const bytes = typeof source === "string" ? encoder.encode(source) : source;
     return { reply: withLength(p.status, p.head, bytes, p.declared, p.refused), refused: p.refused };
+  }
+
+  /**
+   * The common JSON or text answer, an ASCII body: head, length line and body as one string, one
+   * `encodeInto`, one copy out. Null when it does not fit the scratch buffer.
+   */
+  #ascii(status: number, head: string, body: string, refused: string[]): Converted | null {
+    const last = this.#last;
+    if (last !== null && last.body === body && last.head === head && last.status === status) {
+      return { reply: last.reply, refused };
+    }
+    const whole = `${head}content-length: ${body.length}\r\n${body}`;
+    const scratch = this.#scratch;
+    if (whole.length > scratch.byteLength) return null;
+    const n = encoder.encodeInto(whole, scratch).written;
+    const out = scratch.slice(0, n);
+    const h = n - body.length;
+    // The same answer again (a hello, a health check, an unchanged list) gets the same frozen reply, which
+    // the connection may then keep whole and write as is, as it does for cached files.
+    const reply: Reply = Object.freeze({
+      ...inMemory(status, out.subarray(0, h), out.subarray(h)),
+      reusable: true,
+    });
+    this.#last = { status, head, body, reply };
+    return { reply, refused };
   }
 
   /**
@@ -203,6 +243,37 @@ export class ResponseConverter {
  */
 const RESPONSE_SLOT = slotOf(new Response(""), "response");
 const LAZY_BODY_SLOT = slotOf(Response.json(null), "lazy static body");
+const LAZY_TYPE_SLOT = slotOf(Response.json(null), "lazy static content type");
+/** The Content-Type the Fetch standard gives a string body. */
+const TEXT_TYPE = "text/plain;charset=UTF-8";
+
+/**
+ * A Response made by `Response.json(data)` or `new Response(string)` with no init, and untouched since
+ * (reading its headers or body materialises it), keeps its body and type lazily: its head is then known
+ * without building its `Headers` (status 200, `content-type` alone). Checked once on probes, so a Deno
+ * that keeps them otherwise gets the ordinary path.
+ */
+const LAZY_HEAD_HOLDS = (() => {
+  if (LAZY_BODY_SLOT === null || LAZY_TYPE_SLOT === null) return false;
+  const probes: [Response, string][] = [[Response.json({ probe: 1 }), "application/json"], [
+    new Response("probe"),
+    TEXT_TYPE,
+  ]];
+  for (const [res, type] of probes) {
+    const slots = res as unknown as Record<symbol, unknown>;
+    if (typeof slots[LAZY_BODY_SLOT] !== "string" || (slots[LAZY_TYPE_SLOT] ?? TEXT_TYPE) !== type) {
+      return false;
+    }
+    const headers: string[] = [];
+    res.headers.forEach((value, name) => headers.push(name, value));
+    if (res.status !== 200 || headers.join("\n") !== `content-type\n${type}`) return false;
+  }
+  return true;
+})();
+/** Distinct content types whose lazy head text a converter keeps. */
+const LAZY_HEADS_KEPT = 64;
+/** The status line and common lines of a lazy Response's head. */
+const LAZY_HEAD_START = `HTTP/1.1 200 OK\r\n${COMMON_HEADERS}content-type: `;
 
 function slotOf(probe: Response, description: string): symbol | null {
   return Object.getOwnPropertySymbols(probe).find((s) => s.description === description) ?? null;

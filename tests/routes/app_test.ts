@@ -149,3 +149,24 @@ Deno.test("loadApp names what is wrong with a module", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an untouched Response.json or text Response converts to the same bytes as a materialised one", () => {
+  const c = new ResponseConverter();
+  const bytesOf = (r: Response) => {
+    const converted = c.convertStatic(r)!;
+    return decoder.decode(converted.reply.head) + "|" + decoder.decode(converted.reply.body!);
+  };
+  const touch = (r: Response) => {
+    r.headers.get("x-none");
+    return r;
+  };
+  for (
+    const make of [
+      () => Response.json({ a: "b" }),
+      () => new Response("plain text"),
+      () => Response.json("é"),
+    ]
+  ) {
+    assert.equal(bytesOf(make()), bytesOf(touch(make())));
+  }
+});
