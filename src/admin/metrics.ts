@@ -23,6 +23,11 @@ function one(name: string, kind: Kind, help: string, value: number): Family {
 
 /** The families exposed, in a stable order. */
 function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[] {
+  // Prefixes come from vento.conf (no quotes or backslashes); sorted for a stable order.
+  const appRequests: [string, number][] = Object.keys(s.appRequests ?? {}).sort().map((p) => [
+    `prefix="${p}"`,
+    s.appRequests[p],
+  ]);
   return [
     one("vento_uptime_seconds", "gauge", "Seconds since the server started.", uptimeMs / 1000),
     one("vento_connections_accepted_total", "counter", "Connections accepted.", s.accepted),
@@ -71,13 +76,13 @@ function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[
       "1 while the shared guard store (Redis) is unreachable and limits are per instance.",
       s.guardStoreDegraded,
     ),
-    {
+    // Only once the app has had a request: a family without samples is of no use to a scraper.
+    ...(appRequests.length === 0 ? [] : [{
       name: "vento_app_requests_total",
-      kind: "counter",
+      kind: "counter" as const,
       help: "Requests handed to the app (APP), by route prefix.",
-      // Prefixes come from vento.conf (no quotes or backslashes); sorted for a stable order.
-      samples: Object.keys(s.appRequests ?? {}).sort().map((p) => [`prefix="${p}"`, s.appRequests[p]]),
-    },
+      samples: appRequests,
+    }]),
     {
       name: "vento_app_failures_total",
       kind: "counter",

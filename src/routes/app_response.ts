@@ -62,8 +62,8 @@ const REASONS: Readonly<Record<number, string>> = {
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 /** Scratch buffer of a converter: a head with an ASCII body up to this size is encoded in it at once. */
 const SCRATCH_BYTES = 16 * 1024;
-/** Strings whose UTF-8 form has one byte per UTF-16 unit. */
-const ASCII_ONLY = /^[\x00-\x7f]*$/;
+/** A character outside ASCII (UTF-8 then takes more than one byte for it). */
+const NON_ASCII = /[\u0080-\uffff]/;
 const EMPTY = new Uint8Array(0);
 /** No refused headers (shared: never written to, as a lazy Response has only its Content-Type). */
 const NONE: string[] = [];
@@ -170,7 +170,7 @@ export class ResponseConverter {
     if (LAZY_HEAD_HOLDS) {
       const slots = res as unknown as Record<symbol, unknown>;
       const lazy = slots[LAZY_BODY_SLOT!];
-      if (typeof lazy === "string" && ASCII_ONLY.test(lazy)) {
+      if (typeof lazy === "string" && !NON_ASCII.test(lazy)) {
         const type = slots[LAZY_TYPE_SLOT!] ?? TEXT_TYPE;
         if (typeof type === "string") {
           let head = this.#lazyHeads.get(type);
@@ -190,7 +190,7 @@ export class ResponseConverter {
       const head = p.noContent ? p.head : p.head + "content-length: 0\r\n";
       return { reply: inMemory(p.status, encoder.encode(head), EMPTY), refused: p.refused };
     }
-    if (typeof source === "string" && ASCII_ONLY.test(source)) {
+    if (typeof source === "string" && !NON_ASCII.test(source)) {
       if (p.declared >= 0 && p.declared !== source.length) p.refused.push("content-length");
       const done = this.#ascii(p.status, p.head, source, p.refused);
       if (done !== null) return done;

@@ -68,7 +68,11 @@ export default {
       case "/api/reject": return Promise.reject(new TypeError("rejected on purpose"));
       case "/api/notresponse": return { status: 200 };
       case "/api/slow": {
-        await new Promise((r) => setTimeout(r, 400));
+        // Late, but it stops when its signal says the answer is no longer wanted.
+        await new Promise((r) => {
+          const t = setTimeout(r, 400);
+          req.signal.addEventListener("abort", () => { clearTimeout(t); r(); });
+        });
         return new Response("late");
       }
       case "/api/echo": return new Response(req.body, { headers: { "content-type": req.headers.get("content-type") ?? "x/y" } });
