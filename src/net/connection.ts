@@ -221,6 +221,8 @@ export class Connection {
   #secure: boolean;
   /** Told when the connection closes, while a handler works (an app's `request.signal`). */
   #watch: CloseWatch = { onClose: null };
+  /** A read started while a handler works, to notice the peer leaving (see `#startWatchRead`). */
+  #watchRead: Promise<number | null> | null = null;
   // A body streamed to the handler (`Handler.streamsBody`), pulled through `#bodySource`.
   #bodySource: BodySource | null = null;
   /** Content-Length bytes still to come (fixed-length bodies). */
@@ -305,9 +307,10 @@ export class Connection {
     } finally {
       this.close();
       this.#ctx.gate?.release(this.#ticket);
-      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on.
+      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
+      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused.
       this.#shrinkReadBuffer();
-      this.#ctx.readPool.release(this.#small);
+      if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
       if (this.#ctx.parserPool.length < PARSER_POOL_KEPT) this.#ctx.parserPool.push(this.#parser);
     }
   }
@@ -435,7 +438,7 @@ export class Connection {
       this.#end = 0;
       this.#action = "reading request head";
       const buf = this.#readBuffer();
-      const n = await this.#conn.read(buf);
+      const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
       if (this.#readDone(n, buf)) await this.#discardAndClose();
       if (n === null) {
         if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
@@ -458,6 +461,39 @@ export class Connection {
     const n = await this.#conn.read(buf);
     if (this.#readDone(n, buf)) await this.#discardAndClose();
     return n;
+  }
+
+  /**
+   * Starts the read the loop would make next, while a handler still works: its end (EOF, reset) tells the
+   * handler the peer left (`CloseWatch`); bytes it brings (a pipelined request) wait in the buffer for the
+   * loop, which takes this read as its own (`#takeWatchRead`). Only with nothing buffered and no body
+   * unread, into the small buffer (a pooled one must not be returned while a read may still fill it).
+   */
+  #startWatchRead(): void {
+    this.#shrinkReadBuffer();
+    this.#start = 0;
+    this.#end = 0;
+    const peerLeft = () => {
+      const onClose = this.#watch.onClose;
+      this.#watch.onClose = null;
+      onClose?.();
+    };
+    this.#watchRead = this.#conn.read(this.#buf).then((n) => {
+      if (n === null) peerLeft();
+      return n;
+    }, (e) => {
+      // A reset, or our own close (kick, deadline, shutdown): the loop then sees the end of input.
+      if (!this.#closed && isPeerGone(e)) this.#ctx.stats.peerResets++;
+      peerLeft();
+      return null;
+    });
+  }
+
+  /** The read `#startWatchRead` began, for the loop to take as its next read (null when none). */
+  #takeWatchRead(): Promise<number | null> | null {
+    const pending = this.#watchRead;
+    this.#watchRead = null;
+    return pending;
   }
 
   /** The buffer the next read goes into (throws ClosedError once closed). */
@@ -517,7 +553,7 @@ export class Connection {
   }
 
   async #rawRead(): Promise<number | null> {
-    const n = await this.#conn.read(this.#buf);
+    const n = await (this.#takeWatchRead() ?? this.#conn.read(this.#buf));
     if (n !== null) {
       this.#bytesIn += n;
       this.#ctx.stats.bytesIn += n;
@@ -596,6 +632,13 @@ export class Connection {
 
   /** Waits for a handler's reply and emits it (`close` forces `Connection: close`). */
   async #settle(head: RequestHead, pending: Reply | Promise<Reply>, close = false): Promise<boolean> {
+    // A handler that wants to hear of the peer leaving (an app's `request.signal`) and works
+    // asynchronously: read meanwhile, as the next read would anyway, so a close or reset is noticed now.
+    if (
+      this.#watch.onClose !== null && !hasBody(head) && this.#start === this.#end &&
+      this.#watchRead === null &&
+      pending instanceof Promise
+    ) this.#startWatchRead();
     let reply: Reply;
     try {
       reply = await pending;

@@ -486,3 +486,31 @@ Deno.test("app: requests are counted by route prefix (metrics, stats) and writte
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("app: request.signal aborts as soon as the client leaves while the app works", () =>
+  withApp(async (s) => {
+    const c = await RawClient.connect(s.port);
+    await c.send(`GET /api/wait HTTP/1.1\r\n${H}\r\n`);
+    for (let i = 0; i < 100 && s.vento.server.connections()[0]?.request === ""; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    c.close();
+    for (let i = 0; i < 300 && events.aborted.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(events.aborted, ["/api/wait"]);
+  }));
+
+Deno.test("app: a pipelined request that arrives while the app works is served after it, in order", () =>
+  withApp(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      await c.send(`GET /api/slow HTTP/1.1\r\n${H}\r\n`);
+      await new Promise((r) => setTimeout(r, 50));
+      await c.send(`GET /api/json HTTP/1.1\r\n${H}\r\n`);
+      assert.equal((await c.read()).text, "late");
+      assert.equal((await c.read()).text, '{"ok":true,"n":1}');
+      await c.send(`GET /api/x HTTP/1.1\r\n${H}\r\n`);
+      assert.equal((await c.read()).text, "app GET /api/x");
+    } finally {
+      c.close();
+    }
+  }));
