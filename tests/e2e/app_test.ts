@@ -17,8 +17,12 @@ const H = "Host: t\r\n";
 /** What the test app records for the test to inspect (same isolate: the module is imported here). */
 interface AppEvents {
   aborted: string[];
+  calls: number;
 }
-const events = (globalThis as unknown as { __ventoAppEvents: AppEvents }).__ventoAppEvents = { aborted: [] };
+const events = (globalThis as unknown as { __ventoAppEvents: AppEvents }).__ventoAppEvents = {
+  aborted: [],
+  calls: 0,
+};
 
 const APP = `
 const enc = new TextEncoder();
@@ -26,6 +30,7 @@ const ev = globalThis.__ventoAppEvents;
 export default {
   async fetch(req, info) {
     const url = new URL(req.url);
+    ev.calls++;
     req.signal.addEventListener("abort", () => ev.aborted.push(url.pathname));
     switch (url.pathname) {
       case "/api/json": return Response.json({ ok: true, n: 1 });
@@ -98,6 +103,7 @@ async function withApp(
   await Deno.writeTextFile(appPath, source);
   const s = await startTestServer({ app: appPath, appPaths: ["/api/"], appTimeoutMs: 5000, ...overrides });
   events.aborted = [];
+  events.calls = 0;
   try {
     await fn(s, appPath);
   } finally {
@@ -514,3 +520,23 @@ Deno.test("app: a pipelined request that arrives while the app works is served a
       c.close();
     }
   }));
+
+Deno.test("app: the guard answers first: a client over its request rate gets 429 and the app never sees it", () =>
+  withApp(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      await c.send(`GET /api/json HTTP/1.1\r\n${H}\r\n`);
+      assert.equal((await c.read()).status, 200);
+      await c.send(`GET /api/json HTTP/1.1\r\n${H}\r\n`);
+      const limited = await c.read();
+      assert.equal(limited.status, 429);
+      assert.ok(limited.headers.has("retry-after"));
+    } finally {
+      c.close();
+    }
+    assert.equal(events.calls, 1);
+    // A malformed request never reaches it either.
+    const bad = await request(s.port, `GET /api/json HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`);
+    assert.equal(bad.status, 400);
+    assert.equal(events.calls, 1);
+  }, { requestRatePerSec: 1, requestBurst: 1 }));

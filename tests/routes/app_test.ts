@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { checkedRequest, isPlain, lazyRequest, type RequestParts } from "../../src/routes/app_request.ts";
 import { BadResponse, ResponseConverter } from "../../src/routes/app_response.ts";
-import { AppLoadError, loadApp } from "../../src/routes/app.ts";
+import { AppLoadError, AppRoute, loadApp } from "../../src/routes/app.ts";
 
 const decoder = new TextDecoder();
 
@@ -169,4 +169,30 @@ Deno.test("an untouched Response.json or text Response converts to the same byte
   ) {
     assert.equal(bytesOf(make()), bytesOf(touch(make())));
   }
+});
+
+Deno.test("the Request URL is https over TLS, and built from the validated Host", async () => {
+  const app = new AppRoute(
+    { fetch: (req) => new Response(req.url) },
+    { appMaxBodyBytes: 0, appTimeoutMs: 1000 },
+    () => {},
+  );
+  const head = {
+    method: "GET",
+    target: "/api/x?y",
+    targetForm: "origin" as const,
+    path: "/api/x?y",
+    version: 11 as const,
+    headers: ["host", "Example.COM:443"],
+    host: "Example.COM:443",
+    contentLength: -1,
+    chunked: false,
+    keepAlive: true,
+    expectContinue: false,
+  };
+  const url = async (secure: boolean) =>
+    decoder.decode((await app.handle({ head, body: new Uint8Array(), remote: "", connId: 1, secure })).body!);
+  // The URL standard's own form: lower-case host, default port dropped.
+  assert.equal(await url(true), "https://example.com/api/x?y");
+  assert.equal(await url(false), "http://example.com:443/api/x?y");
 });
