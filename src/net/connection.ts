@@ -580,6 +580,8 @@ export class Connection {
     const ctx = this.#ctx;
     this.#requests++;
     ctx.stats.requests++;
+    // A new exchange: whoever watched the last one's connection is done with it.
+    this.#watch.onClose = null;
     if (ctx.gate !== null) {
       const retryAfterSec = ctx.gate.admitRequest(this.#ticket, forwardedForOf(head.headers));
       if (typeof retryAfterSec !== "number") return this.#admitLater(head, retryAfterSec);

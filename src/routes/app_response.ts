@@ -188,9 +188,9 @@ export class ResponseConverter {
     const p = this.headParts(res);
     if (source === null || p.noContent) {
       const head = p.noContent ? p.head : p.head + "content-length: 0\r\n";
-      return { reply: inMemory(p.status, encoder.encode(head), EMPTY), refused: p.refused };
+      return { reply: inMemory(p.status, headBytes(head), EMPTY), refused: p.refused };
     }
-    if (typeof source === "string" && !NON_ASCII.test(source)) {
+    if (typeof source === "string" && !NON_ASCII.test(source) && !NON_ASCII.test(p.head)) {
       if (p.declared >= 0 && p.declared !== source.length) p.refused.push("content-length");
       const done = this.#ascii(p.status, p.head, source, p.refused);
       if (done !== null) return done;
@@ -306,7 +306,7 @@ async function convertStreamed(res: Response, parts: HeadParts, ctx: ResponseCon
   if (body === null || noContent) {
     if (body !== null) void body.cancel().catch(() => {});
     if (!noContent) head += "content-length: 0\r\n";
-    return { reply: inMemory(status, encoder.encode(head), EMPTY), refused };
+    return { reply: inMemory(status, headBytes(head), EMPTY), refused };
   }
   const reader = body.getReader();
   let first: ReadableStreamReadResult<Uint8Array>;
@@ -350,6 +350,17 @@ async function convertStreamed(res: Response, parts: HeadParts, ctx: ResponseCon
   return { reply: streamed(status, head, stream, 0, false), refused };
 }
 
+/**
+ * A head as bytes. Header values are byte strings (`Headers` holds one char per byte, 0x00-0xFF): a value
+ * with bytes above 0x7F (obs-text) goes out as those bytes, as `deno serve` sends it, not as UTF-8.
+ */
+function headBytes(head: string): Uint8Array {
+  if (!NON_ASCII.test(head)) return encoder.encode(head);
+  const out = new Uint8Array(head.length);
+  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
+  return out;
+}
+
 /** A body of one chunk: Content-Length is its size (an app's disagreeing value is refused). */
 function withLength(
   status: number,
@@ -359,7 +370,7 @@ function withLength(
   refused: string[],
 ): Reply {
   if (declared >= 0 && declared !== body.byteLength) refused.push("content-length");
-  return inMemory(status, encoder.encode(head + `content-length: ${body.byteLength}\r\n`), body);
+  return inMemory(status, headBytes(head + `content-length: ${body.byteLength}\r\n`), body);
 }
 
 function inMemory(status: number, head: Uint8Array, body: Uint8Array): Reply {
@@ -374,11 +385,11 @@ function inMemory(status: number, head: Uint8Array, body: Uint8Array): Reply {
 }
 
 function headOnly(status: number, head: string, length: number): Reply {
-  return { status, head: encoder.encode(head), body: null, stream: null, length, close: false };
+  return { status, head: headBytes(head), body: null, stream: null, length, close: false };
 }
 
 function streamed(status: number, head: string, stream: BodyStream, length: number, close: boolean): Reply {
-  return { status, head: encoder.encode(head), body: null, stream, length, close };
+  return { status, head: headBytes(head), body: null, stream, length, close };
 }
 
 /** A chunk of a response body as bytes; anything else is the app's mistake (Deno.serve refuses it too). */

@@ -196,3 +196,13 @@ Deno.test("the Request URL is https over TLS, and built from the validated Host"
   assert.equal(await url(true), "https://example.com/api/x?y");
   assert.equal(await url(false), "http://example.com:443/api/x?y");
 });
+
+Deno.test("a header value with bytes above 0x7F goes out as those bytes, not as UTF-8", () => {
+  const c = new ResponseConverter();
+  const r = c.convertStatic(new Response("x", { headers: { "x-latin1": "caf\u00e9" } }))!;
+  const head = r.reply.head;
+  const at = decoder.decode(head).indexOf("x-latin1: caf");
+  assert.ok(at > 0);
+  assert.equal(head[at + "x-latin1: caf".length], 0xe9);
+  assert.equal(head[at + "x-latin1: caf".length + 1], 0x0d);
+});
