@@ -896,7 +896,9 @@ export class Connection {
     const body = isHead ? null : reply.body;
     const stream = reply.stream;
     ctx.stats.countResponse(reply.status);
-    if (ctx.accessLog !== null) this.#logAccess(head, reply.status, isHead ? 0 : reply.length);
+    // A streamed body of unknown length (an app's chunked answer) is logged once sent, with what was sent.
+    const logLater = stream !== null && !isHead && reply.length === 0 && ctx.accessLog !== null;
+    if (ctx.accessLog !== null && !logLater) this.#logAccess(head, reply.status, isHead ? 0 : reply.length);
     if (
       reply.reusable === true && connLine === EMPTY && stream === null &&
       (body === null || body.byteLength <= WHOLE_REPLY_MAX_BODY_BYTES)
@@ -910,7 +912,7 @@ export class Connection {
     this.#appendHead(reply.head, connLine);
     if (stream !== null) {
       if (isHead) stream.cancel();
-      else return this.#pipeStream(stream, keep);
+      else return this.#pipeStream(stream, keep, logLater ? head : null, reply.status);
     }
     if (body !== null && body.byteLength > 0) {
       if (body.byteLength <= INLINE_BODY_BYTES) this.#append(body);
@@ -919,21 +921,30 @@ export class Connection {
     return keep;
   }
 
-  async #pipeStream(stream: Reply["stream"] & object, keep: boolean): Promise<boolean> {
+  async #pipeStream(
+    stream: Reply["stream"] & object,
+    keep: boolean,
+    logHead: RequestHead | null = null,
+    status = 0,
+  ): Promise<boolean> {
     try {
       await this.#flush();
     } catch (e) {
       stream.cancel();
+      if (logHead !== null) this.#logAccess(logHead, status, 0);
       throw e;
     }
     this.#action = "streaming response body";
     this.#rateKind = "send";
     this.#rateStartMs = this.#ctx.nowMs;
     this.#rateBytes = 0;
+    const sentBefore = this.#bytesOut;
     try {
       await stream.pipe(this.#sink ??= { write: (bytes) => this.#writeStream(bytes) });
     } finally {
       this.#rateKind = "none";
+      // Also when the stream broke or the peer left: the log says how much went out.
+      if (logHead !== null) this.#logAccess(logHead, status, this.#bytesOut - sentBefore);
     }
     return keep;
   }

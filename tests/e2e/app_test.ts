@@ -476,11 +476,12 @@ Deno.test("app: requests are counted by route prefix (metrics, stats) and writte
       await request(s.port, `GET /auth/x HTTP/1.1\r\n${H}\r\n`);
       await request(s.port, `GET /no/file HTTP/1.1\r\n${H}\r\n`);
       await request(s.port, `GET / HTTP/1.1\r\n${H}\r\n`);
+      await request(s.port, `GET /api/stream HTTP/1.1\r\n${H}\r\n`);
       const snap = s.vento.stats.snapshot(0, 0);
-      assert.deepEqual(snap.appRequests, { "/api/": 2, "/auth/": 1, "(fallback)": 1 });
+      assert.deepEqual(snap.appRequests, { "/api/": 3, "/auth/": 1, "(fallback)": 1 });
       assert.deepEqual(snap.appFailures, { exception: 1, timeout: 0, bad_response: 0 });
       const metrics = formatMetrics(snap, 10, 0);
-      assert.match(metrics, /^vento_app_requests_total\{prefix="\/api\/"\} 2$/m);
+      assert.match(metrics, /^vento_app_requests_total\{prefix="\/api\/"\} 3$/m);
       assert.match(metrics, /^vento_app_requests_total\{prefix="\(fallback\)"\} 1$/m);
       assert.match(metrics, /^vento_app_failures_total\{reason="exception"\} 1$/m);
     }, { appPaths: ["/api/", "/auth/"], appFallback: true, accessLog: `${dir}/access.log` });
@@ -488,6 +489,8 @@ Deno.test("app: requests are counted by route prefix (metrics, stats) and writte
     assert.match(log, /^127\.0\.0\.1 - - \[[^\]]+\] "GET \/api\/json HTTP\/1\.1" 200 17 "-" "probe"$/m);
     assert.match(log, /"GET \/api\/throw HTTP\/1\.1" 500 /);
     assert.match(log, /"GET \/no\/file HTTP\/1\.1" 200 /);
+    // A chunked answer is logged once sent, with the bytes that went out (three 7-byte chunks, framed).
+    assert.match(log, /"GET \/api\/stream HTTP\/1\.1" 200 41 /);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
