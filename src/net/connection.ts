@@ -412,6 +412,8 @@ export class Connection {
         this.#setDeadline("none", 0);
         let keep = this.#exchange(r.head);
         if (typeof keep !== "boolean") keep = await keep;
+        // The answer is complete: closing the connection later aborts nothing (a handler's signal).
+        this.#watch.onClose = null;
         if (!keep) {
           await this.#flush();
           // Unread input at close time would make the kernel send a reset that can destroy the answer.
