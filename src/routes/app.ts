@@ -227,7 +227,7 @@ export class AppRoute {
     }
   }
 
-  /** A throw, a rejection or an unsendable response: 500 and one log line (unless the body broke a limit). */
+  /** A throw, a rejection or an unsendable response: 500 and one log line (unless the body failed). */
   #failed(ex: Exchange, e: unknown, state: BodyState): Reply {
     // The connection answers a body that broke a limit (413, 408, 400) itself, in place of this reply.
     if (!state.failed && !(e instanceof BodyError)) {
@@ -256,7 +256,9 @@ function requestBody(source: BodySource, state: BodyState): ReadableStream<Uint8
         if (chunk === null) controller.close();
         else controller.enqueue(chunk);
       } catch (e) {
-        if (e instanceof BodyError) state.failed = true;
+        // A body over a limit, too slow, malformed, or a client gone mid-body: the client's doing, which
+        // the connection answers (or cannot); the app's resulting failure is not worth a log line.
+        state.failed = true;
         controller.error(e);
       }
     },

@@ -543,3 +543,19 @@ Deno.test("app: the guard answers first: a client over its request rate gets 429
     assert.equal(bad.status, 400);
     assert.equal(events.calls, 1);
   }, { requestRatePerSec: 1, requestBurst: 1 }));
+
+Deno.test("app: a client that leaves mid-body fails the app's read quietly: no 500 line in the log", () =>
+  withApp(async (s) => {
+    const c = await RawClient.connect(s.port);
+    await c.send(`POST /api/length HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\nonly part`);
+    for (let i = 0; i < 100 && s.vento.server.connections()[0]?.request === ""; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    c.close();
+    for (let i = 0; i < 100 && s.vento.server.connections().length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(s.vento.server.connections().length, 0);
+    assert.deepEqual(s.errors, []);
+    assert.equal(s.vento.stats.appFailures.exception, 0);
+  }));
