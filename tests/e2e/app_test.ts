@@ -559,3 +559,21 @@ Deno.test("app: a client that leaves mid-body fails the app's read quietly: no 5
     assert.deepEqual(s.errors, []);
     assert.equal(s.vento.stats.appFailures.exception, 0);
   }));
+
+Deno.test("app: shutdown lets the app answer until SHUTDOWN_TIMEOUT_MS, then aborts request.signal", () =>
+  withApp(async (s) => {
+    const c = await RawClient.connect(s.port);
+    try {
+      await c.send(`GET /api/wait HTTP/1.1\r\n${H}\r\n`);
+      for (let i = 0; i < 100 && s.vento.server.connections()[0]?.request === ""; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const started = performance.now();
+      await s.vento.shutdown();
+      assert.ok(performance.now() - started >= 150, "shutdown waited for the in-flight request");
+      assert.deepEqual(events.aborted, ["/api/wait"]);
+      assert.ok(await c.closedWithin(2000));
+    } finally {
+      c.close();
+    }
+  }, { shutdownTimeoutMs: 200 }));
