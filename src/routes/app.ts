@@ -64,6 +64,9 @@ export async function loadApp(path: string, generation: number): Promise<AppModu
   return app as AppModule;
 }
 
+/** Methods the Fetch standard refuses to put in a `Request` (compared case-insensitively, as it does). */
+const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
+
 /** Methods whose `Request` may not carry a body (the Fetch standard refuses one). */
 const BODYLESS = new Set(["GET", "HEAD"]);
 
@@ -132,9 +135,10 @@ export class AppRoute {
       try {
         request = checkedRequest(parts);
       } catch {
-        // A Host, target or method the Fetch standard refuses, though RFC 9112 allowed it (`TRACE`, a
-        // host the URL standard cannot parse): the client's mistake, not worth a log line.
-        return textReply(400);
+        // What the Fetch standard refuses though RFC 9112 allowed it: a method it forbids (CONNECT, TRACE,
+        // TRACK: 501, as for any method a server does not implement) or a host the URL standard cannot
+        // parse (400). The client's doing, not worth a log line.
+        return textReply(FORBIDDEN_METHODS.has(head.method.toUpperCase()) ? 501 : 400);
       }
     }
     const watch = ex.closeWatch;

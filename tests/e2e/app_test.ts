@@ -577,3 +577,11 @@ Deno.test("app: shutdown lets the app answer until SHUTDOWN_TIMEOUT_MS, then abo
       c.close();
     }
   }, { shutdownTimeoutMs: 200 }));
+
+Deno.test("app: a method the Fetch standard forbids is 501 without reaching the app", () =>
+  withApp(async (s) => {
+    const r = await request(s.port, `TRACE /api/x HTTP/1.1\r\n${H}\r\n`);
+    assert.equal(r.status, 501);
+    assert.equal(events.calls, 0);
+    assert.deepEqual(s.errors, []);
+  }));
