@@ -67,6 +67,11 @@ const BENCH_HOST = "127.0.0.1";
 
 const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 const PIPELINE_SCRIPT = `${REPO_ROOT}/bench/pipeline.lua`;
+/** The hello-world app of the `app*` scenarios, run by Vento (APP) and by `deno serve`. */
+const APP_SCRIPT = `${REPO_ROOT}/bench/hello_app.ts`;
+/** What the app scenarios request, and what the app answers. */
+const APP_PATH = "/api/hello";
+const APP_BODY = '{"hello":"world"}';
 /** The `Deno.serve` + `Deno.open` baseline; always one process, whatever `--workers` says. */
 const DENO_SERVE_SCRIPT = `${REPO_ROOT}/bench/deno_serve_baseline.ts`;
 
@@ -83,10 +88,17 @@ interface Scenario {
   measure: "rate" | "transfer";
   /** Restart both servers before every round, so a round's peak RSS (VmHWM) is its own. */
   freshPerRound: boolean;
+  /**
+   * The hello-world app (bench/hello_app.ts) instead of a file: Vento with APP against the same module
+   * under `deno serve` (in the denoserve column); nginx sits these out.
+   */
+  app: boolean;
 }
 
 /** Defaults of the small-file scenarios. */
-const RATE = { path: FILE_PATH, measure: "rate", freshPerRound: false } as const;
+const RATE = { path: FILE_PATH, measure: "rate", freshPerRound: false, app: false } as const;
+/** Defaults of the app scenarios. */
+const APP_RATE = { path: APP_PATH, measure: "rate", freshPerRound: false, app: true, script: null } as const;
 
 const SCENARIOS: readonly Scenario[] = [
   { key: "keepalive", label: "keep-alive, 50 conns", conns: 50, headers: [], script: null, ...RATE },
@@ -117,6 +129,7 @@ const SCENARIOS: readonly Scenario[] = [
     path: PAGE_PATH,
     measure: "rate",
     freshPerRound: false,
+    app: false,
   },
   {
     key: "compress-static",
@@ -127,6 +140,7 @@ const SCENARIOS: readonly Scenario[] = [
     path: PAGE_STATIC_PATH,
     measure: "rate",
     freshPerRound: false,
+    app: false,
   },
   {
     key: "bigfile",
@@ -137,6 +151,16 @@ const SCENARIOS: readonly Scenario[] = [
     path: BIG_FILE_PATH,
     measure: "transfer",
     freshPerRound: true,
+    app: false,
+  },
+  { key: "app", label: "app JSON, keep-alive, 50 conns", conns: 50, headers: [], ...APP_RATE },
+  { key: "app500", label: "app JSON, keep-alive, 500 conns", conns: 500, headers: [], ...APP_RATE },
+  {
+    key: "appclose",
+    label: "app JSON, Connection: close, 50 conns",
+    conns: 50,
+    headers: ["Connection: close"],
+    ...APP_RATE,
   },
 ];
 
@@ -158,8 +182,9 @@ Usage: deno task bench [options]
   --warmup SEC      warm-up per server before measuring (default 2, at most ${MAX_WARMUP_SEC})
   --servers LIST    any of nginx,vento,denoserve,vento-rules (default the first three); ratios need vento
                     and the other (denoserve = Deno.serve + Deno.open per request, as std's file server;
-                    vento-rules = Vento serving the same files with a typical _headers of 20 rules and
-                    _redirects of 50, compared with vento in a table of its own)
+                    in the app scenarios it is bench/hello_app.ts under \`deno serve\`, and nginx sits
+                    out; vento-rules = Vento serving the same files with a typical _headers of 20 rules
+                    and _redirects of 50, compared with vento in a table of its own)
   --workers LIST    comma-separated worker counts, e.g. 1,2: nginx worker_processes N and Vento WORKERS=N,
                     each count measured in turn (default 1); denoserve stays one process; with N > 1
                     nothing is pinned
@@ -548,6 +573,23 @@ MAX_REQUESTS_PER_CONN=10000000
 MAX_CONNS_PER_CLIENT=100000
 MAX_CONNS=100000
 ${extra.map((line) => `${line}\n`).join("")}`;
+}
+
+/** Asks the app for its JSON, so a benchmark of errors cannot pass as one of the app. */
+async function checkServesApp(port: number): Promise<string | null> {
+  try {
+    const res = await fetch(`http://${BENCH_HOST}:${port}${APP_PATH}`, { headers: { connection: "close" } });
+    const body = await res.text();
+    if (res.status !== 200) return `status ${res.status}`;
+    return body === APP_BODY ? null : `wrong body ${JSON.stringify(body.slice(0, 100))}`;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** `deno` arguments that run the app under `deno serve` (one process) on `port`. */
+function appServeArgs(port: number): string[] {
+  return ["serve", "--quiet", "--allow-net", "--host", BENCH_HOST, "--port", String(port), APP_SCRIPT];
 }
 
 /** Sends one GET and checks for 200 and the exact file, so a benchmark of errors cannot pass as one of files. */
@@ -1057,6 +1099,7 @@ async function main(args: string[]): Promise<number> {
       await Deno.writeTextFile(`${rulesDocroot}/_redirects`, rules.redirects);
     }
 
+    const withApp = opts.scenarios.some((sc) => sc.app);
     const reports: ScenarioReport[] = [];
     for (const workers of opts.workers) {
       // Several workers need every core: pinning the servers to CPU 1 would measure one core twice.
@@ -1090,7 +1133,9 @@ async function main(args: string[]): Promise<number> {
         } else {
           const conf = `${dir}/${name}.conf`;
           const root = name === "vento-rules" ? rulesDocroot : docroot;
-          const text = ventoConfig(root, port, opts.ventoSettings, workers);
+          // The app scenarios add the app; file scenarios run Vento exactly as before.
+          const appLines = withApp ? [`APP=${APP_SCRIPT}`, "APP_PATHS=/api/"] : [];
+          const text = ventoConfig(root, port, [...appLines, ...opts.ventoSettings], workers);
           const check = parseConfig(text);
           if (!check.ok) throw new Error(`generated vento.conf is invalid: ${JSON.stringify(check.errors)}`);
           await Deno.writeTextFile(conf, text);
@@ -1133,6 +1178,33 @@ async function main(args: string[]): Promise<number> {
         started.push(server);
       }
 
+      // The app scenarios' baseline: the same module under `deno serve` (reported as denoserve).
+      let appServe: ServerProcess | null = null;
+      const vento = started.find((s) => s.name === "vento");
+      if (withApp && vento !== undefined) {
+        const problem = await checkServesApp(vento.port);
+        if (problem !== null) {
+          throw new Error(`vento does not serve ${APP_PATH} correctly: ${problem}\n${vento.output}`);
+        }
+      }
+      if (withApp && opts.servers.includes("denoserve")) {
+        const port = freePort(BENCH_HOST);
+        const [cmd, a] = pinServer(Deno.execPath(), appServeArgs(port));
+        appServe = new ServerProcess("denoserve", port, cmd, a, REPO_ROOT);
+        janitor.servers.push(appServe);
+        await appServe.waitReady();
+        const problem = await checkServesApp(port);
+        if (problem !== null) {
+          throw new Error(`deno serve does not serve ${APP_PATH} correctly: ${problem}\n${appServe.output}`);
+        }
+        progress(`deno serve ${APP_SCRIPT} ready on ${BENCH_HOST}:${port} (pid ${appServe.pid})`);
+      }
+      /** The servers a scenario measures: the app scenarios pit Vento's app against `deno serve`'s. */
+      const targetsOf = (sc: Scenario): ServerProcess[] =>
+        sc.app
+          ? [...started.filter((s) => s.name === "vento"), ...(appServe === null ? [] : [appServe])]
+          : started;
+
       const perRun = opts.durationSec + 0.5;
       const estimateSec = Math.ceil(
         opts.warmupSec * started.length + opts.scenarios.length * opts.rounds * started.length * perRun,
@@ -1149,14 +1221,22 @@ async function main(args: string[]): Promise<number> {
           progress(`warming up ${s.name} for ${opts.warmupSec} s`);
           await runWrk(wctx, s, SCENARIOS[0], opts.warmupSec);
         }
+        const appScenario = opts.scenarios.find((sc) => sc.app);
+        if (appScenario !== undefined) {
+          for (const s of targetsOf(appScenario)) {
+            progress(`warming up ${s.name} (app) for ${opts.warmupSec} s`);
+            await runWrk(wctx, s, appScenario, opts.warmupSec);
+          }
+        }
       }
 
       for (const sc of opts.scenarios) {
-        const runs = new Map<ServerName, RunResult[]>(started.map((s) => [s.name, []]));
+        const targets = targetsOf(sc);
+        const runs = new Map<ServerName, RunResult[]>(targets.map((s) => [s.name, []]));
         for (let round = 1; round <= opts.rounds; round++) {
-          for (let i = 0; i < started.length; i++) {
-            if (sc.freshPerRound) started[i] = await restartServer(started[i]);
-            const s = started[i];
+          for (let i = 0; i < targets.length; i++) {
+            if (sc.freshPerRound) targets[i] = started[i] = await restartServer(started[i]);
+            const s = targets[i];
             const r = await runWrk(wctx, s, sc, opts.durationSec);
             runs.get(s.name)!.push(r);
             const err = r.errors > 0 ? `, ${r.errors} ERRORS` : "";
@@ -1208,7 +1288,8 @@ async function main(args: string[]): Promise<number> {
 
       // This worker count is done: its servers make way for the next count's.
       for (const s of started) await s.stop();
-      janitor.servers = janitor.servers.filter((s) => !started.includes(s));
+      await appServe?.stop();
+      janitor.servers = janitor.servers.filter((s) => !started.includes(s) && s !== appServe);
     }
 
     if (opts.json) {
@@ -1255,6 +1336,11 @@ async function main(args: string[]): Promise<number> {
           `Transfer: ${BIG_FILE_BYTES / MIB} MiB file, wrk Transfer/sec in MiB/s (bytes read, also of ` +
             `unfinished downloads); CPU per GiB read; peak RSS = highest VmHWM of the rounds, each round on ` +
             `fresh server processes (nginx: master + worker summed).`,
+        );
+      }
+      if (reports.some((r) => r.scenario.startsWith("app"))) {
+        console.log(
+          `App rows: ${APP_PATH} of bench/hello_app.ts; denoserve = the same module under \`deno serve\`.`,
         );
       }
       const withErrors = reports.flatMap((r) =>

@@ -12,7 +12,7 @@ import { DEFAULT_CONFIG, unquoteValue } from "../src/config/config.ts";
 import type { ConnInfo } from "../src/net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../src/guard/views.ts";
 import type { HelloData, StatsReport } from "../src/admin/protocol.ts";
-import { describeReload, REFUSE_REASONS } from "../src/admin/protocol.ts";
+import { APP_FAILURES, describeReload, REFUSE_REASONS } from "../src/admin/protocol.ts";
 import { AdminClient, AdminForbidden, AdminGone, AdminRefused, AdminUnavailable } from "./client.ts";
 import { type Column, formatBytes, formatDuration, formatMBps, formatRate, table } from "./format.ts";
 
@@ -189,6 +189,13 @@ export function formatStats(r: StatsReport, hello: HelloData | null): string[] {
     ["guard table", `${s.guardTableSize} clients  full ${s.guardTableFull}`],
     ...(s.guardStoreDegraded > 0
       ? [["guard store", "DEGRADED: shared store unreachable, limiting per instance"] as [string, string]]
+      : []),
+    ...(Object.keys(s.appRequests ?? {}).length > 0
+      ? [[
+        "app",
+        Object.entries(s.appRequests).map(([p, n]) => `${p} ${n}`).join("  ") +
+        `  failures ${APP_FAILURES.map((k) => `${k} ${s.appFailures[k]}`).join("  ")}`,
+      ] as [string, string]]
       : []),
     ["traffic in", `${formatBytes(s.bytesIn)}  (${formatMBps(rt.bytesInPerSec)} MB/s)`],
     ["traffic out", `${formatBytes(s.bytesOut)}  (${formatMBps(rt.bytesOutPerSec)} MB/s)`],

@@ -82,6 +82,7 @@ const BENCH: Check = {
 const HOST: Check = {
   not: "installs as root on a systemd host; docs/vento.service passes systemd-analyze verify",
 };
+const APP_DOC: Check = { by: "tests/e2e/app_doc_test.ts (the example app answers the documented commands)" };
 const TEMPLATE: Check = { not: "a template with placeholders, not a command" };
 
 /** Every command the documents show, and how it is checked. */
@@ -206,6 +207,16 @@ const CHECKED: Record<string, Check> = {
     by: "tests/e2e/static_test.ts (the listing answers JSON by Accept, sorted by the query)",
   },
   "wrk -H 'Accept-Encoding: br, gzip'": { not: "a fragment naming the load tool's options" },
+  // docs/app.md
+  "curl -s http://127.0.0.1:8080/api/hello": APP_DOC,
+  [`curl -s -H 'content-type: application/json' -d '{"text":"buy milk"}' http://127.0.0.1:8080/api/notes`]:
+    APP_DOC,
+  "curl -s http://127.0.0.1:8080/api/notes": APP_DOC,
+  "curl -s http://127.0.0.1:8080/api/countdown": APP_DOC,
+  "curl -s http://127.0.0.1:8080/api/nothing": APP_DOC,
+  "vento-admin kick": { not: "the command's name in prose" },
+  "dist/vento.js --config site/vento.conf": SHIP,
+  "deno task bench --scenario app,app500,appclose --servers vento,denoserve": BENCH,
   // docs/scaling.md
   "deno run … vento.js": TEMPLATE,
   // www/index.html

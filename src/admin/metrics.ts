@@ -6,7 +6,7 @@
  * Pure: takes a snapshot, returns text; no Deno APIs.
  */
 
-import { REFUSE_REASONS, type StatsSnapshot } from "../stats/stats.ts";
+import { APP_FAILURES, REFUSE_REASONS, type StatsSnapshot } from "../stats/stats.ts";
 
 type Kind = "counter" | "gauge";
 
@@ -23,6 +23,11 @@ function one(name: string, kind: Kind, help: string, value: number): Family {
 
 /** The families exposed, in a stable order. */
 function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[] {
+  // Prefixes come from vento.conf (no quotes or backslashes); sorted for a stable order.
+  const appRequests: [string, number][] = Object.keys(s.appRequests ?? {}).sort().map((p) => [
+    `prefix="${p}"`,
+    s.appRequests[p],
+  ]);
   return [
     one("vento_uptime_seconds", "gauge", "Seconds since the server started.", uptimeMs / 1000),
     one("vento_connections_accepted_total", "counter", "Connections accepted.", s.accepted),
@@ -77,6 +82,19 @@ function families(s: StatsSnapshot, maxConns: number, uptimeMs: number): Family[
       "1 while the shared guard store (Redis) is unreachable and limits are per instance.",
       s.guardStoreDegraded,
     ),
+    // Only once the app has had a request: a family without samples is of no use to a scraper.
+    ...(appRequests.length === 0 ? [] : [{
+      name: "vento_app_requests_total",
+      kind: "counter" as const,
+      help: "Requests handed to the app (APP), by route prefix.",
+      samples: appRequests,
+    }]),
+    {
+      name: "vento_app_failures_total",
+      kind: "counter",
+      help: "App requests answered 500 (exception, bad_response) or 503 (timeout).",
+      samples: APP_FAILURES.map((r) => [`reason="${r}"`, s.appFailures?.[r] ?? 0]),
+    },
   ];
 }
 

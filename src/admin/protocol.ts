@@ -17,7 +17,7 @@ import type { ConnInfo } from "../net/conn_info.ts";
 import type { BanInfo, ClientInfo } from "../guard/views.ts";
 
 /** The refusal reasons a `stats` reply counts, re-exported so the client needs only this module. */
-export { REFUSE_REASONS } from "../stats/stats.ts";
+export { APP_FAILURES, REFUSE_REASONS } from "../stats/stats.ts";
 
 /** The protocol version this code speaks; a request with another `v` gets BAD_VERSION. */
 export const PROTOCOL_VERSION = 1;

@@ -17,6 +17,7 @@ import type { GuardTable } from "../guard/table.ts";
 import { addressInCidr, banTarget } from "../guard/client_key.ts";
 import { StaticResponder } from "../static/responder.ts";
 import { Router } from "../routes/router.ts";
+import { AppRoute, loadApp } from "../routes/app.ts";
 import { AccessLog } from "./access_log.ts";
 import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "../static/site_rules.ts";
 import { Probes } from "../routes/probes.ts";
@@ -115,6 +116,12 @@ export async function startVento(config: Config, options: StartOptions): Promise
   const siteRules = await loadSiteRules(live.documentRoot);
   if (!siteRules.ok) throw new SiteRulesError(siteRules.messages);
   let ruleTexts = siteRules.texts;
+  // The app module first: a module that fails to load stops start-up before anything is bound. Each
+  // worker thread runs this too, so each loads its own copy. `appGeneration` makes every import new.
+  let appGeneration = 0;
+  const appRoute = live.app === "off"
+    ? null
+    : new AppRoute(await loadApp(live.app, appGeneration), live, logError, stats);
   const guard = new Guard(live, clock, stats, undefined, options.guardTable);
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
@@ -132,7 +139,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
         clock.wallMs() - startedWallMs,
       )),
   });
-  const router = new Router(staticResponder, live, probes);
+  const router = new Router(staticResponder, live, appRoute, stats, logError, probes);
   // Lost lines are counted in stats (and so in `stats`, `metrics` and `top`) and reported on the error log.
   const worker = options.workerIndex;
   const openLog = (c: Config) =>
@@ -246,6 +253,16 @@ export async function startVento(config: Config, options: StartOptions): Promise
     // What a start would refuse, a reload refuses too, before anything changes.
     const problems = await preflight(next, loaded.locate);
     if (problems.length > 0) return { errors: problems };
+    // The app is imported again (a changed file takes effect) before anything is applied: a module that
+    // no longer loads refuses the whole reload and the old one keeps serving.
+    let nextApp: AppRoute | null = null;
+    if (next.app !== "off") {
+      try {
+        nextApp = new AppRoute(await loadApp(next.app, ++appGeneration), live, logError, stats);
+      } catch (e) {
+        return { errors: [e instanceof Error ? e.message : String(e)] };
+      }
+    }
 
     const changed = SETTINGS.filter((s) => JSON.stringify(live[s.field]) !== JSON.stringify(next[s.field]));
     const keys = new Set(changed.map((s) => s.key));
@@ -255,7 +272,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
     // files renewed in place) is swapped in below.
     const tlsToggled = (live.tlsCert === "off") !== (next.tlsCert === "off");
     for (const s of changed) {
-      if (s.reload === "live" || s.reload === "files" || s.reload === "log") continue;
+      if (s.reload === "live" || s.reload === "files" || s.reload === "log" || s.reload === "app") continue;
       if (s.reload === "tls" && !tlsToggled) continue;
       needsRestart.push(s.key);
     }
@@ -336,6 +353,9 @@ export async function startVento(config: Config, options: StartOptions): Promise
     }
     ruleTexts = rules.texts;
     applied.push(...ruleFilesChanged);
+    // New requests go to the new module; in-flight ones finish on the one they started with.
+    router.setApp(nextApp);
+    if (nextApp !== null && !applied.includes("APP")) applied.push("APP");
     if (keys.has("ACCESS_LOG")) {
       const old = accessLog;
       accessLog = nextLog;

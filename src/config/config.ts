@@ -213,6 +213,22 @@ export interface Config {
   maxConns: number;
   /** Above this percentage of `maxConns` the idle timeout drops to `idleTimeoutBusyMs`. */
   busyThresholdPercent: number;
+
+  // --- app endpoints (a `deno serve`-style module) -------------------------------------------------
+  /**
+   * A module whose default export is `{ fetch(request, info) }`, or `off`. Absolute after `loadConfig`
+   * (relative paths resolve against the conf's folder). Loaded once per worker thread; a reload
+   * re-imports it.
+   */
+  app: string;
+  /** Path prefixes routed to the app (each starts with `/`); every other path stays static. */
+  appPaths: string[];
+  /** Requests that match no file (a static 404) go to the app instead. */
+  appFallback: boolean;
+  /** Request body bytes the app may receive; a declared larger Content-Length is 413 before reading. */
+  appMaxBodyBytes: number;
+  /** From calling the app to its `Response`; then 503 (and `request.signal` aborts). */
+  appTimeoutMs: number;
 }
 
 type Kind =
@@ -224,7 +240,8 @@ type Kind =
   | { type: "intOrAuto"; min: number; max: number }
   | { type: "store" }
   | { type: "routePath" }
-  | { type: "mimeTypes" };
+  | { type: "mimeTypes" }
+  | { type: "prefixes" };
 
 /**
  * How a reload applies a setting (SIGHUP, `vento-admin reload`); the answer lists each changed key as
@@ -237,9 +254,11 @@ type Kind =
  *   HTTPS on or off is a listening change: restart).
  * - `listen`: bound by the supervisor for every worker (PORT, TLS_PORT, ADMIN_SOCKET): restart, judged by
  *   the supervisor, since workers run on what it bound.
+ * - `app`: the APP module; every reload imports it again (a changed module serves new requests, in-flight
+ *   ones finish on the old one), and a module that no longer loads refuses the reload.
  * - `restart`: takes effect at the next start only.
  */
-export type Reload = "live" | "files" | "log" | "tls" | "listen" | "restart";
+export type Reload = "live" | "files" | "log" | "tls" | "listen" | "app" | "restart";
 
 interface Setting {
   key: string;
@@ -338,6 +357,11 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   maxConnsPerClient: 128,
   maxConns: 4096,
   busyThresholdPercent: 80,
+  app: "off",
+  appPaths: ["/api/"],
+  appFallback: false,
+  appMaxBodyBytes: 1 * MiB,
+  appTimeoutMs: 30_000,
 };
 
 const int = (min: number, max: number): Kind => ({ type: "int", min, max });
@@ -825,6 +849,41 @@ export const SETTINGS: readonly Setting[] = [
     kind: int(1, 100),
     doc: "above this share of MAX_CONNS the idle timeout shrinks",
   },
+  {
+    key: "APP",
+    field: "app",
+    reload: "app",
+    kind: str,
+    doc: "module with a default export { fetch(request, info) } (relative to vento.conf), or off",
+  },
+  {
+    key: "APP_PATHS",
+    field: "appPaths",
+    reload: "live",
+    kind: { type: "prefixes" },
+    doc: "comma-separated path prefixes routed to APP (each starts with /); other paths stay static",
+  },
+  {
+    key: "APP_FALLBACK",
+    field: "appFallback",
+    reload: "live",
+    kind: { type: "bool" },
+    doc: "send requests that match no file to APP instead of answering 404",
+  },
+  {
+    key: "APP_MAX_BODY_BYTES",
+    field: "appMaxBodyBytes",
+    reload: "live",
+    kind: int(0, 1024 * MiB),
+    doc: "largest request body APP receives; 413 above (before reading when Content-Length says so)",
+  },
+  {
+    key: "APP_TIMEOUT_MS",
+    field: "appTimeoutMs",
+    reload: "live",
+    kind: int(1, DAY_MS),
+    doc: "longest wait for APP's Response (its head; a streamed body is bounded by the send deadlines); 503",
+  },
 ];
 
 const BY_KEY: ReadonlyMap<string, Setting> = new Map(SETTINGS.map((s) => [s.key, s]));
@@ -851,6 +910,13 @@ export function isCidr(s: string): boolean {
 /** One COMPRESS_TYPES item: `type/subtype`, `type/*` or `+suffix`, in RFC 6838 name characters. */
 const MIME_NAME = "[a-z0-9][a-z0-9!#$&^_.+-]*";
 const MIME_PATTERN = new RegExp(`^(?:${MIME_NAME}/(?:\\*|${MIME_NAME})|\\+${MIME_NAME})$`);
+/**
+ * Whether `s` can be an APP_PATHS prefix: compared byte for byte with the still percent-encoded path, so
+ * it holds only the characters a path may carry unencoded (RFC 3986 pchar and "/"), and no "%".
+ */
+export function isPathPrefix(s: string): boolean {
+  return /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@\/]*$/.test(s);
+}
 
 function parseValue(s: Setting, raw: string): { value: unknown } | { error: string } {
   const k = s.kind;
@@ -905,6 +971,18 @@ function parseValue(s: Setting, raw: string): { value: unknown } | { error: stri
       const bad = items.find((x) => !MIME_PATTERN.test(x));
       if (bad !== undefined) {
         return { error: `${s.key}: "${bad}" is not a type/subtype, type/* or +suffix` };
+      }
+      return { value: items };
+    }
+    case "prefixes": {
+      const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      if (items.length === 0) return { error: `${s.key} needs at least one path prefix, like /api/` };
+      const bad = items.find((x) => !isPathPrefix(x));
+      if (bad !== undefined) {
+        return {
+          error: `${s.key}: "${bad}" is not a path prefix (it must start with / and hold no spaces, ` +
+            `"?", "#" or "%")`,
+        };
       }
       return { value: items };
     }
@@ -1034,6 +1112,7 @@ export function parseConfig(text: string, base: Config = DEFAULT_CONFIG): ParseC
     healthAllowlist: [...base.healthAllowlist],
     metricsAllowlist: [...base.metricsAllowlist],
     compressTypes: [...base.compressTypes],
+    appPaths: [...base.appPaths],
   };
   const errors: ConfigError[] = [];
   const seen = new Map<string, number>();
@@ -1225,6 +1304,20 @@ export async function loadConfig(
   }
   if (config.guardStoreCaFile !== "off") {
     config.guardStoreCaFile = resolvePath(confDir, config.guardStoreCaFile);
+  }
+  if (config.app !== "off") {
+    const rawApp = config.app;
+    config.app = resolvePath(confDir, rawApp);
+    const line = lineOfKey(text, "APP");
+    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    try {
+      if (!(await Deno.stat(config.app)).isFile) messages.push(`${at}: APP "${rawApp}" is not a file`);
+    } catch (err) {
+      const why = err instanceof Deno.errors.NotFound
+        ? `does not exist (${config.app})`
+        : `cannot be checked: ${err instanceof Error ? err.message : String(err)}`;
+      messages.push(`${at}: APP "${rawApp}" ${why}`);
+    }
   }
 
   const rootLine = lineOfKey(text, "DOCUMENT_ROOT");

@@ -29,7 +29,7 @@ import type { Config } from "../config/config.ts";
 import type { AccessEntry } from "../stats/access_entry.ts";
 import type { ConnInfo, ConnState } from "./conn_info.ts";
 import type { Stats } from "../stats/stats.ts";
-import type { Handler } from "../http/handler.ts";
+import { BodyError, type BodySource, type CloseWatch, type Handler } from "../http/handler.ts";
 import { hasBody, headerValue, type RequestHead } from "../http/head.ts";
 import { ERROR_STATUS, type ErrorCode } from "../http/errors.ts";
 import {
@@ -153,6 +153,20 @@ const EMPTY = new Uint8Array(0);
 /** The body-data callback of a chunked body being discarded. */
 function ignoreData(): void {}
 
+/** One array holding `parts` in order (one part is returned as is). */
+function concatParts(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
+
 /** Peer-gone errors: normal events, counted, never logged with a stack. */
 function isPeerGone(e: unknown): boolean {
   return e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset ||
@@ -218,6 +232,28 @@ export class Connection {
   #serverClosed = false;
   /** TCP_NODELAY is set (after the first answer that keeps the connection open). */
   #noDelay = false;
+  /** Over TLS (the app's request URL says https). */
+  #secure: boolean;
+  /** Told when the connection closes, while a handler works (an app's `request.signal`). */
+  #watch: CloseWatch = { onClose: null };
+  /** A read started while a handler works, to notice the peer leaving (see `#startWatchRead`). */
+  #watchRead: Promise<number | null> | null = null;
+  // A body streamed to the handler (`Handler.streamsBody`), pulled through `#bodySource`.
+  #bodySource: BodySource | null = null;
+  /** Content-Length bytes still to come (fixed-length bodies). */
+  #bodyLeft = 0;
+  /** The chunked decoder of a chunked body (null for a fixed length). */
+  #bodyDecoder: ChunkedDecoder | null = null;
+  #bodyLimit = 0;
+  #bodyGot = 0;
+  /** The body ended: every byte was read (or none was due). */
+  #bodyDone = true;
+  /** A read of the streamed body is pending. */
+  #bodyReading = false;
+  /** The `100 Continue` the client asked for is still owed (sent on the first read). */
+  #bodyContinue = false;
+  /** The limit or framing error that stopped the streamed body (answered instead of the handler's reply). */
+  #bodyFailed: ErrorCode | null = null;
 
   constructor(
     conn: Deno.Conn,
@@ -241,6 +277,8 @@ export class Connection {
     this.#buf = this.#small = ctx.readPool.acquire();
     this.#output = new OutputBuffer(ctx.outPool, OUT_BUFFER_BYTES);
     this.#acceptedAtMs = ctx.nowMs;
+    // TlsConn has a handshake; a plain TcpConn does not.
+    this.#secure = "handshake" in conn;
     ctx.stats.idle++;
   }
 
@@ -283,9 +321,10 @@ export class Connection {
     } finally {
       this.close();
       this.#ctx.gate?.release(this.#ticket);
-      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on.
+      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
+      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused.
       this.#shrinkReadBuffer();
-      this.#ctx.readPool.release(this.#small);
+      if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
       if (this.#ctx.parserPool.length < PARSER_POOL_KEPT) this.#ctx.parserPool.push(this.#parser);
     }
   }
@@ -300,6 +339,15 @@ export class Connection {
       this.#conn.close();
     } catch {
       // already closed by the runtime
+    }
+    const onClose = this.#watch.onClose;
+    if (onClose !== null) {
+      this.#watch.onClose = null;
+      try {
+        onClose();
+      } catch (e) {
+        this.#ctx.logError(`conn ${this.id} ${this.remote}: closing: ${e instanceof Error ? e.message : e}`);
+      }
     }
   }
 
@@ -365,6 +413,8 @@ export class Connection {
         this.#deadlines.clear();
         let keep = this.#exchange(r.head);
         if (typeof keep !== "boolean") keep = await keep;
+        // The answer is complete: closing the connection later aborts nothing (a handler's signal).
+        this.#watch.onClose = null;
         if (!keep) {
           await this.#flush();
           // Unread input at close time would make the kernel send a reset that can destroy the answer.
@@ -391,7 +441,7 @@ export class Connection {
       this.#end = 0;
       this.#action = "reading request head";
       const buf = this.#readBuffer();
-      const n = await this.#conn.read(buf);
+      const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
       if (this.#readDone(n, buf)) await this.#discardAndClose();
       if (n === null) {
         if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
@@ -414,6 +464,39 @@ export class Connection {
     const n = await this.#conn.read(buf);
     if (this.#readDone(n, buf)) await this.#discardAndClose();
     return n;
+  }
+
+  /**
+   * Starts the read the loop would make next, while a handler still works: its end (EOF, reset) tells the
+   * handler the peer left (`CloseWatch`); bytes it brings (a pipelined request) wait in the buffer for the
+   * loop, which takes this read as its own (`#takeWatchRead`). Only with nothing buffered and no body
+   * unread, into the small buffer (a pooled one must not be returned while a read may still fill it).
+   */
+  #startWatchRead(): void {
+    this.#shrinkReadBuffer();
+    this.#start = 0;
+    this.#end = 0;
+    const peerLeft = () => {
+      const onClose = this.#watch.onClose;
+      this.#watch.onClose = null;
+      onClose?.();
+    };
+    this.#watchRead = this.#conn.read(this.#buf).then((n) => {
+      if (n === null) peerLeft();
+      return n;
+    }, (e) => {
+      // A reset, or our own close (kick, deadline, shutdown): the loop then sees the end of input.
+      if (!this.#closed && isPeerGone(e)) this.#ctx.stats.peerResets++;
+      peerLeft();
+      return null;
+    });
+  }
+
+  /** The read `#startWatchRead` began, for the loop to take as its next read (null when none). */
+  #takeWatchRead(): Promise<number | null> | null {
+    const pending = this.#watchRead;
+    this.#watchRead = null;
+    return pending;
   }
 
   /** The buffer the next read goes into (throws ClosedError once closed). */
@@ -473,7 +556,7 @@ export class Connection {
   }
 
   async #rawRead(): Promise<number | null> {
-    const n = await this.#conn.read(this.#buf);
+    const n = await (this.#takeWatchRead() ?? this.#conn.read(this.#buf));
     if (n !== null) {
       this.#bytesIn += n;
       this.#ctx.stats.bytesIn += n;
@@ -501,6 +584,8 @@ export class Connection {
     this.#requests++;
     ctx.stats.requests++;
     if (ctx.accessLog !== null) this.#requestWallMs = ctx.clock.wallMs();
+    // A new exchange: whoever watched the last one's connection is done with it.
+    this.#watch.onClose = null;
     if (ctx.gate !== null) {
       const retryAfterSec = ctx.gate.admitRequest(this.#ticket, forwardedForOf(head.headers));
       if (typeof retryAfterSec !== "number") return this.#admitLater(head, retryAfterSec);
@@ -530,9 +615,22 @@ export class Connection {
   }
 
   /** Asks the handler; a synchronous throw becomes a 500 like an asynchronous one. */
-  #callHandler(head: RequestHead, body: Uint8Array): Reply | Promise<Reply> {
+  #callHandler(
+    head: RequestHead,
+    body: Uint8Array,
+    bodySource: BodySource | null = null,
+  ): Reply | Promise<Reply> {
     try {
-      return this.#ctx.handler.handle({ head, body, remote: this.remote, connId: this.id });
+      return this.#ctx.handler.handle({
+        head,
+        body,
+        bodySource,
+        remote: this.remote,
+        remotePort: this.remotePort,
+        secure: this.#secure,
+        connId: this.id,
+        closeWatch: this.#watch,
+      });
     } catch (e) {
       return this.#internalError(e);
     }
@@ -540,13 +638,20 @@ export class Connection {
 
   /** Waits for a handler's reply and emits it (`close` forces `Connection: close`). */
   async #settle(head: RequestHead, pending: Reply | Promise<Reply>, close = false): Promise<boolean> {
+    // A handler that wants to hear of the peer leaving (an app's `request.signal`) and works
+    // asynchronously: read meanwhile, as the next read would anyway, so a close or reset is noticed now.
+    if (
+      this.#watch.onClose !== null && !hasBody(head) && this.#start === this.#end &&
+      this.#watchRead === null &&
+      pending instanceof Promise
+    ) this.#startWatchRead();
     let reply: Reply;
     try {
       reply = await pending;
     } catch (e) {
       reply = this.#internalError(e);
     }
-    if (this.#closed) {
+    if (this.#closed || this.#state === "closing") {
       // Closed (kick, deadline, shutdown) while the handler worked: release what the reply holds.
       reply.stream?.cancel();
       throw new ClosedError();
@@ -568,6 +673,7 @@ export class Connection {
       // Refuse before reading (and before any 100 Continue): RFC 9110 §10.1.1.
       return this.#emit(head, this.#errorReply("BODY_TOO_LARGE"));
     }
+    if (this.#ctx.handler.streamsBody?.(head) === true) return this.#exchangeStreamed(head, limit);
     if (head.expectContinue && this.#start === this.#end) {
       await this.#flush();
       await this.#writeAll(CONTINUE_BYTES);
@@ -687,6 +793,132 @@ export class Connection {
       }
     } finally {
       this.#deadlines.stopRate();
+    }
+  }
+
+  /**
+   * Serves a request whose handler pulls the body as a stream: the same limits, deadlines and minimum
+   * rate as a whole body, applied while a read is pending (time the handler spends between reads is not
+   * the client's). A limit or framing error is answered in place of the handler's reply; a reply that
+   * leaves the body unread closes the connection after it (the rest cannot be parsed as a next request).
+   */
+  async #exchangeStreamed(head: RequestHead, limit: number): Promise<boolean> {
+    this.#bodyDone = false;
+    this.#bodyFailed = null;
+    this.#bodyLimit = limit;
+    this.#bodyGot = 0;
+    this.#bodyLeft = head.chunked ? 0 : head.contentLength;
+    this.#bodyDecoder = head.chunked ? new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES }) : null;
+    this.#bodyContinue = head.expectContinue;
+    this.#deadlines.stopRate();
+    const source = this.#bodySource ??= { read: () => this.#readBodyChunk() };
+    let reply: Reply;
+    try {
+      reply = await this.#callHandler(head, EMPTY, source);
+    } catch (e) {
+      reply = this.#internalError(e);
+    }
+    if (this.#closed || this.#state === "closing") {
+      reply.stream?.cancel();
+      throw new ClosedError();
+    }
+    if (this.#bodyFailed !== null) {
+      reply.stream?.cancel();
+      return this.#emit(head, this.#errorReply(this.#bodyFailed));
+    }
+    // An unread body cannot be skipped cheaply, nor parsed as the next request: close after answering
+    // (lingering drains it). A streamed reply may still read it while it is written (an echo).
+    const unread = !this.#bodyDone && reply.stream === null;
+    const keep = await this.#emit(head, unread && !reply.close ? { ...reply, close: true } : reply);
+    if (!this.#bodyDone) {
+      this.#serverClosed = true;
+      if (this.#bodyReading) {
+        // The handler still waits on a read that nothing will finish: end the connection now.
+        this.close();
+        throw new ClosedError();
+      }
+      return false;
+    }
+    return keep;
+  }
+
+  /** `BodySource.read` of the streamed body: the next bytes (a fresh copy), or null at its end. */
+  async #readBodyChunk(): Promise<Uint8Array | null> {
+    if (this.#bodyFailed !== null) throw new BodyError(this.#bodyFailed);
+    if (this.#bodyDone) return null;
+    if (this.#bodyReading) throw new TypeError("the request body is already being read");
+    this.#bodyReading = true;
+    try {
+      if (this.#bodyContinue) {
+        this.#bodyContinue = false;
+        // Asked for only now that the handler wants the body (RFC 9110 §10.1.1): an answer that never
+        // reads it sends no 100.
+        if (this.#start === this.#end) {
+          await this.#flush();
+          await this.#writeAll(CONTINUE_BYTES);
+        }
+      }
+      this.#action = "reading request body";
+      const decoder = this.#bodyDecoder;
+      if (decoder === null) {
+        for (;;) {
+          const take = Math.min(this.#bodyLeft, this.#end - this.#start);
+          if (take > 0) {
+            const out = this.#buf.slice(this.#start, this.#start + take);
+            this.#start += take;
+            this.#bodyLeft -= take;
+            if (this.#bodyLeft === 0) this.#bodyDone = true;
+            return out;
+          }
+          if (this.#bodyLeft === 0) {
+            this.#bodyDone = true;
+            return null;
+          }
+          await this.#readMoreStreamed();
+        }
+      }
+      for (;;) {
+        let parts: Uint8Array[] | null = null;
+        let tooLarge = false;
+        const r = decoder.feed(this.#buf, this.#start, this.#end, (buf, start, end) => {
+          if (tooLarge || this.#bodyGot + end - start > this.#bodyLimit) {
+            tooLarge = true;
+            return;
+          }
+          this.#bodyGot += end - start;
+          (parts ??= []).push(buf.slice(start, end));
+        });
+        if (tooLarge) return this.#failBody("BODY_TOO_LARGE");
+        if (r.kind === "error") return this.#failBody(r.code);
+        if (r.kind === "done") {
+          this.#start += r.consumed;
+          this.#bodyDone = true;
+        } else {
+          this.#start = this.#end;
+        }
+        if (parts !== null) return concatParts(parts);
+        if (this.#bodyDone) return null;
+        await this.#readMoreStreamed();
+      }
+    } finally {
+      this.#bodyReading = false;
+    }
+  }
+
+  #failBody(code: ErrorCode): never {
+    this.#bodyFailed = code;
+    throw new BodyError(code);
+  }
+
+  /** `#readMoreBody` for a streamed body: the rate window runs only while the read is pending. */
+  async #readMoreStreamed(): Promise<void> {
+    this.#deadlines.resumeRate("body", this.#ctx.nowMs);
+    try {
+      await this.#readMoreBody();
+    } finally {
+      this.#deadlines.pauseRate(this.#ctx.nowMs);
+      // No deadline while the handler works between reads.
+      if (this.#deadlines.kind === "body") this.#deadlines.clear();
     }
   }
 

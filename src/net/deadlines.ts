@@ -37,6 +37,9 @@ export class Deadlines {
   #rate: RateKind = "none";
   #rateStartMs = 0;
   #rateBytes = 0;
+  /** When a paused window stopped (-1: none is paused). */
+  #pausedAtMs = -1;
+  #pausedKind: RateKind = "none";
 
   /** The running deadline ("none": nothing is due, ever). */
   get kind(): DeadlineKind {
@@ -66,14 +69,38 @@ export class Deadlines {
 
   /** Starts judging minimum rate `kind` with a fresh window opening at `nowMs`. */
   startRate(kind: "body" | "send", nowMs: number): void {
+    this.#pausedAtMs = -1;
     this.#rate = kind;
     this.#rateStartMs = nowMs;
     this.#rateBytes = 0;
   }
 
-  /** Stops judging a minimum rate. */
+  /** Stops judging a minimum rate (a paused window is forgotten too). */
   stopRate(): void {
     this.#rate = "none";
+    this.#pausedAtMs = -1;
+  }
+
+  /**
+   * Stops the window's clock at `nowMs`, keeping what it counted: time that is not the peer's (a handler
+   * working between two reads of a body it streams) must not count against the peer's rate.
+   */
+  pauseRate(nowMs: number): void {
+    if (this.#rate === "none") return;
+    this.#pausedKind = this.#rate;
+    this.#pausedAtMs = nowMs;
+    this.#rate = "none";
+  }
+
+  /** Judges rate `kind` again: a window paused for the same kind continues; otherwise a fresh one opens. */
+  resumeRate(kind: "body" | "send", nowMs: number): void {
+    if (this.#pausedAtMs >= 0 && this.#pausedKind === kind) {
+      this.#rateStartMs += nowMs - this.#pausedAtMs;
+      this.#rate = kind;
+      this.#pausedAtMs = -1;
+      return;
+    }
+    this.startRate(kind, nowMs);
   }
 
   /** Counts `n` bytes of progress toward rate `kind` (ignored when that rate is not being judged). */

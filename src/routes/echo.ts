@@ -1,34 +1,31 @@
 /**
- * `POST /api/echo`: answers the request body back as `text/plain`, as the original C Vento did. The body
- * limit (`echoMaxBodyBytes`, 64 KiB by default) is enforced by the connection before the body is read;
- * other methods get 405 with `Allow`.
- *
- * Pure; no Deno APIs.
+ * `POST /api/echo`: answers the request body back as `text/plain`, as the original C Vento did. Built in,
+ * but written as an app (a `deno serve`-style `fetch` handler) and served through the same seam as APP
+ * modules, so it is also their smallest example. The body limit (`ECHO_MAX_BODY_BYTES`, 64 KiB by
+ * default) is enforced by the connection before and while the body is read; other methods get 405 with
+ * `Allow`.
  */
 
-import type { Exchange } from "../http/handler.ts";
-import { buildHead, type Reply, textReply } from "../http/response.ts";
+import type { AppModule } from "./app.ts";
 
 /** The path this route answers. */
 export const ECHO_PATH = "/api/echo";
 
-const ALLOW: ReadonlyArray<readonly [string, string]> = [["Allow", "POST, OPTIONS"]];
+const ALLOW = "POST, OPTIONS";
 
-/** Answers the echo route. */
-export function echoReply(ex: Exchange): Reply {
-  const method = ex.head.method;
-  if (method === "POST") {
-    const body = ex.body;
-    const head = buildHead(200, [
-      ["Content-Type", "text/plain; charset=utf-8"],
-      ["Content-Length", String(body.byteLength)],
-      ["Cache-Control", "no-store"],
-    ]);
-    return { status: 200, head, body, stream: null, length: body.byteLength, close: false };
-  }
-  if (method === "OPTIONS") {
-    const head = buildHead(204, ALLOW);
-    return { status: 204, head, body: null, stream: null, length: 0, close: false };
-  }
-  return textReply(405, ALLOW);
-}
+/** The echo endpoint as an app. */
+export const echoApp: AppModule = {
+  async fetch(request: Request): Promise<Response> {
+    if (request.method === "POST") {
+      const body = await request.bytes();
+      return new Response(body, {
+        headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+      });
+    }
+    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { allow: ALLOW } });
+    return new Response("405 Method Not Allowed\n", {
+      status: 405,
+      headers: { allow: ALLOW, "content-type": "text/plain; charset=utf-8" },
+    });
+  },
+};

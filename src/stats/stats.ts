@@ -24,6 +24,14 @@ export const REFUSE_REASONS: readonly RefuseReason[] = [
   "shutting_down",
 ];
 
+/** Why an app request failed: each was answered 500 (or 503 for `timeout`) with one log line. */
+export type AppFailure = "exception" | "timeout" | "bad_response";
+
+export const APP_FAILURES: readonly AppFailure[] = ["exception", "timeout", "bad_response"];
+
+/** The `appRequests` key of requests that reached the app through APP_FALLBACK (no prefix). */
+export const APP_FALLBACK_ROUTE = "(fallback)";
+
 /** A copy of every counter and gauge at one instant. */
 export interface StatsSnapshot {
   /** Monotonic milliseconds when taken (for rates). */
@@ -59,6 +67,10 @@ export interface StatsSnapshot {
   guardStoreDegraded: number;
   /** Access-log lines not written: the disk fell too far behind or a write failed (full, gone). */
   accessLogDropped: number;
+  /** Requests handed to the app, by APP_PATHS prefix (or APP_FALLBACK_ROUTE). */
+  appRequests: Record<string, number>;
+  /** App requests that failed, by why. */
+  appFailures: Record<AppFailure, number>;
 }
 
 /** The live counters. Fields are public for speed on the hot path; only `src/` code mutates them. */
@@ -90,6 +102,14 @@ export class Stats {
   timeouts = 0;
   guardStoreDegraded = 0;
   accessLogDropped = 0;
+  /** Keys are the configured prefixes (a handful), never anything a client sends. */
+  appRequests: Record<string, number> = {};
+  appFailures: Record<AppFailure, number> = { exception: 0, timeout: 0, bad_response: 0 };
+
+  /** Counts one request handed to the app under `route` (its prefix, or APP_FALLBACK_ROUTE). */
+  countAppRequest(route: string): void {
+    this.appRequests[route] = (this.appRequests[route] ?? 0) + 1;
+  }
 
   /** Counts one response by its status. */
   countResponse(status: number): void {
@@ -125,6 +145,8 @@ export class Stats {
       timeouts: this.timeouts,
       guardStoreDegraded: this.guardStoreDegraded,
       accessLogDropped: this.accessLogDropped,
+      appRequests: { ...this.appRequests },
+      appFailures: { ...this.appFailures },
     };
   }
 }

@@ -547,3 +547,38 @@ Deno.test("shipped vento.conf sets PORT=8080 and DOCUMENT_ROOT=www and loads aga
   assert.ok(active.ok);
   assert.deepEqual(active.setKeys, ["PORT", "DOCUMENT_ROOT"]);
 });
+
+// --- APP ----------------------------------------------------------------------------------------
+
+Deno.test("APP_PATHS takes comma-separated path prefixes and refuses what a path cannot start with", () => {
+  assert.deepEqual(okConfig(parseConfig("APP_PATHS= /api/ , /auth/,/v1")).appPaths, [
+    "/api/",
+    "/auth/",
+    "/v1",
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("APP_PATHS=api/")), [
+    'vento.conf:1: APP_PATHS: "api/" is not a path prefix (it must start with / and hold no spaces, "?", "#" or "%")',
+  ]);
+  assert.deepEqual(errorsOf(parseConfig("APP_PATHS=/a?b")).length, 1);
+  assert.deepEqual(errorsOf(parseConfig("APP_PATHS=/%41/")).length, 1);
+  assert.deepEqual(errorsOf(parseConfig("APP_PATHS= , ")), [
+    "vento.conf:1: APP_PATHS needs at least one path prefix, like /api/",
+  ]);
+});
+
+Deno.test("loadConfig resolves APP against the conf's folder and reports a missing module with its line", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/www`);
+    await Deno.writeTextFile(`${dir}/app.ts`, "export default { fetch: () => new Response('') };\n");
+    await Deno.writeTextFile(`${dir}/vento.conf`, "APP=app.ts\n");
+    const ok = await loadConfig(`${dir}/vento.conf`);
+    assert.ok(ok.ok);
+    assert.equal(ok.config.app, `${dir}/app.ts`);
+    await Deno.writeTextFile(`${dir}/vento.conf`, "# app\nAPP=nope.ts\n");
+    const missing = await loadConfig(`${dir}/vento.conf`);
+    assert.deepEqual(missing, {
+      ok: false,
+      messages: [`${dir}/vento.conf:2: APP "nope.ts" does not exist (${dir}/nope.ts)`],
+    });
+  });
+});

@@ -20,6 +20,9 @@ const BASE = [
   "REQUEST_BURST=100000",
   "CONN_RATE_PER_SEC=100000",
   "CONN_BURST=100000",
+  // A small app (written beside the conf by the test), on a prefix that leaves /api/echo to the echo route.
+  "APP=app.ts",
+  "APP_PATHS=/app/",
   "",
 ].join("\n");
 const H = "Host: t\r\n";
@@ -377,7 +380,47 @@ const PROBES: Probe[] = [
       assert.equal(await status(v, `GET /metrics HTTP/1.1\r\n${H}\r\n`), 404);
     },
   },
+  {
+    keys: ["APP_PATHS"],
+    conf: "APP_PATHS=/x/",
+    check: async (v) => {
+      const c = await ask(v, `GET /x/hi HTTP/1.1\r\n${H}\r\n`);
+      await c.until("the app's answer", () => c.received.includes("app /x/hi"));
+      c.close();
+    },
+  },
+  {
+    keys: ["APP_FALLBACK"],
+    conf: "APP_FALLBACK=on",
+    check: async (v) => {
+      const c = await ask(v, `GET /no-such-file HTTP/1.1\r\n${H}\r\n`);
+      await c.until("the app's answer", () => c.received.includes("app /no-such-file"));
+      c.close();
+    },
+  },
+  {
+    keys: ["APP_MAX_BODY_BYTES"],
+    conf: "APP_MAX_BODY_BYTES=4",
+    check: async (v) =>
+      assert.equal(await status(v, `POST /app/a HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\n0123456789`), 413),
+  },
+  {
+    keys: ["APP_TIMEOUT_MS"],
+    conf: "APP_TIMEOUT_MS=100",
+    check: async (v) => assert.equal(await status(v, `GET /app/slow HTTP/1.1\r\n${H}\r\n`), 503),
+  },
 ];
+
+/** The app the APP probes talk to: echoes its path; `/app/slow` answers after 2 s. */
+const APP_SOURCE = `export default {
+  async fetch(req) {
+    const path = new URL(req.url).pathname;
+    if (path === "/app/slow") await new Promise((r) => setTimeout(r, 2000));
+    if (req.body !== null) await req.arrayBuffer();
+    return new Response("app " + path);
+  },
+};
+`;
 
 Deno.test("every live setting has a wire check below", () => {
   const live = SETTINGS.filter((s) => s.reload === "live").map((s) => s.key).sort();
@@ -389,6 +432,7 @@ Deno.test("a reload applies every live setting, each seen taking effect", async 
   const dir = await Deno.makeTempDir({ prefix: "vento-reload-live-" });
   await Deno.mkdir(`${dir}/www`);
   await Deno.writeTextFile(`${dir}/www/index.html`, "<h1>hi</h1>\n");
+  await Deno.writeTextFile(`${dir}/app.ts`, APP_SOURCE);
   await Deno.writeFile(`${dir}/www/big.bin`, new Uint8Array(32 * 1024 * 1024));
   const confPath = `${dir}/vento.conf`;
   await Deno.writeTextFile(confPath, BASE);
