@@ -21,6 +21,7 @@ import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "./s
 import { DEFAULT_HASH_ITERATIONS, hashPassword } from "./src/static/basic_auth.ts";
 import { precompressSite } from "./src/static/precompress.ts";
 import { VERSION } from "./src/core/version.ts";
+import { errorMessage } from "./src/core/errors.ts";
 
 const HELP = `Vento ${VERSION}: a hardened, fast HTTP/1.1 server for static sites.
 
@@ -115,7 +116,7 @@ export async function main(args: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    console.error(`vento: ${e instanceof Error ? e.message : String(e)}\nTry --help.`);
+    console.error(`vento: ${errorMessage(e)}\nTry --help.`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -202,7 +203,7 @@ export async function main(args: string[]): Promise<number> {
     // Bind failures arrive phrased (`PORT=80: …`), from this thread or, with WORKERS > 1, from a worker.
     if (e instanceof AdminSocketInUse) console.error(`vento: ${e.message}`);
     else if (e instanceof SiteRulesError) { for (const m of e.messages) console.error(`vento: ${m}`); }
-    else console.error(`vento: cannot start: ${e instanceof Error ? e.message : String(e)}`);
+    else console.error(`vento: cannot start: ${errorMessage(e)}`);
     return 2;
   }
   const urls: [string, Deno.NetAddr][] = loaded.config.plainHttp ? [["http", vento.addr]] : [];
@@ -272,7 +273,7 @@ async function precompress(configPath: string | null, dir: string | null): Promi
       return 2;
     }
   } catch (e) {
-    console.error(`vento: --precompress: ${root}: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`vento: --precompress: ${root}: ${errorMessage(e)}`);
     return 2;
   }
   const started = performance.now();

@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { AdminClient } from "../cli/client.ts";
 import { parseWrk } from "./load.ts";
 import { freePort, hasCommand, median } from "./_common.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 /** Longest single wrk run. */
 const MAX_DURATION_SEC = 60;
@@ -85,7 +86,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
       },
     }).values;
   } catch (e) {
-    return { error: e instanceof Error ? e.message : String(e) };
+    return { error: errorMessage(e) };
   }
   if (v.help) return { help: true };
   const int = (name: string, raw: string, min: number, max: number): number => {
@@ -488,7 +489,7 @@ export async function main(args: string[]): Promise<number> {
     await Deno.writeTextFile(`${dir}/www/index.html`, "<h1>bench</h1>\n");
     return opts.topCpuSec > 0 ? await topCpu(janitor, opts, dir) : await overhead(janitor, opts, dir);
   } catch (e) {
-    console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`bench: ${errorMessage(e)}`);
     return 1;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);

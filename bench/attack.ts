@@ -26,6 +26,7 @@ import { parseConfig } from "../src/config/config.ts";
 import { NodeClient } from "../tests/_helpers/node_client.ts";
 import { commandOutput, freePort } from "./_common.ts";
 import { SOAK_MARKER } from "./soak.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
       },
     });
   } catch (e) {
-    return { error: e instanceof Error ? e.message : String(e) };
+    return { error: errorMessage(e) };
   }
   const v = parsed.values;
   if (v.help) return { help: true };
@@ -166,7 +167,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
       write: !v["no-write"],
     };
   } catch (e) {
-    return { error: e instanceof Error ? e.message : String(e) };
+    return { error: errorMessage(e) };
   }
 }
 
@@ -367,7 +368,7 @@ class Bystander {
       return null;
     } catch (e) {
       await this.#drop();
-      return e instanceof Error ? e.message : String(e);
+      return errorMessage(e);
     } finally {
       clearTimeout(timer);
     }

@@ -15,6 +15,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { errorMessage } from "../src/core/errors.ts";
 
 /** Loopback only: the bench aims at nothing else. */
 const BASELINE_HOST = "127.0.0.1";
@@ -106,7 +107,7 @@ function main(args: string[]): number {
       options: { port: { type: "string" }, root: { type: "string" } },
     }));
   } catch (e) {
-    console.error(`deno_serve_baseline: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`deno_serve_baseline: ${errorMessage(e)}`);
     return 2;
   }
   const port = Number(values.port);
@@ -124,7 +125,7 @@ function main(args: string[]): number {
     port,
     onListen: (addr) => console.log(`deno_serve_baseline listening on ${addr.hostname}:${addr.port}`),
     onError: (e) => {
-      console.error(`deno_serve_baseline: serving a request: ${e instanceof Error ? e.message : String(e)}`);
+      console.error(`deno_serve_baseline: serving a request: ${errorMessage(e)}`);
       return plain(500, "Internal Server Error");
     },
   }, (req) => handle(root, req));

@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/config.ts";
 import zlib from "node:zlib";
 import { commandOutput, freePort, hasCommand, median } from "./_common.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
 
@@ -236,7 +237,7 @@ function parseOptions(args: string[]): Options | { help: true } | { error: strin
       },
     });
   } catch (e) {
-    return { error: e instanceof Error ? e.message : String(e) };
+    return { error: errorMessage(e) };
   }
   const v = parsed.values;
   if (v.help) return { help: true };
@@ -583,7 +584,7 @@ async function checkServesApp(port: number): Promise<string | null> {
     if (res.status !== 200) return `status ${res.status}`;
     return body === APP_BODY ? null : `wrong body ${JSON.stringify(body.slice(0, 100))}`;
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return errorMessage(e);
   }
 }
 
@@ -603,7 +604,7 @@ async function checkServes(port: number, expected: Uint8Array): Promise<string |
     }
     return null;
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return errorMessage(e);
   }
 }
 
@@ -629,7 +630,7 @@ async function checkServesBig(port: number, block: Uint8Array): Promise<string |
     }
     return offset === BIG_FILE_BYTES ? null : `short body (${offset} bytes)`;
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return errorMessage(e);
   }
 }
 
@@ -1355,7 +1356,7 @@ async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
-    if (!interrupted) console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+    if (!interrupted) console.error(`bench: ${errorMessage(e)}`);
     return 1;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);

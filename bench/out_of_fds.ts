@@ -15,6 +15,7 @@
 
 import { parseArgs } from "node:util";
 import { median } from "./_common.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 const NOFILE = 256;
 const MAX_CLIENTS = 2_000;
@@ -160,7 +161,7 @@ async function main(args: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    console.error(`bench:fds: ${e instanceof Error ? e.message : e}\n\n${HELP}`);
+    console.error(`bench:fds: ${errorMessage(e)}\n\n${HELP}`);
     return 2;
   }
   if (parsed.values.help) {

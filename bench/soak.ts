@@ -26,6 +26,7 @@ import net from "node:net";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/config.ts";
 import { freePort } from "./_common.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 // --- settings and bounds -------------------------------------------------------------------------
 
@@ -289,7 +290,7 @@ async function keptLoop(
         c = null;
       }
     } catch (e) {
-      t.err(name, e instanceof Error ? e.message : String(e));
+      t.err(name, errorMessage(e));
       c?.close();
       c = null;
     }
@@ -476,7 +477,7 @@ async function subscriber(t: Tally, socket: string, endMs: number): Promise<void
     } catch (e) {
       if (Date.now() < endMs) {
         t.subscriber.broken++;
-        t.subscriber.lastError = e instanceof Error ? e.message : String(e);
+        t.subscriber.lastError = errorMessage(e);
       }
     } finally {
       a?.close();
@@ -511,7 +512,7 @@ async function reloads(
       }
     } catch (e) {
       t.reloads.refused++;
-      t.reloads.errors.push(e instanceof Error ? e.message : String(e));
+      t.reloads.errors.push(errorMessage(e));
     } finally {
       a?.close();
     }
@@ -578,7 +579,7 @@ async function main(args: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    console.error(`bench:soak: ${e instanceof Error ? e.message : e}\n\n${HELP}`);
+    console.error(`bench:soak: ${errorMessage(e)}\n\n${HELP}`);
     return 2;
   }
   if (parsed.values.help) {

@@ -13,6 +13,7 @@ import {
   type OpData,
   type SnapshotEvent,
 } from "../src/admin/protocol.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 /** No server answers on the socket path (absent file, refused, or not a socket). */
 export class AdminUnavailable extends Error {
@@ -85,7 +86,7 @@ export class AdminClient {
         // Deno before 2 reported its own permission refusals this way too; its message says "Requires".
         throw new AdminForbidden(path, e.message, /Requires \w+ access/.test(e.message));
       }
-      throw new AdminUnavailable(path, e instanceof Error ? e.message : String(e));
+      throw new AdminUnavailable(path, errorMessage(e));
     }
   }
 

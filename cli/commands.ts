@@ -15,6 +15,7 @@ import type { HelloData, StatsReport } from "../src/admin/protocol.ts";
 import { APP_FAILURES, describeReload, REFUSE_REASONS } from "../src/admin/protocol.ts";
 import { AdminClient, AdminForbidden, AdminGone, AdminRefused, AdminUnavailable } from "./client.ts";
 import { type Column, formatBytes, formatDuration, formatMBps, formatRate, table } from "./format.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 export const EXIT_OK = 0;
 /** The server answered and said no (a refused ban, a reload it refused, an unknown connection id). */
@@ -157,7 +158,7 @@ export function connectFailure(e: unknown, path: string): CliError {
 
 /** The one sentence printed when no server answers. */
 export function unavailableMessage(e: unknown, path: string): string {
-  const why = e instanceof AdminUnavailable ? e.reason : e instanceof Error ? e.message : String(e);
+  const why = e instanceof AdminUnavailable ? e.reason : errorMessage(e);
   return `no Vento server is listening on ${path} (${why}); start one (\`deno task start\`, or the ` +
     `vento service) or point to its socket with --socket PATH.`;
 }

@@ -13,6 +13,7 @@ import { formatDuration } from "./format.ts";
 import { type Action, handleKey, parseKeys, reconcileSelection } from "./keys.ts";
 import { HISTORY_SAMPLES, initialState, render, type Size, type TopState } from "./render.ts";
 import { consoleSize, isInteractive, print, Terminal } from "./terminal.ts";
+import { errorMessage } from "../src/core/errors.ts";
 
 /** Wait between reconnection attempts while the server is gone. */
 export const RECONNECT_MS = 1_000;
@@ -80,7 +81,7 @@ async function once(opts: TopOptions): Promise<number> {
     print(render(state, consoleSize(), { color: false }).map((l) => l.trimEnd()).join("\n") + "\n");
     return 0;
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
+    const message = errorMessage(e);
     return await fail(new CliError(message, e instanceof AdminRefused ? EXIT_REFUSED : EXIT_NO_SERVER));
   } finally {
     client.close();
@@ -172,7 +173,7 @@ async function interactive(opts: TopOptions): Promise<number> {
           RECONNECT_MS / 1000
         }s…`;
       } catch (e) {
-        const why = e instanceof AdminUnavailable ? e.reason : e instanceof Error ? e.message : String(e);
+        const why = e instanceof AdminUnavailable ? e.reason : errorMessage(e);
         state.problem = `no server at ${opts.socketPath} (${why}); retrying every ${RECONNECT_MS / 1000}s` +
           " (start one with `deno task start`, or the vento service)";
       } finally {

@@ -29,6 +29,7 @@ import {
   type StatsReport,
   ZERO_RATES,
 } from "./protocol.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** What the admin server needs from the rest of Vento; `main.ts` implements it. */
 export interface AdminBackend {
@@ -196,7 +197,7 @@ class AdminClient {
     try {
       reply = await this.#server.answer(req);
     } catch (e) {
-      const error: AdminError = { code: "INTERNAL", message: `${req.op} failed: ${errorText(e)}` };
+      const error: AdminError = { code: "INTERNAL", message: `${req.op} failed: ${errorMessage(e)}` };
       reply = encodeError(req.id, error);
     } finally {
       this.#answering--;
@@ -222,7 +223,7 @@ class AdminClient {
       try {
         line = encodeEvent(id, await this.#server.snapshotEvent(args));
       } catch (e) {
-        line = encodeError(id, { code: "INTERNAL", message: `snapshot failed: ${errorText(e)}` });
+        line = encodeError(id, { code: "INTERNAL", message: `snapshot failed: ${errorMessage(e)}` });
       } finally {
         taking = false;
       }
@@ -280,10 +281,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a, 0);
   out.set(b, a.length);
   return out;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Serves the admin protocol on a Unix socket until `close()`. */

@@ -13,6 +13,7 @@
  */
 
 import type { AccessEntry } from "../stats/access_entry.ts";
+import { errorMessage } from "../core/errors.ts";
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const HEX = "0123456789ABCDEF";
@@ -453,7 +454,7 @@ export class AccessLog {
         if (off > 0) this.#torn = bytes[off - 1] !== NEWLINE;
         this.#drop(
           countNewlines(bytes.subarray(Math.max(off, lead))),
-          `writing failed: ${e instanceof Error ? e.message : String(e)}`,
+          `writing failed: ${errorMessage(e)}`,
         );
       } finally {
         this.#inFlightBytes -= text.length;

@@ -11,6 +11,7 @@
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { Config } from "../config/config.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** Where a setting's problem is reported: `vento.conf:12` when the key is set there, else the file. */
 export type Locate = (key: string) => string;
@@ -49,7 +50,7 @@ export async function preflight(config: Config, locate: Locate): Promise<string[
   return problems;
 }
 
-const why = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const why = (e: unknown) => (errorMessage(e));
 
 /** The document root must be a folder this user can list (else every request would get 403). */
 async function documentRootProblems(root: string): Promise<string[]> {

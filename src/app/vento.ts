@@ -26,6 +26,7 @@ import { type AdminBackend, AdminServer, AdminSocketInUse } from "../admin/serve
 import { PROTOCOL_VERSION } from "../admin/protocol.ts";
 import { bindErrorMessage, preflight, StartError } from "./preflight.ts";
 import { VERSION } from "../core/version.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** A running Vento. */
 export interface Vento {
@@ -126,7 +127,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   // GUARD_STORE=redis://…: rates and bans shared with other instances (null for the default, memory).
   const store = createGuardStore(live, guard, stats, logError);
   // `let`: a reload may replace the responder (DOCUMENT_ROOT and its settings) and the access log.
-  let staticResponder = await StaticResponder.create(live, clock);
+  let staticResponder = await StaticResponder.create(live, clock, undefined, logError);
   staticResponder.setRules(siteRules.rules);
   // The probes read the server once it exists (they answer only after `serve()`).
   let serverRef: Server | null = null;
@@ -260,7 +261,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
       try {
         nextApp = new AppRoute(await loadApp(next.app, ++appGeneration), live, logError, stats);
       } catch (e) {
-        return { errors: [e instanceof Error ? e.message : String(e)] };
+        return { errors: [errorMessage(e)] };
       }
     }
 
@@ -286,14 +287,14 @@ export async function startVento(config: Config, options: StartOptions): Promise
     };
     try {
       if (changed.some((s) => STATIC_KEYS.has(s.key))) {
-        nextStatic = await StaticResponder.create(next, clock);
+        nextStatic = await StaticResponder.create(next, clock, undefined, logError);
         nextStatic.setRules(rules.rules);
       }
       if (keys.has("ACCESS_LOG") && next.accessLog !== "off") nextLog = await openLog(next);
     } catch (e) {
       const key = nextStatic === null ? "DOCUMENT_ROOT" : "ACCESS_LOG";
       await release();
-      return { errors: [`${loaded.locate(key)}: ${key}: ${e instanceof Error ? e.message : String(e)}`] };
+      return { errors: [`${loaded.locate(key)}: ${key}: ${errorMessage(e)}`] };
     }
     // The same log path: a rotation reopens it, prepared here (the new file opened) and committed below.
     let reopen: { commit(): void } | null = null;
@@ -305,7 +306,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
         await release();
         return {
           errors: [
-            `reopening the access log ${live.accessLog}: ${e instanceof Error ? e.message : String(e)}` +
+            `reopening the access log ${live.accessLog}: ${errorMessage(e)}` +
             " (nothing was applied; the old file stays in use)",
           ],
         };
@@ -324,7 +325,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
         }
       } catch (e) {
         await release();
-        const why = e instanceof Error ? e.message : String(e);
+        const why = errorMessage(e);
         return {
           errors: [`${loaded.locate("TLS_CERT")}: the new TLS_CERT/TLS_KEY were not applied: ${why}`],
         };
@@ -416,7 +417,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
       if (e instanceof AdminSocketInUse) throw e;
       throw new StartError(
         `ADMIN_SOCKET "${live.adminSocket}": cannot create the socket (${
-          e instanceof Error ? e.message : String(e)
+          errorMessage(e)
         }): make its folder writable by this user, or set ADMIN_SOCKET elsewhere (off for none)`,
       );
     }

@@ -38,6 +38,7 @@ import type { BanInfo } from "../guard/views.ts";
 import { Stats, type StatsSnapshot } from "../stats/stats.ts";
 import { VERSION } from "../core/version.ts";
 import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "./protocol.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** How often each worker reports its counters (the admin stats are at most this stale). */
 export const REPORT_INTERVAL_MS = 100;
@@ -233,7 +234,13 @@ export class Cluster {
     this.#memory = createSharedGuardMemory(config.guardTableCapacity, workers);
     this.#table = new SharedClientTable(this.#memory);
     // Its only log lines are operator bans, which the workers apply quietly: each is logged once here.
-    this.#guard = new Guard(this.config, this.#clock, new Stats(), (line) => console.warn(line), this.#table);
+    this.#guard = new Guard(
+      this.config,
+      this.#clock,
+      new Stats(),
+      (line) => this.#logError(line),
+      this.#table,
+    );
     this.#gate = new SharedGate(this.#guard, this.#table, SUPERVISOR);
     this.#slots = Array.from({ length: workers }, (_, i) => new WorkerSlot(i));
     this.#followerConfig = this.config;
@@ -415,7 +422,7 @@ export class Cluster {
       } catch (e) {
         return {
           errors: [
-            `reopening the access log ${logPath}: ${e instanceof Error ? e.message : String(e)}` +
+            `reopening the access log ${logPath}: ${errorMessage(e)}` +
             " (nothing was applied; the old file stays in use)",
           ],
         };
@@ -698,7 +705,7 @@ export class Cluster {
         this.#logError(`worker ${slot.index} restarted`);
       }, (e) => {
         if (this.#shuttingDown) return;
-        this.#logError(`worker ${slot.index} failed to restart: ${e instanceof Error ? e.message : e}`);
+        this.#logError(`worker ${slot.index} failed to restart: ${errorMessage(e)}`);
         this.#scheduleRestart(slot, Math.min(RESTART_DELAY_MAX_MS, delayMs * 2));
       });
     }, delayMs);

@@ -20,6 +20,7 @@ import { SharedGate } from "../guard/shared_gate.ts";
 import { SharedClientTable } from "../guard/shared_table.ts";
 import { systemClock } from "../core/clock.ts";
 import { type FromWorker, globalConnId, type ToWorker } from "./protocol.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** How long METRICS_PATH waits for the supervisor's summed metrics before answering 503. */
 export const METRICS_REPLY_TIMEOUT_MS = 2_000;
@@ -103,7 +104,7 @@ export function runClusterWorker(port: WorkerPort, deps: WorkerEntryDeps): void 
       post({
         op: "failed",
         name: e instanceof Error ? e.name : "Error",
-        message: e instanceof Error ? e.message : String(e),
+        message: errorMessage(e),
       });
       return;
     }

@@ -9,6 +9,7 @@
 
 import { parseCidr } from "../core/cidr.ts";
 import { parseGuardStore, redactGuardStore } from "./guard_store_url.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** The complete, validated configuration. Field names carry their unit. */
 export interface Config {
@@ -1273,7 +1274,7 @@ export async function loadConfig(
     } else if (err instanceof TypeError) {
       return { ok: false, messages: [`${shownPath}: config file is not valid UTF-8`] };
     } else {
-      const why = err instanceof Error ? err.message : String(err);
+      const why = errorMessage(err);
       return { ok: false, messages: [`${shownPath}: cannot read config file: ${why}`] };
     }
   }
@@ -1315,7 +1316,7 @@ export async function loadConfig(
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound
         ? `does not exist (${config.app})`
-        : `cannot be checked: ${err instanceof Error ? err.message : String(err)}`;
+        : `cannot be checked: ${errorMessage(err)}`;
       messages.push(`${at}: APP "${rawApp}" ${why}`);
     }
   }
@@ -1331,7 +1332,7 @@ export async function loadConfig(
     if (err instanceof Deno.errors.NotFound) {
       messages.push(`${where}: ${what} does not exist${resolvedNote}`);
     } else {
-      const why = err instanceof Error ? err.message : String(err);
+      const why = errorMessage(err);
       messages.push(`${where}: ${what} cannot be checked: ${why}`);
     }
   }
@@ -1349,7 +1350,7 @@ export async function loadConfig(
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound
         ? "does not exist"
-        : `cannot be read: ${err instanceof Error ? err.message : String(err)}`;
+        : `cannot be read: ${errorMessage(err)}`;
       messages.push(`${at}: ${key} "${path}" ${why}`);
     }
   }
@@ -1369,7 +1370,7 @@ export async function loadConfig(
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound
         ? "does not exist"
-        : `cannot be read: ${err instanceof Error ? err.message : String(err)}`;
+        : `cannot be read: ${errorMessage(err)}`;
       messages.push(`${at}: ${key} "${path}" ${why}`);
       continue;
     }

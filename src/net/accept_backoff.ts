@@ -13,6 +13,7 @@
  */
 
 import type { Clock } from "../core/clock.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** The first pause after a failed accept (ms). */
 export const ACCEPT_BACKOFF_MIN_MS = 10;
@@ -37,7 +38,7 @@ export function isOutOfDescriptors(e: unknown): boolean {
 
 function describe(e: unknown): string {
   if (isOutOfDescriptors(e)) return "out of file descriptors";
-  return e instanceof Error ? e.message : String(e);
+  return errorMessage(e);
 }
 
 /** One accept loop's error state. */

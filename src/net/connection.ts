@@ -46,6 +46,7 @@ import { forwardedForOf } from "../guard/client_key.ts";
 import { Deadlines } from "./deadlines.ts";
 import { OutputBuffer } from "./output.ts";
 import type { BufferPool } from "../core/buffer_pool.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /**
  * Bytes of the buffer every connection keeps a read pending on. Small on purpose: an idle keep-alive
@@ -315,7 +316,7 @@ export class Connection {
         if (!(e instanceof ClosedError) && !this.#closed) this.#ctx.stats.peerResets++;
       } else {
         this.#ctx.logError(
-          `conn ${this.id} ${this.remote}: ${this.#action}: ${e instanceof Error ? e.message : String(e)}`,
+          `conn ${this.id} ${this.remote}: ${this.#action}: ${errorMessage(e)}`,
         );
       }
     } finally {
@@ -346,7 +347,7 @@ export class Connection {
       try {
         onClose();
       } catch (e) {
-        this.#ctx.logError(`conn ${this.id} ${this.remote}: closing: ${e instanceof Error ? e.message : e}`);
+        this.#ctx.logError(`conn ${this.id} ${this.remote}: closing: ${errorMessage(e)}`);
       }
     }
   }
@@ -661,7 +662,7 @@ export class Connection {
 
   #internalError(e: unknown): Reply {
     this.#ctx.logError(
-      `conn ${this.id} ${this.remote}: handling request: ${e instanceof Error ? e.message : String(e)}`,
+      `conn ${this.id} ${this.remote}: handling request: ${errorMessage(e)}`,
     );
     return textReply(500, [], true);
   }

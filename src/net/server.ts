@@ -25,6 +25,7 @@ import type { Handler } from "../http/handler.ts";
 import { DateLine } from "../http/date.ts";
 import { textReply, WholeReplies } from "../http/response.ts";
 import { BufferPool } from "../core/buffer_pool.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** The gate's answer at accept: a ticket to serve with, or why to refuse. */
 export type ConnGateVerdict =
@@ -260,7 +261,7 @@ export class Server {
           }
         }
         throw new Error(
-          `binding ${hostname}:${port} with the new certificate: ${e instanceof Error ? e.message : e}`,
+          `binding ${hostname}:${port} with the new certificate: ${errorMessage(e)}`,
         );
       }
     }
@@ -397,7 +398,7 @@ export class Server {
     } catch (e) {
       // A gate must not reject; if one does, this socket alone is dropped (the ticket is unknown).
       this.#ctx.logError(
-        `conn ${remote}: admitting connection: ${e instanceof Error ? e.message : String(e)}`,
+        `conn ${remote}: admitting connection: ${errorMessage(e)}`,
       );
     }
     this.#pending.remove(slot);
@@ -574,10 +575,5 @@ export class Server {
   /** Open connections now. */
   get size(): number {
     return this.#conns.size;
-  }
-
-  /** Resolves once every connection has finished (used by tests and shutdown). */
-  async closed(): Promise<void> {
-    while (this.#conns.size > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
   }
 }

@@ -17,6 +17,7 @@ import { type Reply, textReply } from "../http/response.ts";
 import { BadResponse, type Converted, ResponseConverter } from "./app_response.ts";
 import type { AppFailure, Stats } from "../stats/stats.ts";
 import { checkedRequest, isPlain, lazyRequest, type RequestParts } from "./app_request.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** What `fetch` receives besides the request, as `deno serve` gives it. */
 export interface AppServeInfo {
@@ -49,7 +50,7 @@ export async function loadApp(path: string, generation: number): Promise<AppModu
     mod = await import(url);
   } catch (e) {
     throw new AppLoadError(
-      `APP ${path}: cannot load the module: ${e instanceof Error ? e.message : String(e)}`,
+      `APP ${path}: cannot load the module: ${errorMessage(e)}`,
     );
   }
   const app = mod.default as { fetch?: unknown } | undefined;

@@ -48,7 +48,11 @@ export class ErrorPages {
   readonly #revalidateMs: number;
   readonly #pages = new Map<number, ErrorPage>();
 
-  constructor(fs: ConfinedFs, clock: Clock, revalidateMs: number) {
+  readonly #logError: (message: string) => void;
+
+  /** `logError` receives one line when a custom error page cannot be read (the built-in page is used). */
+  constructor(fs: ConfinedFs, clock: Clock, revalidateMs: number, logError: (message: string) => void) {
+    this.#logError = logError;
     this.#fs = fs;
     this.#clock = clock;
     this.#revalidateMs = revalidateMs;
@@ -100,7 +104,7 @@ export class ErrorPages {
           }
         }
       } catch (e) {
-        console.error(`static: reading ${status}.html: ${(e as Error).name}`);
+        this.#logError(`static: reading ${status}.html: ${(e as Error).name}`);
       }
     }
     bytes ??= builtinPage(status);

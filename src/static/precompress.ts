@@ -19,6 +19,7 @@ import type { Config } from "../config/config.ts";
 import type { Encoding } from "./accept_encoding.ts";
 import { CompressibleTypes } from "./compress.ts";
 import { contentTypeFor } from "./mime.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** The settings precompression reads (each documented in `Config`). */
 export type PrecompressOptions = Pick<Config, "compressTypes" | "compressMinBytes" | "dotfiles">;
@@ -54,10 +55,6 @@ function compressor(encoding: Encoding, sizeHint: number): zlib.BrotliCompress |
   });
 }
 
-function why(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /** Writes every missing or stale sidecar under `root`. Never throws for one bad file: it is reported. */
 export async function precompressSite(root: string, opts: PrecompressOptions): Promise<PrecompressReport> {
   const report: PrecompressReport = { files: 0, written: 0, fresh: 0, notSmaller: 0, removed: 0, errors: [] };
@@ -67,7 +64,7 @@ export async function precompressSite(root: string, opts: PrecompressOptions): P
     try {
       entries = await Array.fromAsync(Deno.readDir(dir));
     } catch (e) {
-      report.errors.push(`${dir}: ${why(e)}`);
+      report.errors.push(`${dir}: ${errorMessage(e)}`);
       return;
     }
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -93,7 +90,7 @@ async function precompressFile(path: string, minBytes: number, report: Precompre
   try {
     info = await Deno.lstat(path);
   } catch (e) {
-    report.errors.push(`${path}: ${why(e)}`);
+    report.errors.push(`${path}: ${errorMessage(e)}`);
     return;
   }
   if (!info.isFile || info.size < minBytes) return;
@@ -106,7 +103,7 @@ async function precompressFile(path: string, minBytes: number, report: Precompre
       existing = await Deno.lstat(sidecar);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) {
-        report.errors.push(`${sidecar}: ${why(e)}`);
+        report.errors.push(`${sidecar}: ${errorMessage(e)}`);
         continue;
       }
     }
@@ -139,7 +136,7 @@ async function precompressFile(path: string, minBytes: number, report: Precompre
       await Deno.rename(tmp, sidecar);
       report.written++;
     } catch (e) {
-      report.errors.push(`${sidecar}: ${why(e)}`);
+      report.errors.push(`${sidecar}: ${errorMessage(e)}`);
       await Deno.remove(tmp).catch(() => {});
     }
   }

@@ -214,11 +214,19 @@ export class StaticResponder {
   /** The compressor thread (started on the first compression). */
   readonly #compressor = new Compressor();
 
-  private constructor(options: StaticOptions, clock: Clock, fs: ConfinedFs) {
+  readonly #logError: (message: string) => void;
+
+  private constructor(
+    options: StaticOptions,
+    clock: Clock,
+    fs: ConfinedFs,
+    logError: (message: string) => void,
+  ) {
+    this.#logError = logError;
     this.#opts = options;
     this.#clock = clock;
     this.#fs = fs;
-    this.#errorPages = new ErrorPages(fs, clock, options.fileCacheRevalidateMs);
+    this.#errorPages = new ErrorPages(fs, clock, options.fileCacheRevalidateMs, logError);
     this.#cache = new FileCache(options.fileCacheMaxBytes, options.fileCacheMaxFileBytes);
     this.#pool = new BufferPool(options.streamChunkBytes, POOL_MAX_IDLE_BUFFERS);
     this.#buffers = {
@@ -237,13 +245,14 @@ export class StaticResponder {
    * Resolves the real document root; throws a clear Error if it is missing or not a directory. `fs`, when
    * given, is the confined file system to use (opened on `options.documentRoot`; tests wrap one).
    */
-  static async create(options: StaticOptions, clock: Clock, fs?: ConfinedFs): Promise<StaticResponder> {
-    return new StaticResponder(options, clock, fs ?? await ConfinedFs.open(options.documentRoot));
-  }
-
-  /** The real document root in use. */
-  get root(): string {
-    return this.#fs.root;
+  /** `logError` receives one line per unexpected file-system failure (a 500, an unreadable error page). */
+  static async create(
+    options: StaticOptions,
+    clock: Clock,
+    fs?: ConfinedFs,
+    logError: (message: string) => void = (m) => console.error(m),
+  ): Promise<StaticResponder> {
+    return new StaticResponder(options, clock, fs ?? await ConfinedFs.open(options.documentRoot), logError);
   }
 
   /** Cache occupancy, for stats and tests. */
@@ -506,7 +515,7 @@ export class StaticResponder {
         return this.#error(404, isHead);
       }
       if (e instanceof Deno.errors.PermissionDenied) return this.#error(403, isHead);
-      console.error(
+      this.#logError(
         `static: serving ${JSON.stringify(head.path)}: ${(e as Error).name}: ${(e as Error).message}`,
       );
       return this.#error(500, isHead);

@@ -13,6 +13,7 @@ import {
   type RedirectRule,
   type SiteRules,
 } from "./rules.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** The two file names, read from the document root and never served. */
 export const HEADERS_FILE = "_headers";
@@ -48,7 +49,7 @@ async function readRulesFile(path: string): Promise<{ text: string | null } | { 
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { text: null };
     if (e instanceof TypeError) return { error: `${path}: not valid UTF-8` };
-    return { error: `${path}: cannot be read: ${e instanceof Error ? e.message : String(e)}` };
+    return { error: `${path}: cannot be read: ${errorMessage(e)}` };
   }
 }
 

@@ -72,3 +72,19 @@ Deno.test("property: a window is due exactly when it ended below the rate", () =
     assert.equal(due, expected);
   }));
 });
+
+Deno.test("a paused window does not count the paused time; a different rate or a stop opens a fresh one", () => {
+  const d = new Deadlines();
+  d.resumeRate("body", 0); // nothing paused: a fresh window at 0
+  d.progress("body", 60);
+  d.pauseRate(500);
+  assert.equal(d.rate, "none");
+  assert.equal(d.rateDue(10_000, RATES), false, "paused: never due");
+  d.resumeRate("body", 9_500); // 9 s paused: the window resumes as if at 500
+  d.progress("body", 60);
+  assert.equal(d.rateDue(10_001, RATES), false, "120 bytes over 1,001 ms of the peer's time");
+  d.pauseRate(10_001);
+  d.stopRate();
+  d.resumeRate("body", 20_000);
+  assert.equal(d.rateDue(21_001, RATES), true, "after a stop the window starts fresh, with no bytes");
+});

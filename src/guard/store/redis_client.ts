@@ -12,6 +12,7 @@
 import { encodeCommand, RespDecoder, RespError, type RespValue } from "./resp.ts";
 import type { RedisConnector, RedisLink } from "./redis_store.ts";
 import type { StoreTarget } from "../../config/guard_store_url.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** Why a link failed (the store logs it once per transition). */
 export class RedisLinkError extends Error {}
@@ -53,7 +54,7 @@ export const connectRedis: RedisConnector = async (
   } catch (e) {
     // A connect that completes after the deadline must not leak its socket.
     connecting.then((c) => c.close(), () => {});
-    throw e instanceof RedisLinkError ? e : new RedisLinkError(errorText(e));
+    throw e instanceof RedisLinkError ? e : new RedisLinkError(errorMessage(e));
   } finally {
     clearTimeout(timer);
   }
@@ -75,7 +76,7 @@ export const connectRedis: RedisConnector = async (
     }
   } catch (e) {
     link.close();
-    throw e instanceof RedisLinkError ? e : new RedisLinkError(errorText(e));
+    throw e instanceof RedisLinkError ? e : new RedisLinkError(errorMessage(e));
   }
   return link;
 };
@@ -95,13 +96,13 @@ async function open(target: StoreTarget): Promise<Deno.Conn> {
       ...(target.caCerts.length > 0 ? { caCerts: target.caCerts } : {}),
     });
   } catch (e) {
-    throw new RedisLinkError(`TLS connect to ${target.host}:${target.port}: ${errorText(e)}`);
+    throw new RedisLinkError(`TLS connect to ${target.host}:${target.port}: ${errorMessage(e)}`);
   }
   try {
     await tls.handshake();
   } catch (e) {
     tls.close();
-    throw new RedisLinkError(`TLS handshake with ${target.host}:${target.port} failed: ${errorText(e)}`);
+    throw new RedisLinkError(`TLS handshake with ${target.host}:${target.port} failed: ${errorMessage(e)}`);
   }
   return tls;
 }
@@ -207,7 +208,7 @@ export class RedisConnection implements RedisLink {
     try {
       for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
     } catch (e) {
-      this.#fail(new RedisLinkError(`write: ${errorText(e)}`));
+      this.#fail(new RedisLinkError(`write: ${errorMessage(e)}`));
     }
   }
 
@@ -229,7 +230,7 @@ export class RedisConnection implements RedisLink {
         if (this.#closedWith !== null) return;
       }
     } catch (e) {
-      this.#fail(new RedisLinkError(`read: ${errorText(e)}`));
+      this.#fail(new RedisLinkError(`read: ${errorMessage(e)}`));
     }
   }
 
@@ -283,10 +284,6 @@ export class RedisConnection implements RedisLink {
     for (const p of pending) p.reject(e);
     this.#resolveClosed();
   }
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 function describe(v: RespValue | undefined): string {

@@ -28,6 +28,7 @@ import { RespError, type RespValue } from "./resp.ts";
 import type { SharedStore } from "../shared_store.ts";
 import type { StoreTarget } from "../../config/guard_store_url.ts";
 import type { BanInfo } from "../views.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** One connection to Redis, as src/guard/store/redis_client.ts provides it. */
 export interface RedisLink {
@@ -222,7 +223,7 @@ export class RedisStore implements SharedStore {
       if (Number.isFinite(wait) && wait >= 0) return wait;
       this.#down(s, `GCRA script answered ${describe(r)}`);
     } catch (e) {
-      this.#down(s, errorText(e));
+      this.#down(s, errorMessage(e));
     }
     return -1;
   }
@@ -233,7 +234,7 @@ export class RedisStore implements SharedStore {
         (r) => {
           if (r instanceof RespError) this.#down(s, `${c[0]}: ${r.message}`);
         },
-        (e) => this.#down(s, errorText(e)),
+        (e) => this.#down(s, errorMessage(e)),
       );
     }
   }
@@ -281,7 +282,7 @@ export class RedisStore implements SharedStore {
         this.#reported = "down";
         o.log(
           `guard store ${o.target.url}: unreachable (${
-            errorText(e)
+            errorMessage(e)
           }); limiting per instance until it answers`,
         );
       }
@@ -389,10 +390,6 @@ export class RedisStore implements SharedStore {
 /** Escapes Redis glob metacharacters (a prefix may contain them). */
 function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, "\\$&");
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 function describe(v: RespValue | undefined): string {
