@@ -126,13 +126,13 @@ export async function startVento(config: Config, options: StartOptions): Promise
   let addr: Deno.NetAddr;
   let tlsAddr: Deno.NetAddr | null = null;
   try {
-    if (live.plainHttp) server.listen();
+    if (live.plainHttp) await server.listen();
     if (live.tlsCert !== "off") {
       const [certPem, keyPem] = await Promise.all([
         Deno.readTextFile(live.tlsCert),
         Deno.readTextFile(live.tlsKey),
       ]);
-      tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+      tlsAddr = await server.listenTls({ port: live.tlsPort, certPem, keyPem });
     }
     addr = server.addr;
   } catch (e) {

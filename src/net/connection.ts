@@ -31,6 +31,7 @@ import { ChunkedDecoder } from "../http/body.ts";
 import type { DateLine } from "../http/date.ts";
 import { forwardedForOf } from "../guard/client_key.ts";
 import type { BufferPool } from "../static/buffer_pool.ts";
+import type { Transport } from "./transport.ts";
 
 /**
  * Bytes of the buffer every connection keeps a read pending on. Small on purpose: an idle keep-alive
@@ -168,7 +169,7 @@ export class Connection {
   readonly remotePort: number;
   readonly key: string;
 
-  #conn: Deno.Conn;
+  #conn: Transport;
   #ctx: ConnContext;
   #ticket: number;
   #parser: RequestParser;
@@ -205,7 +206,7 @@ export class Connection {
   #noDelay = false;
 
   constructor(
-    conn: Deno.Conn,
+    conn: Transport,
     id: number,
     remote: string,
     remotePort: number,
@@ -280,11 +281,7 @@ export class Connection {
     this.#closed = true;
     this.#setState("closed");
     this.#releaseOut();
-    try {
-      this.#conn.close();
-    } catch {
-      // already closed by the runtime
-    }
+    this.#conn.close();
   }
 
   /** Closes a connection that is idle or never spoke (shutdown). Returns whether it did. */
@@ -451,13 +448,7 @@ export class Connection {
    */
   #disableNagle(): void {
     this.#noDelay = true;
-    const conn = this.#conn;
-    try {
-      // TlsConn has no setNoDelay; each answer is already one coalesced write there.
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    } catch {
-      // the peer is already gone; the read loop will notice
-    }
+    this.#conn.setNoDelay();
   }
 
   /** Back to the small buffer (going idle, or closing). Only between reads: none may be pending. */

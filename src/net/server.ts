@@ -24,6 +24,8 @@ import type { Handler } from "../http/handler.ts";
 import { DateLine } from "../http/date.ts";
 import { textReply, WholeReplies } from "../http/response.ts";
 import { BufferPool } from "../static/buffer_pool.ts";
+import type { Transport, TransportListener } from "./transport.ts";
+import { listenTransport } from "./node_transport.ts";
 
 /** The gate's answer at accept: a ticket to serve with, or why to refuse. */
 export type ConnGateVerdict =
@@ -97,14 +99,8 @@ function refusalBytes(status: number, retryAfterSec: number): Uint8Array {
 
 const REFUSE_503 = refusalBytes(503, 0);
 
-/** Closes a socket that may already be closed (by the peer, a timer or shutdown). */
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // gone already
-  }
-}
+/** At most one "accepting connection" log line per this many ms (EMFILE repeats for every attempt). */
+export const ACCEPT_ERROR_LOG_INTERVAL_MS = 1000;
 
 /** `::ffff:1.2.3.4` → `1.2.3.4`; anything else unchanged. */
 export function unmapAddress(ip: string): string {
@@ -119,14 +115,16 @@ export function sweepIntervalMs(o: ConnectionOptions): number {
 
 export class Server {
   #deps: ServerDeps;
-  #listener: Deno.TcpListener | null = null;
-  #tlsListener: Deno.TlsListener | null = null;
+  #listener: TransportListener | null = null;
+  #tlsListener: TransportListener | null = null;
   #conns = new ConnSlots<Connection>();
   #nextId = 1;
   #shuttingDown = false;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #lastTickMs = 0;
+  /** Settles once both listeners are closed (shutdown waits for it before closing idle connections). */
   #acceptDone: Promise<void> = Promise.resolve();
+  #lastAcceptErrorMs = -Infinity;
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
@@ -135,7 +133,7 @@ export class Server {
    * socket as never-spoke; the verdict then only releases its ticket. Slots, not a Set: one insert and one
    * delete per connection would churn a hash table (see conn_slots.ts).
    */
-  #pending = new ConnSlots<{ conn: Deno.TcpConn | Deno.TlsConn; closed: boolean }>();
+  #pending = new ConnSlots<{ conn: Transport; closed: boolean }>();
   /** Refreshed by every sweep to "now + one sweep period" (see `ConnContext.nowMs`). */
   #coarseNowMs: number;
   #sweepMs: number;
@@ -165,33 +163,33 @@ export class Server {
     };
   }
 
-  /** Binds the listening socket (throws on failure, e.g. address in use). */
-  listen(): Deno.NetAddr {
+  /** Binds the listening socket (rejects on failure, e.g. `Deno.errors.AddrInUse`). Accepting starts now. */
+  async listen(): Promise<Deno.NetAddr> {
     const o = this.#deps.options;
-    this.#listener = Deno.listen({
-      hostname: o.host,
-      port: o.port,
-      transport: "tcp",
-      reusePort: this.#deps.reusePort === true,
-    });
+    this.#listener = await listenTransport(
+      { host: o.host, port: o.port, reusePort: this.#deps.reusePort === true, tls: null },
+      (t) => this.#accepted(t),
+      (e) => this.#acceptFailed(e),
+    );
     return this.#listener.addr;
   }
 
   /**
-   * Binds the HTTPS socket (throws on failure: address in use, or a certificate/key Deno can't use).
-   * Accepting costs no handshake: the handshake runs inside the connection's first read, so it counts
-   * against the header deadline from accept, and a failed one ends only that connection.
+   * Binds the HTTPS socket (rejects on failure: address in use, or a certificate/key the runtime can't
+   * use). Accepting costs no handshake: the handshake runs inside the connection's first reads, so it
+   * counts against the header deadline from accept, and a failed one ends only that connection.
    */
-  listenTls(tls: TlsListenOptions): Deno.NetAddr {
-    this.#tlsListener = Deno.listenTls({
-      hostname: this.#deps.options.host,
-      port: tls.port,
-      transport: "tcp",
-      cert: tls.certPem,
-      key: tls.keyPem,
-      alpnProtocols: TLS_ALPN_PROTOCOLS,
-      reusePort: this.#deps.reusePort === true,
-    });
+  async listenTls(tls: TlsListenOptions): Promise<Deno.NetAddr> {
+    this.#tlsListener = await listenTransport(
+      {
+        host: this.#deps.options.host,
+        port: tls.port,
+        reusePort: this.#deps.reusePort === true,
+        tls: { certPem: tls.certPem, keyPem: tls.keyPem, alpnProtocols: TLS_ALPN_PROTOCOLS },
+      },
+      (t) => this.#accepted(t),
+      (e) => this.#acceptFailed(e),
+    );
     return this.#tlsListener.addr;
   }
 
@@ -211,46 +209,40 @@ export class Server {
     return this.#shuttingDown;
   }
 
-  /** Starts accepting; resolves when the listener closes. */
+  /** Starts the deadline sweeper; resolves when the listeners close. */
   serve(): Promise<void> {
     this.#sweeper = setInterval(() => this.#sweep(), this.#sweepMs);
-    const loops: Promise<void>[] = [];
-    if (this.#listener !== null) loops.push(this.#acceptLoop(this.#listener));
-    if (this.#tlsListener !== null) loops.push(this.#acceptLoop(this.#tlsListener));
-    this.#acceptDone = Promise.all(loops).then(() => {});
+    if (this.#listener === null && this.#tlsListener === null) return this.#acceptDone;
+    let done!: () => void;
+    this.#acceptDone = new Promise<void>((r) => done = r);
+    this.#acceptDoneResolve = done;
     return this.#acceptDone;
   }
 
-  async #acceptLoop(listener: Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr>): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn | Deno.TlsConn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (
-          this.#shuttingDown || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted
-        ) {
-          return;
-        }
-        // One peer's failure surfacing at accept (a reset, or a TLS error should the runtime ever
-        // handshake there): that connection only, so no log line and no back-off for everyone else.
-        if (
-          e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.ConnectionAborted ||
-          e instanceof Deno.errors.InvalidData || e instanceof Deno.errors.UnexpectedEof
-        ) {
-          continue;
-        }
-        // Out of descriptors or a transient error: say so once, back off briefly, keep serving.
-        this.#ctx.logError(`accepting connection: ${e instanceof Error ? e.message : String(e)}`);
-        await new Promise((r) => setTimeout(r, 50));
-        continue;
-      }
-      this.#admit(conn);
+  #acceptDoneResolve: (() => void) | null = null;
+
+  /** A socket the listener accepted, unread: admission decides its fate before any byte is read. */
+  #accepted(t: Transport): void {
+    if (this.#shuttingDown) {
+      t.close();
+      return;
     }
+    this.#admit(t);
   }
 
-  #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
-    const remote = unmapAddress(conn.remoteAddr.hostname);
+  /**
+   * Accepting failed (out of descriptors, or a transient error): the listener keeps accepting, and we say
+   * so at most once per ACCEPT_ERROR_LOG_INTERVAL_MS (the failure repeats for every waiting connection).
+   */
+  #acceptFailed(e: Error): void {
+    const now = this.#deps.clock.nowMs();
+    if (now - this.#lastAcceptErrorMs < ACCEPT_ERROR_LOG_INTERVAL_MS) return;
+    this.#lastAcceptErrorMs = now;
+    this.#ctx.logError(`accepting connection: ${e.message}`);
+  }
+
+  #admit(conn: Transport): void {
+    const remote = unmapAddress(conn.remoteIp);
     const gate = this.#deps.gate;
     if (gate === null) {
       this.#start(conn, remote, -1, remote);
@@ -275,7 +267,7 @@ export class Server {
    * or whose verdict arrives once the server is shutting down, is closed and its ticket released.
    */
   async #admitLater(
-    conn: Deno.TcpConn | Deno.TlsConn,
+    conn: Transport,
     remote: string,
     verdict: Promise<ConnGateVerdict>,
   ): Promise<void> {
@@ -297,7 +289,7 @@ export class Server {
       return;
     }
     if (v !== null && v.ok) this.#deps.gate!.release(v.ticket);
-    if (!p.closed) closeQuietly(conn);
+    if (!p.closed) conn.close();
   }
 
   /** Closes the sockets still waiting for a verdict (they never spoke). */
@@ -305,18 +297,17 @@ export class Server {
     this.#pending.forEach((p) => {
       if (p.closed) return;
       p.closed = true;
-      closeQuietly(p.conn);
+      p.conn.close();
     });
   }
 
   /** Counts an admitted socket and starts serving it. */
-  #start(conn: Deno.TcpConn | Deno.TlsConn, remote: string, ticket: number, key: string): void {
+  #start(conn: Transport, remote: string, ticket: number, key: string): void {
     const stats = this.#deps.stats;
-    const addr = conn.remoteAddr;
     stats.accepted++;
     stats.open++;
     const id = this.#nextId++;
-    const c = new Connection(conn, id, remote, addr.port, key, ticket, this.#ctx);
+    const c = new Connection(conn, id, remote, conn.remotePort, key, ticket, this.#ctx);
     const slot = this.#conns.add(c);
     c.serve().finally(() => {
       this.#conns.remove(slot);
@@ -326,13 +317,9 @@ export class Server {
   }
 
   /** Refuses at accept: banned peers get nothing; caps get a short 503, rate limits a 429. */
-  #refuse(conn: Deno.TcpConn | Deno.TlsConn, reason: RefuseReason, retryAfterSec: number): void {
+  #refuse(conn: Transport, reason: RefuseReason, retryAfterSec: number): void {
     if (reason === "banned") {
-      try {
-        conn.close();
-      } catch {
-        // gone already
-      }
+      conn.close();
       return;
     }
     const bytes = reason === "conn_rate" ? refusalBytes(429, Math.max(1, retryAfterSec)) : REFUSE_503;
@@ -342,11 +329,7 @@ export class Server {
     const close = () => {
       if (closed) return;
       closed = true;
-      try {
-        conn.close();
-      } catch {
-        // gone already
-      }
+      conn.close();
     };
     const timer = setTimeout(close, REFUSAL_LINGER_MS);
     // Write, half-close, and read until the peer closes or the linger ends: a reset must not eat the answer.
@@ -439,13 +422,11 @@ export class Server {
   }
 
   #closeListeners(): void {
-    for (const l of [this.#listener, this.#tlsListener]) {
-      try {
-        l?.close();
-      } catch {
-        // already closed
-      }
-    }
+    const closing: Promise<void>[] = [];
+    for (const l of [this.#listener, this.#tlsListener]) if (l !== null) closing.push(l.close());
+    const done = this.#acceptDoneResolve;
+    this.#acceptDoneResolve = null;
+    if (done !== null) void Promise.all(closing).then(() => done());
   }
 
   /** Closes every connection and stops the sweeper (second signal, or after the shutdown deadline). */
