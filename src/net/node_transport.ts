@@ -19,8 +19,12 @@ import tls from "node:tls";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { AcceptHandler, Transport, TransportListener, TransportListenOptions } from "./transport.ts";
 
-/** Pending connections the kernel queues before we accept them (the same default as nginx and Deno). */
-export const LISTEN_BACKLOG = 511;
+/**
+ * Connections the kernel queues for us before we accept them (capped by `net.core.somaxconn`). Above it the
+ * kernel drops new SYNs and clients retry after a second, so a burst of thousands of clients connecting at
+ * once (a page of assets behind a proxy restart) needs room here.
+ */
+export const LISTEN_BACKLOG = 4096;
 
 /** A socket error as the `Deno.errors` class the connection layer treats as "the peer is gone". */
 export function mapSocketError(e: unknown): Error {
