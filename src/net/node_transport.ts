@@ -145,9 +145,13 @@ export class NodeTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#held = null;
-    const interrupted = new Deno.errors.Interrupted("the connection was closed");
-    this.#settleRead(null, interrupted);
-    this.#settleWrite(interrupted);
+    // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
+    // `Connection: close` request when it was made for every close.
+    if (this.#readResolve !== null || this.#writeResolve !== null) {
+      const interrupted = new Deno.errors.Interrupted("the connection was closed");
+      this.#settleRead(null, interrupted);
+      this.#settleWrite(interrupted);
+    }
     try {
       this.#socket.destroy();
     } catch {
@@ -220,6 +224,7 @@ export class NodeTransport implements Transport {
   #onClose(): void {
     if (this.#closed) return;
     // Closed by the runtime without an error event (e.g. destroyed after both ends finished).
+    if (this.#readResolve === null && this.#writeResolve === null) return;
     const e = this.#failure ?? new Deno.errors.ConnectionReset("the connection was closed by the peer");
     if (this.#eof) this.#settleRead(null, null);
     else this.#settleRead(null, e);
