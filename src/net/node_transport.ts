@@ -26,6 +26,15 @@ import type { AcceptHandler, Transport, TransportListener, TransportListenOption
  */
 export const LISTEN_BACKLOG = 4096;
 
+/**
+ * How often the listener asks the runtime to look at its accept queue again. Deno 2.9's socket layer can
+ * miss the wake-up that should follow a burst of accepts: with thousands of connections arriving at once
+ * it accepted ~4,500, then left the rest (536 in one run) in the kernel's queue until the next connection
+ * arrived, which may be never; re-arming bounds that wait by this period (see docs/scaling.md). Each
+ * re-arm costs one accept(2) that finds nothing when the queue is empty.
+ */
+export const ACCEPT_REARM_MS = 20;
+
 /** A socket error as the `Deno.errors` class the connection layer treats as "the peer is gone". */
 export function mapSocketError(e: unknown): Error {
   if (!(e instanceof Error)) return new Deno.errors.ConnectionReset(String(e));
@@ -271,6 +280,21 @@ function secureContextOf(certPem: string, keyPem: string): tls.SecureContext {
 }
 
 /**
+ * Re-arms accepting on `server`: `listen` on a handle that already listens only re-registers it and has
+ * the runtime poll it once more, which accepts whatever waits in the kernel's queue. A runtime without
+ * that handle method is left alone.
+ */
+export function rearmAccept(server: net.Server): void {
+  const handle = (server as unknown as { _handle?: { listen?: (backlog: number) => number } | null })._handle;
+  if (handle === null || handle === undefined || typeof handle.listen !== "function") return;
+  try {
+    handle.listen(LISTEN_BACKLOG);
+  } catch {
+    // closing meanwhile
+  }
+}
+
+/**
  * Binds `options` and hands every accepted socket, paused and unread, to `onAccept`. `onError` hears
  * accept failures (out of descriptors and the like; the listener keeps accepting). Rejects when binding
  * fails (`Deno.errors.AddrInUse` for a port in use).
@@ -318,6 +342,8 @@ export function listenTransport(
         server.on("error", (e: Error) => onError(e));
         const a = server.address() as net.AddressInfo;
         let closed = false;
+        const rearm = setInterval(() => rearmAccept(server), ACCEPT_REARM_MS);
+        Deno.unrefTimer(rearm);
         resolve({
           addr: { transport: "tcp", hostname: a.address, port: a.port },
           close: () => {
@@ -325,6 +351,7 @@ export function listenTransport(
             // accepted socket to end, which is the server's business (shutdown), not the listener's.
             if (!closed) {
               closed = true;
+              clearInterval(rearm);
               server.close();
             }
             return Promise.resolve();

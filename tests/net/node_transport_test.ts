@@ -180,3 +180,29 @@ Deno.test("binding a port in use rejects with AddrInUse", async () => {
     await listener.close();
   }
 });
+
+Deno.test("re-arming accept (as the listener does every few ms) accepts every connection exactly once", async () => {
+  const net = await import("node:net");
+  const { rearmAccept } = await import("../../src/net/node_transport.ts");
+  let accepted = 0;
+  const server = net.createServer({ pauseOnConnect: true }, (s) => {
+    accepted++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen({ host: "127.0.0.1", port: 0 }, () => r()));
+  try {
+    const port = (server.address() as { port: number }).port;
+    for (let i = 0; i < 50; i++) rearmAccept(server);
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    for (let i = 0; i < 50; i++) rearmAccept(server);
+    for (let i = 0; i < 500 && accepted < 20; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(accepted, 20);
+    for (const c of clients) c.close();
+  } finally {
+    server.close();
+  }
+  // A closed server's handle is gone: re-arming it is a no-op, not an error.
+  rearmAccept(server);
+});
