@@ -253,7 +253,8 @@ export const SETTINGS: readonly Setting[] = [
     key: "WORKERS",
     field: "workers",
     kind: { type: "intOrAuto", min: 1, max: 64 },
-    doc: "accept loops (threads) sharing PORT, or auto for one per core; limits stay global",
+    doc:
+      "accept loops (threads) sharing PORT, or auto: one per core (one loop is already fair); limits stay global",
   },
   { key: "DOCUMENT_ROOT", field: "documentRoot", kind: str, doc: "folder to serve, relative to vento.conf" },
   { key: "ACCESS_LOG", field: "accessLog", kind: str, doc: "access log path, - for stdout, off for none" },
