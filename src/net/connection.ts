@@ -384,6 +384,7 @@ export class Connection {
       this.#start = 0;
       this.#end = 0;
       this.#action = "reading request head";
+      if (this.#state === "idle") await this.#awaitNextRequest();
       const buf = this.#readBuffer();
       const n = await this.#conn.read(buf);
       if (this.#readDone(n, buf)) await this.#discardAndClose();
@@ -396,6 +397,22 @@ export class Connection {
         if (this.#state === "idle") this.#setDeadline("header", this.#ctx.nowMs + o.headerTimeoutMs);
         this.#setState("active");
       }
+    }
+  }
+
+  /**
+   * Waits for the next request's first byte holding no read buffer (it goes back to the pool meanwhile),
+   * so an idle keep-alive connection costs its socket and this object only. Deadlines are unaffected: the
+   * sweep closes the transport, which ends the wait.
+   */
+  async #awaitNextRequest(): Promise<void> {
+    const pool = this.#ctx.readPool;
+    pool.release(this.#small);
+    this.#buf = this.#small = EMPTY;
+    try {
+      await this.#conn.readable();
+    } finally {
+      this.#buf = this.#small = pool.acquire();
     }
   }
 

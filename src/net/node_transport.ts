@@ -81,6 +81,8 @@ export class NodeTransport implements Transport {
   #writeResolve: ((n: number) => void) | null = null;
   #writeReject: ((e: Error) => void) | null = null;
   #writeLen = 0;
+  #waitResolve: (() => void) | null = null;
+  #waitReject: ((e: Error) => void) | null = null;
 
   /** `socket` must be paused (accepted with `pauseOnConnect`). */
   constructor(socket: net.Socket, remoteIp: string, remotePort: number) {
@@ -105,6 +107,23 @@ export class NodeTransport implements Transport {
     const p = new Promise<number | null>((resolve, reject) => {
       this.#readResolve = resolve;
       this.#readReject = reject;
+    });
+    if (this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    return p;
+  }
+
+  readable(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
+    if (this.#held !== null || this.#eof || this.#failure !== null) return Promise.resolve();
+    if (this.#waitResolve !== null || this.#readResolve !== null) {
+      return Promise.reject(new Deno.errors.Busy("a read is already pending"));
+    }
+    const p = new Promise<void>((resolve, reject) => {
+      this.#waitResolve = resolve;
+      this.#waitReject = reject;
     });
     if (this.#paused) {
       this.#paused = false;
@@ -156,10 +175,11 @@ export class NodeTransport implements Transport {
     this.#held = null;
     // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
     // `Connection: close` request when it was made for every close.
-    if (this.#readResolve !== null || this.#writeResolve !== null) {
+    if (this.#readResolve !== null || this.#writeResolve !== null || this.#waitResolve !== null) {
       const interrupted = new Deno.errors.Interrupted("the connection was closed");
       this.#settleRead(null, interrupted);
       this.#settleWrite(interrupted);
+      this.#settleWait(interrupted);
     }
     try {
       this.#socket.destroy();
@@ -196,6 +216,7 @@ export class NodeTransport implements Transport {
       return;
     }
     this.#hold(chunk, 0);
+    this.#settleWait(null);
   }
 
   /** Keeps the unread part of `chunk` and stops reading the socket until it is consumed. */
@@ -221,6 +242,7 @@ export class NodeTransport implements Transport {
   #onEnd(): void {
     this.#eof = true;
     if (this.#held === null) this.#settleRead(null, null);
+    this.#settleWait(null);
   }
 
   #onError(e: Error): void {
@@ -228,10 +250,13 @@ export class NodeTransport implements Transport {
     if (this.#failure === null) this.#failure = e;
     this.#settleRead(null, e);
     this.#settleWrite(e);
+    // The next read reports the failure.
+    this.#settleWait(null);
   }
 
   #onClose(): void {
     if (this.#closed) return;
+    this.#settleWait(null);
     // Closed by the runtime without an error event (e.g. destroyed after both ends finished).
     if (this.#readResolve === null && this.#writeResolve === null) return;
     const e = this.#failure ?? new Deno.errors.ConnectionReset("the connection was closed by the peer");
@@ -254,6 +279,16 @@ export class NodeTransport implements Transport {
     this.#readBuf = null;
     if (e !== null) reject!(e);
     else resolve(n);
+  }
+
+  #settleWait(e: Error | null): void {
+    const resolve = this.#waitResolve;
+    const reject = this.#waitReject;
+    if (resolve === null) return;
+    this.#waitResolve = null;
+    this.#waitReject = null;
+    if (e !== null) reject!(e);
+    else resolve();
   }
 
   #settleWrite(e: Error | null): void {

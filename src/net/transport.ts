@@ -20,6 +20,12 @@ export interface Transport {
    */
   read(buf: Uint8Array): Promise<number | null>;
   /**
+   * Resolves once a `read` would not wait (bytes, the end of stream or an error are there), without taking
+   * a buffer, so an idle connection can wait holding none. Rejects with `Interrupted` when `close()` is
+   * called meanwhile, `BadResource` once closed. Never together with a pending `read`.
+   */
+  readable(): Promise<void>;
+  /**
    * Writes `bytes`: resolves with the count the kernel took once it took them (possibly fewer than given;
    * callers loop), so a caller that awaits each write never has more than one buffer in flight. Rejects
    * with `Interrupted` when `close()` is called meanwhile, or a peer-gone error. `bytes` must not be

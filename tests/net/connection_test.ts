@@ -42,6 +42,9 @@ class FakeTransport implements Transport {
   feed(bytes: Uint8Array | null): void {
     if (bytes === null) this.#eof = true;
     else this.#queue.push(bytes);
+    const w = this.waiting;
+    this.waiting = null;
+    w?.resolve();
     this.#deliver();
   }
 
@@ -74,6 +77,15 @@ class FakeTransport implements Transport {
     });
   }
 
+  /** Waiting for the first byte of the next request with no buffer (an idle connection). */
+  waiting: { resolve: () => void; reject: (e: Error) => void } | null = null;
+
+  readable(): Promise<void> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
+    if (this.#queue.length > 0 || this.#eof) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiting = { resolve, reject });
+  }
+
   write(bytes: Uint8Array): Promise<number> {
     if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
     const n = Math.min(bytes.length, this.#maxWrite);
@@ -97,6 +109,9 @@ class FakeTransport implements Transport {
     const p = this.#pending;
     this.#pending = null;
     p?.reject(new Deno.errors.Interrupted("closed"));
+    const w = this.waiting;
+    this.waiting = null;
+    w?.reject(new Deno.errors.Interrupted("closed"));
   }
 
   text(): string {
@@ -184,11 +199,29 @@ Deno.test("an idle keep-alive connection is closed by its idle deadline, and Nag
   assert.match(t.text(), /^HTTP\/1\.1 200 /);
   assert.ok(t.noDelay, "no-delay is set once the connection is known to stay open");
   assert.equal(c.state, "idle");
-  assert.ok(t.readPending);
+  assert.ok(t.waiting !== null && !t.readPending, "idle: waiting for a byte without a pending read");
+  assert.equal(ctx.readPool.inUse, 0, "the idle connection's read buffer is back in the pool");
   clock.advance(5000 + 250);
   c.expireIfDue(clock.nowMs());
   assert.ok(t.closed);
   await served;
+  assert.equal(c.state, "closed");
+});
+
+Deno.test("an idle connection takes a buffer back for its next request and serves it", async () => {
+  const clock = new FakeClock();
+  const ctx = context(clock);
+  const t = new FakeTransport();
+  const c = new Connection(t, 5, t.remoteIp, t.remotePort, t.remoteIp, -1, ctx);
+  const served = c.serve();
+  t.feed(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await settle();
+  assert.equal(c.state, "idle");
+  t.feed(enc.encode("GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  await served;
+  assert.equal(t.text().match(/HTTP\/1\.1 200 /g)?.length, 2);
+  assert.equal(ctx.readPool.inUse, 0, "every buffer went back to the pool, once");
+  assert.equal(ctx.readPool.idle, 1);
 });
 
 Deno.test("a connection that closes after its only answer never sets no-delay (one system call saved)", async () => {

@@ -206,3 +206,27 @@ Deno.test("re-arming accept (as the listener does every few ms) accepts every co
   // A closed server's handle is gone: re-arming it is a no-op, not an error.
   rearmAccept(server);
 });
+
+Deno.test("readable() waits for bytes without a buffer; the next read gets them; close ends the wait", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const t = await next();
+    let ready = false;
+    const waiting = t.readable().then(() => ready = true);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+    assert.equal(ready, false, "nothing sent yet");
+    await client.write(enc.encode("hello"));
+    await waiting;
+    const buf = new Uint8Array(16);
+    assert.equal(await t.read(buf), 5);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, 5)), "hello");
+    // A wait pending when the transport closes ends with Interrupted (the idle deadline relies on it).
+    const idle = t.readable();
+    t.close();
+    await assert.rejects(idle, Deno.errors.Interrupted);
+  } finally {
+    client.close();
+    await listener.close();
+  }
+});
