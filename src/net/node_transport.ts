@@ -28,10 +28,12 @@ export const LISTEN_BACKLOG = 4096;
 
 /**
  * How often the listener asks the runtime to look at its accept queue again. Deno 2.9's socket layer can
- * miss the wake-up that should follow a burst of accepts: with thousands of connections arriving at once
- * it accepted ~4,500, then left the rest (536 in one run) in the kernel's queue until the next connection
- * arrived, which may be never; re-arming bounds that wait by this period (see docs/scaling.md). Each
- * re-arm costs one accept(2) that finds nothing when the queue is empty.
+ * leave connections in the kernel's accept queue while thousands of accepted sockets keep it busy (in one
+ * run 536 waited through a whole 5 s load; in another 1,419): the listening handle is polled in the same
+ * pass as every ready socket, after them, and by then tokio's per-pass budget of 128 readiness polls is
+ * spent. Re-arming schedules one more poll of the listener; it drained the queue in some runs and not in
+ * others, so it is a mitigation, not a cure (docs/scaling.md). Each re-arm costs one accept(2) that finds
+ * nothing when the queue is empty.
  */
 export const ACCEPT_REARM_MS = 20;
 
