@@ -213,16 +213,22 @@ export class NodeTransport implements Transport {
         return;
       }
       buf.set(chunk.subarray(0, buf.byteLength));
-      this.#hold(chunk, buf.byteLength);
+      this.#hold(chunk, buf.byteLength, true);
       this.#settleRead(buf.byteLength, null);
       return;
     }
-    this.#hold(chunk, 0);
-    this.#settleWait(null);
+    if (this.#waitResolve !== null) {
+      // An idle connection waiting for its next request reads this at once: no pause (and resume) per
+      // request; if more arrives before that read, the next `#hold` pauses.
+      this.#hold(chunk, 0, false);
+      this.#settleWait(null);
+      return;
+    }
+    this.#hold(chunk, 0, true);
   }
 
-  /** Keeps the unread part of `chunk` and stops reading the socket until it is consumed. */
-  #hold(chunk: Chunk, off: number): void {
+  /** Keeps the unread part of `chunk` and (with `pause`) stops reading the socket until it is consumed. */
+  #hold(chunk: Chunk, off: number, pause: boolean): void {
     if (this.#held !== null) {
       // A chunk delivered in the same tick as the pause (the pause takes effect between reads): join them.
       const rest = this.#held.subarray(this.#heldOff);
@@ -235,7 +241,7 @@ export class NodeTransport implements Transport {
       this.#held = chunk;
       this.#heldOff = off;
     }
-    if (!this.#paused) {
+    if (pause && !this.#paused) {
       this.#paused = true;
       this.#socket.pause();
     }
