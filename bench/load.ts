@@ -12,6 +12,11 @@
  * GiB sent and each server's peak RSS (VmHWM), starting fresh server processes for every round so each
  * round's peak is its own.
  *
+ * The fairness scenarios (`fair500`, `fair5000`) run h2load instead of wrk against nginx, Vento and three
+ * runtime baselines (bench/bare_deno.ts, bench/deno_serve_const.ts, bench/bare_node.ts), and print every
+ * server's total req/s, its slowest client's rate over the mean client rate, and its slowest request: a
+ * server can post a fine total while starving some of its clients.
+ *
  * Must never: aim at anything but 127.0.0.1, run unbounded (duration, rounds and connection counts are
  * capped), or leave a server or temp folder behind (stopped and removed on exit, error and ctrl-c).
  * Usage and flags: bench/README.md, or `deno task bench --help`.
@@ -75,6 +80,18 @@ const APP_PATH = "/api/hello";
 const APP_BODY = '{"hello":"world"}';
 /** The `Deno.serve` + `Deno.open` baseline; always one process, whatever `--workers` says. */
 const DENO_SERVE_SCRIPT = `${REPO_ROOT}/bench/deno_serve_baseline.ts`;
+/** The fairness baselines: a bare `Deno.listen` loop, `Deno.serve` with a constant body, bare `node:net`. */
+const BARE_DENO_SCRIPT = `${REPO_ROOT}/bench/bare_deno.ts`;
+const DENO_CONST_SCRIPT = `${REPO_ROOT}/bench/deno_serve_const.ts`;
+const BARE_NODE_SCRIPT = `${REPO_ROOT}/bench/bare_node.ts`;
+/** h2load's own warm-up in the fairness scenarios: connections are made and the first requests excluded. */
+const FAIR_WARMUP_SEC = 2;
+/** Open files every server and h2load get in the fairness scenarios (5,000 connections plus margin). */
+const FAIR_NOFILE = 12_000;
+/** nginx `worker_connections` for the fairness scenarios. */
+const FAIR_NGINX_WORKER_CONNECTIONS = 10_000;
+/** Past duration and warm-up, how long an h2load run may take before it is killed. */
+const H2LOAD_GRACE_SEC = 30;
 
 interface Scenario {
   key: string;
@@ -85,8 +102,11 @@ interface Scenario {
   script: { path: string; args: string[] } | null;
   /** The file requested (without a script). */
   path: string;
-  /** "rate": requests per second of a small file; "transfer": bytes per second of a large one. */
-  measure: "rate" | "transfer";
+  /**
+   * "rate": requests per second of a small file; "transfer": bytes per second of a large one; "fairness":
+   * h2load's per-client rates and slowest request (keep-alive, one request at a time per connection).
+   */
+  measure: "rate" | "transfer" | "fairness";
   /** Restart both servers before every round, so a round's peak RSS (VmHWM) is its own. */
   freshPerRound: boolean;
   /**
@@ -163,13 +183,55 @@ const SCENARIOS: readonly Scenario[] = [
     headers: ["Connection: close"],
     ...APP_RATE,
   },
+  {
+    key: "fair500",
+    label: "fairness, 500 conns",
+    conns: 500,
+    headers: [],
+    script: null,
+    path: FILE_PATH,
+    measure: "fairness",
+    freshPerRound: false,
+    app: false,
+  },
+  {
+    key: "fair5000",
+    label: "fairness, 5,000 conns",
+    conns: 5000,
+    headers: [],
+    script: null,
+    path: FILE_PATH,
+    measure: "fairness",
+    freshPerRound: false,
+    app: false,
+  },
 ];
 
-type ServerName = "nginx" | "vento" | "denoserve" | "vento-rules";
+type ServerName = "nginx" | "vento" | "denoserve" | "vento-rules" | "bare" | "denoconst" | "nodenet";
 
-const SERVER_NAMES: readonly ServerName[] = ["nginx", "vento", "denoserve", "vento-rules"];
-/** What `--servers` means when not given. */
-const DEFAULT_SERVERS: readonly ServerName[] = ["nginx", "vento", "denoserve"];
+const SERVER_NAMES: readonly ServerName[] = [
+  "nginx",
+  "vento",
+  "denoserve",
+  "vento-rules",
+  "bare",
+  "denoconst",
+  "nodenet",
+];
+/** What `--servers` means when not given: every server but vento-rules (a comparison of its own). */
+const DEFAULT_SERVERS: readonly ServerName[] = [
+  "nginx",
+  "vento",
+  "denoserve",
+  "bare",
+  "denoconst",
+  "nodenet",
+];
+/** Who runs the wrk scenarios, and who the fairness ones (each from those `--servers` lists). */
+const WRK_SERVERS: readonly ServerName[] = ["nginx", "vento", "denoserve", "vento-rules"];
+const FAIR_SERVERS: readonly ServerName[] = ["nginx", "vento", "bare", "denoconst", "nodenet"];
+/** The baselines answer a fixed 1 KiB body whatever the path: checked for size, not for the file's bytes. */
+const FIXED_BODY_SERVERS: readonly ServerName[] = ["bare", "denoconst", "nodenet"];
 /** Server names padded to this width line progress lines up. */
 const NAME_WIDTH = Math.max(...SERVER_NAMES.map((n) => n.length));
 
@@ -181,11 +243,14 @@ Usage: deno task bench [options]
   --duration SEC    seconds per wrk run (default 5, at most ${MAX_DURATION_SEC})
   --rounds N        interleaved rounds per scenario, A B C A B C … (default 3, at most ${MAX_ROUNDS})
   --warmup SEC      warm-up per server before measuring (default 2, at most ${MAX_WARMUP_SEC})
-  --servers LIST    any of nginx,vento,denoserve,vento-rules (default the first three); ratios need vento
+  --servers LIST    any of ${SERVER_NAMES.join(",")} (default all but vento-rules); ratios need vento
                     and the other (denoserve = Deno.serve + Deno.open per request, as std's file server;
                     in the app scenarios it is bench/hello_app.ts under \`deno serve\`, and nginx sits
                     out; vento-rules = Vento serving the same files with a typical _headers of 20 rules
-                    and _redirects of 50, compared with vento in a table of its own)
+                    and _redirects of 50, compared with vento in a table of its own). The wrk scenarios
+                    run nginx, vento, denoserve and vento-rules; the fairness ones (h2load) nginx, vento
+                    and the baselines bare (Deno.listen loop), denoconst (Deno.serve, constant body) and
+                    nodenet (node:net responder)
   --workers LIST    comma-separated worker counts, e.g. 1,2: nginx worker_processes N and Vento WORKERS=N,
                     each count measured in turn (default 1); denoserve stays one process; with N > 1
                     nothing is pinned
@@ -196,7 +261,8 @@ Usage: deno task bench [options]
   --v8-flags FLAGS  run Vento with --v8-flags=FLAGS instead of those of deno.json's start task
   --help            this text
 
-Needs wrk and nginx (Debian/Ubuntu: apt-get install wrk nginx-light).`;
+Needs wrk and nginx (Debian/Ubuntu: apt-get install wrk nginx-light); the fairness scenarios also need
+h2load (apt-get install nghttp2-client) and prlimit (util-linux).`;
 
 interface Options {
   scenarios: Scenario[];
@@ -608,6 +674,18 @@ async function checkServes(port: number, expected: Uint8Array): Promise<string |
   }
 }
 
+/** Sends one GET and checks for 200 and a 1 KiB body (the baselines' fixed answer). */
+async function checkServesFixed(port: number): Promise<string | null> {
+  try {
+    const res = await fetch(`http://${BENCH_HOST}:${port}${FILE_PATH}`, { headers: { connection: "close" } });
+    const body = new Uint8Array(await res.arrayBuffer());
+    if (res.status !== 200) return `status ${res.status}`;
+    return body.length === FILE_BYTES ? null : `wrong body (${body.length} bytes)`;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 /**
  * Downloads the large file once and checks every byte against the repeated block, streaming (never
  * holding the body), so the transfer scenario measures correct bytes.
@@ -792,6 +870,151 @@ async function runWrk(
   const gib = parsed.bytesRead / 1024 ** 3;
   const cpuMsPerGiB = cpuMs !== null && gib > 0 ? cpuMs / gib : null;
   return { ...parsed, cpuUsPerReq, cpuMsPerGiB, peakRssKiB };
+}
+
+// --- h2load (fairness) ----------------------------------------------------------------------------
+
+interface FairRun {
+  /** h2load's overall req/s (after its warm-up). */
+  rps: number;
+  /** Every client's own rate: the slowest and the mean (req/s). */
+  clientMinRps: number;
+  clientMeanRps: number;
+  /** The slowest single request (ms). */
+  maxRequestMs: number;
+  meanRequestMs: number;
+  requests: number;
+  /** Failed, errored and timed-out requests plus non-2xx answers. */
+  errors: number;
+  cpuUsPerReq: number | null;
+}
+
+function h2Ms(value: string): number {
+  const m = value.match(/^([\d.]+)(us|ms|s)$/);
+  if (m === null) return Number.NaN;
+  const v = Number(m[1]);
+  return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
+}
+
+/** Extracts the fairness figures from h2load's text output (null when it has none). */
+export function parseH2load(text: string): Omit<FairRun, "cpuUsPerReq"> | null {
+  const fin = text.match(/finished in [\d.]+\w*, ([\d.]+) req\/s/);
+  const reqs = text.match(
+    /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/,
+  );
+  const codes = text.match(/status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/);
+  const time = text.match(/^time for request:\s+(\S+)\s+(\S+)\s+(\S+)/m);
+  const rate = text.match(/^req\/s\s+:\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/m);
+  if (fin === null || reqs === null || time === null || rate === null) return null;
+  const non2xx = codes === null ? 0 : Number(codes[2]) + Number(codes[3]) + Number(codes[4]);
+  return {
+    rps: Number(fin[1]),
+    clientMinRps: Number(rate[1]),
+    clientMeanRps: Number(rate[3]),
+    maxRequestMs: h2Ms(time[2]),
+    meanRequestMs: h2Ms(time[3]),
+    requests: Number(reqs[2]),
+    errors: Number(reqs[3]) + Number(reqs[4]) + Number(reqs[5]) + non2xx,
+  };
+}
+
+async function runH2load(
+  ctx: RunContext,
+  server: ServerProcess,
+  sc: Scenario,
+  durationSec: number,
+): Promise<FairRun> {
+  const { janitor, pin } = ctx;
+  const args = [
+    "--h1",
+    `-c${sc.conns}`,
+    "-t1",
+    "-D",
+    String(durationSec),
+    `--warm-up-time=${FAIR_WARMUP_SEC}`,
+    `http://${BENCH_HOST}:${server.port}${sc.path}`,
+  ];
+  const h2 = ["prlimit", `--nofile=${FAIR_NOFILE}`, "h2load", ...args];
+  const [cmd, cmdArgs] = pin ? ["taskset", ["-c", "0", ...h2]] : [h2[0], h2.slice(1)];
+  const before = treeCpuTicks(server.pid);
+  const child = new Deno.Command(cmd, { args: cmdArgs, stdout: "piped", stderr: "piped" }).spawn();
+  janitor.wrk = child;
+  const killer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // finished meanwhile
+    }
+  }, (durationSec + FAIR_WARMUP_SEC + H2LOAD_GRACE_SEC) * 1000);
+  const out = await child.output();
+  clearTimeout(killer);
+  janitor.wrk = null;
+  const after = treeCpuTicks(server.pid);
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const parsed = parseH2load(text);
+  if (!out.success || parsed === null) throw new Error(`h2load failed (exit ${out.code}):\n${text}`);
+  const cpuMs = before !== null && after !== null ? (after - before) * (1e3 / ctx.ticksPerSec) : null;
+  // CPU over the whole run (warm-up included) against the requests counted after it: an upper bound.
+  const cpuUsPerReq = cpuMs !== null && parsed.requests > 0 ? (cpuMs * 1e3) / parsed.requests : null;
+  return { ...parsed, cpuUsPerReq };
+}
+
+interface FairReport {
+  scenario: string;
+  label: string;
+  workers: number;
+  conns: number;
+  /** Per server: every round, and the figures the table shows. */
+  servers: Partial<Record<ServerName, ReturnType<typeof summarizeFair>>>;
+}
+
+/** Median total req/s; the worst round's fairness and slowest request (a starved client in any round counts). */
+function summarizeFair(runs: FairRun[]) {
+  const fairness = runs.map((r) => (r.clientMeanRps > 0 ? r.clientMinRps / r.clientMeanRps : 0));
+  return {
+    runs,
+    medianRps: median(runs.map((r) => r.rps)),
+    worstFairness: Math.min(...fairness),
+    medianFairness: median(fairness),
+    worstMaxRequestMs: Math.max(...runs.map((r) => r.maxRequestMs)),
+    medianMaxRequestMs: median(runs.map((r) => r.maxRequestMs)),
+    medianCpuUsPerReq: runs.every((r) => r.cpuUsPerReq !== null)
+      ? median(runs.map((r) => r.cpuUsPerReq as number))
+      : null,
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+  };
+}
+
+function printFairTable(reports: FairReport[]): void {
+  const header = [
+    "scenario",
+    "server",
+    "req/s",
+    "vs nginx",
+    "slowest client / mean",
+    "slowest request",
+    "CPU µs/req",
+    "errors",
+  ];
+  const rows: string[][] = [];
+  for (const r of reports) {
+    const nginx = r.servers.nginx;
+    for (const name of FAIR_SERVERS) {
+      const x = r.servers[name];
+      if (x === undefined) continue;
+      rows.push([
+        r.label,
+        name,
+        fmtInt(x.medianRps),
+        nginx ? fmtRatio(x.medianRps / nginx.medianRps) : "-",
+        `${x.worstFairness.toFixed(2)} (median ${x.medianFairness.toFixed(2)})`,
+        `${fmtMs(x.worstMaxRequestMs)} (median ${fmtMs(x.medianMaxRequestMs)})`,
+        x.medianCpuUsPerReq === null ? "-" : x.medianCpuUsPerReq.toFixed(1),
+        String(x.errors),
+      ]);
+    }
+  }
+  printRows(header, rows);
 }
 
 // --- report --------------------------------------------------------------------------------------
@@ -1002,6 +1225,42 @@ export function benchRules(): { headers: string; redirects: string } {
   return { headers: h.join("\n") + "\n", redirects: r.join("\n") + "\n" };
 }
 
+/** One fairness scenario: h2load against each server in turn, `opts.rounds` interleaved rounds. */
+async function runFairScenario(
+  ctx: RunContext,
+  sc: Scenario,
+  started: ServerProcess[],
+  opts: Options,
+  workers: number,
+): Promise<FairReport> {
+  const servers = started.filter((s) => FAIR_SERVERS.includes(s.name));
+  const runs = new Map<ServerName, FairRun[]>(servers.map((s) => [s.name, []]));
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const s of servers) {
+      const r = await runH2load(ctx, s, sc, opts.durationSec);
+      runs.get(s.name)!.push(r);
+      const err = r.errors > 0 ? `, ${r.errors} ERRORS` : "";
+      progress(
+        `  ${sc.key} round ${round} ${s.name.padEnd(NAME_WIDTH)}: ${fmtInt(r.rps)} req/s, clients ${
+          r.clientMinRps.toFixed(1)
+        } / ${r.clientMeanRps.toFixed(1)} req/s (min / mean), slowest ${fmtMs(r.maxRequestMs)}${err}`,
+      );
+      if (s.hasExited) throw new Error(`${s.name} exited during the run:\n${s.output}`);
+    }
+  }
+  const out: FairReport["servers"] = {};
+  for (const [name, rs] of runs) out[name] = summarizeFair(rs);
+  return {
+    scenario: sc.key,
+    label: workers > 1 || opts.workers.length > 1
+      ? `${sc.label}, ${workers} worker${workers > 1 ? "s" : ""}`
+      : sc.label,
+    workers,
+    conns: sc.conns,
+    servers: out,
+  };
+}
+
 // --- main ----------------------------------------------------------------------------------------
 
 async function main(args: string[]): Promise<number> {
@@ -1018,10 +1277,23 @@ async function main(args: string[]): Promise<number> {
   const missing: string[] = [];
   if (!(await hasCommand("wrk", ["-v"]))) missing.push("wrk");
   if (opts.servers.includes("nginx") && !(await hasCommand("nginx", ["-v"]))) missing.push("nginx");
+  const fair = opts.scenarios.some((sc) => sc.measure === "fairness");
+  if (fair && !(await hasCommand("h2load", ["--version"]))) missing.push("h2load");
+  if (fair && !(await hasCommand("prlimit", ["--version"]))) missing.push("prlimit");
   if (missing.length > 0) {
     console.error(
       `bench: ${missing.join(" and ")} not found. Install with:\n` +
-        `  sudo apt-get install ${missing.map((m) => (m === "nginx" ? "nginx-light" : m)).join(" ")}\n` +
+        `  sudo apt-get install ${
+          missing.map((m) =>
+            m === "nginx"
+              ? "nginx-light"
+              : m === "h2load"
+              ? "nghttp2-client"
+              : m === "prlimit"
+              ? "util-linux"
+              : m
+          ).join(" ")
+        }\n` +
         `(or run with --servers vento,denoserve to skip nginx)`,
     );
     return 1;
@@ -1102,21 +1374,26 @@ async function main(args: string[]): Promise<number> {
 
     const withApp = opts.scenarios.some((sc) => sc.app);
     const reports: ScenarioReport[] = [];
+    const fairReports: FairReport[] = [];
     for (const workers of opts.workers) {
       // Several workers need every core: pinning the servers to CPU 1 would measure one core twice.
       const pinNow = pin && workers === 1;
       const wctx: RunContext = { ...ctx, pin: pinNow };
-      const pinServer = (
-        cmd: string,
-        a: string[],
-      ): [string, string[]] => (pinNow ? ["taskset", ["-c", "1", cmd, ...a]] : [cmd, a]);
+      const pinServer = (cmd: string, a: string[]): [string, string[]] => {
+        // 5,000 connections need more descriptors than the usual soft limit of 1,024.
+        const [c, rest] = fair ? ["prlimit", [`--nofile=${FAIR_NOFILE}`, cmd, ...a]] : [cmd, a];
+        return pinNow ? ["taskset", ["-c", "1", c, ...rest]] : [c, rest];
+      };
       /** Starts one server on a fresh port and waits until it accepts connections. */
       const startServer = async (name: ServerName): Promise<ServerProcess> => {
         const port = freePort(BENCH_HOST);
         let server: ServerProcess;
         if (name === "nginx") {
           const conf = `${dir}/nginx.conf`;
-          await Deno.writeTextFile(conf, nginxConfig(dir, docroot, port, workers));
+          await Deno.writeTextFile(
+            conf,
+            nginxConfig(dir, docroot, port, workers, fair ? FAIR_NGINX_WORKER_CONNECTIONS : undefined),
+          );
           const [cmd, a] = pinServer("nginx", [
             "-p",
             dir,
@@ -1130,6 +1407,14 @@ async function main(args: string[]): Promise<number> {
           server = new ServerProcess(name, port, cmd, a, dir);
         } else if (name === "denoserve") {
           const [cmd, a] = pinServer(Deno.execPath(), denoServeArgs(docroot, port));
+          server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
+        } else if (name !== "vento" && name !== "vento-rules") {
+          const script = name === "bare"
+            ? BARE_DENO_SCRIPT
+            : name === "denoconst"
+            ? DENO_CONST_SCRIPT
+            : BARE_NODE_SCRIPT;
+          const [cmd, a] = pinServer(Deno.execPath(), ["run", "--allow-net", script, "--port", String(port)]);
           server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
         } else {
           const conf = `${dir}/${name}.conf`;
@@ -1156,9 +1441,14 @@ async function main(args: string[]): Promise<number> {
       };
 
       const started: ServerProcess[] = [];
-      for (const name of opts.servers) {
+      const wanted = opts.servers.filter((name) =>
+        opts.scenarios.some((sc) => (sc.measure === "fairness" ? FAIR_SERVERS : WRK_SERVERS).includes(name))
+      );
+      for (const name of wanted) {
         const server = await startServer(name);
-        const problem = await checkServes(server.port, fileBytes);
+        const problem = FIXED_BODY_SERVERS.includes(name)
+          ? await checkServesFixed(server.port)
+          : await checkServes(server.port, fileBytes);
         if (problem !== null) {
           throw new Error(`${name} does not serve ${FILE_PATH} correctly: ${problem}\n${server.output}`);
         }
@@ -1174,7 +1464,9 @@ async function main(args: string[]): Promise<number> {
             `${name} does not serve ${BIG_FILE_PATH} correctly: ${bigProblem}\n${server.output}`,
           );
         }
-        const shape = name === "denoserve" ? "1 process" : `${workers} worker${workers > 1 ? "s" : ""}`;
+        const shape = name === "nginx" || name === "vento"
+          ? `${workers} worker${workers > 1 ? "s" : ""}`
+          : "1 process";
         progress(`${name} (${shape}) ready on ${BENCH_HOST}:${server.port} (pid ${server.pid})`);
         started.push(server);
       }
@@ -1232,11 +1524,19 @@ async function main(args: string[]): Promise<number> {
       }
 
       for (const sc of opts.scenarios) {
-        const targets = targetsOf(sc);
+        if (sc.measure === "fairness") {
+          fairReports.push(await runFairScenario(wctx, sc, started, opts, workers));
+          continue;
+        }
+        const targets = targetsOf(sc).filter((s) => WRK_SERVERS.includes(s.name) || s === appServe);
         const runs = new Map<ServerName, RunResult[]>(targets.map((s) => [s.name, []]));
         for (let round = 1; round <= opts.rounds; round++) {
           for (let i = 0; i < targets.length; i++) {
-            if (sc.freshPerRound) targets[i] = started[i] = await restartServer(started[i]);
+            if (sc.freshPerRound) {
+              const at = started.indexOf(targets[i]);
+              targets[i] = await restartServer(targets[i]);
+              if (at >= 0) started[at] = targets[i];
+            }
             const s = targets[i];
             const r = await runWrk(wctx, s, sc, opts.durationSec);
             runs.get(s.name)!.push(r);
@@ -1310,10 +1610,19 @@ async function main(args: string[]): Promise<number> {
         denoServeArgs: denoServeArgs("", 0).slice(0, -4),
         ventoSettings: opts.ventoSettings,
       };
-      console.log(JSON.stringify({ env, results: reports }, null, 2));
+      console.log(JSON.stringify({ env, results: reports, fairness: fairReports }, null, 2));
     } else {
       console.log("");
       printTables(reports);
+      if (fairReports.length > 0) {
+        if (reports.length > 0) console.log("");
+        printFairTable(fairReports);
+        console.log(
+          `\nfairness: h2load --h1 -cN -t1 -D ${opts.durationSec} --warm-up-time=${FAIR_WARMUP_SEC}, ` +
+            `${opts.rounds} interleaved rounds; req/s is the median; "slowest client / mean" (each ` +
+            `client's own req/s) and "slowest request" are the worst round's, with the median beside them.`,
+        );
+      }
       console.log(
         `\nmedians of ${opts.rounds} interleaved rounds of ${opts.durationSec} s; ${FILE_BYTES} B file; ` +
           `CPU = server process tree utime+stime per request.`,
@@ -1344,7 +1653,7 @@ async function main(args: string[]): Promise<number> {
           `App rows: ${APP_PATH} of bench/hello_app.ts; denoserve = the same module under \`deno serve\`.`,
         );
       }
-      const withErrors = reports.flatMap((r) =>
+      const withErrors = [...reports, ...fairReports].flatMap((r) =>
         SERVER_NAMES.filter((n) => (r.servers[n]?.errors ?? 0) > 0).map((n) => `${n} in ${r.label}`)
       );
       if (withErrors.length > 0) {

@@ -169,7 +169,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
   try {
     if (live.plainHttp) {
       try {
-        server.listen();
+        await server.listen();
       } catch (e) {
         throw new StartError(bindErrorMessage(e, "PORT", live.host, live.port));
       }
@@ -181,7 +181,7 @@ export async function startVento(config: Config, options: StartOptions): Promise
       ]);
       tlsPems = { certPem, keyPem };
       try {
-        tlsAddr = server.listenTls({ port: live.tlsPort, certPem, keyPem });
+        tlsAddr = await server.listenTls({ port: live.tlsPort, certPem, keyPem });
       } catch (e) {
         throw new StartError(bindErrorMessage(e, "TLS_PORT", live.host, live.tlsPort));
       }

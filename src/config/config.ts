@@ -383,7 +383,8 @@ export const SETTINGS: readonly Setting[] = [
     field: "workers",
     reload: "restart",
     kind: { type: "intOrAuto", min: 1, max: 64 },
-    doc: "accept loops (threads) sharing PORT, or auto for one per core; limits stay global",
+    doc:
+      "accept loops (threads) sharing PORT, or auto: one per core (one loop is already fair); limits stay global",
   },
   {
     key: "DOCUMENT_ROOT",

@@ -47,6 +47,7 @@ import { Deadlines } from "./deadlines.ts";
 import { OutputBuffer } from "./output.ts";
 import type { BufferPool } from "../core/buffer_pool.ts";
 import { errorMessage } from "../core/errors.ts";
+import type { Transport } from "./transport.ts";
 
 /**
  * Bytes of the buffer every connection keeps a read pending on. Small on purpose: an idle keep-alive
@@ -200,7 +201,7 @@ export class Connection {
   readonly remotePort: number;
   readonly key: string;
 
-  #conn: Deno.Conn;
+  #conn: Transport;
   #ctx: ConnContext;
   #ticket: number;
   #parser: RequestParser;
@@ -257,7 +258,7 @@ export class Connection {
   #bodyFailed: ErrorCode | null = null;
 
   constructor(
-    conn: Deno.Conn,
+    conn: Transport,
     id: number,
     remote: string,
     remotePort: number,
@@ -441,6 +442,9 @@ export class Connection {
       this.#start = 0;
       this.#end = 0;
       this.#action = "reading request head";
+      // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
+      // buffer: it is this wait, and that buffer must stay.
+      if (this.#state === "idle" && this.#watchRead === null) await this.#awaitNextRequest();
       const buf = this.#readBuffer();
       const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
       if (this.#readDone(n, buf)) await this.#discardAndClose();
@@ -453,6 +457,22 @@ export class Connection {
         if (this.#state === "idle") this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
         this.#setState("active");
       }
+    }
+  }
+
+  /**
+   * Waits for the next request's first byte holding no read buffer (it goes back to the pool meanwhile),
+   * so an idle keep-alive connection costs its socket and this object only. Deadlines are unaffected: the
+   * sweep closes the transport, which ends the wait.
+   */
+  async #awaitNextRequest(): Promise<void> {
+    const pool = this.#ctx.readPool;
+    pool.release(this.#small);
+    this.#buf = this.#small = EMPTY;
+    try {
+      await this.#conn.readable();
+    } finally {
+      this.#buf = this.#small = pool.acquire();
     }
   }
 
@@ -538,13 +558,7 @@ export class Connection {
    */
   #disableNagle(): void {
     this.#noDelay = true;
-    const conn = this.#conn;
-    try {
-      // TlsConn has no setNoDelay; each answer is already one coalesced write there.
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    } catch {
-      // the peer is already gone; the read loop will notice
-    }
+    this.#conn.setNoDelay();
   }
 
   /** Back to the small buffer (going idle, or closing). Only between reads: none may be pending. */

@@ -9,7 +9,7 @@
 import type { Clock } from "../core/clock.ts";
 import type { ConnInfo } from "./conn_info.ts";
 import { ConnSlots } from "../core/conn_slots.ts";
-import { AcceptBackoff } from "./accept_backoff.ts";
+import { AcceptBackoff, isOutOfDescriptors } from "./accept_backoff.ts";
 import {
   type AccessLogSink,
   type ConnContext,
@@ -25,7 +25,8 @@ import type { Handler } from "../http/handler.ts";
 import { DateLine } from "../http/date.ts";
 import { textReply, WholeReplies } from "../http/response.ts";
 import { BufferPool } from "../core/buffer_pool.ts";
-import { errorMessage } from "../core/errors.ts";
+import type { Transport, TransportListener } from "./transport.ts";
+import { listenTransport } from "./node_transport.ts";
 
 /** The gate's answer at accept: a ticket to serve with, or why to refuse. */
 export type ConnGateVerdict =
@@ -99,15 +100,6 @@ function refusalBytes(status: number, retryAfterSec: number): Uint8Array {
 
 const REFUSE_503 = refusalBytes(503, 0);
 
-/** Closes a socket that may already be closed (by the peer, a timer or shutdown). */
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // gone already
-  }
-}
-
 /** `::ffff:1.2.3.4` → `1.2.3.4`; anything else unchanged. */
 export function unmapAddress(ip: string): string {
   return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
@@ -121,31 +113,30 @@ export function sweepIntervalMs(o: ConnectionOptions): number {
 
 export class Server {
   #deps: ServerDeps;
-  #listener: Deno.TcpListener | null = null;
-  #tlsListener: Deno.TlsListener | null = null;
+  #listener: TransportListener | null = null;
+  /**
+   * The descriptor episodes of the listeners: the runtime accepts for us and, out of descriptors, leaves
+   * connections waiting in the kernel's queue without a word (and without spinning), so a once-a-second
+   * probe says when that starts and ends (see `#probeDescriptors`).
+   */
+  #descriptors: AcceptBackoff | null = null;
+  #tlsListener: TransportListener | null = null;
   #conns = new ConnSlots<Connection>();
   #nextId = 1;
   #shuttingDown = false;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #lastTickMs = 0;
+  /** Settles once both listeners are closed (shutdown waits for it before closing idle connections). */
   #acceptDone: Promise<void> = Promise.resolve();
-  /** The HTTPS accept loop (its end tells `replaceTls` the old listener is gone). */
-  #tlsLoop: Promise<void> = Promise.resolve();
-  /** The HTTPS listener is bound with SO_REUSEPORT (false when the runtime runs without --unstable-net). */
-  #tlsReusePort = true;
-  /** The pair the HTTPS listener uses (to rebind it should a swap without SO_REUSEPORT fail). */
-  #tlsPems: { certPem: string; keyPem: string } | null = null;
   /** Shared with every connection; `nowMs` and `shuttingDown` are plain fields the server updates. */
   #ctx: { -readonly [K in keyof ConnContext]: ConnContext[K] };
   #idleWaiters: (() => void)[] = [];
-  /** Ends the accept loops' back-off pauses in progress (see `#acceptFailed`). */
-  #acceptPauses = new Set<() => void>();
   /**
    * Sockets accepted whose verdict is still awaited (not read meanwhile). `closed`: shutdown closed the
    * socket as never-spoke; the verdict then only releases its ticket. Slots, not a Set: one insert and one
    * delete per connection would churn a hash table (see conn_slots.ts).
    */
-  #pending = new ConnSlots<{ conn: Deno.TcpConn | Deno.TlsConn; closed: boolean }>();
+  #pending = new ConnSlots<{ conn: Transport; closed: boolean }>();
   /** Refreshed by every sweep to "now + one sweep period" (see `ConnContext.nowMs`). */
   #coarseNowMs: number;
   #sweepMs: number;
@@ -175,111 +166,48 @@ export class Server {
     };
   }
 
-  /** Binds the listening socket (throws on failure, e.g. address in use). */
-  listen(): Deno.NetAddr {
+  /** Binds the listening socket (rejects on failure, e.g. `Deno.errors.AddrInUse`). Accepting starts now. */
+  async listen(): Promise<Deno.NetAddr> {
     const o = this.#deps.options;
-    this.#listener = Deno.listen({
-      hostname: o.host,
-      port: o.port,
-      transport: "tcp",
-      reusePort: this.#deps.reusePort === true,
-    });
+    const backoff = this.#descriptors ??= new AcceptBackoff("HTTP", this.#deps.clock, this.#ctx.logError);
+    this.#listener = await listenTransport(
+      { host: o.host, port: o.port, reusePort: this.#deps.reusePort === true, tls: null },
+      (t) => this.#accepted(t, backoff),
+      (e) => this.#acceptFailed(e, backoff),
+    );
     return this.#listener.addr;
   }
 
   /**
-   * Binds the HTTPS socket (throws on failure: address in use, or a certificate/key Deno can't use).
-   * Accepting costs no handshake: the handshake runs inside the connection's first read, so it counts
-   * against the header deadline from accept, and a failed one ends only that connection.
+   * Binds the HTTPS socket (rejects on failure: address in use, or a certificate/key the runtime can't
+   * use). Accepting costs no handshake: the handshake runs inside the connection's first reads, so it
+   * counts against the header deadline from accept, and a failed one ends only that connection.
    */
-  listenTls(tls: TlsListenOptions): Deno.NetAddr {
-    const hostname = this.#deps.options.host;
-    let port = tls.port;
-    if (this.#deps.reusePort !== true) {
-      // The HTTPS listener is always bound with SO_REUSEPORT, so a reload can bind its successor (a new
-      // certificate) before closing it. That option would also let a second server share the port
-      // silently: a plain bind first keeps a clash an AddrInUse error (and fixes port 0 to one number).
-      const probe = Deno.listen({ hostname, port, transport: "tcp" });
-      port = probe.addr.port;
-      probe.close();
-    }
-    this.#tlsListener = this.#bindTls(hostname, port, tls.certPem, tls.keyPem);
-    this.#tlsPems = { certPem: tls.certPem, keyPem: tls.keyPem };
+  async listenTls(tls: TlsListenOptions): Promise<Deno.NetAddr> {
+    const backoff = this.#descriptors ??= new AcceptBackoff("HTTPS", this.#deps.clock, this.#ctx.logError);
+    this.#tlsListener = await listenTransport(
+      {
+        host: this.#deps.options.host,
+        port: tls.port,
+        reusePort: this.#deps.reusePort === true,
+        tls: { certPem: tls.certPem, keyPem: tls.keyPem, alpnProtocols: TLS_ALPN_PROTOCOLS },
+      },
+      (t) => this.#accepted(t, backoff),
+      (e) => this.#acceptFailed(e, backoff),
+    );
     return this.#tlsListener.addr;
   }
 
-  #bindTls(hostname: string, port: number, cert: string, key: string): Deno.TlsListener {
-    const options = {
-      hostname,
-      port,
-      transport: "tcp" as const,
-      cert,
-      key,
-      alpnProtocols: TLS_ALPN_PROTOCOLS,
-    };
-    // Without --unstable-net, Deno exits the process on `reusePort` (it does not throw): bind plainly then,
-    // and swap a renewed pair by rebinding. `listenDatagram` exists exactly when that flag is on.
-    if (typeof (Deno as unknown as Record<string, unknown>).listenDatagram !== "function") {
-      this.#tlsReusePort = false;
-    }
-    return this.#tlsReusePort ? Deno.listenTls({ ...options, reusePort: true }) : Deno.listenTls(options);
-  }
-
   /**
-   * A new certificate and key (a reload): binds a second HTTPS listener on the same port (SO_REUSEPORT),
-   * accepts on it, then closes the old one. New handshakes use the new pair; open connections keep the
-   * one they shook hands with. Deno's TLS listener has no way to change its key in place (its SNI
-   * resolver caches per name for the listener's life), hence the swap. Throws, keeping the old listener,
-   * when the new one cannot be bound (e.g. the runtime refuses the pair).
+   * A new certificate and key (a reload): new handshakes use them from now on; open connections keep the
+   * pair they shook hands with. The listener stays bound, so no connection is refused meanwhile. Throws,
+   * keeping the current pair, when the new one cannot be used (e.g. a key that is not the certificate's).
    */
-  async replaceTls(certPem: string, keyPem: string): Promise<void> {
-    const old = this.#tlsListener;
-    if (old === null || this.#shuttingDown) return;
-    const oldLoop = this.#tlsLoop;
-    const { hostname, port } = old.addr;
-    let next: Deno.TlsListener;
-    if (this.#tlsReusePort) {
-      next = this.#bindTls(this.#deps.options.host, port, certPem, keyPem);
-    } else {
-      // Without SO_REUSEPORT the port must be free first: new connections are refused for the moment
-      // between the close and the bind (milliseconds). A bind that fails then is retried with the old pair.
-      try {
-        old.close();
-      } catch {
-        // already closed
-      }
-      await oldLoop;
-      try {
-        next = this.#bindTls(this.#deps.options.host, port, certPem, keyPem);
-      } catch (e) {
-        const current = this.#tlsPems;
-        if (current !== null) {
-          this.#tlsListener = this.#bindTls(this.#deps.options.host, port, current.certPem, current.keyPem);
-          if (this.#sweeper !== undefined) {
-            this.#tlsLoop = this.#acceptLoop(this.#tlsListener);
-            this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
-          }
-        }
-        throw new Error(
-          `binding ${hostname}:${port} with the new certificate: ${errorMessage(e)}`,
-        );
-      }
-    }
-    this.#tlsPems = { certPem, keyPem };
-    this.#tlsListener = next;
-    if (this.#sweeper !== undefined) {
-      this.#tlsLoop = this.#acceptLoop(next);
-      this.#acceptDone = Promise.all([this.#acceptDone, this.#tlsLoop]).then(() => {});
-    }
-    try {
-      old.close();
-    } catch {
-      // already closed
-    }
-    // The old socket leaves the port's SO_REUSEPORT group only once its pending accept is cancelled and
-    // the runtime drops it; until then the kernel may still queue new connections on it (reset at its
-    // close). Resolving after that point means every handshake from now on reaches the new listener.
-    await oldLoop;
+  replaceTls(certPem: string, keyPem: string): Promise<void> {
+    const l = this.#tlsListener;
+    if (l === null || this.#shuttingDown) return Promise.resolve();
+    l.setTls({ certPem, keyPem, alpnProtocols: TLS_ALPN_PROTOCOLS });
+    return Promise.resolve();
   }
 
   /** The access log new lines go to (a reload of ACCESS_LOG), or null for none. */
@@ -303,65 +231,58 @@ export class Server {
     return this.#shuttingDown;
   }
 
-  /** Starts accepting; resolves when the listener closes. */
+  /** Starts the deadline sweeper; resolves when the listeners close. */
   serve(): Promise<void> {
     this.#sweeper = setInterval(() => this.#sweep(), this.#sweepMs);
-    const loops: Promise<void>[] = [];
-    if (this.#listener !== null) loops.push(this.#acceptLoop(this.#listener));
-    if (this.#tlsListener !== null) {
-      this.#tlsLoop = this.#acceptLoop(this.#tlsListener);
-      loops.push(this.#tlsLoop);
-    }
-    this.#acceptDone = Promise.all(loops).then(() => {});
+    if (this.#listener === null && this.#tlsListener === null) return this.#acceptDone;
+    let done!: () => void;
+    this.#acceptDone = new Promise<void>((r) => done = r);
+    this.#acceptDoneResolve = done;
     return this.#acceptDone;
   }
 
-  async #acceptLoop(listener: Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr>): Promise<void> {
-    const backoff = new AcceptBackoff(
-      listener === this.#tlsListener ? "HTTPS" : "HTTP",
-      this.#deps.clock,
-      this.#ctx.logError,
-    );
-    for (;;) {
-      let conn: Deno.TcpConn | Deno.TlsConn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (await this.#acceptFailed(backoff, e)) return;
-        continue;
-      }
-      if (backoff.failing) backoff.succeeded();
-      this.#admit(conn);
+  #acceptDoneResolve: (() => void) | null = null;
+
+  /** A socket the listener accepted, unread: admission decides its fate before any byte is read. */
+  #accepted(t: Transport, backoff: AcceptBackoff): void {
+    if (backoff.failing) backoff.succeeded();
+    if (this.#shuttingDown) {
+      t.close();
+      return;
     }
+    this.#admit(t);
   }
 
   /**
-   * An accept loop's error path: true when the listener is closing (the loop ends); otherwise waits as
-   * long as `backoff` says (0 for one peer's failure; a pause that grows while out of descriptors, so the
-   * loop never spins) and returns false.
+   * Accepting failed (out of descriptors, or a transient error): the listener keeps accepting (the runtime
+   * retries at its next readiness, not in a loop), and `backoff` says so once per episode: one line when
+   * failures start, one with their count when accepts work again.
    */
-  async #acceptFailed(backoff: AcceptBackoff, e: unknown): Promise<boolean> {
-    if (this.#shuttingDown || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) {
-      return true;
-    }
-    const waitMs = backoff.failed(e);
-    if (waitMs > 0) {
-      // Shutdown cuts the pause short (it waits for the accept loops to end).
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#acceptPauses.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, waitMs);
-        this.#acceptPauses.add(done);
-      });
-    }
-    return this.#shuttingDown;
+  #acceptFailed(e: Error, backoff: AcceptBackoff): void {
+    if (this.#shuttingDown) return;
+    backoff.failed(e);
   }
 
-  #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
-    const remote = unmapAddress(conn.remoteAddr.hostname);
+  /**
+   * Once a second: can this process still get a descriptor (a loopback socket, bound and closed at once)?
+   * Out of descriptors (EMFILE, ENFILE), new connections wait unaccepted; the probe's failure starts the
+   * episode (one line) and its first success a second later ends it (one line, with the failed probes).
+   * Any other failure (a runtime without permission to bind there) says nothing about descriptors.
+   */
+  #probeDescriptors(): void {
+    const episode = this.#descriptors;
+    if (episode === null || this.#shuttingDown) return;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port: 0 }).close();
+    } catch (e) {
+      if (isOutOfDescriptors(e)) episode.failed(e);
+      return;
+    }
+    if (episode.failing) episode.succeeded();
+  }
+
+  #admit(conn: Transport): void {
+    const remote = unmapAddress(conn.remoteIp);
     const gate = this.#deps.gate;
     if (gate === null) {
       this.#start(conn, remote, -1, remote);
@@ -386,7 +307,7 @@ export class Server {
    * or whose verdict arrives once the server is shutting down, is closed and its ticket released.
    */
   async #admitLater(
-    conn: Deno.TcpConn | Deno.TlsConn,
+    conn: Transport,
     remote: string,
     verdict: Promise<ConnGateVerdict>,
   ): Promise<void> {
@@ -398,7 +319,7 @@ export class Server {
     } catch (e) {
       // A gate must not reject; if one does, this socket alone is dropped (the ticket is unknown).
       this.#ctx.logError(
-        `conn ${remote}: admitting connection: ${errorMessage(e)}`,
+        `conn ${remote}: admitting connection: ${e instanceof Error ? e.message : String(e)}`,
       );
     }
     this.#pending.remove(slot);
@@ -408,7 +329,7 @@ export class Server {
       return;
     }
     if (v !== null && v.ok) this.#deps.gate!.release(v.ticket);
-    if (!p.closed) closeQuietly(conn);
+    if (!p.closed) conn.close();
   }
 
   /** Closes the sockets still waiting for a verdict (they never spoke). */
@@ -416,18 +337,17 @@ export class Server {
     this.#pending.forEach((p) => {
       if (p.closed) return;
       p.closed = true;
-      closeQuietly(p.conn);
+      p.conn.close();
     });
   }
 
   /** Counts an admitted socket and starts serving it. */
-  #start(conn: Deno.TcpConn | Deno.TlsConn, remote: string, ticket: number, key: string): void {
+  #start(conn: Transport, remote: string, ticket: number, key: string): void {
     const stats = this.#deps.stats;
-    const addr = conn.remoteAddr;
     stats.accepted++;
     stats.open++;
     const id = this.#nextId++;
-    const c = new Connection(conn, id, remote, addr.port, key, ticket, this.#ctx);
+    const c = new Connection(conn, id, remote, conn.remotePort, key, ticket, this.#ctx);
     const slot = this.#conns.add(c);
     c.serve().finally(() => {
       this.#conns.remove(slot);
@@ -437,13 +357,9 @@ export class Server {
   }
 
   /** Refuses at accept: banned peers get nothing; caps get a short 503, rate limits a 429. */
-  #refuse(conn: Deno.TcpConn | Deno.TlsConn, reason: RefuseReason, retryAfterSec: number): void {
+  #refuse(conn: Transport, reason: RefuseReason, retryAfterSec: number): void {
     if (reason === "banned") {
-      try {
-        conn.close();
-      } catch {
-        // gone already
-      }
+      conn.close();
       return;
     }
     const bytes = reason === "conn_rate" ? refusalBytes(429, Math.max(1, retryAfterSec)) : REFUSE_503;
@@ -453,11 +369,7 @@ export class Server {
     const close = () => {
       if (closed) return;
       closed = true;
-      try {
-        conn.close();
-      } catch {
-        // gone already
-      }
+      conn.close();
     };
     const timer = setTimeout(close, REFUSAL_LINGER_MS);
     // Write, half-close, and read until the peer closes or the linger ends: a reset must not eat the answer.
@@ -478,6 +390,13 @@ export class Server {
 
   #sweep(): void {
     const now = this.#deps.clock.nowMs();
+    // A reload that shortened a timeout shortens the period too, so no deadline fires a whole old period late.
+    const period = sweepIntervalMs(this.#deps.options);
+    if (period !== this.#sweepMs && this.#sweeper !== undefined) {
+      this.#sweepMs = period;
+      clearInterval(this.#sweeper);
+      this.#sweeper = setInterval(() => this.#sweep(), period);
+    }
     this.#coarseNowMs = now + this.#sweepMs;
     this.#ctx.nowMs = this.#coarseNowMs;
     this.#ctx.wallMs = this.#deps.clock.wallMs();
@@ -485,6 +404,7 @@ export class Server {
     if (now - this.#lastTickMs >= 1000) {
       this.#lastTickMs = now;
       this.#deps.gate?.tick();
+      this.#probeDescriptors();
     }
   }
 
@@ -550,14 +470,11 @@ export class Server {
   }
 
   #closeListeners(): void {
-    for (const wake of [...this.#acceptPauses]) wake();
-    for (const l of [this.#listener, this.#tlsListener]) {
-      try {
-        l?.close();
-      } catch {
-        // already closed
-      }
-    }
+    const closing: Promise<void>[] = [];
+    for (const l of [this.#listener, this.#tlsListener]) if (l !== null) closing.push(l.close());
+    const done = this.#acceptDoneResolve;
+    this.#acceptDoneResolve = null;
+    if (done !== null) void Promise.all(closing).then(() => done());
   }
 
   /** Closes every connection and stops the sweeper (second signal, or after the shutdown deadline). */
@@ -575,5 +492,10 @@ export class Server {
   /** Open connections now. */
   get size(): number {
     return this.#conns.size;
+  }
+
+  /** Resolves once every connection has finished (used by tests and shutdown). */
+  async closed(): Promise<void> {
+    while (this.#conns.size > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
   }
 }

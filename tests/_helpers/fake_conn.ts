@@ -20,8 +20,9 @@ import { bytesReply, WholeReplies } from "../../src/http/response.ts";
 import type { Handler } from "../../src/http/handler.ts";
 import { BufferPool } from "../../src/core/buffer_pool.ts";
 import { latin1 } from "./raw_client.ts";
+import type { Transport } from "../../src/net/transport.ts";
 
-/** A socket whose peer is the test. Implements the parts of `Deno.Conn` a connection uses. */
+/** A socket whose peer is the test: the `Transport` a connection uses. */
 export class FakeConn {
   /** Everything the connection wrote, in order. */
   readonly written: Uint8Array[] = [];
@@ -35,6 +36,7 @@ export class FakeConn {
   #pending: { buf: Uint8Array; resolve: (n: number | null) => void; reject: (e: Error) => void } | null =
     null;
   #blockedWaiters: (() => void)[] = [];
+  #readableWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
   /** The peer sends `data` (a latin1 string or bytes). */
   push(data: string | Uint8Array): void {
@@ -50,7 +52,8 @@ export class FakeConn {
 
   /** Resolves once a read is pending with nothing left to deliver (the connection waits for the peer). */
   readBlocked(): Promise<void> {
-    if (this.#pending !== null && this.#inbox.length === 0 && !this.#eof) return Promise.resolve();
+    const waiting = this.#pending !== null || this.#readableWaiter !== null;
+    if (waiting && this.#inbox.length === 0 && !this.#eof) return Promise.resolve();
     return new Promise((r) => this.#blockedWaiters.push(r));
   }
 
@@ -59,6 +62,16 @@ export class FakeConn {
     let s = "";
     for (const w of this.written) for (const b of w) s += String.fromCharCode(b);
     return s;
+  }
+
+  /** Resolves once a read would not wait (bytes or the end are there); rejects when closed meanwhile. */
+  readable(): Promise<void> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
+    if (this.#inbox.length > 0 || this.#eof) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#readableWaiter = { resolve, reject };
+      this.#wakeBlocked();
+    });
   }
 
   read(buf: Uint8Array): Promise<number | null> {
@@ -104,6 +117,9 @@ export class FakeConn {
     const p = this.#pending;
     this.#pending = null;
     p?.reject(new Deno.errors.Interrupted("operation canceled"));
+    const w = this.#readableWaiter;
+    this.#readableWaiter = null;
+    w?.reject(new Deno.errors.Interrupted("operation canceled"));
     for (const w of this.#heldWrites.splice(0)) w.reject(new Deno.errors.Interrupted("operation canceled"));
     this.#wakeBlocked();
   }
@@ -111,6 +127,12 @@ export class FakeConn {
   setNoDelay(): void {}
 
   #deliver(): void {
+    const w = this.#readableWaiter;
+    if (w !== null && (this.#inbox.length > 0 || this.#eof)) {
+      this.#readableWaiter = null;
+      w.resolve();
+      return;
+    }
     const p = this.#pending;
     if (p === null) return;
     if (this.#inbox.length > 0) {
@@ -180,7 +202,7 @@ export function serveFake(
     outPool: new BufferPool(OUT_BUFFER_BYTES, 4),
     logError: (m) => errors.push(m),
   };
-  const connection = new Connection(conn as unknown as Deno.Conn, 1, "192.0.2.1", 40000, "192.0.2.1", 0, ctx);
+  const connection = new Connection(conn as unknown as Transport, 1, "192.0.2.1", 40000, "192.0.2.1", 0, ctx);
   return { conn, connection, ctx, done: connection.serve(), errors };
 }
 

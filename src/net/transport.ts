@@ -1,0 +1,73 @@
+/**
+ * The transport seam: the few socket operations a connection needs (read into the caller's buffer, write,
+ * half-close, close, no-delay) and the listener that hands accepted sockets to the server. The HTTP state
+ * machine, the guard and the static side see only these types, so the socket implementation behind them
+ * (`node_transport.ts`) can change without touching them.
+ *
+ * Types only: no I/O here.
+ */
+
+/** An accepted socket (plain TCP or TLS), owned by exactly one connection. */
+export interface Transport {
+  /** The peer's address as the kernel reports it (a v4-mapped IPv6 form is possible). */
+  readonly remoteIp: string;
+  readonly remotePort: number;
+  /**
+   * Reads into `buf`: the byte count (at least 1), or null at the peer's end of stream. Rejects with
+   * `Deno.errors.Interrupted` when `close()` is called while the read is pending (deadlines rely on that),
+   * `Deno.errors.BadResource` once closed, and a peer-gone error (`ConnectionReset`, `InvalidData` for a
+   * failed TLS handshake, …) when the peer fails. At most one read may be pending.
+   */
+  read(buf: Uint8Array): Promise<number | null>;
+  /**
+   * Resolves once a `read` would not wait (bytes, the end of stream or an error are there), without taking
+   * a buffer, so an idle connection can wait holding none. Rejects with `Interrupted` when `close()` is
+   * called meanwhile, `BadResource` once closed. Never together with a pending `read`.
+   */
+  readable(): Promise<void>;
+  /**
+   * Writes `bytes`: resolves with the count the kernel took once it took them (possibly fewer than given;
+   * callers loop), so a caller that awaits each write never has more than one buffer in flight. Rejects
+   * with `Interrupted` when `close()` is called meanwhile, or a peer-gone error. `bytes` must not be
+   * changed until the promise settles (it may be read from until then).
+   */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Half-closes after every write so far is sent (FIN / TLS close_notify); reads continue. */
+  closeWrite(): Promise<void>;
+  /** Turns Nagle's algorithm off. Never throws (a socket already gone is no error here). */
+  setNoDelay(): void;
+  /** Closes now, ending any pending read or write (see above). Idempotent, never throws. */
+  close(): void;
+}
+
+/** Where a listener hands its sockets. Called synchronously for every accepted socket, before any read. */
+export type AcceptHandler = (transport: Transport) => void;
+
+/** A bound listening socket. */
+export interface TransportListener {
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting (idempotent); resolves once the socket is closed. Accepted sockets stay open. */
+  close(): Promise<void>;
+  /**
+   * A TLS listener's new certificate and key: handshakes from now on use them, connections already
+   * accepted keep theirs. Throws, changing nothing, for a pair that cannot be used (or a plain listener).
+   */
+  setTls(tls: TransportTlsOptions): void;
+}
+
+/** TLS for a listener: the PEM texts of its certificate chain and key, and the ALPN protocols offered. */
+export interface TransportTlsOptions {
+  certPem: string;
+  keyPem: string;
+  alpnProtocols: string[];
+}
+
+/** What to bind. */
+export interface TransportListenOptions {
+  host: string;
+  port: number;
+  /** SO_REUSEPORT, so several threads' listeners share one port (Linux spreads connections). */
+  reusePort: boolean;
+  /** Serve TLS on this listener; the handshake happens inside the first reads, never at accept. */
+  tls: TransportTlsOptions | null;
+}

@@ -1,0 +1,232 @@
+/**
+ * The socket transport on real loopback sockets: reads into the caller's buffer, what a close does to a
+ * pending read or write (deadlines and shutdown rely on it), backpressure on writes, end of stream and
+ * resets, and the listener handing sockets over unread.
+ */
+
+import assert from "node:assert/strict";
+import { listenTransport, mapSocketError } from "../../src/net/node_transport.ts";
+import type { Transport, TransportListener } from "../../src/net/transport.ts";
+
+const enc = new TextEncoder();
+
+/** A listener on 127.0.0.1:0 whose accepted transports come out of `next()`. */
+async function listen(): Promise<{ listener: TransportListener; next: () => Promise<Transport> }> {
+  const waiting: Transport[] = [];
+  let wake: (() => void) | null = null;
+  const listener = await listenTransport(
+    { host: "127.0.0.1", port: 0, reusePort: false, tls: null },
+    (t) => {
+      waiting.push(t);
+      wake?.();
+    },
+    () => {},
+  );
+  const next = async () => {
+    while (waiting.length === 0) await new Promise<void>((r) => wake = r);
+    return waiting.shift()!;
+  };
+  return { listener, next };
+}
+
+/** Reads from `c` until `n` bytes arrived. */
+async function readN(c: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const k = await c.read(out.subarray(got));
+    if (k === null) throw new Error(`EOF after ${got} of ${n} bytes`);
+    got += k;
+  }
+  return out;
+}
+
+Deno.test("a pending read ends with Interrupted when the transport is closed (as a deadline does)", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const t = await next();
+    const pending = t.read(new Uint8Array(64));
+    t.close();
+    await assert.rejects(pending, Deno.errors.Interrupted);
+    await assert.rejects(t.read(new Uint8Array(64)), Deno.errors.BadResource);
+    // The peer sees the close.
+    assert.equal(await client.read(new Uint8Array(8)), null);
+    t.close(); // idempotent
+  } finally {
+    client.close();
+    await listener.close();
+  }
+});
+
+Deno.test("reads fill the caller's buffer and keep the rest of a larger chunk for the next read", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const t = await next();
+    const sent = new Uint8Array(3000).map((_, i) => i % 251);
+    await client.write(sent);
+    const got: number[] = [];
+    const buf = new Uint8Array(1024);
+    while (got.length < sent.length) {
+      const n = await t.read(buf);
+      assert.ok(n !== null && n > 0 && n <= buf.length);
+      got.push(...buf.subarray(0, n));
+    }
+    assert.deepEqual(new Uint8Array(got), sent);
+    // The peer's end of stream reads as null, after every byte.
+    client.closeWrite();
+    assert.equal(await t.read(buf), null);
+    // A half-closed peer still gets our answer (the socket is half-open, not closed under us).
+    await t.write(enc.encode("answer"));
+    await t.closeWrite();
+    assert.deepEqual(await readN(client, 6), enc.encode("answer"));
+    assert.equal(await client.read(new Uint8Array(8)), null);
+    t.close();
+  } finally {
+    client.close();
+    await listener.close();
+  }
+});
+
+Deno.test("a write settles only once the kernel took it: a peer that does not read holds it pending", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const t = await next();
+    // Far more than loopback socket buffers hold.
+    const big = new Uint8Array(64 * 1024 * 1024).fill(0x61);
+    let settled = false;
+    const writing = t.write(big).then((n) => {
+      settled = true;
+      return n;
+    });
+    // Several event-loop turns with the peer not reading: the write must still be pending.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+    assert.equal(settled, false, "a write to a peer that reads nothing must not settle");
+    await assert.rejects(t.write(new Uint8Array(1)), Deno.errors.Busy, "one write in flight at a time");
+    // The peer reads everything: the write settles with the whole count.
+    const reading = readN(client, big.length);
+    assert.equal(await writing, big.length);
+    assert.equal((await reading).length, big.length);
+    t.close();
+  } finally {
+    client.close();
+    await listener.close();
+  }
+});
+
+Deno.test("a pending write ends with Interrupted when the transport is closed (send deadline)", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const t = await next();
+    const writing = t.write(new Uint8Array(64 * 1024 * 1024));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+    t.close();
+    await assert.rejects(writing, Deno.errors.Interrupted);
+  } finally {
+    client.close();
+    await listener.close();
+  }
+});
+
+Deno.test("a peer's reset rejects a pending read with a peer-gone error", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const t = await next();
+  try {
+    // Unread data at close makes the kernel send a reset instead of a FIN.
+    await t.write(enc.encode("unread by the client"));
+    const pending = t.read(new Uint8Array(64));
+    client.close();
+    const e = await pending.then(() => null, (e: unknown) => e);
+    // Either the reset, or (when the FIN wins the race) a plain end of stream.
+    if (e !== null) {
+      assert.ok(
+        e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.BrokenPipe,
+        `expected a peer-gone error, got ${e}`,
+      );
+    }
+  } finally {
+    t.close();
+    await listener.close();
+  }
+});
+
+Deno.test("socket errors map to the Deno.errors classes the connection treats as the peer leaving", () => {
+  const err = (code: string) => Object.assign(new Error(code), { code });
+  assert.ok(mapSocketError(err("ECONNRESET")) instanceof Deno.errors.ConnectionReset);
+  assert.ok(mapSocketError(err("EPIPE")) instanceof Deno.errors.BrokenPipe);
+  assert.ok(mapSocketError(err("ERR_STREAM_DESTROYED")) instanceof Deno.errors.BrokenPipe);
+  assert.ok(mapSocketError(err("ECONNABORTED")) instanceof Deno.errors.ConnectionAborted);
+  assert.ok(mapSocketError(err("ERR_SSL_WRONG_VERSION_NUMBER")) instanceof Deno.errors.InvalidData);
+  const other = err("EWHATEVER");
+  assert.equal(mapSocketError(other), other, "an unknown error is passed on as is (and gets logged)");
+});
+
+Deno.test("binding a port in use rejects with AddrInUse", async () => {
+  const { listener } = await listen();
+  try {
+    await assert.rejects(
+      listenTransport(
+        { host: "127.0.0.1", port: listener.addr.port, reusePort: false, tls: null },
+        () => {},
+        () => {},
+      ),
+      Deno.errors.AddrInUse,
+    );
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("re-arming accept (as the listener does every few ms) accepts every connection exactly once", async () => {
+  const net = await import("node:net");
+  const { rearmAccept } = await import("../../src/net/node_transport.ts");
+  let accepted = 0;
+  const server = net.createServer({ pauseOnConnect: true }, (s) => {
+    accepted++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen({ host: "127.0.0.1", port: 0 }, () => r()));
+  try {
+    const port = (server.address() as { port: number }).port;
+    for (let i = 0; i < 50; i++) rearmAccept(server);
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    for (let i = 0; i < 50; i++) rearmAccept(server);
+    for (let i = 0; i < 500 && accepted < 20; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(accepted, 20);
+    for (const c of clients) c.close();
+  } finally {
+    server.close();
+  }
+  // A closed server's handle is gone: re-arming it is a no-op, not an error.
+  rearmAccept(server);
+});
+
+Deno.test("readable() waits for bytes without a buffer; the next read gets them; close ends the wait", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const t = await next();
+    let ready = false;
+    const waiting = t.readable().then(() => ready = true);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+    assert.equal(ready, false, "nothing sent yet");
+    await client.write(enc.encode("hello"));
+    await waiting;
+    const buf = new Uint8Array(16);
+    assert.equal(await t.read(buf), 5);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, 5)), "hello");
+    // A wait pending when the transport closes ends with Interrupted (the idle deadline relies on it).
+    const idle = t.readable();
+    t.close();
+    await assert.rejects(idle, Deno.errors.Interrupted);
+  } finally {
+    client.close();
+    await listener.close();
+  }
+});
