@@ -1,8 +1,9 @@
 /**
  * One accepted connection, from accept to close: the only owner of its socket, and the read loop and
- * dispatch of its requests. Reads into one small buffer, feeds the incremental parser, reads (or
- * discards) bounded bodies, asks the handler, and hands answers to its output buffer (`output.ts`), which
- * writes every answer one read produced in a single `write`: socket crossings dominate the cost.
+ * dispatch of its requests. Reads into one small buffer, feeds the incremental parser, lends that buffer
+ * to the body readers (`body_reader.ts`: whole, discarded or streamed bodies), asks the handler, and hands
+ * answers to its output buffer (`output.ts`), which writes every answer one read produced in a single
+ * `write`: socket crossings dominate the cost.
  * Deadlines and minimum rates live in a small pure state machine (`deadlines.ts`) checked by the server's
  * sweeper through `expireIfDue`, so no timer is created per request; closing the socket is how a
  * deadline interrupts a pending read or write.
@@ -40,10 +41,10 @@ import {
   type WholeReplies,
 } from "../http/response.ts";
 import { RequestParser } from "../http/parser.ts";
-import { ChunkedDecoder } from "../http/body.ts";
 import type { DateLine } from "../http/date.ts";
 import { forwardedForOf } from "../guard/client_key.ts";
 import { Deadlines } from "./deadlines.ts";
+import { type BodyInput, discardBody, readWholeBody, StreamedBody } from "./body_reader.ts";
 import { OutputBuffer } from "./output.ts";
 import type { BufferPool } from "../core/buffer_pool.ts";
 import { errorMessage } from "../core/errors.ts";
@@ -71,8 +72,6 @@ export const LINGER_MS = 1000;
 export const LINGER_MAX_BYTES = 256 * 1024;
 /** Idle parsers kept for new connections. */
 export const PARSER_POOL_KEPT = 256;
-/** Trailer section limit for chunked bodies. */
-export const MAX_TRAILER_BYTES = 4096;
 
 /** The settings a connection reads (all from `Config`, where each is documented). */
 export type ConnectionOptions = Pick<
@@ -152,23 +151,6 @@ const KEEP_ALIVE_LINE = encoder.encode("Connection: keep-alive\r\n");
 const CONTINUE_BYTES = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const EMPTY = new Uint8Array(0);
 
-/** The body-data callback of a chunked body being discarded. */
-function ignoreData(): void {}
-
-/** One array holding `parts` in order (one part is returned as is). */
-function concatParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
-}
-
 /** Peer-gone errors: normal events, counted, never logged with a stack. */
 function isPeerGone(e: unknown): boolean {
   return e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset ||
@@ -242,20 +224,28 @@ export class Connection {
   #watchRead: Promise<number | null> | null = null;
   // A body streamed to the handler (`Handler.streamsBody`), pulled through `#bodySource`.
   #bodySource: BodySource | null = null;
-  /** Content-Length bytes still to come (fixed-length bodies). */
-  #bodyLeft = 0;
-  /** The chunked decoder of a chunked body (null for a fixed length). */
-  #bodyDecoder: ChunkedDecoder | null = null;
-  #bodyLimit = 0;
-  #bodyGot = 0;
-  /** The body ended: every byte was read (or none was due). */
-  #bodyDone = true;
+  /** The body being streamed to the handler, null when none (see `#exchangeStreamed`). */
+  #streamed: StreamedBody | null = null;
   /** A read of the streamed body is pending. */
   #bodyReading = false;
   /** The `100 Continue` the client asked for is still owed (sent on the first read). */
   #bodyContinue = false;
-  /** The limit or framing error that stopped the streamed body (answered instead of the handler's reply). */
-  #bodyFailed: ErrorCode | null = null;
+  /** The read buffer lent to the body readers (body_reader.ts): its unread window and how to refill it. */
+  readonly #bodyInput: BodyInput = ((c: Connection) => ({
+    get buf() {
+      return c.#buf;
+    },
+    get start() {
+      return c.#start;
+    },
+    set start(v: number) {
+      c.#start = v;
+    },
+    get end() {
+      return c.#end;
+    },
+    refill: () => c.#readMoreBody(),
+  }))(this);
 
   constructor(
     conn: Transport,
@@ -730,32 +720,7 @@ export class Connection {
     this.#action = "discarding request body";
     this.#deadlines.startRate("body", this.#ctx.nowMs);
     try {
-      if (!head.chunked) {
-        // The caller checked contentLength <= max.
-        let left = head.contentLength;
-        for (;;) {
-          const take = Math.min(left, this.#end - this.#start);
-          this.#start += take;
-          left -= take;
-          if (left === 0) return null;
-          await this.#readMoreBody();
-        }
-      }
-      const decoder = new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES });
-      let budget = max;
-      for (;;) {
-        const end = Math.min(this.#end, this.#start + budget);
-        const r = decoder.feed(this.#buf, this.#start, end, ignoreData);
-        if (r.kind === "error") return r.code;
-        if (r.kind === "done") {
-          this.#start += r.consumed;
-          return null;
-        }
-        budget -= end - this.#start;
-        this.#start = end;
-        if (budget === 0) return "BODY_TOO_LARGE";
-        await this.#readMoreBody();
-      }
+      return await discardBody(this.#bodyInput, head, max);
     } finally {
       this.#deadlines.stopRate();
     }
@@ -766,46 +731,7 @@ export class Connection {
     this.#action = "reading request body";
     this.#deadlines.startRate("body", this.#ctx.nowMs);
     try {
-      if (!head.chunked) {
-        const body = new Uint8Array(head.contentLength);
-        let got = 0;
-        for (;;) {
-          const take = Math.min(body.length - got, this.#end - this.#start);
-          body.set(this.#buf.subarray(this.#start, this.#start + take), got);
-          got += take;
-          this.#start += take;
-          if (got === body.length) return body;
-          await this.#readMoreBody();
-        }
-      }
-      const decoder = new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES });
-      let body = new Uint8Array(Math.min(limit, 4096));
-      let len = 0;
-      let tooLarge = false;
-      const onData = (buf: Uint8Array, start: number, end: number) => {
-        const n = end - start;
-        if (tooLarge || len + n > limit) {
-          tooLarge = true;
-          return;
-        }
-        if (len + n > body.length) {
-          const grown = new Uint8Array(Math.min(limit, Math.max(body.length * 2, len + n)));
-          grown.set(body.subarray(0, len));
-          body = grown;
-        }
-        body.set(buf.subarray(start, end), len);
-        len += n;
-      };
-      for (;;) {
-        const r = decoder.feed(this.#buf, this.#start, this.#end, onData);
-        if (tooLarge) return "BODY_TOO_LARGE";
-        if (r.kind === "error") return r.code;
-        if (r.kind === "done") {
-          this.#start += r.consumed;
-          return body.subarray(0, len);
-        }
-        await this.#readMoreBody();
-      }
+      return await readWholeBody(this.#bodyInput, head, limit);
     } finally {
       this.#deadlines.stopRate();
     }
@@ -818,12 +744,7 @@ export class Connection {
    * leaves the body unread closes the connection after it (the rest cannot be parsed as a next request).
    */
   async #exchangeStreamed(head: RequestHead, limit: number): Promise<boolean> {
-    this.#bodyDone = false;
-    this.#bodyFailed = null;
-    this.#bodyLimit = limit;
-    this.#bodyGot = 0;
-    this.#bodyLeft = head.chunked ? 0 : head.contentLength;
-    this.#bodyDecoder = head.chunked ? new ChunkedDecoder({ maxTrailerBytes: MAX_TRAILER_BYTES }) : null;
+    const body = this.#streamed = new StreamedBody(head, limit);
     this.#bodyContinue = head.expectContinue;
     this.#deadlines.stopRate();
     const source = this.#bodySource ??= { read: () => this.#readBodyChunk() };
@@ -837,15 +758,15 @@ export class Connection {
       reply.stream?.cancel();
       throw new ClosedError();
     }
-    if (this.#bodyFailed !== null) {
+    if (body.failed !== null) {
       reply.stream?.cancel();
-      return this.#emit(head, this.#errorReply(this.#bodyFailed));
+      return this.#emit(head, this.#errorReply(body.failed));
     }
     // An unread body cannot be skipped cheaply, nor parsed as the next request: close after answering
     // (lingering drains it). A streamed reply may still read it while it is written (an echo).
-    const unread = !this.#bodyDone && reply.stream === null;
+    const unread = !body.done && reply.stream === null;
     const keep = await this.#emit(head, unread && !reply.close ? { ...reply, close: true } : reply);
-    if (!this.#bodyDone) {
+    if (!body.done) {
       this.#serverClosed = true;
       if (this.#bodyReading) {
         // The handler still waits on a read that nothing will finish: end the connection now.
@@ -859,8 +780,9 @@ export class Connection {
 
   /** `BodySource.read` of the streamed body: the next bytes (a fresh copy), or null at its end. */
   async #readBodyChunk(): Promise<Uint8Array | null> {
-    if (this.#bodyFailed !== null) throw new BodyError(this.#bodyFailed);
-    if (this.#bodyDone) return null;
+    const body = this.#streamed;
+    if (body === null || body.done) return null;
+    if (body.failed !== null) throw new BodyError(body.failed);
     if (this.#bodyReading) throw new TypeError("the request body is already being read");
     this.#bodyReading = true;
     try {
@@ -874,55 +796,12 @@ export class Connection {
         }
       }
       this.#action = "reading request body";
-      const decoder = this.#bodyDecoder;
-      if (decoder === null) {
-        for (;;) {
-          const take = Math.min(this.#bodyLeft, this.#end - this.#start);
-          if (take > 0) {
-            const out = this.#buf.slice(this.#start, this.#start + take);
-            this.#start += take;
-            this.#bodyLeft -= take;
-            if (this.#bodyLeft === 0) this.#bodyDone = true;
-            return out;
-          }
-          if (this.#bodyLeft === 0) {
-            this.#bodyDone = true;
-            return null;
-          }
-          await this.#readMoreStreamed();
-        }
-      }
-      for (;;) {
-        let parts: Uint8Array[] | null = null;
-        let tooLarge = false;
-        const r = decoder.feed(this.#buf, this.#start, this.#end, (buf, start, end) => {
-          if (tooLarge || this.#bodyGot + end - start > this.#bodyLimit) {
-            tooLarge = true;
-            return;
-          }
-          this.#bodyGot += end - start;
-          (parts ??= []).push(buf.slice(start, end));
-        });
-        if (tooLarge) return this.#failBody("BODY_TOO_LARGE");
-        if (r.kind === "error") return this.#failBody(r.code);
-        if (r.kind === "done") {
-          this.#start += r.consumed;
-          this.#bodyDone = true;
-        } else {
-          this.#start = this.#end;
-        }
-        if (parts !== null) return concatParts(parts);
-        if (this.#bodyDone) return null;
-        await this.#readMoreStreamed();
-      }
+      const r = await body.next(this.#bodyInput, () => this.#readMoreStreamed());
+      if (typeof r === "string") throw new BodyError(r);
+      return r;
     } finally {
       this.#bodyReading = false;
     }
-  }
-
-  #failBody(code: ErrorCode): never {
-    this.#bodyFailed = code;
-    throw new BodyError(code);
   }
 
   /** `#readMoreBody` for a streamed body: the rate window runs only while the read is pending. */
