@@ -218,6 +218,7 @@ const CHECKED: Record<string, Check> = {
   "dist/vento.js --config site/vento.conf": SHIP,
   "deno task bench --scenario app,app500,appclose --servers vento,denoserve": BENCH,
   "deno task bench:idle --conns 3000": BENCH,
+  "deno task bench:idle --conns 3000 --servers vento,nodenet": BENCH,
   "deno task bench --scenario keepalive,close,fair500 --servers nginx,vento,denoserve,bare,nodenet": BENCH,
   "deno task bench --scenario fair5000 --servers nginx,vento,nodenet": BENCH,
   "deno task bench --scenario fair500,fair5000 --rounds 3 --duration 5": BENCH,
