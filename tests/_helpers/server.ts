@@ -70,3 +70,17 @@ export async function startTestServer(
     },
   };
 }
+
+/** Runs `fn` against a server started with `overrides` and `files`, and stops it afterwards, whatever happens. */
+export async function withTestServer(
+  fn: (s: TestServer) => Promise<void>,
+  overrides: Partial<Config> = {},
+  files: Files = DEFAULT_FILES,
+): Promise<void> {
+  const s = await startTestServer(overrides, files);
+  try {
+    await fn(s);
+  } finally {
+    await s.stop();
+  }
+}

@@ -6,21 +6,9 @@
 
 import assert from "node:assert/strict";
 import { RawClient, request } from "../_helpers/raw_client.ts";
-import { startTestServer, type TestServer } from "../_helpers/server.ts";
+import { startTestServer, withTestServer as withServer } from "../_helpers/server.ts";
 
 const H = "Host: t\r\n";
-
-async function withServer(
-  fn: (s: TestServer) => Promise<void>,
-  overrides: Parameters<typeof startTestServer>[0] = {},
-): Promise<void> {
-  const s = await startTestServer(overrides);
-  try {
-    await fn(s);
-  } finally {
-    await s.stop();
-  }
-}
 
 Deno.test("server answers GET / with the index page and the standard headers", () =>
   withServer(async (s) => {

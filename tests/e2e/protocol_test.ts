@@ -6,21 +6,9 @@
 
 import assert from "node:assert/strict";
 import { RawClient, request } from "../_helpers/raw_client.ts";
-import { startTestServer, type TestServer } from "../_helpers/server.ts";
+import { withTestServer as withServer } from "../_helpers/server.ts";
 
 const H = "Host: t\r\n";
-
-async function withServer(
-  fn: (s: TestServer) => Promise<void>,
-  overrides: Parameters<typeof startTestServer>[0] = {},
-): Promise<void> {
-  const s = await startTestServer(overrides);
-  try {
-    await fn(s);
-  } finally {
-    await s.stop();
-  }
-}
 
 Deno.test("HTTP/1.2 is served as HTTP/1.1 (keep-alive), while HTTP/2.0 and HTTP/0.9 get 505", () =>
   withServer(async (s) => {

@@ -5,25 +5,16 @@
 
 import assert from "node:assert/strict";
 import { RawClient, request } from "../_helpers/raw_client.ts";
-import { type Files, startTestServer, type TestServer } from "../_helpers/server.ts";
-import type { Config } from "../../src/config/config.ts";
+import {
+  type Files,
+  startTestServer,
+  type TestServer,
+  withTestServer as withServer,
+} from "../_helpers/server.ts";
 import { BasicAuth, hashPassword } from "../../src/static/basic_auth.ts";
 import { parseHeadersFile, parseRedirectsFile } from "../../src/static/rules.ts";
 
 const H = "Host: t\r\n";
-
-async function withServer(
-  fn: (s: TestServer) => Promise<void>,
-  overrides: Partial<Config> = {},
-  files?: Files,
-): Promise<void> {
-  const s = await startTestServer(overrides, files);
-  try {
-    await fn(s);
-  } finally {
-    await s.stop();
-  }
-}
 
 async function curlAvailable(): Promise<boolean> {
   try {
