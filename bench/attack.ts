@@ -79,7 +79,8 @@ type Profile = "per-ip" | "spread";
 type SlowMode = "slowloris" | "slow-body" | "slow-read";
 
 const PROFILE_CONFIG: Record<Profile, string> = {
-  "per-ip": "",
+  // Loopback is allowlisted by default (a same-host proxy); every client here is on loopback, so none is.
+  "per-ip": "ALLOWLIST=\n",
   // The attacker's address is exempt from every per-client rule (rates, bans, caps), as each address of
   // a botnet would stay under them: only the deadlines and the global cap defend.
   spread: "ALLOWLIST=127.0.0.1/32\n",
@@ -238,7 +239,7 @@ HOST=${HOST}
 DOCUMENT_ROOT=${docroot}
 ACCESS_LOG=off
 ADMIN_SOCKET=off
-# The bystander's 50 req/s must fit the per-client rate (default 20/s).
+# The bystander's 50 req/s must fit the per-client rate.
 REQUEST_RATE_PER_SEC=${REQUEST_RATE_PER_SEC}
 REQUEST_BURST=${REQUEST_BURST}
 ${PROFILE_CONFIG[profile]}`;

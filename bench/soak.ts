@@ -529,6 +529,8 @@ DOCUMENT_ROOT=${dir}/www
 ACCESS_LOG=${dir}/access.log
 ADMIN_SOCKET=${dir}/vento.sock
 # Each legitimate kind comes from its own address and must fit the per-client limits; the flood must not.
+# Loopback is allowlisted by default (a same-host proxy): every client here is on loopback, so none is.
+ALLOWLIST=
 REQUEST_RATE_PER_SEC=500
 REQUEST_BURST=1000
 CONN_RATE_PER_SEC=200

@@ -61,6 +61,8 @@ await Deno.writeTextFile(
     "ACCESS_LOG=off",
     "ADMIN_SOCKET=vento.sock",
     `GUARD_TABLE_CAPACITY=${capacity}`,
+    // Loopback is allowlisted by default (a same-host proxy): the sprayed addresses are loopback ones.
+    "ALLOWLIST=",
     "",
   ].join("\n"),
 );
