@@ -230,22 +230,29 @@ export class Connection {
   #bodyReading = false;
   /** The `100 Continue` the client asked for is still owed (sent on the first read). */
   #bodyContinue = false;
+  /** The read buffer as lent to the body readers; made on the first body (most connections never get one). */
+  #bodyWindow: BodyInput | null = null;
+
   /** The read buffer lent to the body readers (body_reader.ts): its unread window and how to refill it. */
-  readonly #bodyInput: BodyInput = ((c: Connection) => ({
-    get buf() {
-      return c.#buf;
-    },
-    get start() {
-      return c.#start;
-    },
-    set start(v: number) {
-      c.#start = v;
-    },
-    get end() {
-      return c.#end;
-    },
-    refill: () => c.#readMoreBody(),
-  }))(this);
+  get #bodyInput(): BodyInput {
+    // deno-lint-ignore no-this-alias
+    const c = this;
+    return this.#bodyWindow ??= {
+      get buf() {
+        return c.#buf;
+      },
+      get start() {
+        return c.#start;
+      },
+      set start(v: number) {
+        c.#start = v;
+      },
+      get end() {
+        return c.#end;
+      },
+      refill: () => c.#readMoreBody(),
+    };
+  }
 
   constructor(
     conn: Transport,
