@@ -50,8 +50,6 @@ export async function preflight(config: Config, locate: Locate): Promise<string[
   return problems;
 }
 
-const why = (e: unknown) => (errorMessage(e));
-
 /** The document root must be a folder this user can list (else every request would get 403). */
 async function documentRootProblems(root: string): Promise<string[]> {
   try {
@@ -67,7 +65,7 @@ async function documentRootProblems(root: string): Promise<string[]> {
         `(chmod a+rX) or run Vento as its owner`,
       ];
     }
-    return [`DOCUMENT_ROOT "${root}" cannot be read: ${why(e)}`];
+    return [`DOCUMENT_ROOT "${root}" cannot be read: ${errorMessage(e)}`];
   }
 }
 
@@ -106,7 +104,7 @@ export async function accessLogProblem(target: string): Promise<string | null> {
     if (e instanceof Deno.errors.IsADirectory) {
       return `ACCESS_LOG "${target}" is a folder: name a file inside it, e.g. ${target}/vento.log`;
     }
-    return `ACCESS_LOG "${target}" cannot be opened: ${why(e)}`;
+    return `ACCESS_LOG "${target}" cannot be opened: ${errorMessage(e)}`;
   }
 }
 
@@ -124,12 +122,12 @@ export async function tlsPairProblem(
   try {
     certPem = await Deno.readTextFile(certPath);
   } catch (e) {
-    return { key: "TLS_CERT", message: `TLS_CERT "${certPath}" cannot be read: ${why(e)}` };
+    return { key: "TLS_CERT", message: `TLS_CERT "${certPath}" cannot be read: ${errorMessage(e)}` };
   }
   try {
     keyPem = await Deno.readTextFile(keyPath);
   } catch (e) {
-    return { key: "TLS_KEY", message: `TLS_KEY "${keyPath}" cannot be read: ${why(e)}` };
+    return { key: "TLS_KEY", message: `TLS_KEY "${keyPath}" cannot be read: ${errorMessage(e)}` };
   }
   let cert: X509Certificate;
   try {
@@ -193,7 +191,7 @@ async function adminSocketProblem(path: string): Promise<string | null> {
     // A check run with narrower Deno permissions than the server (a --check step reading only the config
     // and the site) cannot see the socket's folder: that is not the config's fault.
     if (e instanceof Deno.errors.NotCapable) return null;
-    return `ADMIN_SOCKET "${path}": ${folder} cannot be checked: ${why(e)}`;
+    return `ADMIN_SOCKET "${path}": ${folder} cannot be checked: ${errorMessage(e)}`;
   }
 }
 
@@ -216,9 +214,11 @@ export function bindErrorMessage(e: unknown, key: "PORT" | "TLS_PORT", host: str
       `127.0.0.1, or an address \`ip -brief addr\` lists`;
   }
   if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-    return `${key}=${port} on HOST=${host}: not permitted (${why(e)}): grant --allow-net for that address`;
+    return `${key}=${port} on HOST=${host}: not permitted (${
+      errorMessage(e)
+    }): grant --allow-net for that address`;
   }
-  return `${key}=${port} on HOST=${host}: cannot listen: ${why(e)}`;
+  return `${key}=${port} on HOST=${host}: cannot listen: ${errorMessage(e)}`;
 }
 
 /** A start error already phrased for the operator (see `bindErrorMessage`). */

@@ -1294,6 +1294,11 @@ export async function loadConfig(
     }
   }
 
+  /** `vento.conf:LINE` of `key`, or the file alone when the key is not set in it. */
+  const locate = (key: string) => {
+    const line = lineOfKey(text, key);
+    return line > 0 ? `${shownPath}:${line}` : shownPath;
+  };
   const confDir = dirnameOf(absPath);
   const rawRoot = config.documentRoot;
   config.documentRoot = resolvePath(confDir, rawRoot);
@@ -1310,8 +1315,7 @@ export async function loadConfig(
   if (config.app !== "off") {
     const rawApp = config.app;
     config.app = resolvePath(confDir, rawApp);
-    const line = lineOfKey(text, "APP");
-    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    const at = locate("APP");
     try {
       if (!(await Deno.stat(config.app)).isFile) messages.push(`${at}: APP "${rawApp}" is not a file`);
     } catch (err) {
@@ -1342,8 +1346,7 @@ export async function loadConfig(
   // deploy. Whether the key matches the certificate is only known when the TLS listener is built.
   for (const [key, path] of [["TLS_CERT", config.tlsCert], ["TLS_KEY", config.tlsKey]] as const) {
     if (path === "off") continue;
-    const line = lineOfKey(text, key);
-    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    const at = locate(key);
     try {
       if (!(await Deno.readTextFile(path)).includes("-----BEGIN ")) {
         messages.push(`${at}: ${key} "${path}" is not a PEM file`);
@@ -1363,8 +1366,7 @@ export async function loadConfig(
       ? config.guardStorePasswordFile
       : config.guardStoreCaFile;
     if (path === "off") continue;
-    const line = lineOfKey(text, key);
-    const at = line > 0 ? `${shownPath}:${line}` : shownPath;
+    const at = locate(key);
     let content: string;
     try {
       content = await Deno.readTextFile(path);
@@ -1387,9 +1389,5 @@ export async function loadConfig(
   }
 
   if (messages.length > 0) return { ok: false, messages };
-  const locate = (key: string) => {
-    const line = lineOfKey(text, key);
-    return line > 0 ? `${shownPath}:${line}` : shownPath;
-  };
   return { ok: true, config, path: absPath, found, locate };
 }

@@ -8,8 +8,10 @@
  * last failure, so a server at the edge of its limit does not log a pair per descriptor freed), with how
  * many attempts failed meanwhile.
  *
- * Shared by every accept loop (HTTP, HTTPS, the admin socket). Pure: no timers, no `Deno` APIs; the loop
- * sleeps for the milliseconds `failed` returns.
+ * The admin socket's accept loop sleeps for the milliseconds `failed` returns. HTTP and HTTPS sockets are
+ * accepted by the runtime (src/net/node_transport.ts), which neither spins nor reports running out of
+ * descriptors: for them the server only keeps the episode's two log lines (its once-a-second descriptor
+ * probe calls `failed` and `succeeded`). Pure: no timers, no `Deno` APIs.
  */
 
 import type { Clock } from "../core/clock.ts";

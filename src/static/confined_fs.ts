@@ -96,6 +96,20 @@ export class ConfinedFs {
     }
   }
 
+  /**
+   * The whole content of `found`, opened as `openVerified` does (null when it was swapped meanwhile), read
+   * up to the size the open file has (fewer bytes if it shrank while read), and closed.
+   */
+  async readVerified(found: Found): Promise<{ bytes: Uint8Array; info: Deno.FileInfo } | null> {
+    const opened = await this.openVerified(found);
+    if (opened === null) return null;
+    try {
+      return { bytes: await ConfinedFs.readAll(opened.file, opened.info.size), info: opened.info };
+    } finally {
+      opened.file.close();
+    }
+  }
+
   /** Reads up to `size` bytes from the start of `file` (fewer if it shrank); does not close it. */
   static async readAll(file: Deno.FsFile, size: number): Promise<Uint8Array> {
     const bytes = new Uint8Array(size);

@@ -94,14 +94,7 @@ export class ErrorPages {
       try {
         const found = await this.#fs.findFile(this.#fs.rootPrefix + `${status}.html`);
         if (found !== null && found.info.size <= MAX_ERROR_PAGE_BYTES) {
-          const opened = await this.#fs.openVerified(found);
-          if (opened !== null) {
-            try {
-              bytes = await ConfinedFs.readAll(opened.file, opened.info.size);
-            } finally {
-              opened.file.close();
-            }
-          }
+          bytes = (await this.#fs.readVerified(found))?.bytes ?? null;
         }
       } catch (e) {
         this.#logError(`static: reading ${status}.html: ${(e as Error).name}`);

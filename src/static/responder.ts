@@ -558,14 +558,7 @@ export class StaticResponder {
         found.path === this.#fs.rootPrefix + REDIRECTS_FILE);
     let bytes: Uint8Array | null = null;
     if (found !== null && !isRulesFile && found.info.size <= MAX_ERROR_PAGE_BYTES) {
-      const opened = await this.#fs.openVerified(found);
-      if (opened !== null) {
-        try {
-          bytes = await ConfinedFs.readAll(opened.file, opened.info.size);
-        } finally {
-          opened.file.close();
-        }
-      }
+      bytes = (await this.#fs.readVerified(found))?.bytes ?? null;
     }
     if (bytes === null || !r.ok) {
       this.#remember(head.path, { kind: "status", status: 404, checkedAtMs: now });
@@ -738,17 +731,11 @@ export class StaticResponder {
     encoding: Encoding | null,
     variant: Found,
   ): Promise<CachedFile> {
-    const opened = await this.#fs.openVerified(variant);
-    if (opened === null) throw new FileReplaced();
-    const { file, info } = opened;
-    let bytes: Uint8Array;
-    try {
-      // A file that shrank while read is cached as read; its size no longer matches, so the next
-      // revalidation reloads it.
-      bytes = await ConfinedFs.readAll(file, info.size);
-    } finally {
-      file.close();
-    }
+    // A file that shrank while read is cached as read; its size no longer matches, so the next
+    // revalidation reloads it.
+    const read = await this.#fs.readVerified(variant);
+    if (read === null) throw new FileReplaced();
+    const { bytes, info } = read;
     const identity = { ...identityOf(info), size: bytes.length };
     const entry = this.#makeEntry(key, route, encoding, bytes, identity);
     this.#cache.set(entry);
@@ -1116,14 +1103,10 @@ export class StaticResponder {
     if (cached !== null && cached.live && sameIdentity(cached.identity, id)) {
       source = cached.bytes; // the identity bytes are in memory already: no second read
     } else {
-      const opened = await this.#fs.openVerified(file);
-      if (opened === null) return null;
-      try {
-        source = await ConfinedFs.readAll(opened.file, opened.info.size);
-      } finally {
-        opened.file.close();
-      }
-      identity = { ...identityOf(opened.info), size: source.length };
+      const read = await this.#fs.readVerified(file);
+      if (read === null) return null;
+      source = read.bytes;
+      identity = { ...identityOf(read.info), size: source.length };
     }
     const generation = this.#compressGeneration;
     const bytes = await this.#compressor.whole(source, encoding, this.#compressLevel(encoding));
