@@ -10,31 +10,10 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM } from "../_helpers/chromium.ts";
 import { chromium, type Response } from "playwright-core";
 import { type Files, startTestServer } from "../_helpers/server.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const HAVE_CHROMIUM = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
-
-/** Quiet, offline, deterministic Chromium: no GPU, sandbox, sync, updates, QUIC or first-run work. */
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--disable-quic",
-];
-/** Every browser wait is bounded so a broken page fails the test instead of hanging it. */
-const BROWSER_TIMEOUT_MS = 10_000;
 /** The large file: big enough that Chromium's media loader asks for it by range. */
 const BIG_BYTES = 5 * 1024 * 1024;
 

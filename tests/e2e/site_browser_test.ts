@@ -9,31 +9,10 @@
  */
 
 import assert from "node:assert/strict";
+import { BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM } from "../_helpers/chromium.ts";
 import { chromium } from "playwright-core";
 import { startTestServer } from "../_helpers/server.ts";
 import { hashPassword } from "../../src/static/basic_auth.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const HAVE_CHROMIUM = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
-
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--disable-quic",
-];
-/** Every browser wait is bounded so a broken page fails the test instead of hanging it. */
-const BROWSER_TIMEOUT_MS = 10_000;
 
 Deno.test({
   name: HAVE_CHROMIUM
