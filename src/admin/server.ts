@@ -23,6 +23,7 @@ import {
   encodeOk,
   type HelloData,
   MAX_LINE_BYTES,
+  PROTOCOL_VERSION,
   type Rates,
   type Request,
   type SnapshotEvent,
@@ -30,6 +31,7 @@ import {
   ZERO_RATES,
 } from "./protocol.ts";
 import { errorMessage } from "../core/errors.ts";
+import { VERSION } from "../core/version.ts";
 
 /** What the admin server needs from the rest of Vento; `main.ts` implements it. */
 export interface AdminBackend {
@@ -281,6 +283,26 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a, 0);
   out.set(b, a.length);
   return out;
+}
+
+/**
+ * The `hello` answer of a server started at `startedWallMs` (wall clock) listening on `listen` (the plain
+ * HTTP address first, then the HTTPS one), shown as `host:port` with IPv6 hosts bracketed.
+ */
+export function helloData(
+  startedWallMs: number,
+  nowWallMs: number,
+  listen: readonly Deno.NetAddr[],
+  configPath: string | null,
+): HelloData {
+  return {
+    version: VERSION,
+    protocol: PROTOCOL_VERSION,
+    pid: Deno.pid,
+    uptimeMs: nowWallMs - startedWallMs,
+    listen: listen.map((a) => `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}`),
+    configPath: configPath ?? "",
+  };
 }
 
 /** Serves the admin protocol on a Unix socket until `close()`. */

@@ -22,10 +22,8 @@ import { AccessLog } from "./access_log.ts";
 import { HEADERS_FILE, loadSiteRules, REDIRECTS_FILE, SiteRulesError } from "../static/site_rules.ts";
 import { Probes } from "../routes/probes.ts";
 import { formatMetrics } from "../admin/metrics.ts";
-import { type AdminBackend, AdminServer, AdminSocketInUse } from "../admin/server.ts";
-import { PROTOCOL_VERSION } from "../admin/protocol.ts";
+import { type AdminBackend, AdminServer, AdminSocketInUse, helloData } from "../admin/server.ts";
 import { bindErrorMessage, preflight, StartError } from "./preflight.ts";
-import { VERSION } from "../core/version.ts";
 import { errorMessage } from "../core/errors.ts";
 
 /** A running Vento. */
@@ -376,16 +374,13 @@ export async function startVento(config: Config, options: StartOptions): Promise
   };
 
   const backend: AdminBackend = {
-    hello: () => ({
-      version: VERSION,
-      protocol: PROTOCOL_VERSION,
-      pid: Deno.pid,
-      uptimeMs: clock.wallMs() - startedWallMs,
-      listen: [...(live.plainHttp ? [addr] : []), ...(tlsAddr === null ? [] : [tlsAddr])].map((a) =>
-        `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}`
+    hello: () =>
+      helloData(
+        startedWallMs,
+        clock.wallMs(),
+        [...(live.plainHttp ? [addr] : []), ...(tlsAddr === null ? [] : [tlsAddr])],
+        options.configPath,
       ),
-      configPath: options.configPath ?? "",
-    }),
     stats: () => stats.snapshot(clock.nowMs(), clock.wallMs()),
     conns: () => server.connections(),
     clients: (limit) => guard.clients(limit),

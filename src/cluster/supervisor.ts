@@ -22,8 +22,7 @@
 import { type Config, loadConfig, SETTINGS } from "../config/config.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { ConnInfo } from "../net/conn_info.ts";
-import { type AdminBackend, AdminServer } from "../admin/server.ts";
-import { PROTOCOL_VERSION } from "../admin/protocol.ts";
+import { type AdminBackend, AdminServer, helloData } from "../admin/server.ts";
 import { formatMetrics } from "../admin/metrics.ts";
 import { Guard } from "../guard/policy.ts";
 import { SharedGate, SUPERVISOR } from "../guard/shared_gate.ts";
@@ -36,7 +35,6 @@ import {
 import { banTarget } from "../guard/client_key.ts";
 import type { BanInfo } from "../guard/views.ts";
 import { Stats, type StatsSnapshot } from "../stats/stats.ts";
-import { VERSION } from "../core/version.ts";
 import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "./protocol.ts";
 import { errorMessage } from "../core/errors.ts";
 
@@ -285,16 +283,13 @@ export class Cluster {
 
   /** The admin channel's view and controls of the whole server. */
   readonly backend: AdminBackend = {
-    hello: () => ({
-      version: VERSION,
-      protocol: PROTOCOL_VERSION,
-      pid: Deno.pid,
-      uptimeMs: this.#clock.wallMs() - this.#startedWallMs,
-      listen: [...(this.config.plainHttp ? [this.addr] : []), ...(this.#tlsAddr ? [this.#tlsAddr] : [])].map((
-        a,
-      ) => `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}`),
-      configPath: this.#options.configPath ?? "",
-    }),
+    hello: () =>
+      helloData(
+        this.#startedWallMs,
+        this.#clock.wallMs(),
+        [...(this.config.plainHttp ? [this.addr] : []), ...(this.#tlsAddr ? [this.#tlsAddr] : [])],
+        this.#options.configPath,
+      ),
     stats: () => this.stats(),
     conns: async () => {
       this.#wantLists();
