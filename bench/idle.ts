@@ -10,7 +10,8 @@
  * Servers: `vento` (as `deno task start` runs it, logs off, guard out of the way, idle and header timeouts
  * longer than the run), `bare` and `bare16` (bench/bare_deno.ts with a 1 KiB and a 16-byte read buffer:
  * the runtime's own floor, a pending read per connection and nothing else), `nodenet` (bench/bare_node.ts:
- * a bare `node:net` responder, the floor of the socket layer Vento is built on), `nginx` (one worker,
+ * a bare `node:net` responder), `handle` (bench/bare_handle.ts: a bare responder on the socket handles
+ * under `node:net`, which Vento's transport drives: the floor of the socket layer Vento is built on), `nginx` (one worker,
  * `keepalive_timeout 65s`; its master and worker RSS summed). Each server runs alone, one after the other;
  * the client is this process. Loopback only; every server is stopped (SIGTERM, then SIGKILL) at the end,
  * also on errors. Needs N + 100 file descriptors (`ulimit -n`).
@@ -23,7 +24,7 @@ import { parseConfig } from "../src/config/config.ts";
 
 const HOST = "127.0.0.1";
 const REPO_ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
-const SERVERS = ["vento", "bare", "bare16", "nodenet", "nginx"] as const;
+const SERVERS = ["vento", "bare", "bare16", "nodenet", "handle", "nginx"] as const;
 type ServerName = typeof SERVERS[number];
 /** Longest wait for a server to accept its first connection. */
 const START_TIMEOUT_MS = 10_000;
@@ -124,9 +125,10 @@ async function startServer(name: ServerName, dir: string, docroot: string, conns
     await Deno.writeTextFile(`${dir}/nginx.conf`, nginxConfig(dir, docroot, port, 1, 2 * conns + 100));
     cmd = "nginx";
     args = ["-p", dir, "-c", `${dir}/nginx.conf`, "-g", "daemon off;"];
-  } else if (name === "nodenet") {
+  } else if (name === "nodenet" || name === "handle") {
     cmd = Deno.execPath();
-    args = ["run", "--allow-net", `${REPO_ROOT}/bench/bare_node.ts`, "--port", String(port)];
+    const script = name === "nodenet" ? "bare_node.ts" : "bare_handle.ts";
+    args = ["run", "--allow-net", `${REPO_ROOT}/bench/${script}`, "--port", String(port)];
   } else {
     cmd = Deno.execPath();
     const buffer = name === "bare16" ? "16" : "1024";
@@ -223,7 +225,9 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    console.log("deno task bench:idle [--conns N] [--servers vento,bare,bare16,nginx] [--json]");
+    console.log(
+      "deno task bench:idle [--conns N] [--servers vento,bare,bare16,nodenet,handle,nginx] [--json]",
+    );
     return 0;
   }
   const n = Number(values.conns);

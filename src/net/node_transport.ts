@@ -1,21 +1,29 @@
 /**
- * The transport behind `transport.ts`, built on the runtime's `node:net` and `node:tls`: accepted sockets
- * are read through readiness callbacks (read until the kernel has nothing more), which serves every ready
- * connection in turn at any concurrency, where `Deno.Conn.read` lets some sockets wait for seconds once
- * more than ~128 are ready at once (measured, and explained, in docs/scaling.md).
+ * The transport behind `transport.ts`, built on the runtime's libuv-style socket handles: the `tcp_wrap`
+ * binding that `node:net` itself is made of (reached through `process.binding`, as in Node), driven
+ * directly for plain TCP, and `node:tls` over a `net.Socket` on the same handle for TLS. An accepted
+ * handle is read through a readiness callback (read until the kernel has nothing more), which serves every
+ * ready connection in turn at any concurrency, where `Deno.Conn.read` lets some sockets wait for seconds
+ * once more than ~128 are ready at once (measured, and explained, in docs/scaling.md). Driving the handle
+ * instead of a `net.Socket` skips the stream machinery a socket builds per connection (two stream states,
+ * event emitters, listeners): that machinery cost about a third of the CPU of a `Connection: close`
+ * request and half the memory of an idle connection (docs/scaling.md).
  *
- * Owns: binding (with SO_REUSEPORT when asked), accepting paused (so the guard decides before any byte is
- * read, and a TLS handshake starts only for an admitted socket), turning the socket's data events into
- * reads into the caller's buffer with backpressure (the socket is paused whenever a chunk arrives that no
- * read is waiting for, so at most one chunk per connection is ever held), writes that settle once the
- * kernel took the bytes, and the mapping of socket errors to the `Deno.errors` classes callers test for.
+ * Owns: binding (with SO_REUSEPORT when asked), accepting (every connection handed over unread, so the
+ * guard decides before any byte is read, and a TLS handshake starts only for an admitted socket), turning
+ * the handle's read callbacks into reads into the caller's buffer with backpressure (reading stops
+ * whenever a chunk arrives that no read is waiting for, so at most one chunk per connection is ever held),
+ * writes that settle once the kernel took the bytes (at once when it took them all), and the mapping of
+ * socket errors to the `Deno.errors` classes callers test for.
  *
  * Must never: hold more than one unread chunk per connection, leave a read or write pending after
- * `close()`, or throw out of an event handler.
+ * `close()`, or throw out of a runtime callback.
  */
 
 import net from "node:net";
+import process from "node:process";
 import tls from "node:tls";
+import { getSystemErrorName } from "node:util";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { AcceptHandler, Transport, TransportListener, TransportListenOptions } from "./transport.ts";
 
@@ -37,6 +45,96 @@ export const LISTEN_BACKLOG = 4096;
  */
 export const ACCEPT_REARM_MS = 20;
 
+/** The runtime's end-of-stream status in a read callback (libuv's UV_EOF). */
+const UV_EOF = -4095;
+
+/** What the address getters fill in. */
+interface SockAddr {
+  address?: string;
+  port?: number;
+  family?: string;
+}
+
+/** The operations of the runtime's TCP handle (`tcp_wrap`'s `TCP`) this module uses. */
+interface TcpHandle {
+  /** Called with each chunk read (status in `streamBaseState[kReadBytesOrError]`); looked up at `readStart`. */
+  onread: ((this: TcpHandle, chunk: ArrayBuffer | undefined) => void) | null;
+  onconnection: ((this: TcpHandle, status: number) => void) | null;
+  bindWithFlags(host: string, port: number, flags: number): number;
+  bind6(host: string, port: number, flags: number): number;
+  listen(backlog: number): number;
+  accept(client: TcpHandle): number;
+  getpeername(out: SockAddr): number;
+  getsockname(out: SockAddr): number;
+  readStart(): number;
+  readStop(): number;
+  /** 0 or a negative errno; `streamBaseState[kLastWriteWasAsync]` says whether `req.oncomplete` will follow. */
+  writeBuffer(req: object, bytes: Uint8Array): number;
+  shutdown(req: object): number;
+  setNoDelay(on: boolean): number;
+  close(): void;
+  /** The transport reading this handle (set by this module). */
+  [OWNER]?: HandleTransport;
+}
+
+/** The runtime's socket handle classes and the state array their callbacks report through. */
+interface SocketBindings {
+  TCP: new (type: number) => TcpHandle;
+  socketType: number;
+  serverType: number;
+  reusePortFlag: number;
+  state: Int32Array;
+  kReadBytesOrError: number;
+  kLastWriteWasAsync: number;
+}
+
+const OWNER: unique symbol = Symbol("vento.transport");
+
+let bindings: SocketBindings | null = null;
+
+/**
+ * The runtime's `tcp_wrap` and `stream_wrap` bindings (Deno 2.9 exposes them through `process.binding`, as
+ * Node does). Throws, naming the runtime, when they are missing, so a server that cannot serve says why at
+ * start instead of failing per connection.
+ */
+function socketBindings(): SocketBindings {
+  if (bindings !== null) return bindings;
+  try {
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+    const tcp = binding("tcp_wrap") as {
+      TCP: SocketBindings["TCP"];
+      constants: { SOCKET: number; SERVER: number; UV_TCP_REUSEPORT?: number };
+    };
+    const stream = binding("stream_wrap") as {
+      streamBaseState: Int32Array;
+      kReadBytesOrError: number;
+      kLastWriteWasAsync: number;
+    };
+    const proto = tcp.TCP?.prototype as Partial<TcpHandle> | undefined;
+    if (
+      typeof tcp.TCP !== "function" || !(stream.streamBaseState instanceof Int32Array) ||
+      typeof proto?.writeBuffer !== "function" || typeof proto.readStart !== "function"
+    ) {
+      throw new Error("tcp_wrap/stream_wrap lack TCP, writeBuffer, readStart or streamBaseState");
+    }
+    bindings = {
+      TCP: tcp.TCP,
+      socketType: tcp.constants.SOCKET,
+      serverType: tcp.constants.SERVER,
+      reusePortFlag: tcp.constants.UV_TCP_REUSEPORT ?? 4,
+      state: stream.streamBaseState,
+      kReadBytesOrError: stream.kReadBytesOrError,
+      kLastWriteWasAsync: stream.kLastWriteWasAsync,
+    };
+    return bindings;
+  } catch (e) {
+    throw new Error(
+      `this runtime (Deno ${Deno.version.deno}) does not offer the socket handles Vento serves through ` +
+        `(process.binding("tcp_wrap")): run Vento with Deno 2.9.6 (${e instanceof Error ? e.message : e})`,
+    );
+  }
+}
+
 /** A socket error as the `Deno.errors` class the connection layer treats as "the peer is gone". */
 export function mapSocketError(e: unknown): Error {
   if (!(e instanceof Error)) return new Deno.errors.ConnectionReset(String(e));
@@ -54,6 +152,10 @@ export function mapSocketError(e: unknown): Error {
       return new Deno.errors.NotConnected(e.message);
     case "ETIMEDOUT":
       return new Deno.errors.TimedOut(e.message);
+    case "ECANCELED":
+      return new Deno.errors.Interrupted(e.message);
+    case "EBADF":
+      return new Deno.errors.BadResource(e.message);
   }
   // A failed TLS handshake or a corrupt record: the peer's failure, as Deno.Conn reports it.
   if (typeof code === "string" && (code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS"))) {
@@ -62,10 +164,276 @@ export function mapSocketError(e: unknown): Error {
   return e;
 }
 
+/** A libuv-style status (a negative errno) as an `Error` with the errno's name as its `code`. */
+export function uvError(status: number, action: string): Error {
+  let code: string;
+  try {
+    code = getSystemErrorName(status);
+  } catch {
+    code = `E${-status}`;
+  }
+  return Object.assign(new Error(`${action}: ${code}`), { code, errno: status });
+}
+
+/** Completion of a write the kernel did not take at once (one object for every handle: at most one each). */
+const WRITE_REQ = {
+  oncomplete(status: number, handle: TcpHandle): void {
+    handle[OWNER]?.writeDone(status);
+  },
+};
+/** Completion of a half-close: nothing waits for it (reads go on; a failure shows in the next read). */
+const SHUTDOWN_REQ = { oncomplete(): void {} };
+
+/** Read callback shared by every handle (a closure per connection would cost memory per idle socket). */
+function onHandleRead(this: TcpHandle, chunk: ArrayBuffer | undefined): void {
+  const b = bindings!;
+  this[OWNER]?.readDone(chunk, b.state[b.kReadBytesOrError]);
+}
+
+/**
+ * One accepted plain-TCP socket as a `Transport`, driving the runtime's handle directly. Reading runs only
+ * while a read or `readable()` waits, or until the first chunk nobody asked for arrives (kept, reading
+ * stopped until it is taken).
+ */
+export class HandleTransport implements Transport {
+  readonly remoteIp: string;
+  readonly remotePort: number;
+  #handle: TcpHandle;
+  /** The unread rest of the last chunk (reading is stopped while it is held). */
+  #held: Uint8Array | null = null;
+  #heldOff = 0;
+  #reading = false;
+  #eof = false;
+  #failure: Error | null = null;
+  #closed = false;
+  /** The pending read's buffer, or null while `readable()` waits (then `#resolve` is the wait's). */
+  #readBuf: Uint8Array | null = null;
+  // deno-lint-ignore no-explicit-any
+  #resolve: ((v: any) => void) | null = null;
+  #reject: ((e: Error) => void) | null = null;
+  #writeResolve: ((n: number) => void) | null = null;
+  #writeReject: ((e: Error) => void) | null = null;
+  /** The bytes of the write in flight: the runtime reads them until it completes. */
+  #writing: Uint8Array | null = null;
+
+  constructor(handle: TcpHandle, remoteIp: string, remotePort: number) {
+    this.#handle = handle;
+    this.remoteIp = remoteIp;
+    this.remotePort = remotePort;
+    handle[OWNER] = this;
+    handle.onread = onHandleRead;
+  }
+
+  read(buf: Uint8Array): Promise<number | null> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
+    const held = this.#held;
+    if (held !== null) return Promise.resolve(this.#takeHeld(held, buf));
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (this.#eof) return Promise.resolve(null);
+    if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
+    const p = new Promise<number | null>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.#readBuf = buf;
+    this.#startReading();
+    return p;
+  }
+
+  readable(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
+    if (this.#held !== null || this.#eof || this.#failure !== null) return Promise.resolve();
+    if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
+    const p = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.#startReading();
+    return p;
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (this.#writeResolve !== null) {
+      return Promise.reject(new Deno.errors.Busy("a write is already pending"));
+    }
+    const n = bytes.byteLength;
+    if (n === 0) return Promise.resolve(0);
+    const b = bindings!;
+    const status = this.#handle.writeBuffer(WRITE_REQ, bytes);
+    if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "write")));
+    // Taken whole by the kernel at once: the common case, no completion follows.
+    if (b.state[b.kLastWriteWasAsync] === 0) return Promise.resolve(n);
+    this.#writing = bytes;
+    return new Promise<number>((resolve, reject) => {
+      this.#writeResolve = resolve;
+      this.#writeReject = reject;
+    });
+  }
+
+  closeWrite(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    // Queued behind the writes already made, as shutdown(2) after them.
+    const status = this.#handle.shutdown(SHUTDOWN_REQ);
+    if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "shutdown")));
+    return Promise.resolve();
+  }
+
+  setNoDelay(): void {
+    if (!this.#closed) this.#handle.setNoDelay(true);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#held = null;
+    this.#writing = null;
+    // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
+    // `Connection: close` request when it was made for every close.
+    if (this.#resolve !== null || this.#writeResolve !== null) {
+      const interrupted = new Deno.errors.Interrupted("the connection was closed");
+      this.#settleRead(null, interrupted);
+      this.#settleWrite(0, interrupted);
+    }
+    this.#handle.onread = null;
+    this.#handle[OWNER] = undefined;
+    try {
+      this.#handle.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+
+  /** For the runtime's read callback only (see `onHandleRead`): `status` bytes in `chunk`, or end of stream or an error. */
+  readDone(chunk: ArrayBuffer | undefined, status: number): void {
+    if (this.#closed) return;
+    if (status > 0 && chunk !== undefined) {
+      this.#onBytes(new Uint8Array(chunk, 0, status));
+      return;
+    }
+    if (status === 0) return;
+    this.#stopReading();
+    if (status === UV_EOF) {
+      this.#eof = true;
+      // Nothing is held while a read waits: a pending read gets the end of stream, a wait resolves.
+      this.#settleRead(null, null);
+      return;
+    }
+    const e = mapSocketError(uvError(status, "read"));
+    if (this.#failure === null) this.#failure = e;
+    // A pending read reports the failure; a `readable()` wait resolves and its read then does.
+    if (this.#readBuf !== null) this.#settleRead(null, e);
+    else this.#settleRead(null, null);
+    this.#settleWrite(0, e);
+  }
+
+  /** For the runtime's write completion only (see `WRITE_REQ`): a write the kernel did not take at once. */
+  writeDone(status: number): void {
+    const bytes = this.#writing;
+    if (this.#closed || bytes === null) return;
+    this.#writing = null;
+    if (status < 0) {
+      const e = mapSocketError(uvError(status, "write"));
+      if (this.#failure === null) this.#failure = e;
+      this.#settleWrite(0, e);
+    } else {
+      this.#settleWrite(bytes.byteLength, null);
+    }
+  }
+
+  #onBytes(chunk: Uint8Array): void {
+    const buf = this.#readBuf;
+    if (buf !== null) {
+      if (chunk.byteLength <= buf.byteLength) {
+        buf.set(chunk);
+        this.#settleRead(chunk.byteLength, null);
+        return;
+      }
+      buf.set(chunk.subarray(0, buf.byteLength));
+      this.#hold(chunk, buf.byteLength);
+      this.#settleRead(buf.byteLength, null);
+      return;
+    }
+    this.#hold(chunk, 0);
+    // A `readable()` wait: the next read takes the chunk. (If more arrives first, it is joined.)
+    if (this.#resolve !== null) this.#settleRead(null, null);
+  }
+
+  /** Keeps the unread part of `chunk` and stops reading until it is taken. */
+  #hold(chunk: Uint8Array, off: number): void {
+    if (this.#held !== null) {
+      // A chunk delivered after the one held, before reading stopped: join them.
+      const rest = this.#held.subarray(this.#heldOff);
+      const joined = new Uint8Array(rest.byteLength + chunk.byteLength - off);
+      joined.set(rest);
+      joined.set(chunk.subarray(off), rest.byteLength);
+      this.#held = joined;
+      this.#heldOff = 0;
+    } else {
+      this.#held = chunk;
+      this.#heldOff = off;
+    }
+    this.#stopReading();
+  }
+
+  #takeHeld(held: Uint8Array, buf: Uint8Array): number {
+    const off = this.#heldOff;
+    const n = Math.min(held.byteLength - off, buf.byteLength);
+    buf.set(n === held.byteLength && off === 0 ? held : held.subarray(off, off + n));
+    if (off + n === held.byteLength) {
+      this.#held = null;
+      this.#heldOff = 0;
+    } else {
+      this.#heldOff = off + n;
+    }
+    return n;
+  }
+
+  #startReading(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    const status = this.#handle.readStart();
+    if (status !== 0) {
+      this.#reading = false;
+      this.readDone(undefined, status);
+    }
+  }
+
+  #stopReading(): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    this.#handle.readStop();
+  }
+
+  #settleRead(n: number | null, e: Error | null): void {
+    const resolve = this.#resolve;
+    const reject = this.#reject;
+    if (resolve === null) return;
+    this.#resolve = null;
+    this.#reject = null;
+    const wasRead = this.#readBuf !== null;
+    this.#readBuf = null;
+    if (e !== null) reject!(e);
+    else resolve(wasRead ? n : undefined);
+  }
+
+  #settleWrite(n: number, e: Error | null): void {
+    const resolve = this.#writeResolve;
+    const reject = this.#writeReject;
+    if (resolve === null) return;
+    this.#writeResolve = null;
+    this.#writeReject = null;
+    if (e !== null) reject!(e);
+    else resolve(n);
+  }
+}
+
 /** Node's `Buffer` is a `Uint8Array`; the socket hands us those. */
 type Chunk = Uint8Array;
 
-/** One accepted socket (a `net.Socket`, or a `tls.TLSSocket` over one) as a `Transport`. */
+/** One accepted TLS socket (a `tls.TLSSocket` over a `net.Socket` on the accepted handle) as a `Transport`. */
 export class NodeTransport implements Transport {
   readonly remoteIp: string;
   readonly remotePort: number;
@@ -86,7 +454,7 @@ export class NodeTransport implements Transport {
   #waitResolve: (() => void) | null = null;
   #waitReject: ((e: Error) => void) | null = null;
 
-  /** `socket` must be paused (accepted with `pauseOnConnect`). */
+  /** `socket` must be paused (made with `pauseOnCreate`). */
   constructor(socket: net.Socket, remoteIp: string, remotePort: number) {
     this.#socket = socket;
     this.remoteIp = remoteIp;
@@ -323,99 +691,121 @@ function secureContextOf(certPem: string, keyPem: string): tls.SecureContext {
 }
 
 /**
- * Re-arms accepting on `server`: `listen` on a handle that already listens only re-registers it and has
- * the runtime poll it once more, which accepts whatever waits in the kernel's queue. A runtime without
- * that handle method is left alone.
+ * Re-arms accepting on a listening handle: `listen` on a handle that already listens only re-registers it
+ * and has the runtime poll it once more, which accepts whatever waits in the kernel's queue.
  */
-export function rearmAccept(server: net.Server): void {
-  const handle = (server as unknown as { _handle?: { listen?: (backlog: number) => number } | null })._handle;
-  if (handle === null || handle === undefined || typeof handle.listen !== "function") return;
+export function rearmAccept(server: { listen(backlog: number): number }): void {
   try {
-    handle.listen(LISTEN_BACKLOG);
+    server.listen(LISTEN_BACKLOG);
   } catch {
     // closing meanwhile
   }
 }
 
+/** A bind or listen failure as `Deno.listen` reports it, so start-up errors name the setting and fix alike. */
+function listenError(status: number, host: string, port: number): Error {
+  const e = uvError(status, `listen ${host}:${port}`);
+  switch ((e as { code?: string }).code) {
+    case "EADDRINUSE":
+      return new Deno.errors.AddrInUse(e.message);
+    case "EACCES":
+      return new Deno.errors.PermissionDenied(e.message);
+    case "EADDRNOTAVAIL":
+      return new Deno.errors.AddrNotAvailable(e.message);
+  }
+  return e;
+}
+
 /**
- * Binds `options` and hands every accepted socket, paused and unread, to `onAccept`. `onError` hears
- * accept failures (out of descriptors and the like; the listener keeps accepting). Rejects when binding
- * fails (`Deno.errors.AddrInUse` for a port in use).
+ * Binds `options` and hands every accepted socket, unread, to `onAccept`. `onError` hears accept failures
+ * (out of descriptors and the like; the listener keeps accepting). Rejects when binding fails
+ * (`Deno.errors.AddrInUse` for a port in use).
  */
 export function listenTransport(
   options: TransportListenOptions,
   onAccept: AcceptHandler,
   onError: (e: Error) => void,
 ): Promise<TransportListener> {
+  let b: SocketBindings;
   let secureContext: tls.SecureContext | null = null;
   try {
+    b = socketBindings();
     secureContext = options.tls === null ? null : secureContextOf(options.tls.certPem, options.tls.keyPem);
   } catch (e) {
     return Promise.reject(e);
   }
   let alpn = options.tls?.alpnProtocols ?? [];
-  // allowHalfOpen: a peer that half-closes after its request still gets the answer.
-  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket: net.Socket) => {
-    const ip = socket.remoteAddress;
-    const port = socket.remotePort;
-    if (ip === undefined || port === undefined) {
-      // Reset before we saw it: nothing to serve.
-      socket.on("error", () => {});
-      socket.destroy();
+  const { host, port } = options;
+  const server = new b.TCP(b.serverType);
+  const flags = options.reusePort ? b.reusePortFlag : 0;
+  let status: number;
+  try {
+    status = host.includes(":") ? server.bind6(host, port, flags) : server.bindWithFlags(host, port, flags);
+    if (status === 0) status = server.listen(LISTEN_BACKLOG);
+  } catch (e) {
+    // The runtime's permission check throws (no --allow-net for this address).
+    server.close();
+    return Promise.reject(e);
+  }
+  if (status !== 0) {
+    server.close();
+    return Promise.reject(listenError(status, host, port));
+  }
+  const bound: SockAddr = {};
+  server.getsockname(bound);
+  const peer: SockAddr = {};
+  server.onconnection = (status: number) => {
+    if (status !== 0) {
+      onError(mapSocketError(uvError(status, "accept")));
       return;
     }
+    const client = new b.TCP(b.socketType);
+    const accepted = server.accept(client);
+    peer.address = undefined;
+    peer.port = undefined;
+    if (accepted !== 0 || client.getpeername(peer) !== 0 || peer.address === undefined) {
+      // Gone (reset) before we saw it, or the accept itself failed: nothing to serve.
+      client.close();
+      if (accepted !== 0) onError(mapSocketError(uvError(accepted, "accept")));
+      return;
+    }
+    const ip = peer.address;
+    const remotePort = peer.port ?? 0;
     if (secureContext === null) {
-      onAccept(new NodeTransport(socket, ip, port));
+      onAccept(new HandleTransport(client, ip, remotePort));
       return;
     }
     // The handshake runs as the connection's first reads (under its header deadline), never here.
+    const socket = new net.Socket({
+      handle: client,
+      allowHalfOpen: true,
+      pauseOnCreate: true,
+      readable: true,
+      writable: true,
+    } as net.SocketConstructorOpts);
     const secure = new tls.TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: alpn });
-    onAccept(new NodeTransport(secure, ip, port));
-  });
-  return new Promise((resolve, reject) => {
-    const onListenError = (e: Error) => {
-      const code = (e as { code?: unknown }).code;
-      // As Deno.listen reports them, so start-up errors name the setting and the fix the same way.
-      reject(
-        code === "EADDRINUSE"
-          ? new Deno.errors.AddrInUse(e.message)
-          : code === "EACCES"
-          ? new Deno.errors.PermissionDenied(e.message)
-          : code === "EADDRNOTAVAIL"
-          ? new Deno.errors.AddrNotAvailable(e.message)
-          : e,
-      );
-    };
-    server.once("error", onListenError);
-    server.listen(
-      { host: options.host, port: options.port, reusePort: options.reusePort, backlog: LISTEN_BACKLOG },
-      () => {
-        server.off("error", onListenError);
-        server.on("error", (e: Error) => onError(e));
-        const a = server.address() as net.AddressInfo;
-        let closed = false;
-        const rearm = setInterval(() => rearmAccept(server), ACCEPT_REARM_MS);
-        Deno.unrefTimer(rearm);
-        resolve({
-          addr: { transport: "tcp", hostname: a.address, port: a.port },
-          setTls: (next) => {
-            if (secureContext === null) throw new Error("this listener does not serve TLS");
-            // Each accepted socket reads these when it is wrapped: the swap reaches new handshakes only.
-            secureContext = secureContextOf(next.certPem, next.keyPem);
-            alpn = next.alpnProtocols;
-          },
-          close: () => {
-            // The listening socket closes now; `server.close`'s own callback would also wait for every
-            // accepted socket to end, which is the server's business (shutdown), not the listener's.
-            if (!closed) {
-              closed = true;
-              clearInterval(rearm);
-              server.close();
-            }
-            return Promise.resolve();
-          },
-        });
-      },
-    );
+    onAccept(new NodeTransport(secure, ip, remotePort));
+  };
+  let closed = false;
+  const rearm = setInterval(() => rearmAccept(server), ACCEPT_REARM_MS);
+  Deno.unrefTimer(rearm);
+  return Promise.resolve({
+    addr: { transport: "tcp", hostname: bound.address ?? host, port: bound.port ?? port },
+    setTls: (next) => {
+      if (secureContext === null) throw new Error("this listener does not serve TLS");
+      // Each accepted socket reads these when it is wrapped: the swap reaches new handshakes only.
+      secureContext = secureContextOf(next.certPem, next.keyPem);
+      alpn = next.alpnProtocols;
+    },
+    close: () => {
+      // The listening socket closes now; accepted sockets stay open (shutdown is the server's business).
+      if (!closed) {
+        closed = true;
+        clearInterval(rearm);
+        server.onconnection = null;
+        server.close();
+      }
+      return Promise.resolve();
+    },
   });
 }

@@ -5,7 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { listenTransport, mapSocketError } from "../../src/net/node_transport.ts";
+import {
+  ACCEPT_REARM_MS,
+  listenTransport,
+  mapSocketError,
+  rearmAccept,
+} from "../../src/net/node_transport.ts";
 import type { Transport, TransportListener } from "../../src/net/transport.ts";
 
 const enc = new TextEncoder();
@@ -182,29 +187,39 @@ Deno.test("binding a port in use rejects with AddrInUse", async () => {
 });
 
 Deno.test("re-arming accept (as the listener does every few ms) accepts every connection exactly once", async () => {
-  const net = await import("node:net");
-  const { rearmAccept } = await import("../../src/net/node_transport.ts");
-  let accepted = 0;
-  const server = net.createServer({ pauseOnConnect: true }, (s) => {
-    accepted++;
-    s.destroy();
-  });
-  await new Promise<void>((r) => server.listen({ host: "127.0.0.1", port: 0 }, () => r()));
+  const accepted: Transport[] = [];
+  const listener = await listenTransport(
+    { host: "127.0.0.1", port: 0, reusePort: false, tls: null },
+    (t) => accepted.push(t),
+    () => {},
+  );
   try {
-    const port = (server.address() as { port: number }).port;
-    for (let i = 0; i < 50; i++) rearmAccept(server);
-    const clients = await Promise.all(
-      Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
-    );
-    for (let i = 0; i < 50; i++) rearmAccept(server);
-    for (let i = 0; i < 500 && accepted < 20; i++) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(accepted, 20);
+    // Connections arrive over several re-arm periods, some while a re-arm runs.
+    const clients: Deno.Conn[] = [];
+    for (let i = 0; i < 4; i++) {
+      clients.push(
+        ...await Promise.all(
+          Array.from({ length: 5 }, () => Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port })),
+        ),
+      );
+      await new Promise((r) => setTimeout(r, ACCEPT_REARM_MS));
+    }
+    for (let i = 0; i < 500 && accepted.length < 20; i++) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 3 * ACCEPT_REARM_MS));
+    assert.equal(accepted.length, 20);
+    const ports = new Set(accepted.map((t) => t.remotePort));
+    assert.equal(ports.size, 20, "each connection handed over once");
+    for (const t of accepted) t.close();
     for (const c of clients) c.close();
   } finally {
-    server.close();
+    await listener.close();
   }
-  // A closed server's handle is gone: re-arming it is a no-op, not an error.
-  rearmAccept(server);
+  // A handle that is closing throws from listen: re-arming it is a no-op, not an error.
+  rearmAccept({
+    listen() {
+      throw new Error("closed");
+    },
+  });
 });
 
 Deno.test("readable() waits for bytes without a buffer; the next read gets them; close ends the wait", async () => {
