@@ -142,6 +142,8 @@ export interface ConnContext {
   readonly outPool: BufferPool;
   /** Logs one line naming the action (`conn 42 203.0.113.9: reading request head: …`). */
   logError(message: string): void;
+  /** Told once when a connection has ended and released everything (the server forgets it then). */
+  connectionEnded?(c: Connection): void;
 }
 
 const encoder = new TextEncoder();
@@ -174,6 +176,20 @@ export function escapeForLog(s: string, max = 2000): string {
   return n < s.length ? out + "..." : out;
 }
 
+/**
+ * The parser of a connection that holds none (idle, or closed): never fed, it only answers the questions
+ * asked of any connection's parser (`bytesSeen` 0: no request begun; not HEAD).
+ */
+const IDLE_PARSER = new RequestParser({ maxRequestLineBytes: 1, maxHeaderBytes: 1, maxHeaderCount: 1 });
+
+/** A parser from the shared pool (set to the current limits), or a new one. */
+function takeParser(ctx: ConnContext): RequestParser {
+  const pooled = ctx.parserPool.pop();
+  if (pooled === undefined) return new RequestParser(ctx.options);
+  pooled.configure(ctx.options);
+  return pooled;
+}
+
 /** Thrown inside the exchange when the socket closed under us (deadline, kick, shutdown). */
 class ClosedError extends Error {}
 
@@ -182,6 +198,8 @@ export class Connection {
   readonly remote: string;
   readonly remotePort: number;
   readonly key: string;
+  /** Where the server keeps this connection (its `ConnSlots` slot; -1 outside a server). */
+  slot = -1;
 
   #conn: Transport;
   #ctx: ConnContext;
@@ -270,9 +288,7 @@ export class Connection {
     this.key = key;
     this.#ticket = ticket;
     this.#ctx = ctx;
-    const pooled = ctx.parserPool.pop();
-    if (pooled !== undefined) pooled.configure(ctx.options);
-    this.#parser = pooled ?? new RequestParser(ctx.options);
+    this.#parser = takeParser(ctx);
     this.#buf = this.#small = ctx.readPool.acquire();
     this.#output = new OutputBuffer(ctx.outPool, OUT_BUFFER_BYTES);
     this.#acceptedAtMs = ctx.nowMs;
@@ -302,30 +318,6 @@ export class Connection {
         ? ""
         : escapeForLog(`${h.method} ${h.target} HTTP/1.${h.version === 10 ? 0 : 1}`, 200),
     };
-  }
-
-  /** Serves the connection until it closes. Never rejects. */
-  async serve(): Promise<void> {
-    try {
-      this.#deadlines.set("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
-      await this.#loop();
-    } catch (e) {
-      if (e instanceof ClosedError || this.#closed || isPeerGone(e)) {
-        if (!(e instanceof ClosedError) && !this.#closed) this.#ctx.stats.peerResets++;
-      } else {
-        this.#ctx.logError(
-          `conn ${this.id} ${this.remote}: ${this.#action}: ${errorMessage(e)}`,
-        );
-      }
-    } finally {
-      this.close();
-      this.#ctx.gate?.release(this.#ticket);
-      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
-      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused.
-      this.#shrinkReadBuffer();
-      if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
-      if (this.#ctx.parserPool.length < PARSER_POOL_KEPT) this.#ctx.parserPool.push(this.#parser);
-    }
   }
 
   /** Closes the socket now (kick, shutdown, deadline). Any pending read or write then fails. Idempotent. */
@@ -392,85 +384,118 @@ export class Connection {
   // ---------------------------------------------------------------------------------------------
   // The read loop
 
-  async #loop(): Promise<void> {
-    const o = this.#ctx.options;
-    for (;;) {
-      // Parse everything this read delivered; sync replies pile up in the output buffer.
-      while (this.#start < this.#end) {
-        const r = this.#parser.feed(this.#buf, this.#start, this.#end);
-        if (r.kind === "more") {
-          this.#start = this.#end;
-          break;
+  /**
+   * Serves the connection until it closes: the read loop. Never rejects. (One async function from accept
+   * to close: every frame suspended here is memory an idle connection keeps.)
+   */
+  async serve(): Promise<void> {
+    try {
+      this.#deadlines.set("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
+      const o = this.#ctx.options;
+      for (;;) {
+        // Parse everything this read delivered; sync replies pile up in the output buffer.
+        while (this.#start < this.#end) {
+          const r = this.#parser.feed(this.#buf, this.#start, this.#end);
+          if (r.kind === "more") {
+            this.#start = this.#end;
+            break;
+          }
+          if (r.kind === "error") {
+            await this.#protocolError(r.code);
+            return;
+          }
+          this.#start += r.consumed;
+          this.#head = r.head;
+          // The head is complete: no deadline while the handler works (writes set their own).
+          this.#deadlines.clear();
+          let keep = this.#exchange(r.head);
+          if (typeof keep !== "boolean") keep = await keep;
+          // The answer is complete: closing the connection later aborts nothing (a handler's signal).
+          this.#watch.onClose = null;
+          if (!keep) {
+            await this.#flush();
+            // Unread input at close time would make the kernel send a reset that can destroy the answer.
+            if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
+            return;
+          }
+          if (!this.#noDelay) this.#disableNagle();
+          this.#parser.reset();
+          this.#head = null;
+          // Bytes of the next pipelined request are already here: its header deadline starts now.
+          this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
+          if (this.#output.length >= OUT_FLUSH_BYTES) await this.#flush();
         }
-        if (r.kind === "error") {
-          await this.#protocolError(r.code);
+        await this.#flush();
+        if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
+          // Between requests: keep-alive idle. The header deadline starts with the next first byte.
+          this.#setState("idle");
+          this.#shrinkReadBuffer();
+          const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
+          this.#deadlines.set("idle", this.#ctx.nowMs + idle);
+        }
+        if (this.#ctx.shuttingDown && this.#state === "idle") return;
+        this.#start = 0;
+        this.#end = 0;
+        this.#action = "reading request head";
+        // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
+        // buffer: it is this wait, and that buffer must stay.
+        if (this.#state === "idle" && this.#watchRead === null) {
+          // Wait for the next request's first byte holding no read buffer and no parser (both go back
+          // to their pools meanwhile), so an idle keep-alive connection costs its socket and this object
+          // only. Deadlines are unaffected: the sweep closes the transport, which ends the wait.
+          this.#lend();
+          try {
+            await this.#conn.readable();
+          } finally {
+            this.#takeBack();
+          }
+        }
+        const buf = this.#readBuffer();
+        const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
+        if (this.#readDone(n, buf)) await this.#discardAndClose();
+        if (n === null) {
+          if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
           return;
         }
-        this.#start += r.consumed;
-        this.#head = r.head;
-        // The head is complete: no deadline while the handler works (writes set their own).
-        this.#deadlines.clear();
-        let keep = this.#exchange(r.head);
-        if (typeof keep !== "boolean") keep = await keep;
-        // The answer is complete: closing the connection later aborts nothing (a handler's signal).
-        this.#watch.onClose = null;
-        if (!keep) {
-          await this.#flush();
-          // Unread input at close time would make the kernel send a reset that can destroy the answer.
-          if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
-          return;
+        this.#end = n;
+        if (this.#state !== "active") {
+          if (this.#state === "idle") this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
+          this.#setState("active");
         }
-        if (!this.#noDelay) this.#disableNagle();
-        this.#parser.reset();
-        this.#head = null;
-        // Bytes of the next pipelined request are already here: its header deadline starts now.
-        this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
-        if (this.#output.length >= OUT_FLUSH_BYTES) await this.#flush();
       }
-      await this.#flush();
-      if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
-        // Between requests: keep-alive idle. The header deadline starts with the next first byte.
-        this.#setState("idle");
-        this.#shrinkReadBuffer();
-        const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
-        this.#deadlines.set("idle", this.#ctx.nowMs + idle);
+    } catch (e) {
+      if (e instanceof ClosedError || this.#closed || isPeerGone(e)) {
+        if (!(e instanceof ClosedError) && !this.#closed) this.#ctx.stats.peerResets++;
+      } else {
+        this.#ctx.logError(
+          `conn ${this.id} ${this.remote}: ${this.#action}: ${errorMessage(e)}`,
+        );
       }
-      if (this.#ctx.shuttingDown && this.#state === "idle") return;
-      this.#start = 0;
-      this.#end = 0;
-      this.#action = "reading request head";
-      // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
-      // buffer: it is this wait, and that buffer must stay.
-      if (this.#state === "idle" && this.#watchRead === null) await this.#awaitNextRequest();
-      const buf = this.#readBuffer();
-      const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
-      if (this.#readDone(n, buf)) await this.#discardAndClose();
-      if (n === null) {
-        if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
-        return;
-      }
-      this.#end = n;
-      if (this.#state !== "active") {
-        if (this.#state === "idle") this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
-        this.#setState("active");
-      }
+    } finally {
+      this.close();
+      this.#ctx.gate?.release(this.#ticket);
+      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
+      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused.
+      this.#shrinkReadBuffer();
+      if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
+      if (this.#ctx.parserPool.length < PARSER_POOL_KEPT) this.#ctx.parserPool.push(this.#parser);
+      this.#parser = IDLE_PARSER;
+      this.#ctx.connectionEnded?.(this);
     }
   }
 
-  /**
-   * Waits for the next request's first byte holding no read buffer (it goes back to the pool meanwhile),
-   * so an idle keep-alive connection costs its socket and this object only. Deadlines are unaffected: the
-   * sweep closes the transport, which ends the wait.
-   */
-  async #awaitNextRequest(): Promise<void> {
-    const pool = this.#ctx.readPool;
-    pool.release(this.#small);
+  /** Gives the read buffer and the parser back to their pools while the connection waits idle. */
+  #lend(): void {
+    this.#ctx.readPool.release(this.#small);
     this.#buf = this.#small = EMPTY;
-    try {
-      await this.#conn.readable();
-    } finally {
-      this.#buf = this.#small = pool.acquire();
-    }
+    if (this.#ctx.parserPool.length < PARSER_POOL_KEPT) this.#ctx.parserPool.push(this.#parser);
+    this.#parser = IDLE_PARSER;
+  }
+
+  /** Takes a read buffer and a parser again after `#lend`. */
+  #takeBack(): void {
+    this.#buf = this.#small = this.#ctx.readPool.acquire();
+    this.#parser = takeParser(this.#ctx);
   }
 
   /**

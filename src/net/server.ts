@@ -163,6 +163,11 @@ export class Server {
       largeReadPool: new BufferPool(LARGE_READ_BUFFER_BYTES, LARGE_READ_POOL_KEPT),
       outPool: new BufferPool(OUT_BUFFER_BYTES, OUT_POOL_KEPT),
       logError,
+      connectionEnded: (c) => {
+        this.#conns.remove(c.slot);
+        deps.stats.open--;
+        if (this.#conns.size === 0) this.#wakeIdleWaiters();
+      },
     };
   }
 
@@ -348,12 +353,9 @@ export class Server {
     stats.open++;
     const id = this.#nextId++;
     const c = new Connection(conn, id, remote, conn.remotePort, key, ticket, this.#ctx);
-    const slot = this.#conns.add(c);
-    c.serve().finally(() => {
-      this.#conns.remove(slot);
-      stats.open--;
-      if (this.#conns.size === 0) this.#wakeIdleWaiters();
-    });
+    c.slot = this.#conns.add(c);
+    // Forgotten through `connectionEnded` (no promise reaction per connection: memory while idle).
+    void c.serve();
   }
 
   /** Refuses at accept: banned peers get nothing; caps get a short 503, rate limits a 429. */
