@@ -302,6 +302,30 @@ Deno.test("an idle keep-alive connection closes quietly at its idle deadline; it
   assert.equal(s.ctx.stats.timeouts, 1);
 });
 
+Deno.test("an idle connection lends its parser to the pool and takes one back for the next request", async () => {
+  const s = serveFake({ idleTimeoutMs: 5000 });
+  // A head split across reads, so the parser carries state between feeds before the connection idles.
+  s.conn.push(`GET /a HTTP/1.1\r\n`);
+  await s.conn.readBlocked();
+  assert.equal(s.ctx.parserPool.length, 0, "a connection reading a head holds its parser");
+  s.conn.push(`${H}\r\n`);
+  await s.conn.readBlocked();
+  assert.equal(s.connection.state, "idle");
+  assert.equal(s.ctx.parserPool.length, 1, "idle: the parser is back in the pool");
+  // Another connection may take that parser meanwhile: this one must then parse with a fresh one.
+  const taken = s.ctx.parserPool.pop()!;
+  s.conn.push(`GET /b HTTP/1.1\r\n${H}\r\nGET /c HTTP/1.1\r\n`);
+  await s.conn.readBlocked();
+  assert.equal(s.ctx.parserPool.length, 0, "mid-head again: a parser is held");
+  s.conn.push(`${H}Connection: close\r\n\r\n`);
+  await s.done;
+  assert.deepEqual(statuses(s.conn.text()), [200, 200, 200]);
+  assert.equal(s.ctx.parserPool.length, 1, "closed: its parser goes back to the pool");
+  assert.notEqual(s.ctx.parserPool[0], taken, "the parser another connection took was never used here");
+  // The state an idle connection answers from is a parser that has seen nothing.
+  assert.equal(s.connection.state, "closed");
+});
+
 Deno.test("a reader that stops reading is closed at the send deadline, the pending write abandoned", async () => {
   const s = serveFake({ sendTimeoutMs: 2000, sendMinRateBytesPerSec: 0 });
   s.conn.holdWrites = true;

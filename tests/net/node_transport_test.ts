@@ -166,6 +166,11 @@ Deno.test("socket errors map to the Deno.errors classes the connection treats as
   assert.ok(mapSocketError(err("ERR_STREAM_DESTROYED")) instanceof Deno.errors.BrokenPipe);
   assert.ok(mapSocketError(err("ECONNABORTED")) instanceof Deno.errors.ConnectionAborted);
   assert.ok(mapSocketError(err("ERR_SSL_WRONG_VERSION_NUMBER")) instanceof Deno.errors.InvalidData);
+  // The runtime's handles report negative errnos: named, then mapped the same way.
+  assert.ok(mapSocketError(uvError(-104, "read")) instanceof Deno.errors.ConnectionReset);
+  assert.ok(mapSocketError(uvError(-32, "write")) instanceof Deno.errors.BrokenPipe);
+  assert.ok(mapSocketError(uvError(-125, "write")) instanceof Deno.errors.Interrupted);
+  assert.equal((uvError(-98, "listen") as { code?: string }).code, "EADDRINUSE");
   const other = err("EWHATEVER");
   assert.equal(mapSocketError(other), other, "an unknown error is passed on as is (and gets logged)");
 });
@@ -241,6 +246,46 @@ Deno.test("readable() waits for bytes without a buffer; the next read gets them;
     t.close();
     await assert.rejects(idle, Deno.errors.Interrupted);
   } finally {
+    client.close();
+    await listener.close();
+  }
+});
+
+Deno.test("a transport nobody reads from stops reading: the sender blocks; every byte then arrives in order", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const t = await next();
+  try {
+    const total = 32 * 1024 * 1024;
+    const data = new Uint8Array(total);
+    for (let i = 0; i < total; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
+    let sent = false;
+    const sending = (async () => {
+      let off = 0;
+      while (off < total) off += await client.write(data.subarray(off));
+      sent = true;
+    })();
+    // One read starts reading; after it nothing asks, so the transport must stop (hold one chunk at most).
+    const buf = new Uint8Array(1000);
+    const first = await t.read(buf);
+    assert.ok(first !== null && first > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sent, false, "the kernel's buffers filled: the transport stopped reading");
+    const got = new Uint8Array(total);
+    got.set(buf.subarray(0, first));
+    let off = first;
+    const big = new Uint8Array(64 * 1024);
+    while (off < total) {
+      const n = await t.read(big);
+      assert.ok(n !== null);
+      got.set(big.subarray(0, n), off);
+      off += n;
+    }
+    await sending;
+    assert.ok(sent);
+    assert.deepEqual(got, data);
+  } finally {
+    t.close();
     client.close();
     await listener.close();
   }
