@@ -10,6 +10,7 @@ import {
   listenTransport,
   mapSocketError,
   rearmAccept,
+  uvError,
 } from "../../src/net/node_transport.ts";
 import type { Transport, TransportListener } from "../../src/net/transport.ts";
 
