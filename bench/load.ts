@@ -84,6 +84,7 @@ const DENO_SERVE_SCRIPT = `${REPO_ROOT}/bench/deno_serve_baseline.ts`;
 const BARE_DENO_SCRIPT = `${REPO_ROOT}/bench/bare_deno.ts`;
 const DENO_CONST_SCRIPT = `${REPO_ROOT}/bench/deno_serve_const.ts`;
 const BARE_NODE_SCRIPT = `${REPO_ROOT}/bench/bare_node.ts`;
+const BARE_HANDLE_SCRIPT = `${REPO_ROOT}/bench/bare_handle.ts`;
 /** h2load's own warm-up in the fairness scenarios: connections are made and the first requests excluded. */
 const FAIR_WARMUP_SEC = 2;
 /** Open files every server and h2load get in the fairness scenarios (5,000 connections plus margin). */
@@ -207,7 +208,15 @@ const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
-type ServerName = "nginx" | "vento" | "denoserve" | "vento-rules" | "bare" | "denoconst" | "nodenet";
+type ServerName =
+  | "nginx"
+  | "vento"
+  | "denoserve"
+  | "vento-rules"
+  | "bare"
+  | "denoconst"
+  | "nodenet"
+  | "handle";
 
 const SERVER_NAMES: readonly ServerName[] = [
   "nginx",
@@ -217,6 +226,7 @@ const SERVER_NAMES: readonly ServerName[] = [
   "bare",
   "denoconst",
   "nodenet",
+  "handle",
 ];
 /** What `--servers` means when not given: every server but vento-rules (a comparison of its own). */
 const DEFAULT_SERVERS: readonly ServerName[] = [
@@ -226,12 +236,21 @@ const DEFAULT_SERVERS: readonly ServerName[] = [
   "bare",
   "denoconst",
   "nodenet",
+  "handle",
 ];
 /** Who runs the wrk scenarios, and who the fairness ones (each from those `--servers` lists). */
 const WRK_SERVERS: readonly ServerName[] = ["nginx", "vento", "denoserve", "vento-rules"];
-const FAIR_SERVERS: readonly ServerName[] = ["nginx", "vento", "bare", "denoconst", "nodenet"];
+const FAIR_SERVERS: readonly ServerName[] = ["nginx", "vento", "bare", "denoconst", "nodenet", "handle"];
 /** The baselines answer a fixed 1 KiB body whatever the path: checked for size, not for the file's bytes. */
-const FIXED_BODY_SERVERS: readonly ServerName[] = ["bare", "denoconst", "nodenet"];
+const FIXED_BODY_SERVERS: readonly ServerName[] = ["bare", "denoconst", "nodenet", "handle"];
+
+/**
+ * The baselines also run the wrk scenarios that ask for the small file without a script (keep-alive,
+ * close): what the runtime's bare socket paths cost per request, beside Vento's (a table of their own).
+ */
+function baselinesRun(sc: Scenario): boolean {
+  return sc.measure === "rate" && !sc.app && sc.script === null && sc.path === FILE_PATH;
+}
 /** Server names padded to this width line progress lines up. */
 const NAME_WIDTH = Math.max(...SERVER_NAMES.map((n) => n.length));
 
@@ -250,7 +269,8 @@ Usage: deno task bench [options]
                     and _redirects of 50, compared with vento in a table of its own). The wrk scenarios
                     run nginx, vento, denoserve and vento-rules; the fairness ones (h2load) nginx, vento
                     and the baselines bare (Deno.listen loop), denoconst (Deno.serve, constant body) and
-                    nodenet (node:net responder)
+                    nodenet (node:net responder), handle (responder on the socket handles Vento's
+                    transport drives); the baselines also run keepalive, single, c500 and close
   --workers LIST    comma-separated worker counts, e.g. 1,2: nginx worker_processes N and Vento WORKERS=N,
                     each count measured in turn (default 1); denoserve stays one process; with N > 1
                     nothing is pinned
@@ -1082,6 +1102,10 @@ function printTables(reports: ScenarioReport[]): void {
   const rate = reports.filter((r) => r.measure === "rate");
   const transfer = reports.filter((r) => r.measure === "transfer");
   if (rate.length > 0) printRateTable(rate);
+  if (rate.some((r) => FIXED_BODY_SERVERS.some((b) => r.servers[b] !== undefined))) {
+    console.log("");
+    printBaselineTable(rate);
+  }
   if (rate.some((r) => r.ratioRules !== null)) {
     console.log("");
     printRulesTable(rate);
@@ -1161,6 +1185,29 @@ function printRateTable(reports: ScenarioReport[]): void {
       n ? fmtMs(n.medianP99Ms) : "-",
       v ? fmtMs(v.medianP99Ms) : "-",
       `${n ? n.errors : "-"}/${v ? v.errors : "-"}`,
+    ];
+  });
+  printRows(header, rows);
+}
+
+/** The runtime baselines beside Vento and nginx: req/s and CPU per request, and Vento's ratio to each. */
+function printBaselineTable(reports: ScenarioReport[]): void {
+  const names = FIXED_BODY_SERVERS.filter((b) => reports.some((r) => r.servers[b] !== undefined));
+  const header = ["scenario", ...names.flatMap((b) => [`${b} req/s`, `${b} CPU µs/req`, `vento/${b}`])];
+  const rows = reports.filter((r) => names.some((b) => r.servers[b] !== undefined)).map((r) => {
+    const v = r.servers.vento;
+    return [
+      r.label,
+      ...names.flatMap((b) => {
+        const x = r.servers[b];
+        if (x === undefined) return ["-", "-", "-"];
+        const cpu = x.medianCpuUsPerReq;
+        return [
+          fmtInt(x.medianRps),
+          cpu === null || cpu === undefined ? "-" : cpu.toFixed(1),
+          fmtRatio(v ? v.medianRps / x.medianRps : null),
+        ];
+      }),
     ];
   });
   printRows(header, rows);
@@ -1413,6 +1460,8 @@ async function main(args: string[]): Promise<number> {
             ? BARE_DENO_SCRIPT
             : name === "denoconst"
             ? DENO_CONST_SCRIPT
+            : name === "handle"
+            ? BARE_HANDLE_SCRIPT
             : BARE_NODE_SCRIPT;
           const [cmd, a] = pinServer(Deno.execPath(), ["run", "--allow-net", script, "--port", String(port)]);
           server = new ServerProcess(name, port, cmd, a, REPO_ROOT);
@@ -1442,7 +1491,10 @@ async function main(args: string[]): Promise<number> {
 
       const started: ServerProcess[] = [];
       const wanted = opts.servers.filter((name) =>
-        opts.scenarios.some((sc) => (sc.measure === "fairness" ? FAIR_SERVERS : WRK_SERVERS).includes(name))
+        opts.scenarios.some((sc) =>
+          (sc.measure === "fairness" ? FAIR_SERVERS : WRK_SERVERS).includes(name) ||
+          (baselinesRun(sc) && FIXED_BODY_SERVERS.includes(name))
+        )
       );
       for (const name of wanted) {
         const server = await startServer(name);
@@ -1528,7 +1580,10 @@ async function main(args: string[]): Promise<number> {
           fairReports.push(await runFairScenario(wctx, sc, started, opts, workers));
           continue;
         }
-        const targets = targetsOf(sc).filter((s) => WRK_SERVERS.includes(s.name) || s === appServe);
+        const targets = targetsOf(sc).filter((s) =>
+          WRK_SERVERS.includes(s.name) || s === appServe ||
+          (baselinesRun(sc) && FIXED_BODY_SERVERS.includes(s.name))
+        );
         const runs = new Map<ServerName, RunResult[]>(targets.map((s) => [s.name, []]));
         for (let round = 1; round <= opts.rounds; round++) {
           for (let i = 0; i < targets.length; i++) {

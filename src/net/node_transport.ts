@@ -45,6 +45,9 @@ export const LISTEN_BACKLOG = 4096;
  */
 export const ACCEPT_REARM_MS = 20;
 
+/** The size of the runtime's read slabs: a chunk this long may have more behind it in the kernel. */
+const READ_SLAB_BYTES = 65536;
+
 /** The runtime's end-of-stream status in a read callback (libuv's UV_EOF). */
 const UV_EOF = -4095;
 
@@ -348,6 +351,10 @@ export class HandleTransport implements Transport {
     if (buf !== null) {
       if (chunk.byteLength <= buf.byteLength) {
         buf.set(chunk);
+        // A short chunk means the kernel had no more: stop reading now, before the runtime tries
+        // once more only to hear "would block" (one syscall per request on a connection that asks one
+        // question and closes). The next read starts reading again.
+        if (chunk.byteLength < READ_SLAB_BYTES) this.#stopReading();
         this.#settleRead(chunk.byteLength, null);
         return;
       }
