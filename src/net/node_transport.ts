@@ -206,6 +206,8 @@ export class HandleTransport implements Transport {
   #held: Uint8Array | null = null;
   #heldOff = 0;
   #reading = false;
+  /** No chunk has been delivered yet (see `#onBytes`). */
+  #firstChunk = true;
   #eof = false;
   #failure: Error | null = null;
   #closed = false;
@@ -351,10 +353,15 @@ export class HandleTransport implements Transport {
     if (buf !== null) {
       if (chunk.byteLength <= buf.byteLength) {
         buf.set(chunk);
-        // A short chunk means the kernel had no more: stop reading now, before the runtime tries
-        // once more only to hear "would block" (one syscall per request on a connection that asks one
-        // question and closes). The next read starts reading again.
-        if (chunk.byteLength < READ_SLAB_BYTES) this.#stopReading();
+        // A connection's first chunk, short (the kernel had no more): stop reading now, before the
+        // runtime tries once more only to hear "would block": one syscall saved on every connection that
+        // asks one question and closes. Only the first: restarting costs the runtime a pass over the
+        // handle, and a keep-alive connection restarting after every request put so many handles in
+        // each pass that, at 5,000 connections, the listener waited seconds for its turn to accept.
+        if (this.#firstChunk) {
+          this.#firstChunk = false;
+          if (chunk.byteLength < READ_SLAB_BYTES) this.#stopReading();
+        }
         this.#settleRead(chunk.byteLength, null);
         return;
       }
@@ -363,9 +370,17 @@ export class HandleTransport implements Transport {
       this.#settleRead(buf.byteLength, null);
       return;
     }
+    if (this.#resolve !== null && this.#held === null) {
+      // A `readable()` wait (an idle connection): its read follows at once, so reading goes on: stopping
+      // and restarting for every request would put every busy handle through one more runtime pass
+      // (at 5,000 connections the listener then waited seconds for its turn). If more arrives before
+      // that read, it is joined and reading stops.
+      this.#held = chunk;
+      this.#heldOff = 0;
+      this.#settleRead(null, null);
+      return;
+    }
     this.#hold(chunk, 0);
-    // A `readable()` wait: the next read takes the chunk. (If more arrives first, it is joined.)
-    if (this.#resolve !== null) this.#settleRead(null, null);
   }
 
   /** Keeps the unread part of `chunk` and stops reading until it is taken. */
