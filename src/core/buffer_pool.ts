@@ -49,6 +49,11 @@ export class BufferPool {
     return this.#free.length;
   }
 
+  /** Drops idle buffers beyond `keep` (a periodic trim after a burst left more than needed at rest). */
+  trim(keep: number): void {
+    if (this.#free.length > keep) this.#free.length = keep;
+  }
+
   /** Drops idle buffers (shutdown). */
   clear(): void {
     this.#free.length = 0;

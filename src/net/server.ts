@@ -17,6 +17,7 @@ import {
   type ConnectionOptions,
   LARGE_READ_BUFFER_BYTES,
   OUT_BUFFER_BYTES,
+  PARSER_POOL_KEPT,
   READ_BUFFER_BYTES,
   type RequestGate,
 } from "./connection.ts";
@@ -78,7 +79,12 @@ export interface ServerDeps {
   reusePort?: boolean;
 }
 
-/** Idle read buffers kept for new connections (churn under `Connection: close` would otherwise allocate). */
+/**
+ * Idle read buffers kept for new connections and for idle ones waking (churn under `Connection: close`, or
+ * thousands of keep-alive clients, would otherwise allocate): at most READ_POOL_MAX between the
+ * once-a-second trims, READ_POOL_KEPT after each.
+ */
+export const READ_POOL_MAX = 4096;
 export const READ_POOL_KEPT = 256;
 /** Idle large read buffers kept. */
 export const LARGE_READ_POOL_KEPT = 64;
@@ -109,6 +115,12 @@ export function unmapAddress(ip: string): string {
 export function sweepIntervalMs(o: ConnectionOptions): number {
   const shortest = Math.min(o.headerTimeoutMs, o.idleTimeoutMs, o.bodyIdleTimeoutMs, o.sendTimeoutMs);
   return Math.max(5, Math.min(250, Math.floor(shortest / 4)));
+}
+
+/** Gives back, once a second, the pooled read buffers and parsers a burst left beyond what rest needs. */
+export function trimPools(ctx: Pick<ConnContext, "readPool" | "parserPool">): void {
+  ctx.readPool.trim(READ_POOL_KEPT);
+  if (ctx.parserPool.length > PARSER_POOL_KEPT) ctx.parserPool.length = PARSER_POOL_KEPT;
 }
 
 export class Server {
@@ -158,7 +170,7 @@ export class Server {
       nowMs: this.#coarseNowMs,
       wallMs: deps.clock.wallMs(),
       shuttingDown: false,
-      readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_KEPT),
+      readPool: new BufferPool(READ_BUFFER_BYTES, READ_POOL_MAX),
       parserPool: [],
       largeReadPool: new BufferPool(LARGE_READ_BUFFER_BYTES, LARGE_READ_POOL_KEPT),
       outPool: new BufferPool(OUT_BUFFER_BYTES, OUT_POOL_KEPT),
@@ -406,6 +418,7 @@ export class Server {
     if (now - this.#lastTickMs >= 1000) {
       this.#lastTickMs = now;
       this.#deps.gate?.tick();
+      trimPools(this.#ctx);
       this.#probeDescriptors();
     }
   }

@@ -1,8 +1,16 @@
 /** Unit tests for the connection layer's pure helpers. */
 
 import assert from "node:assert/strict";
-import { sweepIntervalMs, unmapAddress } from "../../src/net/server.ts";
-import { escapeForLog } from "../../src/net/connection.ts";
+import {
+  READ_POOL_KEPT,
+  READ_POOL_MAX,
+  sweepIntervalMs,
+  trimPools,
+  unmapAddress,
+} from "../../src/net/server.ts";
+import { escapeForLog, PARSER_POOL_KEPT, READ_BUFFER_BYTES } from "../../src/net/connection.ts";
+import { BufferPool } from "../../src/core/buffer_pool.ts";
+import { RequestParser } from "../../src/http/parser.ts";
 import { DEFAULT_CONFIG } from "../../src/config/config.ts";
 import { FakeClock, SystemClock } from "../../src/core/clock.ts";
 
@@ -38,4 +46,18 @@ Deno.test("the system clock never goes backwards; the fake clock moves only when
   f.advance(50);
   assert.equal(f.nowMs(), 150);
   assert.equal(f.wallMs(), 1_000_050);
+});
+
+Deno.test("the once-a-second trim leaves the at-rest number of pooled read buffers and parsers", () => {
+  const readPool = new BufferPool(READ_BUFFER_BYTES, READ_POOL_MAX);
+  const taken = Array.from({ length: READ_POOL_KEPT + 100 }, () => readPool.acquire());
+  for (const b of taken) readPool.release(b);
+  const limits = { maxRequestLineBytes: 100, maxHeaderBytes: 100, maxHeaderCount: 10 };
+  const parserPool = Array.from({ length: PARSER_POOL_KEPT + 50 }, () => new RequestParser(limits));
+  assert.equal(readPool.idle, READ_POOL_KEPT + 100, "a burst may leave more than the at-rest number");
+  trimPools({ readPool, parserPool });
+  assert.equal(readPool.idle, READ_POOL_KEPT);
+  assert.equal(parserPool.length, PARSER_POOL_KEPT);
+  trimPools({ readPool, parserPool });
+  assert.equal(readPool.idle, READ_POOL_KEPT, "trimming again changes nothing");
 });
