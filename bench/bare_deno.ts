@@ -12,33 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-
-const encoder = new TextEncoder();
-
-/** The fixed answer: status line, headers, a 1 KiB body. */
-function response(close: boolean): Uint8Array {
-  const head = encoder.encode(
-    "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nContent-Type: application/octet-stream\r\n" +
-      `Connection: ${close ? "close" : "keep-alive"}\r\n\r\n`,
-  );
-  const out = new Uint8Array(head.length + 1024);
-  out.set(head);
-  out.fill(0x61, head.length);
-  return out;
-}
-
-const KEEP_ALIVE = response(false);
-const CLOSE = response(true);
-const NEEDLE = encoder.encode("close");
-
-/** Whether `buf[0..n)` contains "close" (a crude stand-in for the Connection header). */
-function asksClose(buf: Uint8Array, n: number): boolean {
-  outer: for (let i = 0; i + NEEDLE.length <= n; i++) {
-    for (let j = 0; j < NEEDLE.length; j++) if ((buf[i + j] | 0x20) !== NEEDLE[j]) continue outer;
-    return true;
-  }
-  return false;
-}
+import { asksClose, CLOSE, KEEP_ALIVE } from "./_bare.ts";
 
 async function serve(conn: Deno.TcpConn, bufferBytes: number): Promise<void> {
   const buf = new Uint8Array(bufferBytes);

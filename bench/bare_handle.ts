@@ -10,6 +10,7 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { asksClose, CLOSE, KEEP_ALIVE } from "./_bare.ts";
 
 interface Handle {
   onread: (ab: ArrayBuffer | undefined) => void;
@@ -34,34 +35,6 @@ const { streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = binding("stre
   kLastWriteWasAsync: number;
 };
 
-const encoder = new TextEncoder();
-
-function response(close: boolean): Uint8Array {
-  const head = encoder.encode(
-    "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nContent-Type: application/octet-stream\r\n" +
-      `Connection: ${close ? "close" : "keep-alive"}\r\n\r\n`,
-  );
-  const out = new Uint8Array(head.length + 1024);
-  out.set(head);
-  out.fill(0x61, head.length);
-  return out;
-}
-
-const KEEP_ALIVE = response(false);
-const CLOSE = response(true);
-const CLOSE_WORD = encoder.encode("close");
-
-/** Whether `bytes` contain "close" in any letter case. */
-function asksClose(bytes: Uint8Array): boolean {
-  outer: for (let i = 0; i + CLOSE_WORD.length <= bytes.length; i++) {
-    for (let j = 0; j < CLOSE_WORD.length; j++) {
-      if ((bytes[i + j] | 0x20) !== CLOSE_WORD[j]) continue outer;
-    }
-    return true;
-  }
-  return false;
-}
-
 /** Completion of a write the kernel did not take at once: close after the last answer. */
 const closeAfter = { oncomplete: (_status: number, handle: Handle) => handle.close() };
 const keepOpen = { oncomplete: () => {} };
@@ -74,7 +47,7 @@ function serve(client: Handle): void {
       client.close();
       return;
     }
-    const close = asksClose(new Uint8Array(ab, 0, n));
+    const close = asksClose(new Uint8Array(ab, 0, n), n);
     const err = client.writeBuffer(close ? closeAfter : keepOpen, close ? CLOSE : KEEP_ALIVE);
     if (err !== 0) client.close();
     else if (close && streamBaseState[kLastWriteWasAsync] === 0) client.close();

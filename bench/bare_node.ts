@@ -9,22 +9,7 @@
 
 import net from "node:net";
 import { parseArgs } from "node:util";
-
-const encoder = new TextEncoder();
-
-function response(close: boolean): Uint8Array {
-  const head = encoder.encode(
-    "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nContent-Type: application/octet-stream\r\n" +
-      `Connection: ${close ? "close" : "keep-alive"}\r\n\r\n`,
-  );
-  const out = new Uint8Array(head.length + 1024);
-  out.set(head);
-  out.fill(0x61, head.length);
-  return out;
-}
-
-const KEEP_ALIVE = response(false);
-const CLOSE = response(true);
+import { asksClose, CLOSE, KEEP_ALIVE } from "./_bare.ts";
 
 if (import.meta.main) {
   const { values } = parseArgs({ args: Deno.args, options: { port: { type: "string" } } });
@@ -37,7 +22,7 @@ if (import.meta.main) {
     socket.setNoDelay(true);
     socket.on("error", () => {});
     socket.on("data", (chunk: Uint8Array) => {
-      if (new TextDecoder().decode(chunk).toLowerCase().includes("close")) socket.end(CLOSE);
+      if (asksClose(chunk, chunk.byteLength)) socket.end(CLOSE);
       else socket.write(KEEP_ALIVE);
     });
   });

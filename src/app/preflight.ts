@@ -12,6 +12,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { Config } from "../config/config.ts";
 import { errorMessage } from "../core/errors.ts";
+import { transportProblem } from "../net/node_transport.ts";
 
 /** Where a setting's problem is reported: `vento.conf:12` when the key is set there, else the file. */
 export type Locate = (key: string) => string;
@@ -20,6 +21,9 @@ export type Locate = (key: string) => string;
 export async function preflight(config: Config, locate: Locate): Promise<string[]> {
   const problems: string[] = [];
   const at = (key: string, message: string) => problems.push(`${locate(key)}: ${message}`);
+
+  const runtime = transportProblem();
+  if (runtime !== null) problems.push(runtime);
 
   if (config.plainHttp && config.tlsCert !== "off" && config.port !== 0 && config.port === config.tlsPort) {
     at(

@@ -95,6 +95,16 @@ const OWNER: unique symbol = Symbol("vento.transport");
 
 let bindings: SocketBindings | null = null;
 
+/** Why this runtime cannot serve (its socket handles are missing), or null when it can. */
+export function transportProblem(): string | null {
+  try {
+    socketBindings();
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 /**
  * The runtime's `tcp_wrap` and `stream_wrap` bindings (Deno 2.9 exposes them through `process.binding`, as
  * Node does). Throws, naming the runtime, when they are missing, so a server that cannot serve says why at
@@ -178,6 +188,53 @@ export function uvError(status: number, action: string): Error {
   return Object.assign(new Error(`${action}: ${code}`), { code, errno: status });
 }
 
+/**
+ * The unread rest of the one chunk a transport may hold (bytes that arrived before a read asked for
+ * them), shared by both transports: reads take from it; a chunk arriving before it is taken is joined.
+ */
+abstract class ChunkHolder {
+  #held: Uint8Array | null = null;
+  #heldOff = 0;
+
+  /** Whether bytes are held for the next read. */
+  protected get holding(): boolean {
+    return this.#held !== null;
+  }
+
+  /** Keeps `chunk` from `off` on, after whatever is held already. */
+  protected keep(chunk: Uint8Array, off: number): void {
+    if (this.#held === null) {
+      this.#held = chunk;
+      this.#heldOff = off;
+      return;
+    }
+    // A chunk delivered before reading stopped (it stops between the runtime's reads): join them.
+    const rest = this.#held.subarray(this.#heldOff);
+    const joined = new Uint8Array(rest.byteLength + chunk.byteLength - off);
+    joined.set(rest);
+    joined.set(chunk.subarray(off), rest.byteLength);
+    this.#held = joined;
+    this.#heldOff = 0;
+  }
+
+  /** Copies held bytes into `buf` (only while `holding`): the count. */
+  protected takeHeld(buf: Uint8Array): number {
+    const held = this.#held!;
+    const off = this.#heldOff;
+    const n = Math.min(held.byteLength - off, buf.byteLength);
+    buf.set(n === held.byteLength && off === 0 ? held : held.subarray(off, off + n));
+    if (off + n === held.byteLength) this.dropHeld();
+    else this.#heldOff = off + n;
+    return n;
+  }
+
+  /** Forgets what is held (the transport closed). */
+  protected dropHeld(): void {
+    this.#held = null;
+    this.#heldOff = 0;
+  }
+}
+
 /** Completion of a write the kernel did not take at once (one object for every handle: at most one each). */
 const WRITE_REQ = {
   oncomplete(status: number, handle: TcpHandle): void {
@@ -198,13 +255,10 @@ function onHandleRead(this: TcpHandle, chunk: ArrayBuffer | undefined): void {
  * while a read or `readable()` waits, or until the first chunk nobody asked for arrives (kept, reading
  * stopped until it is taken).
  */
-export class HandleTransport implements Transport {
+export class HandleTransport extends ChunkHolder implements Transport {
   readonly remoteIp: string;
   readonly remotePort: number;
   #handle: TcpHandle;
-  /** The unread rest of the last chunk (reading is stopped while it is held). */
-  #held: Uint8Array | null = null;
-  #heldOff = 0;
   #reading = false;
   /** No chunk has been delivered yet (see `#onBytes`). */
   #firstChunk = true;
@@ -222,6 +276,7 @@ export class HandleTransport implements Transport {
   #writing: Uint8Array | null = null;
 
   constructor(handle: TcpHandle, remoteIp: string, remotePort: number) {
+    super();
     this.#handle = handle;
     this.remoteIp = remoteIp;
     this.remotePort = remotePort;
@@ -231,8 +286,7 @@ export class HandleTransport implements Transport {
 
   read(buf: Uint8Array): Promise<number | null> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    const held = this.#held;
-    if (held !== null) return Promise.resolve(this.#takeHeld(held, buf));
+    if (this.holding) return Promise.resolve(this.takeHeld(buf));
     if (this.#failure !== null) return Promise.reject(this.#failure);
     if (this.#eof) return Promise.resolve(null);
     if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
@@ -247,7 +301,7 @@ export class HandleTransport implements Transport {
 
   readable(): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#held !== null || this.#eof || this.#failure !== null) return Promise.resolve();
+    if (this.holding || this.#eof || this.#failure !== null) return Promise.resolve();
     if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
     const p = new Promise<void>((resolve, reject) => {
       this.#resolve = resolve;
@@ -293,7 +347,7 @@ export class HandleTransport implements Transport {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#held = null;
+    this.dropHeld();
     this.#writing = null;
     // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
     // `Connection: close` request when it was made for every close.
@@ -370,13 +424,12 @@ export class HandleTransport implements Transport {
       this.#settleRead(buf.byteLength, null);
       return;
     }
-    if (this.#resolve !== null && this.#held === null) {
+    if (this.#resolve !== null && !this.holding) {
       // A `readable()` wait (an idle connection): its read follows at once, so reading goes on: stopping
       // and restarting for every request would put every busy handle through one more runtime pass
       // (at 5,000 connections the listener then waited seconds for its turn). If more arrives before
       // that read, it is joined and reading stops.
-      this.#held = chunk;
-      this.#heldOff = 0;
+      this.keep(chunk, 0);
       this.#settleRead(null, null);
       return;
     }
@@ -385,32 +438,8 @@ export class HandleTransport implements Transport {
 
   /** Keeps the unread part of `chunk` and stops reading until it is taken. */
   #hold(chunk: Uint8Array, off: number): void {
-    if (this.#held !== null) {
-      // A chunk delivered after the one held, before reading stopped: join them.
-      const rest = this.#held.subarray(this.#heldOff);
-      const joined = new Uint8Array(rest.byteLength + chunk.byteLength - off);
-      joined.set(rest);
-      joined.set(chunk.subarray(off), rest.byteLength);
-      this.#held = joined;
-      this.#heldOff = 0;
-    } else {
-      this.#held = chunk;
-      this.#heldOff = off;
-    }
+    this.keep(chunk, off);
     this.#stopReading();
-  }
-
-  #takeHeld(held: Uint8Array, buf: Uint8Array): number {
-    const off = this.#heldOff;
-    const n = Math.min(held.byteLength - off, buf.byteLength);
-    buf.set(n === held.byteLength && off === 0 ? held : held.subarray(off, off + n));
-    if (off + n === held.byteLength) {
-      this.#held = null;
-      this.#heldOff = 0;
-    } else {
-      this.#heldOff = off + n;
-    }
-    return n;
   }
 
   #startReading(): void {
@@ -456,13 +485,10 @@ export class HandleTransport implements Transport {
 type Chunk = Uint8Array;
 
 /** One accepted TLS socket (a `tls.TLSSocket` over a `net.Socket` on the accepted handle) as a `Transport`. */
-export class NodeTransport implements Transport {
+export class NodeTransport extends ChunkHolder implements Transport {
   readonly remoteIp: string;
   readonly remotePort: number;
   #socket: net.Socket;
-  /** The unread rest of the last chunk (the socket is paused while it is held). */
-  #held: Chunk | null = null;
-  #heldOff = 0;
   #paused: boolean;
   #eof = false;
   #failure: Error | null = null;
@@ -478,6 +504,7 @@ export class NodeTransport implements Transport {
 
   /** `socket` must be paused (made with `pauseOnCreate`). */
   constructor(socket: net.Socket, remoteIp: string, remotePort: number) {
+    super();
     this.#socket = socket;
     this.remoteIp = remoteIp;
     this.remotePort = remotePort;
@@ -490,8 +517,7 @@ export class NodeTransport implements Transport {
 
   read(buf: Uint8Array): Promise<number | null> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    const held = this.#held;
-    if (held !== null) return Promise.resolve(this.#takeHeld(held, buf));
+    if (this.holding) return Promise.resolve(this.takeHeld(buf));
     if (this.#failure !== null) return Promise.reject(this.#failure);
     if (this.#eof) return Promise.resolve(null);
     if (this.#readResolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
@@ -509,7 +535,7 @@ export class NodeTransport implements Transport {
 
   readable(): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#held !== null || this.#eof || this.#failure !== null) return Promise.resolve();
+    if (this.holding || this.#eof || this.#failure !== null) return Promise.resolve();
     if (this.#waitResolve !== null || this.#readResolve !== null) {
       return Promise.reject(new Deno.errors.Busy("a read is already pending"));
     }
@@ -564,7 +590,7 @@ export class NodeTransport implements Transport {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#held = null;
+    this.dropHeld();
     // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
     // `Connection: close` request when it was made for every close.
     if (this.#readResolve !== null || this.#writeResolve !== null || this.#waitResolve !== null) {
@@ -578,19 +604,6 @@ export class NodeTransport implements Transport {
     } catch {
       // already destroyed
     }
-  }
-
-  #takeHeld(held: Chunk, buf: Uint8Array): number {
-    const off = this.#heldOff;
-    const n = Math.min(held.byteLength - off, buf.byteLength);
-    buf.set(n === held.byteLength && off === 0 ? held : held.subarray(off, off + n));
-    if (off + n === held.byteLength) {
-      this.#held = null;
-      this.#heldOff = 0;
-    } else {
-      this.#heldOff = off + n;
-    }
-    return n;
   }
 
   #onData(chunk: Chunk): void {
@@ -619,18 +632,7 @@ export class NodeTransport implements Transport {
 
   /** Keeps the unread part of `chunk` and (with `pause`) stops reading the socket until it is consumed. */
   #hold(chunk: Chunk, off: number, pause: boolean): void {
-    if (this.#held !== null) {
-      // A chunk delivered in the same tick as the pause (the pause takes effect between reads): join them.
-      const rest = this.#held.subarray(this.#heldOff);
-      const joined = new Uint8Array(rest.byteLength + chunk.byteLength - off);
-      joined.set(rest);
-      joined.set(chunk.subarray(off), rest.byteLength);
-      this.#held = joined;
-      this.#heldOff = 0;
-    } else {
-      this.#held = chunk;
-      this.#heldOff = off;
-    }
+    this.keep(chunk, off);
     if (pause && !this.#paused) {
       this.#paused = true;
       this.#socket.pause();
@@ -639,7 +641,7 @@ export class NodeTransport implements Transport {
 
   #onEnd(): void {
     this.#eof = true;
-    if (this.#held === null) this.#settleRead(null, null);
+    if (!this.holding) this.#settleRead(null, null);
     this.#settleWait(null);
   }
 
