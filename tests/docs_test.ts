@@ -217,11 +217,9 @@ const CHECKED: Record<string, Check> = {
   "vento-admin kick": { not: "the command's name in prose" },
   "dist/vento.js --config site/vento.conf": SHIP,
   "deno task bench --scenario app,app500,appclose --servers vento,denoserve": BENCH,
-  "deno task bench:idle --conns 3000": BENCH,
-  "deno task bench:idle --conns 3000 --servers vento,nodenet": BENCH,
-  "deno task bench --scenario keepalive,close,fair500 --servers nginx,vento,denoserve,bare,nodenet": BENCH,
-  "deno task bench --scenario fair5000 --servers nginx,vento,nodenet": BENCH,
-  "deno task bench --scenario fair500,fair5000 --rounds 3 --duration 5": BENCH,
+  "deno task bench --scenario keepalive,single,close,fair500,fair5000 --servers nginx,vento,denoserve,bare,denoconst,nodenet,handle":
+    BENCH,
+  "deno task bench --scenario close --servers nginx,vento,handle --set ALLOWLIST=": BENCH,
   "deno task bench --scenario fair500 --workers 1,2,4 --servers nginx,vento --rounds 2 --duration 4 --warmup 1":
     BENCH,
   // docs/scaling.md
