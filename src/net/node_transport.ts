@@ -189,78 +189,19 @@ export function uvError(status: number, action: string): Error {
 }
 
 /**
- * The unread rest of the one chunk a transport may hold (bytes that arrived before a read asked for
- * them), shared by both transports: reads take from it; a chunk arriving before it is taken is joined.
+ * What both transports share: the closed, failed and ended state, the one pending read (or `readable()`
+ * wait) and the one pending write, the one chunk that may be held, and the checks every call starts with.
+ * A subclass says how its socket starts and stops reading, writes, half-closes and closes, and reports what
+ * the socket does through `delivered`, `ended`, `failed` and `closedUnder`.
  */
-abstract class ChunkHolder {
-  #held: Uint8Array | null = null;
-  #heldOff = 0;
-
-  /** Whether bytes are held for the next read. */
-  protected get holding(): boolean {
-    return this.#held !== null;
-  }
-
-  /** Keeps `chunk` from `off` on, after whatever is held already. */
-  protected keep(chunk: Uint8Array, off: number): void {
-    if (this.#held === null) {
-      this.#held = chunk;
-      this.#heldOff = off;
-      return;
-    }
-    // A chunk delivered before reading stopped (it stops between the runtime's reads): join them.
-    const rest = this.#held.subarray(this.#heldOff);
-    const joined = new Uint8Array(rest.byteLength + chunk.byteLength - off);
-    joined.set(rest);
-    joined.set(chunk.subarray(off), rest.byteLength);
-    this.#held = joined;
-    this.#heldOff = 0;
-  }
-
-  /** Copies held bytes into `buf` (only while `holding`): the count. */
-  protected takeHeld(buf: Uint8Array): number {
-    const held = this.#held!;
-    const off = this.#heldOff;
-    const n = Math.min(held.byteLength - off, buf.byteLength);
-    buf.set(n === held.byteLength && off === 0 ? held : held.subarray(off, off + n));
-    if (off + n === held.byteLength) this.dropHeld();
-    else this.#heldOff = off + n;
-    return n;
-  }
-
-  /** Forgets what is held (the transport closed). */
-  protected dropHeld(): void {
-    this.#held = null;
-    this.#heldOff = 0;
-  }
-}
-
-/** Completion of a write the kernel did not take at once (one object for every handle: at most one each). */
-const WRITE_REQ = {
-  oncomplete(status: number, handle: TcpHandle): void {
-    handle[OWNER]?.writeDone(status);
-  },
-};
-/** Completion of a half-close: nothing waits for it (reads go on; a failure shows in the next read). */
-const SHUTDOWN_REQ = { oncomplete(): void {} };
-
-/** Read callback shared by every handle (a closure per connection would cost memory per idle socket). */
-function onHandleRead(this: TcpHandle, chunk: ArrayBuffer | undefined): void {
-  const b = bindings!;
-  this[OWNER]?.readDone(chunk, b.state[b.kReadBytesOrError]);
-}
-
-/**
- * One accepted plain-TCP socket as a `Transport`, driving the runtime's handle directly. Reading runs only
- * while a read or `readable()` waits, or until the first chunk nobody asked for arrives (kept, reading
- * stopped until it is taken).
- */
-export class HandleTransport extends ChunkHolder implements Transport {
+abstract class SocketTransport implements Transport {
   readonly remoteIp: string;
   readonly remotePort: number;
-  #handle: TcpHandle;
+  /** The unread rest of a chunk that arrived before a read asked for it (reading stopped meanwhile). */
+  #held: Uint8Array | null = null;
+  #heldOff = 0;
   #reading = false;
-  /** No chunk has been delivered yet (see `#onBytes`). */
+  /** No chunk has been delivered yet (see `delivered`). */
   #firstChunk = true;
   #eof = false;
   #failure: Error | null = null;
@@ -272,21 +213,26 @@ export class HandleTransport extends ChunkHolder implements Transport {
   #reject: ((e: Error) => void) | null = null;
   #writeResolve: ((n: number) => void) | null = null;
   #writeReject: ((e: Error) => void) | null = null;
-  /** The bytes of the write in flight: the runtime reads them until it completes. */
-  #writing: Uint8Array | null = null;
 
-  constructor(handle: TcpHandle, remoteIp: string, remotePort: number) {
-    super();
-    this.#handle = handle;
+  constructor(remoteIp: string, remotePort: number) {
     this.remoteIp = remoteIp;
     this.remotePort = remotePort;
-    handle[OWNER] = this;
-    handle.onread = onHandleRead;
   }
+
+  /** Starts delivering chunks (`delivered`); throws nothing (a failure is reported through `failed`). */
+  protected abstract resumeSocket(): void;
+  /** Stops delivering chunks until `resumeSocket`. */
+  protected abstract pauseSocket(): void;
+  /** Queues a half-close behind the writes made so far: 0, or a negative errno. */
+  protected abstract endSocket(): number;
+  /** Closes the socket now (pending reads and writes are already settled). Never throws. */
+  protected abstract destroySocket(): void;
+  abstract write(bytes: Uint8Array): Promise<number>;
+  abstract setNoDelay(): void;
 
   read(buf: Uint8Array): Promise<number | null> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.holding) return Promise.resolve(this.takeHeld(buf));
+    if (this.#held !== null) return Promise.resolve(this.#takeHeld(buf));
     if (this.#failure !== null) return Promise.reject(this.#failure);
     if (this.#eof) return Promise.resolve(null);
     if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
@@ -301,7 +247,7 @@ export class HandleTransport extends ChunkHolder implements Transport {
 
   readable(): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.holding || this.#eof || this.#failure !== null) return Promise.resolve();
+    if (this.#held !== null || this.#eof || this.#failure !== null) return Promise.resolve();
     if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
     const p = new Promise<void>((resolve, reject) => {
       this.#resolve = resolve;
@@ -311,44 +257,18 @@ export class HandleTransport extends ChunkHolder implements Transport {
     return p;
   }
 
-  write(bytes: Uint8Array): Promise<number> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#failure !== null) return Promise.reject(this.#failure);
-    if (this.#writeResolve !== null) {
-      return Promise.reject(new Deno.errors.Busy("a write is already pending"));
-    }
-    const n = bytes.byteLength;
-    if (n === 0) return Promise.resolve(0);
-    const b = bindings!;
-    const status = this.#handle.writeBuffer(WRITE_REQ, bytes);
-    if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "write")));
-    // Taken whole by the kernel at once: the common case, no completion follows.
-    if (b.state[b.kLastWriteWasAsync] === 0) return Promise.resolve(n);
-    this.#writing = bytes;
-    return new Promise<number>((resolve, reject) => {
-      this.#writeResolve = resolve;
-      this.#writeReject = reject;
-    });
-  }
-
   closeWrite(): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
     if (this.#failure !== null) return Promise.reject(this.#failure);
-    // Queued behind the writes already made, as shutdown(2) after them.
-    const status = this.#handle.shutdown(SHUTDOWN_REQ);
+    const status = this.endSocket();
     if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "shutdown")));
     return Promise.resolve();
-  }
-
-  setNoDelay(): void {
-    if (!this.#closed) this.#handle.setNoDelay(true);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.dropHeld();
-    this.#writing = null;
+    this.#held = null;
     // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
     // `Connection: close` request when it was made for every close.
     if (this.#resolve !== null || this.#writeResolve !== null) {
@@ -356,53 +276,41 @@ export class HandleTransport extends ChunkHolder implements Transport {
       this.#settleRead(null, interrupted);
       this.#settleWrite(0, interrupted);
     }
-    this.#handle.onread = null;
-    this.#handle[OWNER] = undefined;
-    try {
-      this.#handle.close();
-    } catch {
-      // already closed by the runtime
-    }
+    this.destroySocket();
   }
 
-  /** For the runtime's read callback only (see `onHandleRead`): `status` bytes in `chunk`, or end of stream or an error. */
-  readDone(chunk: ArrayBuffer | undefined, status: number): void {
+  /** Closed by `close()`: socket events are ignored from then on. */
+  protected get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why a write cannot start (a rejection to return), or null. */
+  protected writeRefusal(): Promise<never> | null {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (this.#writeResolve !== null) {
+      return Promise.reject(new Deno.errors.Busy("a write is already pending"));
+    }
+    return null;
+  }
+
+  /** A write that completes later, settled by `writeDone`. */
+  protected writePending(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.#writeResolve = resolve;
+      this.#writeReject = reject;
+    });
+  }
+
+  /** The pending write is done: `n` bytes taken, or `e`. */
+  protected writeDone(n: number, e: Error | null): void {
+    if (e !== null && this.#failure === null) this.#failure = e;
+    this.#settleWrite(n, e);
+  }
+
+  /** The socket read `chunk`. */
+  protected delivered(chunk: Uint8Array): void {
     if (this.#closed) return;
-    if (status > 0 && chunk !== undefined) {
-      this.#onBytes(new Uint8Array(chunk, 0, status));
-      return;
-    }
-    if (status === 0) return;
-    this.#stopReading();
-    if (status === UV_EOF) {
-      this.#eof = true;
-      // Nothing is held while a read waits: a pending read gets the end of stream, a wait resolves.
-      this.#settleRead(null, null);
-      return;
-    }
-    const e = mapSocketError(uvError(status, "read"));
-    if (this.#failure === null) this.#failure = e;
-    // A pending read reports the failure; a `readable()` wait resolves and its read then does.
-    if (this.#readBuf !== null) this.#settleRead(null, e);
-    else this.#settleRead(null, null);
-    this.#settleWrite(0, e);
-  }
-
-  /** For the runtime's write completion only (see `WRITE_REQ`): a write the kernel did not take at once. */
-  writeDone(status: number): void {
-    const bytes = this.#writing;
-    if (this.#closed || bytes === null) return;
-    this.#writing = null;
-    if (status < 0) {
-      const e = mapSocketError(uvError(status, "write"));
-      if (this.#failure === null) this.#failure = e;
-      this.#settleWrite(0, e);
-    } else {
-      this.#settleWrite(bytes.byteLength, null);
-    }
-  }
-
-  #onBytes(chunk: Uint8Array): void {
     const buf = this.#readBuf;
     if (buf !== null) {
       if (chunk.byteLength <= buf.byteLength) {
@@ -424,38 +332,88 @@ export class HandleTransport extends ChunkHolder implements Transport {
       this.#settleRead(buf.byteLength, null);
       return;
     }
-    if (this.#resolve !== null && !this.holding) {
+    if (this.#resolve !== null && this.#held === null) {
       // A `readable()` wait (an idle connection): its read follows at once, so reading goes on: stopping
       // and restarting for every request would put every busy handle through one more runtime pass
       // (at 5,000 connections the listener then waited seconds for its turn). If more arrives before
       // that read, it is joined and reading stops.
-      this.keep(chunk, 0);
+      this.#held = chunk;
+      this.#heldOff = 0;
       this.#settleRead(null, null);
       return;
     }
     this.#hold(chunk, 0);
   }
 
-  /** Keeps the unread part of `chunk` and stops reading until it is taken. */
-  #hold(chunk: Uint8Array, off: number): void {
-    this.keep(chunk, off);
+  /** The peer ended its side (FIN). */
+  protected ended(): void {
+    if (this.#closed) return;
+    this.#eof = true;
     this.#stopReading();
+    // Nothing is held while a read waits: a pending read gets the end of stream, a wait resolves.
+    this.#settleRead(null, null);
+  }
+
+  /** The socket failed with `e` (already mapped): reads and writes from now on report it. */
+  protected failed(e: Error): void {
+    if (this.#closed) return;
+    if (this.#failure === null) this.#failure = e;
+    this.#stopReading();
+    // A pending read reports the failure; a `readable()` wait resolves and its read then does.
+    this.#settleRead(null, this.#readBuf !== null ? e : null);
+    this.#settleWrite(0, e);
+  }
+
+  /** The socket was closed under us (after its end, or destroyed by the runtime) without a failure. */
+  protected closedUnder(): void {
+    if (this.#closed) return;
+    if (this.#resolve === null && this.#writeResolve === null) return;
+    const e = this.#failure ?? new Deno.errors.ConnectionReset("the connection was closed by the peer");
+    this.#settleRead(null, this.#readBuf !== null && !this.#eof ? e : null);
+    this.#settleWrite(0, e);
+  }
+
+  /** Keeps the unread part of `chunk` (after what is held already) and stops reading until it is taken. */
+  #hold(chunk: Uint8Array, off: number): void {
+    if (this.#held === null) {
+      this.#held = chunk;
+      this.#heldOff = off;
+    } else {
+      // A chunk delivered before reading stopped (it stops between the socket's reads): join them.
+      const rest = this.#held.subarray(this.#heldOff);
+      const joined = new Uint8Array(rest.byteLength + chunk.byteLength - off);
+      joined.set(rest);
+      joined.set(chunk.subarray(off), rest.byteLength);
+      this.#held = joined;
+      this.#heldOff = 0;
+    }
+    this.#stopReading();
+  }
+
+  #takeHeld(buf: Uint8Array): number {
+    const held = this.#held!;
+    const off = this.#heldOff;
+    const n = Math.min(held.byteLength - off, buf.byteLength);
+    buf.set(n === held.byteLength && off === 0 ? held : held.subarray(off, off + n));
+    if (off + n === held.byteLength) {
+      this.#held = null;
+      this.#heldOff = 0;
+    } else {
+      this.#heldOff = off + n;
+    }
+    return n;
   }
 
   #startReading(): void {
     if (this.#reading) return;
     this.#reading = true;
-    const status = this.#handle.readStart();
-    if (status !== 0) {
-      this.#reading = false;
-      this.readDone(undefined, status);
-    }
+    this.resumeSocket();
   }
 
   #stopReading(): void {
     if (!this.#reading) return;
     this.#reading = false;
-    this.#handle.readStop();
+    this.pauseSocket();
   }
 
   #settleRead(n: number | null, e: Error | null): void {
@@ -481,105 +439,130 @@ export class HandleTransport extends ChunkHolder implements Transport {
   }
 }
 
-/** Node's `Buffer` is a `Uint8Array`; the socket hands us those. */
-type Chunk = Uint8Array;
+/** Completion of a write the kernel did not take at once (one object for every handle: at most one each). */
+const WRITE_REQ = {
+  oncomplete(status: number, handle: TcpHandle): void {
+    handle[OWNER]?.writeCompleted(status);
+  },
+};
+/** Completion of a half-close: nothing waits for it (reads go on; a failure shows in the next read). */
+const SHUTDOWN_REQ = { oncomplete(): void {} };
 
-/** One accepted TLS socket (a `tls.TLSSocket` over a `net.Socket` on the accepted handle) as a `Transport`. */
-export class NodeTransport extends ChunkHolder implements Transport {
-  readonly remoteIp: string;
-  readonly remotePort: number;
-  #socket: net.Socket;
-  #paused: boolean;
-  #eof = false;
-  #failure: Error | null = null;
-  #closed = false;
-  #readBuf: Uint8Array | null = null;
-  #readResolve: ((n: number | null) => void) | null = null;
-  #readReject: ((e: Error) => void) | null = null;
-  #writeResolve: ((n: number) => void) | null = null;
-  #writeReject: ((e: Error) => void) | null = null;
-  #writeLen = 0;
-  #waitResolve: (() => void) | null = null;
-  #waitReject: ((e: Error) => void) | null = null;
+/** Read callback shared by every handle (a closure per connection would cost memory per idle socket). */
+function onHandleRead(this: TcpHandle, chunk: ArrayBuffer | undefined): void {
+  const b = bindings!;
+  this[OWNER]?.readCompleted(chunk, b.state[b.kReadBytesOrError]);
+}
 
-  /** `socket` must be paused (made with `pauseOnCreate`). */
-  constructor(socket: net.Socket, remoteIp: string, remotePort: number) {
-    super();
-    this.#socket = socket;
-    this.remoteIp = remoteIp;
-    this.remotePort = remotePort;
-    this.#paused = true;
-    socket.on("data", (chunk: Chunk) => this.#onData(chunk));
-    socket.on("end", () => this.#onEnd());
-    socket.on("error", (e: unknown) => this.#onError(mapSocketError(e)));
-    socket.on("close", () => this.#onClose());
-  }
+/**
+ * One accepted plain-TCP socket as a `Transport`, driving the runtime's handle directly. Reading runs only
+ * while a read or `readable()` waits, or until the first chunk nobody asked for arrives (kept, reading
+ * stopped until it is taken).
+ */
+export class HandleTransport extends SocketTransport {
+  #handle: TcpHandle;
+  /** The bytes of the write in flight: the runtime reads them until it completes. */
+  #writing: Uint8Array | null = null;
 
-  read(buf: Uint8Array): Promise<number | null> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.holding) return Promise.resolve(this.takeHeld(buf));
-    if (this.#failure !== null) return Promise.reject(this.#failure);
-    if (this.#eof) return Promise.resolve(null);
-    if (this.#readResolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
-    this.#readBuf = buf;
-    const p = new Promise<number | null>((resolve, reject) => {
-      this.#readResolve = resolve;
-      this.#readReject = reject;
-    });
-    if (this.#paused) {
-      this.#paused = false;
-      this.#socket.resume();
-    }
-    return p;
-  }
-
-  readable(): Promise<void> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.holding || this.#eof || this.#failure !== null) return Promise.resolve();
-    if (this.#waitResolve !== null || this.#readResolve !== null) {
-      return Promise.reject(new Deno.errors.Busy("a read is already pending"));
-    }
-    const p = new Promise<void>((resolve, reject) => {
-      this.#waitResolve = resolve;
-      this.#waitReject = reject;
-    });
-    if (this.#paused) {
-      this.#paused = false;
-      this.#socket.resume();
-    }
-    return p;
+  constructor(handle: TcpHandle, remoteIp: string, remotePort: number) {
+    super(remoteIp, remotePort);
+    this.#handle = handle;
+    handle[OWNER] = this;
+    handle.onread = onHandleRead;
   }
 
   write(bytes: Uint8Array): Promise<number> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#failure !== null) return Promise.reject(this.#failure);
-    if (this.#writeResolve !== null) {
-      return Promise.reject(new Deno.errors.Busy("a write is already pending"));
-    }
-    if (bytes.byteLength === 0) return Promise.resolve(0);
-    const p = new Promise<number>((resolve, reject) => {
-      this.#writeResolve = resolve;
-      this.#writeReject = reject;
-    });
-    this.#writeLen = bytes.byteLength;
+    const refused = this.writeRefusal();
+    if (refused !== null) return refused;
+    const n = bytes.byteLength;
+    if (n === 0) return Promise.resolve(0);
+    const b = bindings!;
+    const status = this.#handle.writeBuffer(WRITE_REQ, bytes);
+    if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "write")));
+    // Taken whole by the kernel at once: the common case, no completion follows.
+    if (b.state[b.kLastWriteWasAsync] === 0) return Promise.resolve(n);
+    this.#writing = bytes;
+    return this.writePending();
+  }
+
+  setNoDelay(): void {
+    if (!this.closed) this.#handle.setNoDelay(true);
+  }
+
+  /** For the runtime's read callback only (see `onHandleRead`): `status` bytes in `chunk`, or the end. */
+  readCompleted(chunk: ArrayBuffer | undefined, status: number): void {
+    if (status > 0 && chunk !== undefined) this.delivered(new Uint8Array(chunk, 0, status));
+    else if (status === UV_EOF) this.ended();
+    else if (status < 0) this.failed(mapSocketError(uvError(status, "read")));
+  }
+
+  /** For the runtime's write completion only (see `WRITE_REQ`): a write the kernel did not take at once. */
+  writeCompleted(status: number): void {
+    const bytes = this.#writing;
+    if (this.closed || bytes === null) return;
+    this.#writing = null;
+    if (status < 0) this.writeDone(0, mapSocketError(uvError(status, "write")));
+    else this.writeDone(bytes.byteLength, null);
+  }
+
+  protected resumeSocket(): void {
+    const status = this.#handle.readStart();
+    if (status !== 0) this.failed(mapSocketError(uvError(status, "read")));
+  }
+
+  protected pauseSocket(): void {
+    this.#handle.readStop();
+  }
+
+  protected endSocket(): number {
+    return this.#handle.shutdown(SHUTDOWN_REQ);
+  }
+
+  protected destroySocket(): void {
+    this.#writing = null;
+    this.#handle.onread = null;
+    this.#handle[OWNER] = undefined;
     try {
-      this.#socket.write(bytes, (e?: Error | null) => this.#onWritten(e));
+      this.#handle.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+}
+
+/** One accepted TLS socket (a `tls.TLSSocket` over a `net.Socket` on the accepted handle) as a `Transport`. */
+export class NodeTransport extends SocketTransport {
+  #socket: net.Socket;
+
+  /** `socket` must be paused (made with `pauseOnCreate`). */
+  constructor(socket: net.Socket, remoteIp: string, remotePort: number) {
+    super(remoteIp, remotePort);
+    this.#socket = socket;
+    socket.on("data", (chunk: Uint8Array) => this.delivered(chunk));
+    socket.on("end", () => this.ended());
+    socket.on("error", (e: unknown) => this.failed(mapSocketError(e)));
+    socket.on("close", () => this.closedUnder());
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    const refused = this.writeRefusal();
+    if (refused !== null) return refused;
+    const n = bytes.byteLength;
+    if (n === 0) return Promise.resolve(0);
+    const p = this.writePending();
+    try {
+      this.#socket.write(bytes, (e?: Error | null) => {
+        if (e !== null && e !== undefined) this.writeDone(0, mapSocketError(e));
+        else this.writeDone(n, null);
+      });
     } catch (e) {
-      this.#settleWrite(mapSocketError(e));
+      this.writeDone(0, mapSocketError(e));
     }
     return p;
   }
 
-  closeWrite(): Promise<void> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#failure !== null) return Promise.reject(this.#failure);
-    // Queued behind the writes already made, as shutdown(2) after them would be.
-    this.#socket.end();
-    return Promise.resolve();
-  }
-
   setNoDelay(): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     try {
       this.#socket.setNoDelay(true);
     } catch {
@@ -587,118 +570,26 @@ export class NodeTransport extends ChunkHolder implements Transport {
     }
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.dropHeld();
-    // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
-    // `Connection: close` request when it was made for every close.
-    if (this.#readResolve !== null || this.#writeResolve !== null || this.#waitResolve !== null) {
-      const interrupted = new Deno.errors.Interrupted("the connection was closed");
-      this.#settleRead(null, interrupted);
-      this.#settleWrite(interrupted);
-      this.#settleWait(interrupted);
-    }
+  protected resumeSocket(): void {
+    this.#socket.resume();
+  }
+
+  protected pauseSocket(): void {
+    this.#socket.pause();
+  }
+
+  protected endSocket(): number {
+    // Queued behind the writes already made, as shutdown(2) after them would be.
+    this.#socket.end();
+    return 0;
+  }
+
+  protected destroySocket(): void {
     try {
       this.#socket.destroy();
     } catch {
       // already destroyed
     }
-  }
-
-  #onData(chunk: Chunk): void {
-    if (this.#closed) return;
-    const buf = this.#readBuf;
-    if (buf !== null) {
-      if (chunk.byteLength <= buf.byteLength) {
-        buf.set(chunk);
-        this.#settleRead(chunk.byteLength, null);
-        return;
-      }
-      buf.set(chunk.subarray(0, buf.byteLength));
-      this.#hold(chunk, buf.byteLength, true);
-      this.#settleRead(buf.byteLength, null);
-      return;
-    }
-    if (this.#waitResolve !== null) {
-      // An idle connection waiting for its next request reads this at once: no pause (and resume) per
-      // request; if more arrives before that read, the next `#hold` pauses.
-      this.#hold(chunk, 0, false);
-      this.#settleWait(null);
-      return;
-    }
-    this.#hold(chunk, 0, true);
-  }
-
-  /** Keeps the unread part of `chunk` and (with `pause`) stops reading the socket until it is consumed. */
-  #hold(chunk: Chunk, off: number, pause: boolean): void {
-    this.keep(chunk, off);
-    if (pause && !this.#paused) {
-      this.#paused = true;
-      this.#socket.pause();
-    }
-  }
-
-  #onEnd(): void {
-    this.#eof = true;
-    if (!this.holding) this.#settleRead(null, null);
-    this.#settleWait(null);
-  }
-
-  #onError(e: Error): void {
-    if (this.#closed) return;
-    if (this.#failure === null) this.#failure = e;
-    this.#settleRead(null, e);
-    this.#settleWrite(e);
-    // The next read reports the failure.
-    this.#settleWait(null);
-  }
-
-  #onClose(): void {
-    if (this.#closed) return;
-    this.#settleWait(null);
-    // Closed by the runtime without an error event (e.g. destroyed after both ends finished).
-    if (this.#readResolve === null && this.#writeResolve === null) return;
-    const e = this.#failure ?? new Deno.errors.ConnectionReset("the connection was closed by the peer");
-    if (this.#eof) this.#settleRead(null, null);
-    else this.#settleRead(null, e);
-    this.#settleWrite(e);
-  }
-
-  #onWritten(e: Error | null | undefined): void {
-    if (e !== null && e !== undefined) this.#settleWrite(mapSocketError(e));
-    else this.#settleWrite(null);
-  }
-
-  #settleRead(n: number | null, e: Error | null): void {
-    const resolve = this.#readResolve;
-    const reject = this.#readReject;
-    if (resolve === null) return;
-    this.#readResolve = null;
-    this.#readReject = null;
-    this.#readBuf = null;
-    if (e !== null) reject!(e);
-    else resolve(n);
-  }
-
-  #settleWait(e: Error | null): void {
-    const resolve = this.#waitResolve;
-    const reject = this.#waitReject;
-    if (resolve === null) return;
-    this.#waitResolve = null;
-    this.#waitReject = null;
-    if (e !== null) reject!(e);
-    else resolve();
-  }
-
-  #settleWrite(e: Error | null): void {
-    const resolve = this.#writeResolve;
-    const reject = this.#writeReject;
-    if (resolve === null) return;
-    this.#writeResolve = null;
-    this.#writeReject = null;
-    if (e !== null) reject!(e);
-    else resolve(this.#writeLen);
   }
 }
 
