@@ -291,3 +291,45 @@ Deno.test("a transport nobody reads from stops reading: the sender blocks; every
     await listener.close();
   }
 });
+
+Deno.test("a peer that resets during a pending write fails the write with a peer-gone error, never hangs", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const t = await next();
+  try {
+    const writing = t.write(new Uint8Array(64 * 1024 * 1024).fill(0x62));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+    // Unread data in the client's receive queue makes its close a reset.
+    client.close();
+    await assert.rejects(
+      writing,
+      (e: unknown) => e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.BrokenPipe,
+    );
+    // Later calls report the failure at once.
+    await assert.rejects(t.write(new Uint8Array(1)));
+  } finally {
+    t.close();
+    await listener.close();
+  }
+});
+
+Deno.test("after closeWrite the peer sees the end of stream, and reads go on", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const t = await next();
+  try {
+    await t.write(enc.encode("bye"));
+    await t.closeWrite();
+    assert.equal(new TextDecoder().decode(await readN(client, 3)), "bye");
+    assert.equal(await client.read(new Uint8Array(8)), null, "the peer sees our FIN");
+    await client.write(enc.encode("late"));
+    const buf = new Uint8Array(16);
+    const n = await t.read(buf);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "late");
+    client.close();
+    assert.equal(await t.read(buf), null, "then the peer's end");
+  } finally {
+    t.close();
+    await listener.close();
+  }
+});
