@@ -333,3 +333,32 @@ Deno.test("after closeWrite the peer sees the end of stream, and reads go on", a
     await listener.close();
   }
 });
+
+Deno.test("bytes arriving after a readable() wait ended, before its read, join the held chunk in order", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const t = await next();
+  try {
+    // The first read: a short first chunk stops reading until the next read or wait.
+    await client.write(enc.encode("GET /1"));
+    const buf = new Uint8Array(64);
+    assert.equal(await t.read(buf), 6);
+    const waiting = t.readable();
+    await client.write(enc.encode("first "));
+    await waiting;
+    // The wait kept reading: what comes now is joined to the chunk it saw.
+    await client.write(enc.encode("second"));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    let text = "";
+    while (text.length < 12) {
+      const n = await t.read(buf);
+      assert.ok(n !== null);
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    assert.equal(text, "first second");
+  } finally {
+    t.close();
+    client.close();
+    await listener.close();
+  }
+});
