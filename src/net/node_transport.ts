@@ -520,8 +520,9 @@ export class HandleTransport extends SocketTransport {
 
   protected destroySocket(): void {
     this.#writing = null;
-    this.#handle.onread = null;
-    this.#handle[OWNER] = undefined;
+    // The handle keeps `onread` and its owner: closing it stops its reads, a completion that still comes
+    // finds this transport closed, and storing into the runtime's handle object per close measured ~1 % of
+    // a `Connection: close` request.
     try {
       this.#handle.close();
     } catch {
