@@ -72,6 +72,15 @@ export type ConnVerdict =
 const TICKET_ALLOWED = -1;
 /** Ticket of an allowlisted peer that is also a trusted proxy (its XFF clients are still judged). */
 const TICKET_ALLOWED_PROXY = -2;
+/**
+ * Whether a request is served without any judgement: an allowlisted peer speaking for itself (no
+ * `X-Forwarded-For` naming a client behind it). Checked first, so such a request reads no clock and takes no
+ * lock (a same-host proxy, allowlisted by default, sends every request of a site).
+ */
+export function needsNoJudgement(ticket: number, forwardedFor: string | undefined): boolean {
+  return ticket < 0 && forwardedFor === undefined;
+}
+
 /** Retry-After for refusals that are about capacity, not about the client's behaviour. */
 const CAPACITY_RETRY_SEC = 1;
 /** Longest interval between two log lines the guard writes (an attack must not flood the log). */
@@ -211,6 +220,7 @@ export class Guard {
    * exactly `decideRequest`, synchronously.
    */
   admitRequest(ticket: number, forwardedFor: string | undefined): number | Promise<number> {
+    if (needsNoJudgement(ticket, forwardedFor)) return 0;
     const store = this.#store;
     if (store === null || !store.healthy) return this.decideRequest(ticket, forwardedFor);
     const now = this.#clock.nowMs();
@@ -223,6 +233,7 @@ export class Guard {
 
   /** The whole request decision taken here and now (no shared store); allocates nothing when allowed. */
   decideRequest(ticket: number, forwardedFor: string | undefined): number {
+    if (needsNoJudgement(ticket, forwardedFor)) return 0;
     const now = this.#clock.nowMs();
     const slot = this.#requestSlot(ticket, forwardedFor, now);
     if (slot < 0) return -1 - slot;

@@ -11,7 +11,7 @@
  * Pure: never mentions `Deno.`.
  */
 
-import type { ConnVerdict, Guard } from "./policy.ts";
+import { type ConnVerdict, type Guard, needsNoJudgement } from "./policy.ts";
 import { MAX_WORKERS, type SharedClientTable } from "./shared_table.ts";
 
 /** The worker index of the supervisor's own gate. */
@@ -59,6 +59,7 @@ export class SharedGate {
   }
 
   admitRequest(ticket: number, forwardedFor: string | undefined): number {
+    if (needsNoJudgement(ticket, forwardedFor)) return 0;
     const t = this.#table;
     t.lock(this.#owner);
     try {

@@ -260,3 +260,43 @@ Deno.test("guard allowlist skips rate limits and bans", () => {
   assert.equal(stats.refused.banned, 0);
   assert.equal(guard.clients(10).length, 0, "allowlisted peers take no table slot");
 });
+
+Deno.test("an allowlisted peer's request reads no clock; one relaying X-Forwarded-For as a trusted proxy is judged", () => {
+  let reads = 0;
+  const clock = new (class extends FakeClock {
+    override nowMs(): number {
+      reads++;
+      return super.nowMs();
+    }
+  })();
+  const guard = new Guard(
+    options({
+      allowlist: ["192.0.2.0/24"],
+      trustedProxies: ["192.0.2.9"],
+      requestBurst: 1,
+      requestRatePerSec: 1,
+    }),
+    clock,
+    new Stats(),
+    () => {},
+  );
+  const peer = guard.decideConnection("192.0.2.7");
+  assert.ok(peer.ok);
+  reads = 0;
+  for (let i = 0; i < 5; i++) {
+    assert.equal(guard.decideRequest(peer.ticket, undefined), 0);
+    assert.equal(guard.admitRequest(peer.ticket, undefined), 0);
+  }
+  assert.equal(reads, 0, "nothing to judge, no clock read");
+  const proxy = guard.decideConnection("192.0.2.9");
+  assert.ok(proxy.ok);
+  assert.equal(
+    guard.decideRequest(proxy.ticket, "203.0.113.5"),
+    0,
+    "the client behind the proxy: first request",
+  );
+  assert.ok(
+    guard.decideRequest(proxy.ticket, "203.0.113.5") > 0,
+    "…and over its rate: judged, not waved through",
+  );
+});
