@@ -29,36 +29,6 @@ const REFUSED = new Set([
   "upgrade",
 ]);
 
-/** Reason phrases of RFC 9110 §15 for statuses an app may use (the status line needs one, or ""). */
-const REASONS: Readonly<Record<number, string>> = {
-  201: "Created",
-  202: "Accepted",
-  203: "Non-Authoritative Information",
-  205: "Reset Content",
-  300: "Multiple Choices",
-  302: "Found",
-  303: "See Other",
-  307: "Temporary Redirect",
-  308: "Permanent Redirect",
-  401: "Unauthorized",
-  402: "Payment Required",
-  406: "Not Acceptable",
-  407: "Proxy Authentication Required",
-  409: "Conflict",
-  410: "Gone",
-  411: "Length Required",
-  415: "Unsupported Media Type",
-  418: "I'm a teapot",
-  421: "Misdirected Request",
-  422: "Unprocessable Content",
-  425: "Too Early",
-  426: "Upgrade Required",
-  428: "Precondition Required",
-  451: "Unavailable For Legal Reasons",
-  502: "Bad Gateway",
-  504: "Gateway Timeout",
-};
-
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 /** Scratch buffer of a converter: a head with an ASCII body up to this size is encoded in it at once. */
 const SCRATCH_BYTES = 16 * 1024;
@@ -152,7 +122,7 @@ export class ResponseConverter {
     // RFC 9110 §6.4.1: 204 and 304 have no content; HEAD sends none.
     c.noContent = status === 204 || status === 304;
     res.headers.forEach(c.add);
-    let head = `HTTP/1.1 ${status} ${statusText(status) || REASONS[status] || ""}\r\n`;
+    let head = `HTTP/1.1 ${status} ${statusText(status)}\r\n`;
     if (!c.hasServer && !c.hasNosniff) head += COMMON_HEADERS;
     else {
       if (!c.hasServer) head += "Server: Vento\r\n";

@@ -33,3 +33,21 @@ Deno.test("a whole response is head + Date + blank line + body, reused until the
   assert.ok(dec.decode(h).endsWith("GMT\r\n\r\n"));
   assert.equal(whole.bytes(reply, d2, true), b);
 });
+
+Deno.test("the statuses site rules and apps send carry their reason phrase (one table for every answer)", () => {
+  const dec = new TextDecoder();
+  for (
+    const [status, reason] of [[401, "Unauthorized"], [302, "Found"], [303, "See Other"], [
+      307,
+      "Temporary Redirect",
+    ], [
+      308,
+      "Permanent Redirect",
+    ], [410, "Gone"]] as const
+  ) {
+    assert.ok(
+      dec.decode(buildHead(status, [])).startsWith(`HTTP/1.1 ${status} ${reason}\r\n`),
+      String(status),
+    );
+  }
+});
