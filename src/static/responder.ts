@@ -1141,14 +1141,17 @@ export class StaticResponder {
     };
     const validatorHeaders = this.#validatorHeaders(route, v);
     const d = this.#decide(head, v, id.size, isHead);
-    if (d.kind === "notModified") return this.#notModified(validatorHeaders);
+    // The site's `_headers` apply as to every other answer for this file (a Cache-Control of `private`
+    // under Basic-Auth above all).
+    if (d.kind === "notModified") return this.#notModified(validatorHeaders, route.extra);
     if (d.kind === "status") return await this.#refusal(d.status, id.size, isHead, validatorHeaders);
     // (A Range request was given the identity file by #negotiate, so the answer here is the whole body.)
-    const h = buildHead(200, [
+    const pairs: Array<readonly [string, string]> = [
       ...this.#entityHeaders(route, encoding),
       ["Transfer-Encoding", "chunked"],
       ...validatorHeaders,
-    ]);
+    ];
+    const h = buildHead(200, route.extra === null ? pairs : mergeHeaders(pairs, route.extra));
     if (isHead) return { status: 200, head: h, body: null, stream: null, length: 0, close: false };
     const opened = await this.#fs.openVerified(file);
     if (opened === null) return await this.#error(404, false);

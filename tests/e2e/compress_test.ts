@@ -315,3 +315,27 @@ Deno.test("a reload applies COMPRESS_* and ACCESS_LOG_FORMAT live, dropping copi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a file compressed while it streams carries the site's _headers, on its 200 and its 304 alike", async () => {
+  const s = await startTestServer({ compressCacheMaxFileBytes: 64 * 1024 }, {
+    ...FILES,
+    "_headers": "/*\n  X-Frame-Options: DENY\n  Cache-Control: private, max-age=60\n",
+  });
+  try {
+    const streamed = await get(s.port, "/big.log.txt", "Accept-Encoding: br\r\n");
+    assert.equal(streamed.headers.get("transfer-encoding"), "chunked");
+    assert.equal(streamed.headers.get("x-frame-options"), "DENY");
+    assert.equal(streamed.headers.get("cache-control"), "private, max-age=60");
+    const etag = streamed.headers.get("etag")!;
+    const again = await get(s.port, "/big.log.txt", `Accept-Encoding: br\r\nIf-None-Match: ${etag}\r\n`);
+    assert.equal(again.status, 304);
+    assert.equal(again.headers.get("x-frame-options"), "DENY");
+    assert.equal(again.headers.get("cache-control"), "private, max-age=60");
+    // The identity answer for the same file says the same.
+    const plain = await get(s.port, "/big.log.txt");
+    assert.equal(plain.headers.get("cache-control"), "private, max-age=60");
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.stop();
+  }
+});
