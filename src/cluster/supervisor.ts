@@ -37,6 +37,7 @@ import type { BanInfo } from "../guard/views.ts";
 import { Stats, type StatsSnapshot } from "../stats/stats.ts";
 import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "./protocol.ts";
 import { errorMessage } from "../core/errors.ts";
+import { accessLogProblem } from "../app/preflight.ts";
 
 /** How often each worker reports its counters (the admin stats are at most this stale). */
 export const REPORT_INTERVAL_MS = 100;
@@ -408,20 +409,16 @@ export class Cluster {
     if (this.#options.configPath === null) return { applied: [], needsRestart: [] };
     const loaded = await loadConfig(this.#options.configPath, { portOverride: this.#options.portOverride });
     if (!loaded.ok) return { errors: loaded.messages };
-    // Each worker reopens the access log before it applies anything; checking here first keeps a log
-    // that cannot be opened (its folder removed) from reaching any worker, so they all refuse alike.
-    const logPath = this.#started.accessLog;
-    if (logPath !== "off" && logPath !== "-") {
-      try {
-        (await Deno.open(logPath, { append: true, create: true, mode: 0o640 })).close();
-      } catch (e) {
-        return {
-          errors: [
-            `reopening the access log ${logPath}: ${errorMessage(e)}` +
-            " (nothing was applied; the old file stays in use)",
-          ],
-        };
-      }
+    // Each worker reopens the access log before it applies anything; checking the new file here first
+    // keeps a log that cannot be opened (its folder removed) from reaching any worker, so they all refuse
+    // alike.
+    const logProblem = await accessLogProblem(loaded.config.accessLog);
+    if (logProblem !== null) {
+      return {
+        errors: [
+          `reopening the access log failed: ${logProblem} (nothing was applied; the old file stays in use)`,
+        ],
+      };
     }
     const live = this.#slots.filter((s) => s.state === "running");
     if (live.length === 0) return { errors: ["no worker is running"] };
