@@ -298,8 +298,7 @@ export class Connection {
     this.#buf = this.#small = ctx.readPool.acquire();
     this.#output = new OutputBuffer(ctx.outPool, OUT_BUFFER_BYTES);
     this.#acceptedAtMs = ctx.nowMs;
-    // TlsConn has a handshake; a plain TcpConn does not.
-    this.#secure = "handshake" in conn;
+    this.#secure = conn.secure;
     ctx.stats.idle++;
   }
 

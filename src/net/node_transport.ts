@@ -197,6 +197,7 @@ export function uvError(status: number, action: string): Error {
 abstract class SocketTransport implements Transport {
   readonly remoteIp: string;
   readonly remotePort: number;
+  abstract readonly secure: boolean;
   /** The unread rest of a chunk that arrived before a read asked for it (reading stopped meanwhile). */
   #held: Uint8Array | null = null;
   #heldOff = 0;
@@ -460,6 +461,7 @@ function onHandleRead(this: TcpHandle, chunk: ArrayBuffer | undefined): void {
  * stopped until it is taken).
  */
 export class HandleTransport extends SocketTransport {
+  readonly secure = false;
   #handle: TcpHandle;
   /** The bytes of the write in flight: the runtime reads them until it completes. */
   #writing: Uint8Array | null = null;
@@ -533,6 +535,7 @@ export class HandleTransport extends SocketTransport {
 
 /** One accepted TLS socket (a `tls.TLSSocket` over a `net.Socket` on the accepted handle) as a `Transport`. */
 export class NodeTransport extends SocketTransport {
+  readonly secure = true;
   #socket: net.Socket;
 
   /** `socket` must be paused (made with `pauseOnCreate`). */

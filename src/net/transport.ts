@@ -12,6 +12,8 @@ export interface Transport {
   /** The peer's address as the kernel reports it (a v4-mapped IPv6 form is possible). */
   readonly remoteIp: string;
   readonly remotePort: number;
+  /** Served over TLS (an app's request URL then says https). */
+  readonly secure: boolean;
   /**
    * Reads into `buf`: the byte count (at least 1), or null at the peer's end of stream. Rejects with
    * `Deno.errors.Interrupted` when `close()` is called while the read is pending (deadlines rely on that),

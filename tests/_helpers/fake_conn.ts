@@ -24,6 +24,8 @@ import type { Transport } from "../../src/net/transport.ts";
 
 /** A socket whose peer is the test: the `Transport` a connection uses. */
 export class FakeConn {
+  /** Plain TCP (tests of TLS run the real server). */
+  readonly secure = false;
   /** Everything the connection wrote, in order. */
   readonly written: Uint8Array[] = [];
   closed = false;

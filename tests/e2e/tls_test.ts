@@ -315,3 +315,29 @@ Deno.test({
     pki = null;
   },
 });
+
+Deno.test({
+  name: `an app's request URL says https over TLS and http on the plain port${NO_OPENSSL}`,
+  ignore: !HAVE_OPENSSL,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "vento-tls-app-" });
+    const app = `${dir}/app.ts`;
+    await Deno.writeTextFile(app, "export default { fetch: (req: Request) => new Response(req.url) };\n");
+    try {
+      await withTlsServer(async (s, tlsPort, p) => {
+        const conn = await Deno.connectTls({ hostname: "localhost", port: tlsPort, caCerts: [p.caPem] });
+        try {
+          const r = await tlsGet(conn, "/api/where");
+          assert.equal(r.statusLine, "HTTP/1.1 200 OK");
+          assert.equal(r.body, "https://localhost/api/where");
+        } finally {
+          conn.close();
+        }
+        const plain = await fetch(`http://127.0.0.1:${s.port}/api/where`);
+        assert.equal(await plain.text(), `http://127.0.0.1:${s.port}/api/where`);
+      }, { app, appPaths: ["/api/"] });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

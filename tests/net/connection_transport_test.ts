@@ -23,6 +23,7 @@ const dec = new TextDecoder();
 class FakeTransport implements Transport {
   readonly remoteIp = "192.0.2.7";
   readonly remotePort = 40000;
+  readonly secure = false;
   written: number[] = [];
   writeSizes: number[] = [];
   closed = false;
