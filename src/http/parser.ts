@@ -121,8 +121,6 @@ export class RequestParser {
   #maxHeaderCount: number;
 
   #state = S_START;
-  /** Nothing was fed since construction or the last `reset()` (so `configure` need not reset). */
-  #fresh = true;
   #result: ParseResult | null = null;
   /** Bytes of this head consumed so far (updated at the end of each feed). */
   #seen = 0;
@@ -186,7 +184,8 @@ export class RequestParser {
     this.#maxHeaderBytes = limits.maxHeaderBytes;
     this.#maxHeaderCount = limits.maxHeaderCount;
     // A keep-alive connection lends its parser already reset: resetting it again would only allocate.
-    if (!this.#fresh) this.reset();
+    // (Fed since the last reset: bytes were seen, or the first one ended it.)
+    if (this.#seen !== 0 || this.#result !== null) this.reset();
   }
 
   /** Bytes of the current head consumed so far (0 = nothing of a next request has arrived yet). */
@@ -205,7 +204,6 @@ export class RequestParser {
 
   /** Makes the parser ready for the next request on the same connection. */
   reset(): void {
-    this.#fresh = true;
     this.#state = S_START;
     this.#methodIsHead = false;
     this.#result = null;
@@ -241,7 +239,6 @@ export class RequestParser {
     if (start < 0) start = 0;
     if (end > chunk.length) end = chunk.length;
     if (start >= end) return MORE;
-    this.#fresh = false;
     // Stream offset of chunk[i] is base + i.
     const base = this.#seen - start;
     // chunk[lim] would be byte number maxHeaderBytes + 1 of the head: never examined.

@@ -449,11 +449,9 @@ export class Connection {
           // to their pools meanwhile), so an idle keep-alive connection costs its socket and this object
           // only. Deadlines are unaffected: the sweep closes the transport, which ends the wait.
           this.#lend();
-          try {
-            await this.#conn.readable();
-          } finally {
-            this.#takeBack();
-          }
+          await this.#conn.readable();
+          // (Not when the wait ends in a close: the connection is over, nothing to take back.)
+          this.#takeBack();
         }
         const buf = this.#readBuffer();
         const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
@@ -480,11 +478,17 @@ export class Connection {
       this.close();
       this.#ctx.gate?.release(this.#ticket);
       // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
-      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused.
+      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused. A connection
+      // closed while idle lent both already.
       this.#shrinkReadBuffer();
-      if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
-      if (this.#ctx.parserPool.length < PARSER_POOL_MAX) this.#ctx.parserPool.push(this.#parser);
-      this.#parser = IDLE_PARSER;
+      if (this.#small !== EMPTY) {
+        if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
+        else this.#ctx.readPool.discard(this.#small);
+      }
+      if (this.#parser !== IDLE_PARSER) {
+        if (this.#ctx.parserPool.length < PARSER_POOL_MAX) this.#ctx.parserPool.push(this.#parser);
+        this.#parser = IDLE_PARSER;
+      }
       this.#ctx.connectionEnded?.(this);
     }
   }

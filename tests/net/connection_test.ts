@@ -391,3 +391,17 @@ Deno.test("shutdown closes a connection that never spoke, as idle", async () => 
   await s.done;
   assert.equal(s.connection.state, "closed");
 });
+
+Deno.test("an idle connection closed at its deadline takes nothing back: buffer and parser stay in their pools", async () => {
+  const s = serveFake({ idleTimeoutMs: 5000 });
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}\r\n`);
+  await s.conn.readBlocked();
+  assert.equal(s.connection.state, "idle");
+  assert.equal(s.ctx.readPool.inUse, 0, "idle: the read buffer is lent");
+  assert.equal(s.ctx.parserPool.length, 1, "idle: the parser is lent");
+  s.connection.expireIfDue(5000);
+  await s.done;
+  assert.equal(s.ctx.readPool.inUse, 0);
+  assert.equal(s.ctx.readPool.idle, 1, "the lent buffer, once");
+  assert.equal(s.ctx.parserPool.length, 1, "the lent parser, once");
+});
