@@ -152,32 +152,42 @@ function socketBindings(): SocketBindings {
 export function mapSocketError(e: unknown): Error {
   if (!(e instanceof Error)) return new Deno.errors.ConnectionReset(String(e));
   const code = (e as { code?: unknown }).code;
+  return typeof code === "string" ? peerGoneError(code, e.message) ?? e : e;
+}
+
+/**
+ * The `Deno.errors` class a socket error code stands for, made with `message`; null for a code that
+ * is not the peer going away (the caller keeps its own error, `code` and all).
+ */
+function peerGoneError(code: string, message: string): Error | null {
   switch (code) {
     case "ECONNRESET":
-      return new Deno.errors.ConnectionReset(e.message);
+      return new Deno.errors.ConnectionReset(message);
     case "EPIPE":
     case "ERR_STREAM_DESTROYED":
     case "ERR_STREAM_WRITE_AFTER_END":
-      return new Deno.errors.BrokenPipe(e.message);
+      return new Deno.errors.BrokenPipe(message);
     case "ECONNABORTED":
-      return new Deno.errors.ConnectionAborted(e.message);
+      return new Deno.errors.ConnectionAborted(message);
     case "ENOTCONN":
-      return new Deno.errors.NotConnected(e.message);
+      return new Deno.errors.NotConnected(message);
     case "ETIMEDOUT":
-      return new Deno.errors.TimedOut(e.message);
+      return new Deno.errors.TimedOut(message);
     case "ECANCELED":
-      return new Deno.errors.Interrupted(e.message);
+      return new Deno.errors.Interrupted(message);
     case "EBADF":
-      return new Deno.errors.BadResource(e.message);
+      return new Deno.errors.BadResource(message);
   }
   // A failed TLS handshake or a corrupt record: the peer's failure, as Deno.Conn reports it.
-  if (typeof code === "string" && (code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS"))) {
-    return new Deno.errors.InvalidData(e.message);
-  }
-  return e;
+  if (code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS")) return new Deno.errors.InvalidData(message);
+  return null;
 }
 
-/** A libuv-style status (a negative errno) as an `Error` with the errno's name as its `code`. */
+/**
+ * A libuv-style status (a negative errno) of `action` as the error callers test for: the `Deno.errors`
+ * class of a peer-gone code, else an `Error` with the errno's name as its `code` (EMFILE and the like).
+ * One error object either way: a reset is a normal event.
+ */
 export function uvError(status: number, action: string): Error {
   let code: string;
   try {
@@ -185,7 +195,8 @@ export function uvError(status: number, action: string): Error {
   } catch {
     code = `E${-status}`;
   }
-  return Object.assign(new Error(`${action}: ${code}`), { code, errno: status });
+  const message = `${action}: ${code}`;
+  return peerGoneError(code, message) ?? Object.assign(new Error(message), { code, errno: status });
 }
 
 /**
@@ -262,7 +273,7 @@ abstract class SocketTransport implements Transport {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
     if (this.#failure !== null) return Promise.reject(this.#failure);
     const status = this.endSocket();
-    if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "shutdown")));
+    if (status !== 0) return Promise.reject(uvError(status, "shutdown"));
     return Promise.resolve();
   }
 
@@ -480,7 +491,7 @@ export class HandleTransport extends SocketTransport {
     if (n === 0) return Promise.resolve(0);
     const b = bindings!;
     const status = this.#handle.writeBuffer(WRITE_REQ, bytes);
-    if (status !== 0) return Promise.reject(mapSocketError(uvError(status, "write")));
+    if (status !== 0) return Promise.reject(uvError(status, "write"));
     // Taken whole by the kernel at once: the common case, no completion follows.
     if (b.state[b.kLastWriteWasAsync] === 0) return Promise.resolve(n);
     this.#writing = bytes;
@@ -495,7 +506,7 @@ export class HandleTransport extends SocketTransport {
   readCompleted(chunk: ArrayBuffer | undefined, status: number): void {
     if (status > 0 && chunk !== undefined) this.delivered(new Uint8Array(chunk, 0, status));
     else if (status === UV_EOF) this.ended();
-    else if (status < 0) this.failed(mapSocketError(uvError(status, "read")));
+    else if (status < 0) this.failed(uvError(status, "read"));
   }
 
   /** For the runtime's write completion only (see `WRITE_REQ`): a write the kernel did not take at once. */
@@ -503,13 +514,13 @@ export class HandleTransport extends SocketTransport {
     const bytes = this.#writing;
     if (this.closed || bytes === null) return;
     this.#writing = null;
-    if (status < 0) this.writeDone(0, mapSocketError(uvError(status, "write")));
+    if (status < 0) this.writeDone(0, uvError(status, "write"));
     else this.writeDone(bytes.byteLength, null);
   }
 
   protected resumeSocket(): void {
     const status = this.#handle.readStart();
-    if (status !== 0) this.failed(mapSocketError(uvError(status, "read")));
+    if (status !== 0) this.failed(uvError(status, "read"));
   }
 
   protected pauseSocket(): void {
@@ -675,7 +686,7 @@ export function listenTransport(
   const peer: SockAddr = {};
   server.onconnection = (status: number) => {
     if (status !== 0) {
-      onError(mapSocketError(uvError(status, "accept")));
+      onError(uvError(status, "accept"));
       return;
     }
     const client = new b.TCP(b.socketType);
@@ -685,7 +696,7 @@ export function listenTransport(
     if (accepted !== 0 || client.getpeername(peer) !== 0 || peer.address === undefined) {
       // Gone (reset) before we saw it, or the accept itself failed: nothing to serve.
       client.close();
-      if (accepted !== 0) onError(mapSocketError(uvError(accepted, "accept")));
+      if (accepted !== 0) onError(uvError(accepted, "accept"));
       return;
     }
     const ip = peer.address;
