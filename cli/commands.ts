@@ -81,11 +81,7 @@ export async function resolveSocketPath(opts: { socket?: string; config?: string
     if (e instanceof Deno.errors.NotFound && opts.config === undefined) {
       text = null; // no vento.conf here: the default socket
     } else {
-      const why = e instanceof Deno.errors.NotFound
-        ? "no such file"
-        : e instanceof Error
-        ? e.message
-        : String(e);
+      const why = e instanceof Deno.errors.NotFound ? "no such file" : errorMessage(e);
       throw new CliError(`cannot read ${confPath} (${why}); pass --socket PATH`, EXIT_NO_SOCKET);
     }
   }

@@ -44,7 +44,10 @@ export class ClfTimeCache {
   }
 }
 
-/** Fields made only of printable ASCII other than `"` and `\` are written as they are (the common case). */
+/**
+ * Fields made only of printable ASCII other than `"` and `\` are written as they are (the common case),
+ * in both line formats.
+ */
 const SAFE_FIELD = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 function hexByte(b: number): string {
@@ -123,16 +126,14 @@ function asUnicode(s: string): string {
   }
 }
 
-/** JSON-safe ASCII (`"` and `\` escaped, nothing below 0x20 or above 0x7e raw). */
-const SAFE_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-
 /**
  * A JSON string literal of pure printable ASCII: quotes, backslashes and control characters escaped, and
  * everything outside ASCII written as `\uXXXX` (lone surrogates as U+FFFD), so a value can never end
  * the line, the string or the object, and the line is valid UTF-8 whatever the client sent.
  */
 export function jsonString(s: string): string {
-  if (SAFE_JSON.test(s)) return `"${s}"`;
+  // Printable ASCII without `"` and `\` needs no escaping in JSON either.
+  if (SAFE_FIELD.test(s)) return `"${s}"`;
   const text = asUnicode(s);
   let out = '"';
   for (let i = 0; i < text.length; i++) {
@@ -165,12 +166,12 @@ const orDash = (s: string): string => s === "" ? "-" : s;
  * numbers; absent headers are ""; method, target and protocol of a request that never parsed are "-".
  * Pure.
  */
-export function formatJson(e: AccessEntry, worker: number): string {
+export function formatJson(e: AccessEntry, worker: number, connId = e.connId): string {
   return `{"time":"${formatIsoTime(e.wallMs)}","remote":${jsonString(e.remote)},` +
     `"method":${jsonString(orDash(e.method))},"target":${jsonString(orDash(e.target))},` +
     `"protocol":${jsonString(orDash(e.protocol))},"status":${e.status},"bytes":${e.bytes},` +
     `"duration_ms":${e.durationMs},"host":${jsonString(e.host)},"referer":${jsonString(e.referer)},` +
-    `"user_agent":${jsonString(e.userAgent)},"conn":${e.connId},"worker":${worker}}`;
+    `"user_agent":${jsonString(e.userAgent)},"conn":${connId},"worker":${worker}}`;
 }
 
 /** Line formats (`ACCESS_LOG_FORMAT`). */
@@ -239,7 +240,6 @@ function countNewlines(bytes: Uint8Array): number {
 type Opener = () => Promise<LogWriter>;
 
 const STDOUT_TARGET = "-";
-const identity = DEFAULT_ACCESS_LOG_OPTIONS.connIdOf;
 const LOG_FILE_MODE = 0o640;
 
 async function openTarget(target: string): Promise<LogWriter> {
@@ -341,11 +341,11 @@ export class AccessLog {
     // Every field is escaped to ASCII, so string length is byte length.
     const o = this.#opts;
     const line =
-      (o.format === "json"
-        ? formatJson(o.connIdOf === identity ? e : { ...e, connId: o.connIdOf(e.connId) }, o.worker)
-        : formatCombined(e, this.#times)) + "\n";
+      (o.format === "json" ? formatJson(e, o.worker, o.connIdOf(e.connId)) : formatCombined(e, this.#times)) +
+      "\n";
     if (this.#batchBytes + this.#inFlightBytes + line.length > this.#opts.maxPendingBytes) {
-      this.#drop(1, `the writer is ${this.#opts.maxPendingBytes} bytes behind`);
+      // (The reason is read only when an episode starts: no string per dropped line under overload.)
+      this.#drop(1, this.#dropping ? "" : `the writer is ${this.#opts.maxPendingBytes} bytes behind`);
       return;
     }
     this.#batch.push(line);

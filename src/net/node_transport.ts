@@ -26,6 +26,7 @@ import tls from "node:tls";
 import { getSystemErrorName } from "node:util";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { AcceptHandler, Transport, TransportListener, TransportListenOptions } from "./transport.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /**
  * Connections the kernel queues for us before we accept them (capped by `net.core.somaxconn`). Above it the
@@ -101,7 +102,7 @@ export function transportProblem(): string | null {
     socketBindings();
     return null;
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return errorMessage(e);
   }
 }
 
@@ -143,7 +144,7 @@ function socketBindings(): SocketBindings {
   } catch (e) {
     throw new Error(
       `this runtime (Deno ${Deno.version.deno}) does not offer the socket handles Vento serves through ` +
-        `(process.binding("tcp_wrap")): run Vento with Deno 2.9.6 (${e instanceof Error ? e.message : e})`,
+        `(process.binding("tcp_wrap")): run Vento with Deno 2.9.6 (${errorMessage(e)})`,
     );
   }
 }

@@ -6,6 +6,7 @@
  * This is the only place that accepts sockets or decides when connections die for server reasons.
  */
 
+import { errorMessage } from "../core/errors.ts";
 import type { Clock } from "../core/clock.ts";
 import type { ConnInfo } from "./conn_info.ts";
 import { ConnSlots } from "../core/conn_slots.ts";
@@ -336,7 +337,7 @@ export class Server {
     } catch (e) {
       // A gate must not reject; if one does, this socket alone is dropped (the ticket is unknown).
       this.#ctx.logError(
-        `conn ${remote}: admitting connection: ${e instanceof Error ? e.message : String(e)}`,
+        `conn ${remote}: admitting connection: ${errorMessage(e)}`,
       );
     }
     this.#pending.remove(slot);
