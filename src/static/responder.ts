@@ -204,9 +204,8 @@ export class StaticResponder {
   readonly #encodingPrefs = new Map<string, EncodingPrefs>();
   readonly #errorPages: ErrorPages;
   readonly #options: Reply;
-  #compressible: CompressibleTypes;
-  /** Bumped when a reload changes a COMPRESS_* setting: a job started before it caches nothing. */
-  #compressGeneration = 0;
+  /** COMPRESS_TYPES (a reload that changes a COMPRESS_* setting builds a new responder). */
+  readonly #compressible: CompressibleTypes;
   /** Whole-file compressions in flight, by key and file version: concurrent requests share one. */
   readonly #compressing = new Map<string, Promise<CachedFile | null>>();
   /** On-the-fly compressions running (jobs and streams), at most `compressMaxJobs`. */
@@ -318,20 +317,6 @@ export class StaticResponder {
     return this.#slow(head, isHead).finally(() => this.#revalidating.delete(path));
   }
 
-  /**
-   * After a reload changed a COMPRESS_* setting (read live from the options): the new types apply, and no
-   * copy compressed under the old settings is served again (compressed entries and routes are dropped;
-   * files and sidecars are simply read again).
-   */
-  applyCompressOptions(): void {
-    this.#compressible = new CompressibleTypes(this.#opts.compressTypes);
-    this.#compressGeneration++;
-    for (const key of this.#cache.keys()) {
-      if (this.#cache.peek(key)?.encoding !== null) this.#cache.delete(key);
-    }
-    this.#routes.clear();
-  }
-
   /** An error reply (the `<status>.html` page when present, else a built-in one), e.g. for other layers. */
   errorReply(status: number, close = false): Reply | Promise<Reply> {
     return this.#error(status, false, close);
@@ -345,11 +330,6 @@ export class StaticResponder {
     this.#rules = rules;
     this.#routes.clear();
     this.#authByPath.clear();
-  }
-
-  /** The rules in force (null: none). */
-  get rules(): SiteRules | null {
-    return this.#rules;
   }
 
   #rules: SiteRules | null = null;
@@ -1077,7 +1057,7 @@ export class StaticResponder {
     file: Found,
     id: FileIdentity,
   ): Promise<CachedFile | null> {
-    const flightKey = `${key}\0${id.size}:${id.mtimeMs}:${id.ino}:${id.dev}:${this.#compressGeneration}`;
+    const flightKey = `${key}\0${id.size}:${id.mtimeMs}:${id.ino}:${id.dev}`;
     const running = this.#compressing.get(flightKey);
     if (running !== undefined) return running;
     if (this.#compressJobs >= this.#opts.compressMaxJobs) return Promise.resolve(null);
@@ -1108,17 +1088,10 @@ export class StaticResponder {
       source = read.bytes;
       identity = { ...identityOf(read.info), size: source.length };
     }
-    const generation = this.#compressGeneration;
     const bytes = await this.#compressor.whole(source, encoding, this.#compressLevel(encoding));
     const entry = this.#makeEntry(key, route, encoding, bytes, identity);
-    // Within the cache's byte budget; an entry the budget cannot hold still answers this request. One
-    // made under settings a reload has since replaced answers this request only.
-    if (generation === this.#compressGeneration) {
-      this.#cache.set(
-        entry,
-        Math.max(this.#opts.compressCacheMaxFileBytes, this.#opts.fileCacheMaxFileBytes),
-      );
-    }
+    // Within the cache's byte budget; an entry the budget cannot hold still answers this request.
+    this.#cache.set(entry, Math.max(this.#opts.compressCacheMaxFileBytes, this.#opts.fileCacheMaxFileBytes));
     return entry;
   }
 
