@@ -124,3 +124,27 @@ export function textReply(
   const body = encoder.encode(`${status} ${statusText(status)}\n`);
   return bytesReply(status, "text/plain; charset=utf-8", body, extraHeaders, close);
 }
+
+/** The last chunk of a chunked body (RFC 9112 §7.1), with no trailer. */
+export const LAST_CHUNK: Uint8Array = encoder.encode("0\r\n\r\n");
+
+/**
+ * One chunk of the chunked transfer coding (RFC 9112 §7.1) holding `parts` (`size` bytes in all), in one
+ * buffer so it goes out in one write; `last` appends the last chunk. Used by every chunked body.
+ */
+export function chunkFrame(parts: readonly Uint8Array[], size: number, last: boolean): Uint8Array {
+  const sizeLine = size > 0 ? encoder.encode(size.toString(16) + "\r\n") : new Uint8Array(0);
+  const out = new Uint8Array(sizeLine.length + size + (size > 0 ? 2 : 0) + (last ? LAST_CHUNK.length : 0));
+  out.set(sizeLine);
+  let at = sizeLine.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  if (size > 0) {
+    out[at++] = 0x0d;
+    out[at++] = 0x0a;
+  }
+  if (last) out.set(LAST_CHUNK, at);
+  return out;
+}

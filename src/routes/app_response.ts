@@ -9,7 +9,14 @@
  * Never trusts the app's values beyond what `Headers` already guarantees (no CR, LF or NUL).
  */
 
-import { type BodySink, type BodyStream, COMMON_HEADERS, type Reply } from "../http/response.ts";
+import {
+  type BodySink,
+  type BodyStream,
+  chunkFrame,
+  COMMON_HEADERS,
+  LAST_CHUNK,
+  type Reply,
+} from "../http/response.ts";
 import { statusText } from "../http/status.ts";
 
 const encoder = new TextEncoder();
@@ -29,7 +36,6 @@ const REFUSED = new Set([
   "upgrade",
 ]);
 
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 /** Scratch buffer of a converter: a head with an ASCII body up to this size is encoded in it at once. */
 const SCRATCH_BYTES = 16 * 1024;
 /** A character outside ASCII (UTF-8 then takes more than one byte for it). */
@@ -433,13 +439,7 @@ class ResponseStream implements BodyStream {
       return sent + n;
     }
     // One write per chunk: size line, data and CRLF together.
-    const size = encoder.encode(`${n.toString(16)}\r\n`);
-    const framed = new Uint8Array(size.byteLength + n + 2);
-    framed.set(size);
-    framed.set(chunk, size.byteLength);
-    framed[framed.byteLength - 2] = 0x0d;
-    framed[framed.byteLength - 1] = 0x0a;
-    await sink.write(framed);
+    await sink.write(chunkFrame([chunk], n, false));
     return sent + n;
   }
 

@@ -9,7 +9,7 @@
  * stream; never throws to a caller on a client's input (types and sizes come from the server's own files
  * and settings). Streams own the file handle they are given and release it on every path.
  */
-import type { BodySink, BodyStream } from "../http/response.ts";
+import { type BodySink, type BodyStream, chunkFrame } from "../http/response.ts";
 import type { Encoding } from "./accept_encoding.ts";
 import type { Config } from "../config/config.ts";
 
@@ -67,6 +67,15 @@ export class CompressibleTypes {
     if (this.#memo.size >= 1024) this.#memo.clear();
     this.#memo.set(contentType, ok);
     return ok;
+  }
+
+  /**
+   * Whether the file at `relPath` with `contentType` is worth compressing, whatever its size: its type
+   * is listed, and it is not compressed data already (`.gz`, `.br`, and `.svgz`, gzip under an SVG
+   * type). One rule for on-the-fly compression and `deno task precompress` alike.
+   */
+  worthCompressing(relPath: string, contentType: string): boolean {
+    return !/\.(?:gz|br|svgz)$/i.test(relPath) && this.matches(contentType);
   }
 }
 
@@ -242,27 +251,6 @@ export interface CompressSource {
   /** Reads into `p`; the count read, or null at end of file. */
   read(p: Uint8Array): Promise<number | null>;
   close(): void;
-}
-
-const encoder = new TextEncoder();
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-
-/** One chunk of the chunked transfer coding (RFC 9112 §7.1) holding `parts`, optionally ending the body. */
-function chunkFrame(parts: Uint8Array[], size: number, last: boolean): Uint8Array {
-  const sizeLine = size > 0 ? encoder.encode(size.toString(16) + "\r\n") : new Uint8Array(0);
-  const out = new Uint8Array(sizeLine.length + size + (size > 0 ? 2 : 0) + (last ? LAST_CHUNK.length : 0));
-  out.set(sizeLine);
-  let at = sizeLine.length;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  if (size > 0) {
-    out[at++] = 0x0d;
-    out[at++] = 0x0a;
-  }
-  if (last) out.set(LAST_CHUNK, at);
-  return out;
 }
 
 /**

@@ -76,7 +76,7 @@ export async function precompressSite(root: string, opts: PrecompressOptions): P
         !(rel === "" && e.name === ".well-known");
       if (hidden) continue;
       if (e.isDirectory) await walk(path, relPath);
-      else if (e.isFile && !/\.(?:br|gz|svgz)$/i.test(e.name) && types.matches(contentTypeFor(relPath))) {
+      else if (e.isFile && types.worthCompressing(relPath, contentTypeFor(relPath))) {
         await precompressFile(path, opts.compressMinBytes, report);
       }
     }

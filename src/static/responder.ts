@@ -615,9 +615,8 @@ export class StaticResponder {
       : [null, null];
     const contentType = contentTypeFor(rel);
     const cacheControl = isHtml(contentType) ? this.#opts.cacheControlHtml : this.#opts.cacheControl;
-    // `.svgz` is gzip data under an SVG type: compressing it again would only cost time.
     const auto = this.#opts.compress && file.info.size >= this.#opts.compressMinBytes &&
-      !/\.(?:gz|br|svgz)$/i.test(rel) && this.#compressible.matches(contentType);
+      this.#compressible.worthCompressing(rel, contentType);
     const route: FileRoute = {
       kind: "file",
       rel,
