@@ -7,6 +7,7 @@
  * (`main.ts`) does that and calls it.
  */
 
+import { settleWithin } from "../core/settle.ts";
 import { type Config, loadConfig, type Reload, SETTINGS } from "../config/config.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { type ConnGate, Server } from "../net/server.ts";
@@ -82,13 +83,6 @@ export interface StartOptions {
  * admin socket to be removed before the process exits anyway (a disk that hangs must not keep it alive).
  */
 export const FORCED_STOP_FLUSH_MS = 1_000;
-
-/** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
-async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([p.catch(() => {}), new Promise<void>((r) => timer = setTimeout(r, ms))]);
-  clearTimeout(timer);
-}
 
 /** Keys a reload applies on the live config (`reload: "live"` in SETTINGS). */
 const LIVE_KEYS = keysReloaded("live");

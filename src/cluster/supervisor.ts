@@ -38,6 +38,8 @@ import { Stats, type StatsSnapshot } from "../stats/stats.ts";
 import { type FromWorker, type ReloadResult, splitConnId, type ToWorker } from "./protocol.ts";
 import { errorMessage } from "../core/errors.ts";
 import { accessLogProblem } from "../app/preflight.ts";
+import { FORCED_STOP_FLUSH_MS } from "../app/vento.ts";
+import { settleWithin } from "../core/settle.ts";
 
 /** How often each worker reports its counters (the admin stats are at most this stale). */
 export const REPORT_INTERVAL_MS = 100;
@@ -72,8 +74,6 @@ export const KICK_REPLY_TIMEOUT_MS = 2_000;
  * answered by then (stuck or dying) contributes its last report's list.
  */
 export const LISTS_REPLY_TIMEOUT_MS = 1_000;
-/** How long a forced stop waits for the workers to flush their access logs before terminating them. */
-export const FORCE_STOP_WAIT_MS = 1_000;
 /** Added to SHUTDOWN_TIMEOUT_MS before workers that have not stopped are terminated. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
@@ -471,7 +471,7 @@ export class Cluster {
 
   /**
    * The forced stop (a second signal): every worker closes its connections at once and flushes its
-   * access log; workers that have not done so within FORCE_STOP_WAIT_MS are terminated; then the admin
+   * access log; workers that have not done so within FORCED_STOP_FLUSH_MS are terminated; then the admin
    * socket is closed and removed (bounded by the same wait).
    */
   async forceStop(): Promise<void> {
@@ -484,13 +484,9 @@ export class Cluster {
       waits.push(new Promise<void>((r) => s.onStopped = r));
       this.#post(s, { op: "force" });
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const bounded = (p: Promise<unknown>) =>
-      Promise.race([p.catch(() => {}), new Promise<void>((r) => timer = setTimeout(r, FORCE_STOP_WAIT_MS))])
-        .finally(() => clearTimeout(timer));
-    await bounded(Promise.all(waits));
+    await settleWithin(Promise.all(waits), FORCED_STOP_FLUSH_MS);
     this.forceClose();
-    await bounded(this.#admin?.close() ?? Promise.resolve());
+    await settleWithin(this.#admin?.close() ?? Promise.resolve(), FORCED_STOP_FLUSH_MS);
     this.#resolveDone();
   }
 
