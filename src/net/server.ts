@@ -133,6 +133,7 @@ export class Server {
    * probe says when that starts and ends (see `#probeDescriptors`).
    */
   #descriptors: AcceptBackoff | null = null;
+  #descriptorsLabel = "";
   #tlsListener: TransportListener | null = null;
   #conns = new ConnSlots<Connection>();
   #nextId = 1;
@@ -187,11 +188,11 @@ export class Server {
   /** Binds the listening socket (rejects on failure, e.g. `Deno.errors.AddrInUse`). Accepting starts now. */
   async listen(): Promise<Deno.NetAddr> {
     const o = this.#deps.options;
-    const backoff = this.#descriptors ??= new AcceptBackoff("HTTP", this.#deps.clock, this.#ctx.logError);
+    this.#watchDescriptors("HTTP");
     this.#listener = await listenTransport(
       { host: o.host, port: o.port, reusePort: this.#deps.reusePort === true, tls: null },
-      (t) => this.#accepted(t, backoff),
-      (e) => this.#acceptFailed(e, backoff),
+      (t) => this.#accepted(t),
+      (e) => this.#acceptFailed(e),
     );
     return this.#listener.addr;
   }
@@ -202,7 +203,7 @@ export class Server {
    * counts against the header deadline from accept, and a failed one ends only that connection.
    */
   async listenTls(tls: TlsListenOptions): Promise<Deno.NetAddr> {
-    const backoff = this.#descriptors ??= new AcceptBackoff("HTTPS", this.#deps.clock, this.#ctx.logError);
+    this.#watchDescriptors("HTTPS");
     this.#tlsListener = await listenTransport(
       {
         host: this.#deps.options.host,
@@ -210,10 +211,22 @@ export class Server {
         reusePort: this.#deps.reusePort === true,
         tls: { certPem: tls.certPem, keyPem: tls.keyPem, alpnProtocols: TLS_ALPN_PROTOCOLS },
       },
-      (t) => this.#accepted(t, backoff),
-      (e) => this.#acceptFailed(e, backoff),
+      (t) => this.#accepted(t),
+      (e) => this.#acceptFailed(e),
     );
     return this.#tlsListener.addr;
+  }
+
+  /**
+   * One descriptor episode tracker for the process, named after what it serves: the listeners are bound
+   * at start, before any episode, so naming both replaces a tracker that has seen nothing.
+   */
+  #watchDescriptors(what: "HTTP" | "HTTPS"): void {
+    const was = this.#descriptorsLabel;
+    const label = was === "" || was === what ? what : "HTTP and HTTPS";
+    if (label === was) return;
+    this.#descriptorsLabel = label;
+    this.#descriptors = new AcceptBackoff(label, this.#deps.clock, this.#ctx.logError);
   }
 
   /**
@@ -262,8 +275,8 @@ export class Server {
   #acceptDoneResolve: (() => void) | null = null;
 
   /** A socket the listener accepted, unread: admission decides its fate before any byte is read. */
-  #accepted(t: Transport, backoff: AcceptBackoff): void {
-    if (backoff.failing) backoff.succeeded();
+  #accepted(t: Transport): void {
+    this.#descriptors?.succeeded();
     if (this.#shuttingDown) {
       t.close();
       return;
@@ -273,12 +286,12 @@ export class Server {
 
   /**
    * Accepting failed (out of descriptors, or a transient error): the listener keeps accepting (the runtime
-   * retries at its next readiness, not in a loop), and `backoff` says so once per episode: one line when
-   * failures start, one with their count when accepts work again.
+   * retries at its next readiness, not in a loop), and the descriptor tracker says so once per episode: one
+   * line when failures start, one with their count when accepts work again.
    */
-  #acceptFailed(e: Error, backoff: AcceptBackoff): void {
+  #acceptFailed(e: Error): void {
     if (this.#shuttingDown) return;
-    backoff.failed(e);
+    this.#descriptors?.failed(e);
   }
 
   /**
