@@ -1038,7 +1038,7 @@ function printFairTable(reports: FairReport[]): void {
         nginx ? fmtRatio(x.medianRps / nginx.medianRps) : "-",
         `${x.worstFairness.toFixed(2)} (median ${x.medianFairness.toFixed(2)})`,
         `${fmtMs(x.worstMaxRequestMs)} (median ${fmtMs(x.medianMaxRequestMs)})`,
-        x.medianCpuUsPerReq === null ? "-" : x.medianCpuUsPerReq.toFixed(1),
+        fmtCpu(x.medianCpuUsPerReq),
         String(x.errors),
       ]);
     }
@@ -1090,6 +1090,11 @@ function fmtInt(n: number): string {
 
 function fmtRatio(x: number | null): string {
   return x === null || !Number.isFinite(x) ? "-" : `${x.toFixed(2)}x`;
+}
+
+/** CPU µs per request, one decimal; "-" when not measured. */
+function fmtCpu(x: number | null | undefined): string {
+  return x === null || x === undefined ? "-" : x.toFixed(1);
 }
 
 function fmtMs(n: number): string {
@@ -1181,7 +1186,6 @@ function printRateTable(reports: ScenarioReport[]): void {
     const n = r.servers.nginx;
     const v = r.servers.vento;
     const d = r.servers.denoserve;
-    const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
     return [
       r.label,
       n ? fmtInt(n.medianRps) : "-",
@@ -1189,8 +1193,8 @@ function printRateTable(reports: ScenarioReport[]): void {
       fmtRatio(r.ratio),
       d ? fmtInt(d.medianRps) : "-",
       fmtRatio(r.ratioDenoServe),
-      cpu(n?.medianCpuUsPerReq),
-      cpu(v?.medianCpuUsPerReq),
+      fmtCpu(n?.medianCpuUsPerReq),
+      fmtCpu(v?.medianCpuUsPerReq),
       n ? fmtMs(n.medianP99Ms) : "-",
       v ? fmtMs(v.medianP99Ms) : "-",
       `${n ? n.errors : "-"}/${v ? v.errors : "-"}`,
@@ -1213,7 +1217,7 @@ function printBaselineTable(reports: ScenarioReport[]): void {
         const cpu = x.medianCpuUsPerReq;
         return [
           fmtInt(x.medianRps),
-          cpu === null || cpu === undefined ? "-" : cpu.toFixed(1),
+          fmtCpu(cpu),
           fmtRatio(v ? v.medianRps / x.medianRps : null),
         ];
       }),
@@ -1233,7 +1237,6 @@ function printRulesTable(reports: ScenarioReport[]): void {
     "rules CPU µs/req",
     "errors v/r",
   ];
-  const cpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
   const rows = reports.filter((r) => r.ratioRules !== null).map((r) => {
     const v = r.servers.vento!;
     const w = r.servers["vento-rules"]!;
@@ -1242,8 +1245,8 @@ function printRulesTable(reports: ScenarioReport[]): void {
       fmtInt(v.medianRps),
       fmtInt(w.medianRps),
       fmtRatio(r.ratioRules),
-      cpu(v.medianCpuUsPerReq),
-      cpu(w.medianCpuUsPerReq),
+      fmtCpu(v.medianCpuUsPerReq),
+      fmtCpu(w.medianCpuUsPerReq),
       `${v.errors}/${w.errors}`,
     ];
   });

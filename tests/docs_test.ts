@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./_helpers/raw_client.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 const MAIN = `${ROOT}/main.ts`;
@@ -243,13 +244,6 @@ Deno.test("every command the documents show is in the checked list, and every li
 });
 
 // --- running them ----------------------------------------------------------------------------------------
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** A copy of the shipped site: vento.conf (PORT set to `port`), www/, and main.ts beside them. */
 async function shippedSite(port: number): Promise<string> {

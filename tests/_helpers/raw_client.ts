@@ -51,6 +51,14 @@ export class RawClient extends ResponseReader {
   }
 }
 
+/** A loopback port free a moment ago (for a server started in another process). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
 /** One-shot: connect, send, read one response, close. */
 export async function request(port: number, raw: string | Uint8Array, method = "GET"): Promise<RawResponse> {
   const c = await RawClient.connect(port);

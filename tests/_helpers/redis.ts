@@ -7,6 +7,7 @@
  */
 
 import { makeTestPki, OPENSSL_AVAILABLE, type TestPki } from "./pki.ts";
+import { freePort } from "./raw_client.ts";
 
 // The Redis tests take their certificates from here too.
 export { makeTestPki, OPENSSL_AVAILABLE, type TestPki };
@@ -57,14 +58,6 @@ export interface TestRedis {
   resume(): void;
   /** Kills it if running and removes its dir. */
   stop(): Promise<void>;
-}
-
-/** A port nothing listens on right now (the kernel's pick). */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** Starts `redis-server` on `port` (default: a free one) and waits until it answers PING. */

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { RawClient, type RawResponse } from "../_helpers/raw_client.ts";
+import { freePort, RawClient, type RawResponse, request } from "../_helpers/raw_client.ts";
 import { startTestServer } from "../_helpers/server.ts";
 import { BIG_CHUNK_BYTES, BIG_CHUNKS } from "./fixtures/hono_app.ts";
 
@@ -38,13 +38,6 @@ const REQUESTS: [name: string, raw: string, method?: string][] = [
   ["HEAD", "HEAD /api/hello HTTP/1.1\r\nHost: t\r\n\r\n", "HEAD"],
 ];
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function waitForPort(port: number, child: Deno.ChildProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {
     try {
@@ -56,16 +49,6 @@ async function waitForPort(port: number, child: Deno.ChildProcess): Promise<void
   }
   child.kill();
   throw new Error("deno serve did not start");
-}
-
-async function ask(port: number, raw: string, method = "GET"): Promise<RawResponse> {
-  const c = await RawClient.connect(port);
-  try {
-    await c.send(raw);
-    return await c.read(method);
-  } finally {
-    c.close();
-  }
 }
 
 /** What the app decided: status line, its headers in order, the body, and how the body was framed. */
@@ -92,21 +75,21 @@ Deno.test("a Hono app answers the same behind Vento as under deno serve", async 
   try {
     await waitForPort(port, child);
     for (const [name, raw, method] of REQUESTS) {
-      const viaVento = await ask(s.port, raw, method);
-      const viaDeno = await ask(port, raw, method);
+      const viaVento = await request(s.port, raw, method);
+      const viaDeno = await request(port, raw, method);
       assert.equal(appPart(viaVento), appPart(viaDeno), `${name}: Vento and deno serve differ`);
     }
     // Spot checks that the comparison compared something real.
-    const json = await ask(s.port, REQUESTS[0][1]);
+    const json = await request(s.port, REQUESTS[0][1]);
     assert.equal(json.text, '{"hello":"world"}');
-    const created = await ask(s.port, REQUESTS[2][1]);
+    const created = await request(s.port, REQUESTS[2][1]);
     assert.equal(created.status, 201);
     assert.equal(created.text, '{"created":{"name":"ada"},"agent":"probe/1"}');
     assert.equal(created.headers.get("x-app"), "hono");
-    const streamed = await ask(s.port, REQUESTS[4][1]);
+    const streamed = await request(s.port, REQUESTS[4][1]);
     assert.equal(streamed.headers.get("transfer-encoding"), "chunked");
     assert.equal(streamed.text, "tick 0\ntick 1\ntick 2\n");
-    assert.equal((await ask(s.port, REQUESTS[5][1])).text, "error: boom");
+    assert.equal((await request(s.port, REQUESTS[5][1])).text, "error: boom");
   } finally {
     child.kill();
     await child.status;

@@ -11,6 +11,7 @@ import {
   type CompressSource,
 } from "../../src/static/compress.ts";
 import { StaticResponder } from "../../src/static/responder.ts";
+import { concat } from "../_helpers/response_reader.ts";
 
 const dec = new TextDecoder();
 const LEVEL = { br: 5, gzip: 6 } as const;
@@ -83,13 +84,7 @@ function dechunk(bytes: Uint8Array): Uint8Array {
     assert.equal(dec.decode(bytes.subarray(at + size, at + size + 2)), "\r\n");
     at += size + 2;
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 class Sink implements BodySink {
@@ -101,13 +96,7 @@ class Sink implements BodySink {
     return Promise.resolve();
   }
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.chunks.reduce((n, c) => n + c.length, 0));
-    let o = 0;
-    for (const c of this.chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
+    return concat(this.chunks);
   }
 }
 
