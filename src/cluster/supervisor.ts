@@ -74,6 +74,11 @@ export const KICK_REPLY_TIMEOUT_MS = 2_000;
  * answered by then (stuck or dying) contributes its last report's list.
  */
 export const LISTS_REPLY_TIMEOUT_MS = 1_000;
+/**
+ * Lists the workers sent for a query this recent answer the next `conns` or `bans` too: a subscription
+ * event asks for both, one after the other, and each round trip carries both lists from every worker.
+ */
+export const LISTS_FRESH_MS = 100;
 /** Added to SHUTDOWN_TIMEOUT_MS before workers that have not stopped are terminated. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
@@ -211,6 +216,9 @@ export class Cluster {
   #queryId = 0;
   /** List queries sent and not yet fully answered: the workers still to answer, and the waiter. */
   #queries = new Map<number, { left: Set<number>; resolve: () => void }>();
+  /** The query in flight (every caller meanwhile waits for it), and when the last one settled. */
+  #listsQuery: Promise<void> | null = null;
+  #listsAnsweredMs = -Infinity;
   /** Kicks sent to a worker and not yet answered, by request id; each is settled exactly once. */
   #kicks = new Map<
     number,
@@ -350,20 +358,25 @@ export class Cluster {
    * LISTS_WANTED_MS old or absent, and an operator's one-shot `conns` must show what is open now.
    */
   #queryLists(): Promise<void> {
+    if (this.#listsQuery !== null) return this.#listsQuery;
+    if (this.#clock.nowMs() - this.#listsAnsweredMs < LISTS_FRESH_MS) return Promise.resolve();
     const running = this.#slots.filter((s) => s.state === "running");
     if (running.length === 0) return Promise.resolve();
     const id = ++this.#queryId;
-    return new Promise<void>((resolve) => {
+    this.#listsQuery = new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.#settleQuery(id), LISTS_REPLY_TIMEOUT_MS);
       this.#queries.set(id, {
         left: new Set(running.map((s) => s.index)),
         resolve: () => {
           clearTimeout(timer);
+          this.#listsQuery = null;
+          this.#listsAnsweredMs = this.#clock.nowMs();
           resolve();
         },
       });
       for (const s of running) this.#post(s, { op: "query", id });
     });
+    return this.#listsQuery;
   }
 
   #settleQuery(id: number): void {
