@@ -48,7 +48,7 @@ import { type BodyInput, discardBody, readWholeBody, StreamedBody } from "./body
 import { OutputBuffer } from "./output.ts";
 import type { BufferPool } from "../core/buffer_pool.ts";
 import { errorMessage } from "../core/errors.ts";
-import type { Transport } from "./transport.ts";
+import type { ReadBufferLender, Transport } from "./transport.ts";
 
 /**
  * Bytes of the buffer every connection keeps a read pending on. Small on purpose: an idle keep-alive
@@ -199,7 +199,7 @@ function takeParser(ctx: ConnContext): RequestParser {
 /** Thrown inside the exchange when the socket closed under us (deadline, kick, shutdown). */
 class ClosedError extends Error {}
 
-export class Connection {
+export class Connection implements ReadBufferLender {
   readonly id: number;
   readonly remote: string;
   readonly remotePort: number;
@@ -418,7 +418,8 @@ export class Connection {
           // The answer is complete: closing the connection later aborts nothing (a handler's signal).
           this.#watch.onClose = null;
           if (!keep) {
-            await this.#flush();
+            const flushing = this.#flush();
+            if (flushing !== undefined) await flushing;
             // Unread input at close time would make the kernel send a reset that can destroy the answer.
             if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
             return;
@@ -428,9 +429,14 @@ export class Connection {
           this.#head = null;
           // Bytes of the next pipelined request are already here: its header deadline starts now.
           this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
-          if (this.#output.length >= OUT_FLUSH_BYTES) await this.#flush();
+          if (this.#output.length >= OUT_FLUSH_BYTES) {
+            const flushing = this.#flush();
+            if (flushing !== undefined) await flushing;
+          }
         }
-        await this.#flush();
+        // (Awaited only when the kernel did not take it all at once: an await costs even when settled.)
+        const flushing = this.#flush();
+        if (flushing !== undefined) await flushing;
         if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
           // Between requests: keep-alive idle. The header deadline starts with the next first byte.
           this.#setState("idle");
@@ -442,20 +448,22 @@ export class Connection {
         this.#start = 0;
         this.#end = 0;
         this.#action = "reading request head";
+        let n: number | null;
         // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
         // buffer: it is this wait, and that buffer must stay.
         if (this.#state === "idle" && this.#watchRead === null) {
           // Wait for the next request's first byte holding no read buffer and no parser (both go back
-          // to their pools meanwhile), so an idle keep-alive connection costs its socket and this object
-          // only. Deadlines are unaffected: the sweep closes the transport, which ends the wait.
+          // to their pools meanwhile, and come back in `lendReadBuffer` once bytes arrive), so an idle
+          // keep-alive connection costs its socket and this object only. Deadlines are unaffected: the
+          // sweep closes the transport, which ends the wait.
           this.#lend();
-          await this.#conn.readable();
-          // (Not when the wait ends in a close: the connection is over, nothing to take back.)
-          this.#takeBack();
+          n = await this.#conn.readLent(this);
+          if (this.#readDone(n, this.#buf)) await this.#discardAndClose();
+        } else {
+          const buf = this.#readBuffer();
+          n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
+          if (this.#readDone(n, buf)) await this.#discardAndClose();
         }
-        const buf = this.#readBuffer();
-        const n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
-        if (this.#readDone(n, buf)) await this.#discardAndClose();
         if (n === null) {
           if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
           return;
@@ -501,10 +509,14 @@ export class Connection {
     this.#parser = IDLE_PARSER;
   }
 
-  /** Takes a read buffer and a parser again after `#lend`. */
-  #takeBack(): void {
+  /**
+   * For the transport only (`readLent`): bytes arrived for this idle connection, so it takes a read buffer
+   * and a parser again after `#lend`, and the bytes go into that buffer.
+   */
+  lendReadBuffer(): Uint8Array {
     this.#buf = this.#small = this.#ctx.readPool.acquire();
     this.#parser = takeParser(this.#ctx);
+    return this.#buf;
   }
 
   /**
@@ -986,28 +998,56 @@ export class Connection {
     this.#output.append(CRLF);
   }
 
-  /** Writes everything queued, in one write when the kernel takes it. */
-  async #flush(): Promise<void> {
+  /**
+   * Writes everything queued, in one write when the kernel takes it. Returns undefined when everything
+   * went out at once (the common case: no promise, no await), else a promise of the rest.
+   */
+  #flush(): Promise<void> | undefined {
     const batch = this.#output.take();
-    if (batch === null) return;
+    if (batch === null) return undefined;
     this.#action = "writing response";
-    await this.#writeAll(batch);
+    const rest = this.#writeAll(batch);
+    if (rest !== undefined) return rest.then(() => this.#output.written());
     this.#output.written();
+    return undefined;
   }
 
-  /** Writes all of `bytes` (writes may be partial) under the send deadline. */
-  async #writeAll(bytes: Uint8Array): Promise<void> {
+  /**
+   * Writes all of `bytes` (writes may be partial) under the send deadline. Returns undefined when the
+   * kernel took them all at once: nothing ran in between, so no deadline had to be set for it. Measured at
+   * 5,000 keep-alive connections, awaiting an already-settled write through two async functions cost
+   * about a sixth of the runtime's CPU per request.
+   */
+  #writeAll(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.#closed) throw new ClosedError();
+    const n = this.#conn.write(bytes);
+    if (typeof n === "number" && n === bytes.byteLength) {
+      this.#wrote(n);
+      return undefined;
+    }
+    return this.#writeRest(bytes, n);
+  }
+
+  /** Counts `n` bytes the kernel took. */
+  #wrote(n: number): void {
+    this.#bytesOut += n;
+    this.#ctx.stats.bytesOut += n;
+    this.#deadlines.progress("send", n);
+  }
+
+  /** Goes on with a write the kernel did not take whole at once (`first` is that write's outcome). */
+  async #writeRest(bytes: Uint8Array, first: number | Promise<number>): Promise<void> {
     const savedKind = this.#deadlines.kind;
     const savedAt = this.#deadlines.atMs;
     let off = 0;
+    let pending: number | Promise<number> | null = first;
     while (off < bytes.byteLength) {
       if (this.#closed) throw new ClosedError();
       this.#deadlines.set("send", this.#ctx.nowMs + this.#ctx.options.sendTimeoutMs);
-      const n = await this.#conn.write(off === 0 ? bytes : bytes.subarray(off));
+      const n: number = await (pending ?? this.#conn.write(bytes.subarray(off)));
+      pending = null;
       off += n;
-      this.#bytesOut += n;
-      this.#ctx.stats.bytesOut += n;
-      this.#deadlines.progress("send", n);
+      this.#wrote(n);
     }
     this.#deadlines.set(savedKind, savedAt);
   }
@@ -1079,7 +1119,10 @@ export class Connection {
     // fails with Interrupted and the loop ends. A short send deadline bounds the write.
     this.#setState("closing");
     this.#deadlines.set("send", ctx.nowMs + Math.min(ctx.options.sendTimeoutMs, LINGER_MS));
-    this.#flush().then(() => this.#conn.closeWrite()).catch(() => {}).finally(() => {
+    (async () => {
+      await this.#flush();
+      await this.#conn.closeWrite();
+    })().catch(() => {}).finally(() => {
       // Give the peer a moment to read the answer before the reset that closing with unread data causes.
       this.#deadlines.set("linger", ctx.nowMs + LINGER_MS);
     });

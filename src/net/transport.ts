@@ -22,24 +22,32 @@ export interface Transport {
    */
   read(buf: Uint8Array): Promise<number | null>;
   /**
-   * Resolves once a `read` would not wait (bytes, the end of stream or an error are there), without taking
-   * a buffer, so an idle connection can wait holding none. Rejects with `Interrupted` when `close()` is
-   * called meanwhile, `BadResource` once closed. Never together with a pending `read`.
+   * A read for a connection that waits holding no buffer (an idle keep-alive connection): once bytes are
+   * there, `lender.lendReadBuffer()` is called (once, synchronously) for the buffer they go into, and the
+   * promise resolves with the count, as `read` would. At the end of stream it resolves null and at a
+   * failure or `close()` it rejects as `read` does, without asking the lender. At most one read pending.
    */
-  readable(): Promise<void>;
+  readLent(lender: ReadBufferLender): Promise<number | null>;
   /**
-   * Writes `bytes`: resolves with the count the kernel took once it took them (possibly fewer than given;
-   * callers loop), so a caller that awaits each write never has more than one buffer in flight. Rejects
-   * with `Interrupted` when `close()` is called meanwhile, or a peer-gone error. `bytes` must not be
-   * changed until the promise settles (it may be read from until then).
+   * Writes `bytes`: the count the kernel took, as a number when it took all of them at once (the common
+   * case, no promise to wait for), else a promise that resolves with the count once the kernel took them
+   * (possibly fewer than given; callers loop), so a caller that awaits each write never has more than one
+   * buffer in flight. Rejects with `Interrupted` when `close()` is called meanwhile, or a peer-gone error.
+   * `bytes` must not be changed until the promise settles (it may be read from until then).
    */
-  write(bytes: Uint8Array): Promise<number>;
+  write(bytes: Uint8Array): number | Promise<number>;
   /** Half-closes after every write so far is sent (FIN / TLS close_notify); reads continue. */
   closeWrite(): Promise<void>;
   /** Turns Nagle's algorithm off. Never throws (a socket already gone is no error here). */
   setNoDelay(): void;
   /** Closes now, ending any pending read or write (see above). Idempotent, never throws. */
   close(): void;
+}
+
+/** Who gives a `readLent` read its buffer at the moment bytes arrive. */
+export interface ReadBufferLender {
+  /** The buffer the arrived bytes go into (at least 1 byte long). Never throws. */
+  lendReadBuffer(): Uint8Array;
 }
 
 /** Where a listener hands its sockets. Called synchronously for every accepted socket, before any read. */

@@ -20,7 +20,7 @@ import { bytesReply, WholeReplies } from "../../src/http/response.ts";
 import type { Handler } from "../../src/http/handler.ts";
 import { BufferPool } from "../../src/core/buffer_pool.ts";
 import { latin1 } from "./raw_client.ts";
-import type { Transport } from "../../src/net/transport.ts";
+import type { ReadBufferLender, Transport } from "../../src/net/transport.ts";
 
 /** A socket whose peer is the test: the `Transport` a connection uses. */
 export class FakeConn {
@@ -35,10 +35,14 @@ export class FakeConn {
   #heldWrites: { bytes: Uint8Array; resolve: (n: number) => void; reject: (e: Error) => void }[] = [];
   #inbox: Uint8Array[] = [];
   #eof = false;
-  #pending: { buf: Uint8Array; resolve: (n: number | null) => void; reject: (e: Error) => void } | null =
-    null;
+  /** The pending read: into `buf`, or (`readLent`) into the buffer `lender` gives when bytes are there. */
+  #pending: {
+    buf: Uint8Array | null;
+    lender: ReadBufferLender | null;
+    resolve: (n: number | null) => void;
+    reject: (e: Error) => void;
+  } | null = null;
   #blockedWaiters: (() => void)[] = [];
-  #readableWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
   /** The peer sends `data` (a latin1 string or bytes). */
   push(data: string | Uint8Array): void {
@@ -54,8 +58,7 @@ export class FakeConn {
 
   /** Resolves once a read is pending with nothing left to deliver (the connection waits for the peer). */
   readBlocked(): Promise<void> {
-    const waiting = this.#pending !== null || this.#readableWaiter !== null;
-    if (waiting && this.#inbox.length === 0 && !this.#eof) return Promise.resolve();
+    if (this.#pending !== null && this.#inbox.length === 0 && !this.#eof) return Promise.resolve();
     return new Promise((r) => this.#blockedWaiters.push(r));
   }
 
@@ -66,20 +69,18 @@ export class FakeConn {
     return s;
   }
 
-  /** Resolves once a read would not wait (bytes or the end are there); rejects when closed meanwhile. */
-  readable(): Promise<void> {
-    if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
-    if (this.#inbox.length > 0 || this.#eof) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.#readableWaiter = { resolve, reject };
-      this.#wakeBlocked();
-    });
+  readLent(lender: ReadBufferLender): Promise<number | null> {
+    return this.#read(null, lender);
   }
 
   read(buf: Uint8Array): Promise<number | null> {
+    return this.#read(buf, null);
+  }
+
+  #read(buf: Uint8Array | null, lender: ReadBufferLender | null): Promise<number | null> {
     if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
     return new Promise((resolve, reject) => {
-      this.#pending = { buf, resolve, reject };
+      this.#pending = { buf, lender, resolve, reject };
       this.#deliver();
     });
   }
@@ -119,9 +120,6 @@ export class FakeConn {
     const p = this.#pending;
     this.#pending = null;
     p?.reject(new Deno.errors.Interrupted("operation canceled"));
-    const w = this.#readableWaiter;
-    this.#readableWaiter = null;
-    w?.reject(new Deno.errors.Interrupted("operation canceled"));
     for (const w of this.#heldWrites.splice(0)) w.reject(new Deno.errors.Interrupted("operation canceled"));
     this.#wakeBlocked();
   }
@@ -129,18 +127,13 @@ export class FakeConn {
   setNoDelay(): void {}
 
   #deliver(): void {
-    const w = this.#readableWaiter;
-    if (w !== null && (this.#inbox.length > 0 || this.#eof)) {
-      this.#readableWaiter = null;
-      w.resolve();
-      return;
-    }
     const p = this.#pending;
     if (p === null) return;
     if (this.#inbox.length > 0) {
       const head = this.#inbox[0];
-      const n = Math.min(head.byteLength, p.buf.byteLength);
-      p.buf.set(head.subarray(0, n));
+      const buf = p.buf ?? p.lender!.lendReadBuffer();
+      const n = Math.min(head.byteLength, buf.byteLength);
+      buf.set(head.subarray(0, n));
       if (n === head.byteLength) this.#inbox.shift();
       else this.#inbox[0] = head.subarray(n);
       this.#pending = null;

@@ -83,8 +83,9 @@ Deno.test("reads fill the caller's buffer and keep the rest of a larger chunk fo
     // The peer's end of stream reads as null, after every byte.
     client.closeWrite();
     assert.equal(await t.read(buf), null);
-    // A half-closed peer still gets our answer (the socket is half-open, not closed under us).
-    await t.write(enc.encode("answer"));
+    // A half-closed peer still gets our answer (the socket is half-open, not closed under us). A write the
+    // kernel takes whole at once says so with a number: nothing to wait for.
+    assert.equal(t.write(enc.encode("answer")), 6);
     await t.closeWrite();
     assert.deepEqual(await readN(client, 6), enc.encode("answer"));
     assert.equal(await client.read(new Uint8Array(8)), null);
@@ -103,14 +104,18 @@ Deno.test("a write settles only once the kernel took it: a peer that does not re
     // Far more than loopback socket buffers hold.
     const big = new Uint8Array(64 * 1024 * 1024).fill(0x61);
     let settled = false;
-    const writing = t.write(big).then((n) => {
+    const writing = Promise.resolve(t.write(big)).then((n) => {
       settled = true;
       return n;
     });
     // Several event-loop turns with the peer not reading: the write must still be pending.
     for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
     assert.equal(settled, false, "a write to a peer that reads nothing must not settle");
-    await assert.rejects(t.write(new Uint8Array(1)), Deno.errors.Busy, "one write in flight at a time");
+    await assert.rejects(
+      Promise.resolve(t.write(new Uint8Array(1))),
+      Deno.errors.Busy,
+      "one write in flight at a time",
+    );
     // The peer reads everything: the write settles with the whole count.
     const reading = readN(client, big.length);
     assert.equal(await writing, big.length);
@@ -127,7 +132,7 @@ Deno.test("a pending write ends with Interrupted when the transport is closed (s
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   try {
     const t = await next();
-    const writing = t.write(new Uint8Array(64 * 1024 * 1024));
+    const writing = Promise.resolve(t.write(new Uint8Array(64 * 1024 * 1024)));
     for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
     t.close();
     await assert.rejects(writing, Deno.errors.Interrupted);
@@ -228,26 +233,84 @@ Deno.test("re-arming accept (as the listener does every few ms) accepts every co
   });
 });
 
-Deno.test("readable() waits for bytes without a buffer; the next read gets them; close ends the wait", async () => {
+Deno.test("readLent waits holding no buffer, asks the lender once bytes are there, and close ends the wait", async () => {
   const { listener, next } = await listen();
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   try {
     const t = await next();
-    let ready = false;
-    const waiting = t.readable().then(() => ready = true);
-    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
-    assert.equal(ready, false, "nothing sent yet");
-    await client.write(enc.encode("hello"));
-    await waiting;
+    let lent = 0;
     const buf = new Uint8Array(16);
-    assert.equal(await t.read(buf), 5);
+    const lender = {
+      lendReadBuffer() {
+        lent++;
+        return buf;
+      },
+    };
+    const waiting = t.readLent(lender);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+    assert.equal(lent, 0, "nothing sent yet: no buffer taken");
+    await client.write(enc.encode("hello"));
+    assert.equal(await waiting, 5);
+    assert.equal(lent, 1);
     assert.equal(new TextDecoder().decode(buf.subarray(0, 5)), "hello");
-    // A wait pending when the transport closes ends with Interrupted (the idle deadline relies on it).
-    const idle = t.readable();
+    // A wait pending when the transport closes ends with Interrupted (the idle deadline relies on it),
+    // and the lender is never asked.
+    const idle = t.readLent(lender);
     t.close();
     await assert.rejects(idle, Deno.errors.Interrupted);
+    assert.equal(lent, 1);
   } finally {
     client.close();
+    await listener.close();
+  }
+});
+
+Deno.test("readLent at the peer's end of stream resolves null without asking the lender", async () => {
+  const { listener, next } = await listen();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const t = await next();
+  try {
+    const waiting = t.readLent({
+      lendReadBuffer() {
+        throw new Error("no bytes came: no buffer is needed");
+      },
+    });
+    client.close();
+    assert.equal(await waiting, null);
+  } finally {
+    t.close();
+    await listener.close();
+  }
+});
+
+Deno.test("bytes held while nobody reads survive other sockets' reads (every socket reads into one buffer)", async () => {
+  const { listener, next } = await listen();
+  const a = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const ta = await next();
+  const b = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const tb = await next();
+  try {
+    const buf = new Uint8Array(64);
+    // A's first read stops reading (a short first chunk); its second read leaves reading on, so what
+    // comes next for A arrives with no read asking for it and is held.
+    await a.write(enc.encode("a-first"));
+    assert.equal(await ta.read(buf), 7);
+    const second = ta.read(buf);
+    await a.write(enc.encode("a-second"));
+    assert.equal(await second, 8);
+    await a.write(enc.encode("a-held"));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    // B's reads go through the same runtime buffer meanwhile, over the same offsets.
+    const pendingB = tb.read(new Uint8Array(64));
+    await b.write(enc.encode("BBBBBBBBBBBBBBBBBBBB"));
+    assert.equal(await pendingB, 20);
+    const n = await ta.read(buf);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "a-held");
+  } finally {
+    ta.close();
+    tb.close();
+    a.close();
+    b.close();
     await listener.close();
   }
 });
@@ -297,7 +360,7 @@ Deno.test("a peer that resets during a pending write fails the write with a peer
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const t = await next();
   try {
-    const writing = t.write(new Uint8Array(64 * 1024 * 1024).fill(0x62));
+    const writing = Promise.resolve(t.write(new Uint8Array(64 * 1024 * 1024).fill(0x62)));
     for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
     // Unread data in the client's receive queue makes its close a reset.
     client.close();
@@ -306,7 +369,7 @@ Deno.test("a peer that resets during a pending write fails the write with a peer
       (e: unknown) => e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.BrokenPipe,
     );
     // Later calls report the failure at once.
-    await assert.rejects(t.write(new Uint8Array(1)));
+    await assert.rejects(Promise.resolve(t.write(new Uint8Array(1))));
   } finally {
     t.close();
     await listener.close();
@@ -334,7 +397,7 @@ Deno.test("after closeWrite the peer sees the end of stream, and reads go on", a
   }
 });
 
-Deno.test("bytes arriving after a readable() wait ended, before its read, join the held chunk in order", async () => {
+Deno.test("bytes arriving after a lent read, before the next read, are held and joined in order", async () => {
   const { listener, next } = await listen();
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const t = await next();
@@ -343,19 +406,20 @@ Deno.test("bytes arriving after a readable() wait ended, before its read, join t
     await client.write(enc.encode("GET /1"));
     const buf = new Uint8Array(64);
     assert.equal(await t.read(buf), 6);
-    const waiting = t.readable();
+    const lent = new Uint8Array(64);
+    const waiting = t.readLent({ lendReadBuffer: () => lent });
     await client.write(enc.encode("first "));
-    await waiting;
-    // The wait kept reading: what comes now is joined to the chunk it saw.
+    assert.equal(await waiting, 6);
+    // The lent read left reading on: what comes now, with no read asking, is held for the next read.
     await client.write(enc.encode("second"));
     for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
     let text = "";
-    while (text.length < 12) {
+    while (text.length < 6) {
       const n = await t.read(buf);
       assert.ok(n !== null);
       text += new TextDecoder().decode(buf.subarray(0, n));
     }
-    assert.equal(text, "first second");
+    assert.equal(new TextDecoder().decode(lent.subarray(0, 6)) + text, "first second");
   } finally {
     t.close();
     client.close();
