@@ -199,6 +199,16 @@ function takeParser(ctx: ConnContext): RequestParser {
 /** Thrown inside the exchange when the socket closed under us (deadline, kick, shutdown). */
 class ClosedError extends Error {}
 
+/** `Connection.#phase`: the read loop runs (or has not started). */
+const PHASE_RUNNING = 0;
+/** The loop is parked between requests: the transport calls `lentReadDone` when the peer sends. */
+const PHASE_PARKED = 1;
+/** The connection has ended and given back what it held. */
+const PHASE_ENDED = 2;
+
+/** Who waits for `Connection.ended` (tests; the server hears of the end through `connectionEnded`). */
+const endWaiters = new WeakMap<Connection, { promise: Promise<void>; resolve: () => void }>();
+
 export class Connection implements ReadBufferLender {
   readonly id: number;
   readonly remote: string;
@@ -256,6 +266,8 @@ export class Connection implements ReadBufferLender {
   #bodyContinue = false;
   /** The read buffer as lent to the body readers; made on the first body (most connections never get one). */
   #bodyWindow: BodyInput | null = null;
+  /** PHASE_RUNNING, PHASE_PARKED or PHASE_ENDED. */
+  #phase = PHASE_RUNNING;
 
   /** The read buffer lent to the body readers (body_reader.ts): its unread window and how to refill it. */
   get #bodyInput(): BodyInput {
@@ -390,76 +402,117 @@ export class Connection implements ReadBufferLender {
   // The read loop
 
   /**
-   * Serves the connection until it closes: the read loop. Never rejects. (One async function from accept
-   * to close: every frame suspended here is memory an idle connection keeps.)
+   * Serves the connection until it closes (`ended` says when). The read loop runs while the connection is
+   * busy; between requests it is parked (see `#run`), so an idle keep-alive connection holds no suspended
+   * function, promise or closure, only this object and its socket.
    */
-  async serve(): Promise<void> {
+  serve(): void {
+    this.#deadlines.set("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
+    void this.#run(undefined);
+  }
+
+  /** Resolves once the connection has ended and given back what it held (made only when asked for). */
+  get ended(): Promise<void> {
+    if (this.#phase === PHASE_ENDED) return Promise.resolve();
+    let waiter = endWaiters.get(this);
+    if (waiter === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      endWaiters.set(this, waiter = { promise, resolve });
+    }
+    return waiter.promise;
+  }
+
+  /**
+   * For the transport only (`readLent`): the parked connection's read ended with `n` bytes in the lent
+   * buffer, the peer's end of stream (null), or `error`. The loop goes on from there.
+   */
+  lentReadDone(n: number | null, error: Error | null): void {
+    this.#phase = PHASE_RUNNING;
+    void this.#run(error ?? n);
+  }
+
+  /**
+   * The read loop. Never rejects. `resumed` is undefined at the start, else what the parked connection's
+   * read brought (`lentReadDone`): the loop then goes on as after that read. Between requests the loop
+   * parks instead of awaiting the next one: it asks the transport to call `lentReadDone` and returns,
+   * leaving nothing suspended (an async frame, its promise and an await's closures cost ~0.5 KiB on every
+   * idle connection); it runs again, from this function's start, when the peer sends.
+   */
+  async #run(resumed: number | null | Error | undefined): Promise<void> {
     try {
-      this.#deadlines.set("header", this.#acceptedAtMs + this.#ctx.options.headerTimeoutMs);
       const o = this.#ctx.options;
       for (;;) {
-        // Parse everything this read delivered; sync replies pile up in the output buffer.
-        while (this.#start < this.#end) {
-          const r = this.#parser.feed(this.#buf, this.#start, this.#end);
-          if (r.kind === "more") {
-            this.#start = this.#end;
-            break;
-          }
-          if (r.kind === "error") {
-            await this.#protocolError(r.code);
-            return;
-          }
-          this.#start += r.consumed;
-          this.#head = r.head;
-          // The head is complete: no deadline while the handler works (writes set their own).
-          this.#deadlines.clear();
-          let keep = this.#exchange(r.head);
-          if (typeof keep !== "boolean") keep = await keep;
-          // The answer is complete: closing the connection later aborts nothing (a handler's signal).
-          this.#watch.onClose = null;
-          if (!keep) {
-            const flushing = this.#flush();
-            if (flushing !== undefined) await flushing;
-            // Unread input at close time would make the kernel send a reset that can destroy the answer.
-            if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
-            return;
-          }
-          if (!this.#noDelay) this.#disableNagle();
-          this.#parser.reset();
-          this.#head = null;
-          // Bytes of the next pipelined request are already here: its header deadline starts now.
-          this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
-          if (this.#output.length >= OUT_FLUSH_BYTES) {
-            const flushing = this.#flush();
-            if (flushing !== undefined) await flushing;
-          }
-        }
-        // (Awaited only when the kernel did not take it all at once: an await costs even when settled.)
-        const flushing = this.#flush();
-        if (flushing !== undefined) await flushing;
-        if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
-          // Between requests: keep-alive idle. The header deadline starts with the next first byte.
-          this.#setState("idle");
-          this.#shrinkReadBuffer();
-          const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
-          this.#deadlines.set("idle", this.#ctx.nowMs + idle);
-        }
-        if (this.#ctx.shuttingDown && this.#state === "idle") return;
-        this.#start = 0;
-        this.#end = 0;
-        this.#action = "reading request head";
         let n: number | null;
-        // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
-        // buffer: it is this wait, and that buffer must stay.
-        if (this.#state === "idle" && this.#watchRead === null) {
-          // Wait for the next request's first byte holding no read buffer and no parser (both go back
-          // to their pools meanwhile, and come back in `lendReadBuffer` once bytes arrive), so an idle
-          // keep-alive connection costs its socket and this object only. Deadlines are unaffected: the
-          // sweep closes the transport, which ends the wait.
-          this.#lend();
-          n = await this.#conn.readLent(this);
+        if (resumed !== undefined) {
+          // The parked read ended: go on as after any read.
+          if (resumed instanceof Error) throw resumed;
+          n = resumed;
+          resumed = undefined;
           if (this.#readDone(n, this.#buf)) await this.#discardAndClose();
         } else {
+          // Parse everything this read delivered; sync replies pile up in the output buffer.
+          while (this.#start < this.#end) {
+            const r = this.#parser.feed(this.#buf, this.#start, this.#end);
+            if (r.kind === "more") {
+              this.#start = this.#end;
+              break;
+            }
+            if (r.kind === "error") {
+              await this.#protocolError(r.code);
+              return;
+            }
+            this.#start += r.consumed;
+            this.#head = r.head;
+            // The head is complete: no deadline while the handler works (writes set their own).
+            this.#deadlines.clear();
+            let keep = this.#exchange(r.head);
+            if (typeof keep !== "boolean") keep = await keep;
+            // The answer is complete: closing the connection later aborts nothing (a handler's signal).
+            this.#watch.onClose = null;
+            if (!keep) {
+              const flushing = this.#flush();
+              if (flushing !== undefined) await flushing;
+              // Unread input at close time would make the kernel send a reset that can destroy the answer.
+              if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
+              return;
+            }
+            if (!this.#noDelay) this.#disableNagle();
+            this.#parser.reset();
+            this.#head = null;
+            // Bytes of the next pipelined request are already here: its header deadline starts now.
+            this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
+            if (this.#output.length >= OUT_FLUSH_BYTES) {
+              const flushing = this.#flush();
+              if (flushing !== undefined) await flushing;
+            }
+          }
+          // (Awaited only when the kernel did not take it all at once: an await costs even when settled.)
+          const flushing = this.#flush();
+          if (flushing !== undefined) await flushing;
+          if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
+            // Between requests: keep-alive idle. The header deadline starts with the next first byte.
+            this.#setState("idle");
+            this.#shrinkReadBuffer();
+            const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
+            this.#deadlines.set("idle", this.#ctx.nowMs + idle);
+          }
+          if (this.#ctx.shuttingDown && this.#state === "idle") return;
+          this.#start = 0;
+          this.#end = 0;
+          this.#action = "reading request head";
+          // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
+          // buffer: it is this wait, and that buffer must stay.
+          if (this.#state === "idle" && this.#watchRead === null) {
+            // Wait for the next request's first byte parked, holding no read buffer and no parser (both go
+            // back to their pools meanwhile, and come back in `lendReadBuffer` once bytes arrive), so an
+            // idle keep-alive connection costs its socket and this object only. Deadlines are unaffected:
+            // the sweep closes the transport, which ends the read (`lentReadDone` with Interrupted).
+            this.#lend();
+            this.#phase = PHASE_PARKED;
+            this.#conn.readLent(this);
+            return;
+          }
           const buf = this.#readBuffer();
           n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
           if (this.#readDone(n, buf)) await this.#discardAndClose();
@@ -483,6 +536,15 @@ export class Connection implements ReadBufferLender {
         );
       }
     } finally {
+      // Parked: not over, only waiting (nothing is held that the end would give back).
+      if (this.#phase !== PHASE_PARKED) this.#finish();
+    }
+  }
+
+  /** The loop has ended for good: close, and give back the ticket, the buffers and the parser. */
+  #finish(): void {
+    {
+      this.#phase = PHASE_ENDED;
       this.close();
       this.#ctx.gate?.release(this.#ticket);
       // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
@@ -498,6 +560,7 @@ export class Connection implements ReadBufferLender {
         this.#parser = IDLE_PARSER;
       }
       this.#ctx.connectionEnded?.(this);
+      endWaiters.get(this)?.resolve();
     }
   }
 

@@ -265,7 +265,7 @@ abstract class SocketTransport implements Transport {
     if (this.#held !== null) return Promise.resolve(this.#takeHeld(buf));
     if (this.#failure !== null) return Promise.reject(this.#failure);
     if (this.#eof) return Promise.resolve(null);
-    if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
+    if (this.#readPending) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
     const p = new Promise<number | null>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -275,19 +275,30 @@ abstract class SocketTransport implements Transport {
     return p;
   }
 
-  readLent(lender: ReadBufferLender): Promise<number | null> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#held !== null) return Promise.resolve(this.#takeHeld(lender.lendReadBuffer()));
-    if (this.#failure !== null) return Promise.reject(this.#failure);
-    if (this.#eof) return Promise.resolve(null);
-    if (this.#resolve !== null) return Promise.reject(new Deno.errors.Busy("a read is already pending"));
-    const p = new Promise<number | null>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+  readLent(lender: ReadBufferLender): void {
+    if (
+      this.#closed || this.#held !== null || this.#failure !== null || this.#eof || this.#readPending
+    ) {
+      // The answer is known now: given from a microtask, never from inside this call.
+      queueMicrotask(() => this.#lentNow(lender));
+      return;
+    }
     this.#lender = lender;
     this.#startReading();
-    return p;
+  }
+
+  /** A read (of either kind) is pending. */
+  get #readPending(): boolean {
+    return this.#resolve !== null || this.#lender !== null;
+  }
+
+  /** Ends a `readLent` whose answer was there when it was asked (see there). */
+  #lentNow(lender: ReadBufferLender): void {
+    if (this.#closed) lender.lentReadDone(null, new Deno.errors.BadResource("the connection is closed"));
+    else if (this.#held !== null) lender.lentReadDone(this.#takeHeld(lender.lendReadBuffer()), null);
+    else if (this.#failure !== null) lender.lentReadDone(null, this.#failure);
+    else if (this.#eof) lender.lentReadDone(null, null);
+    else lender.lentReadDone(null, new Deno.errors.Busy("a read is already pending"));
   }
 
   closeWrite(): Promise<void> {
@@ -304,10 +315,10 @@ abstract class SocketTransport implements Transport {
     this.#held = null;
     // Made only when something is pending: an Error captures a stack, which cost ~5 % of the CPU of a
     // `Connection: close` request when it was made for every close.
-    if (this.#resolve !== null || this.#writeResolve !== null) {
+    if (this.#readPending || this.#writeResolve !== null) {
       const interrupted = new Deno.errors.Interrupted("the connection was closed");
-      this.#settleRead(null, interrupted);
       this.#settleWrite(0, interrupted);
+      this.#settleRead(null, interrupted, true);
     }
     this.destroySocket();
   }
@@ -347,15 +358,11 @@ abstract class SocketTransport implements Transport {
    */
   protected delivered(chunk: Uint8Array, borrowed: boolean): void {
     if (this.#closed) return;
-    let buf = this.#readBuf;
-    if (buf === null && this.#lender !== null) {
-      // A `readLent` read (an idle connection): the buffer is taken now that there is something for it.
-      // Reading goes on afterwards as after any read but a first: stopping and restarting for every
-      // request would put every busy handle through one more runtime pass (at 5,000 connections the
-      // listener then waited seconds for its turn to accept).
-      buf = this.#readBuf = this.#lender.lendReadBuffer();
-      this.#lender = null;
-    }
+    // A `readLent` read (an idle connection) takes its buffer now that there is something for it. Reading
+    // goes on afterwards as after any read but a first: stopping and restarting for every request would
+    // put every busy handle through one more runtime pass (at 5,000 connections the listener then waited
+    // seconds for its turn to accept).
+    const buf = this.#lender !== null ? this.#lender.lendReadBuffer() : this.#readBuf;
     if (buf !== null) {
       if (chunk.byteLength <= buf.byteLength) {
         buf.set(chunk);
@@ -393,17 +400,17 @@ abstract class SocketTransport implements Transport {
     if (this.#closed) return;
     if (this.#failure === null) this.#failure = e;
     this.#stopReading();
-    this.#settleRead(null, e);
     this.#settleWrite(0, e);
+    this.#settleRead(null, e);
   }
 
   /** The socket was closed under us (after its end, or destroyed by the runtime) without a failure. */
   protected closedUnder(): void {
     if (this.#closed) return;
-    if (this.#resolve === null && this.#writeResolve === null) return;
+    if (!this.#readPending && this.#writeResolve === null) return;
     const e = this.#failure ?? new Deno.errors.ConnectionReset("the connection was closed by the peer");
-    this.#settleRead(null, this.#eof ? null : e);
     this.#settleWrite(0, e);
+    this.#settleRead(null, this.#eof ? null : e);
   }
 
   /**
@@ -452,14 +459,25 @@ abstract class SocketTransport implements Transport {
     this.pauseSocket();
   }
 
-  #settleRead(n: number | null, e: Error | null): void {
+  /**
+   * Ends the pending read with `n` or `e`. A `readLent` read hears it at once (the caller's last step: the
+   * connection may run, and call back into this transport, before this returns), or from a microtask when
+   * `later` (inside `close()`).
+   */
+  #settleRead(n: number | null, e: Error | null, later = false): void {
+    const lender = this.#lender;
+    if (lender !== null) {
+      this.#lender = null;
+      if (later) queueMicrotask(() => lender.lentReadDone(n, e));
+      else lender.lentReadDone(n, e);
+      return;
+    }
     const resolve = this.#resolve;
     const reject = this.#reject;
     if (resolve === null) return;
     this.#resolve = null;
     this.#reject = null;
     this.#readBuf = null;
-    this.#lender = null;
     if (e !== null) reject!(e);
     else resolve(n);
   }

@@ -22,12 +22,14 @@ export interface Transport {
    */
   read(buf: Uint8Array): Promise<number | null>;
   /**
-   * A read for a connection that waits holding no buffer (an idle keep-alive connection): once bytes are
-   * there, `lender.lendReadBuffer()` is called (once, synchronously) for the buffer they go into, and the
-   * promise resolves with the count, as `read` would. At the end of stream it resolves null and at a
-   * failure or `close()` it rejects as `read` does, without asking the lender. At most one read pending.
+   * A read for a connection that waits holding no buffer and no promise (an idle keep-alive connection):
+   * once bytes are there, `lender.lendReadBuffer()` gives the buffer they go into and
+   * `lender.lentReadDone(n, null)` follows; at the end of stream `lentReadDone(null, null)`, at a failure,
+   * `close()` or a read already pending `lentReadDone(null, error)` with the errors `read` rejects with.
+   * Exactly one `lentReadDone` per call, never from inside `readLent` or `close()` (then from a microtask),
+   * possibly from inside the socket's own callback. At most one read pending.
    */
-  readLent(lender: ReadBufferLender): Promise<number | null>;
+  readLent(lender: ReadBufferLender): void;
   /**
    * Writes `bytes`: the count the kernel took, as a number when it took all of them at once (the common
    * case, no promise to wait for), else a promise that resolves with the count once the kernel took them
@@ -44,10 +46,12 @@ export interface Transport {
   close(): void;
 }
 
-/** Who gives a `readLent` read its buffer at the moment bytes arrive. */
+/** Who gives a `readLent` read its buffer at the moment bytes arrive, and hears how the read ended. */
 export interface ReadBufferLender {
   /** The buffer the arrived bytes go into (at least 1 byte long). Never throws. */
   lendReadBuffer(): Uint8Array;
+  /** The read ended: `n` bytes are in the lent buffer, or null with `error` null at the end of stream. */
+  lentReadDone(n: number | null, error: Error | null): void;
 }
 
 /** Where a listener hands its sockets. Called synchronously for every accepted socket, before any read. */

@@ -69,15 +69,26 @@ export class FakeConn {
     return s;
   }
 
-  readLent(lender: ReadBufferLender): Promise<number | null> {
-    return this.#read(null, lender);
+  readLent(lender: ReadBufferLender): void {
+    if (this.closed) {
+      queueMicrotask(() => lender.lentReadDone(null, new Deno.errors.BadResource("closed")));
+      return;
+    }
+    this.#pending = {
+      buf: null,
+      lender,
+      resolve: (n) => lender.lentReadDone(n, null),
+      reject: (e) => lender.lentReadDone(null, e),
+    };
+    // As the real transport: what is here already is reported from a microtask, never from inside.
+    queueMicrotask(() => this.#deliver());
   }
 
   read(buf: Uint8Array): Promise<number | null> {
     return this.#read(buf, null);
   }
 
-  #read(buf: Uint8Array | null, lender: ReadBufferLender | null): Promise<number | null> {
+  #read(buf: Uint8Array, lender: null): Promise<number | null> {
     if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
     return new Promise((resolve, reject) => {
       this.#pending = { buf, lender, resolve, reject };
@@ -119,7 +130,10 @@ export class FakeConn {
     this.closed = true;
     const p = this.#pending;
     this.#pending = null;
-    p?.reject(new Deno.errors.Interrupted("operation canceled"));
+    const interrupted = new Deno.errors.Interrupted("operation canceled");
+    // A lent read hears of the close from a microtask (as from the real transport), a read at once.
+    if (p?.lender) queueMicrotask(() => p.reject(interrupted));
+    else p?.reject(interrupted);
     for (const w of this.#heldWrites.splice(0)) w.reject(new Deno.errors.Interrupted("operation canceled"));
     this.#wakeBlocked();
   }
@@ -198,7 +212,7 @@ export function serveFake(
     logError: (m) => errors.push(m),
   };
   const connection = new Connection(conn as unknown as Transport, 1, "192.0.2.1", 40000, "192.0.2.1", 0, ctx);
-  return { conn, connection, ctx, done: connection.serve(), errors };
+  return { conn, connection, ctx, done: (connection.serve(), connection.ended), errors };
 }
 
 /**

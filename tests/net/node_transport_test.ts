@@ -233,50 +233,70 @@ Deno.test("re-arming accept (as the listener does every few ms) accepts every co
   });
 });
 
+/**
+ * `t.readLent` as a promise of what `lentReadDone` says; `loans` counts the buffers asked for. Rejects if
+ * `lentReadDone` came from inside `readLent` (the caller would run re-entrantly) or came twice.
+ */
+function lentRead(t: Transport, buf: Uint8Array, loans = { count: 0 }): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    let inside = true;
+    let calls = 0;
+    t.readLent({
+      lendReadBuffer() {
+        loans.count++;
+        return buf;
+      },
+      lentReadDone(n, e) {
+        if (inside) reject(new Error("lentReadDone was called from inside readLent"));
+        else if (++calls > 1) reject(new Error("lentReadDone was called twice"));
+        else if (e !== null) reject(e);
+        else resolve(n);
+      },
+    });
+    inside = false;
+  });
+}
+
 Deno.test("readLent waits holding no buffer, asks the lender once bytes are there, and close ends the wait", async () => {
   const { listener, next } = await listen();
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   try {
     const t = await next();
-    let lent = 0;
+    const loans = { count: 0 };
     const buf = new Uint8Array(16);
-    const lender = {
-      lendReadBuffer() {
-        lent++;
-        return buf;
-      },
-    };
-    const waiting = t.readLent(lender);
+    const waiting = lentRead(t, buf, loans);
     for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
-    assert.equal(lent, 0, "nothing sent yet: no buffer taken");
+    assert.equal(loans.count, 0, "nothing sent yet: no buffer taken");
     await client.write(enc.encode("hello"));
     assert.equal(await waiting, 5);
-    assert.equal(lent, 1);
+    assert.equal(loans.count, 1);
     assert.equal(new TextDecoder().decode(buf.subarray(0, 5)), "hello");
     // A wait pending when the transport closes ends with Interrupted (the idle deadline relies on it),
-    // and the lender is never asked.
-    const idle = t.readLent(lender);
+    // told from a microtask, and the lender is never asked for a buffer.
+    const idle = lentRead(t, buf, loans);
     t.close();
     await assert.rejects(idle, Deno.errors.Interrupted);
-    assert.equal(lent, 1);
+    assert.equal(loans.count, 1);
+    // Once closed: BadResource, as a read.
+    await assert.rejects(lentRead(t, buf, loans), Deno.errors.BadResource);
   } finally {
     client.close();
     await listener.close();
   }
 });
 
-Deno.test("readLent at the peer's end of stream resolves null without asking the lender", async () => {
+Deno.test("readLent at the peer's end of stream says null without asking the lender", async () => {
   const { listener, next } = await listen();
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const t = await next();
   try {
-    const waiting = t.readLent({
-      lendReadBuffer() {
-        throw new Error("no bytes came: no buffer is needed");
-      },
-    });
+    const loans = { count: 0 };
+    const waiting = lentRead(t, new Uint8Array(16), loans);
     client.close();
     assert.equal(await waiting, null);
+    assert.equal(loans.count, 0);
+    // Asked again after the end: said at once (from a microtask), still null.
+    assert.equal(await lentRead(t, new Uint8Array(16), loans), null);
   } finally {
     t.close();
     await listener.close();
@@ -407,7 +427,7 @@ Deno.test("bytes arriving after a lent read, before the next read, are held and 
     const buf = new Uint8Array(64);
     assert.equal(await t.read(buf), 6);
     const lent = new Uint8Array(64);
-    const waiting = t.readLent({ lendReadBuffer: () => lent });
+    const waiting = lentRead(t, lent);
     await client.write(enc.encode("first "));
     assert.equal(await waiting, 6);
     // The lent read left reading on: what comes now, with no read asking, is held for the next read.
