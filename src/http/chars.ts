@@ -6,6 +6,8 @@
  * Pure; no Deno APIs; no allocation except the strings `latin1` returns. Never throws.
  */
 
+import { Buffer } from "node:buffer";
+
 /** `tchar` (RFC 9110 §5.6.2): the bytes of a token (methods, header names, codings). */
 export const C_TOKEN = 1;
 /**
@@ -109,14 +111,36 @@ export const HEX_VALUE: Int8Array = (() => {
 const APPLY_MAX_BYTES = 8192;
 
 /**
+ * The runtime's own one-char-per-byte decoder (`Buffer.prototype.latin1Slice`, one native call), when it
+ * decodes any Uint8Array correctly (checked once, here); else null. Measured on Deno 2.9 for a 98-byte
+ * head: 135 ns, against 330 for `TextDecoder` (whose web-API checks cost more than the decoding) and 860
+ * for `fromCharCode.apply`.
+ */
+const LATIN1_SLICE: ((this: Uint8Array, start: number, end: number) => string) | null = (() => {
+  try {
+    const slice = (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice;
+    if (typeof slice !== "function") return null;
+    const probe = new Uint8Array([0x47, 0x45, 0x54, 0x80, 0x9f, 0xe9, 0xff, 0x0d]);
+    const out = slice.call(probe, 1, 7);
+    return out === "ET\x80\x9f\xe9\xff"
+      ? slice as (this: Uint8Array, start: number, end: number) => string
+      : null;
+  } catch {
+    return null;
+  }
+})();
+
+/** `latin1` decodes natively, in one call (else a head of ASCII only is better decoded by `TextDecoder`). */
+export const NATIVE_LATIN1: boolean = LATIN1_SLICE !== null;
+
+/**
  * Bytes `buf[start,end)` as a string, one char per byte (ISO-8859-1). Not `TextDecoder("latin1")`:
- * the Encoding Standard maps that label to windows-1252, which rewrites 0x80–0x9F. Measured on Deno
- * 2.9 for 3–46 byte header slices, `fromCharCode.apply` on a subarray was also ~3× faster than it
- * (and on par with a per-byte loop, which allocates a string per byte).
+ * the Encoding Standard maps that label to windows-1252, which rewrites 0x80–0x9F.
  */
 export function latin1(buf: Uint8Array, start: number, end: number): string {
+  if (end <= start) return "";
+  if (LATIN1_SLICE !== null) return LATIN1_SLICE.call(buf, start, end);
   if (end - start <= APPLY_MAX_BYTES) {
-    if (end <= start) return "";
     return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
   }
   let out = "";

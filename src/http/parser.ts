@@ -33,6 +33,7 @@ import {
   isValidHost,
   latin1,
   LF,
+  NATIVE_LATIN1,
   QUERY_BYTES,
   QUESTION,
   SP,
@@ -81,7 +82,7 @@ const MARKS_PER_FIELD = 5;
 const INITIAL_MARKED_FIELDS = 24;
 
 /**
- * Decodes a head with no byte above 0x7F, where UTF-8 and latin1 agree; natively, in one call.
+ * Decodes a head with no byte above 0x7F, where UTF-8 and latin1 agree, when `latin1` is not native.
  * Stateless between calls (no `stream` option), so sharing it is safe.
  */
 const ASCII_DECODER = new TextDecoder("utf-8", { ignoreBOM: true });
@@ -345,6 +346,21 @@ export class RequestParser {
         }
         case S_VERSION: {
           const k = this.#versionIdx;
+          // The common case whole: "HTTP/1.1" or "HTTP/1.0", CR LF, within the line limit, in this chunk.
+          if (
+            k === 0 && i + 10 <= lim && base + i + 8 <= this.#rlLimitOffset && b === 0x48 &&
+            chunk[i + 1] === 0x54 && chunk[i + 2] === 0x54 && chunk[i + 3] === 0x50 &&
+            chunk[i + 4] === 0x2f && chunk[i + 5] === 0x31 && chunk[i + 6] === 0x2e &&
+            (chunk[i + 7] === 0x31 || chunk[i + 7] === 0x30) && chunk[i + 8] === CR && chunk[i + 9] === LF
+          ) {
+            this.#major = 1;
+            this.#minor = chunk[i + 7] - 0x30;
+            this.#version = this.#minor === 0 ? 10 : 11;
+            this.#versionIdx = 8;
+            state = S_FIELD_START;
+            i += 10;
+            break;
+          }
           if (b === CR) {
             if (k !== 8) {
               this.#misplacedCode = "INVALID_VERSION";
@@ -461,8 +477,14 @@ export class RequestParser {
           const c = chunk[i];
           if (c === CR) {
             this.#marks[m + 4] = base + i;
-            state = S_FIELD_LF;
-            i++;
+            // CR LF together (the common case): straight on to the next field.
+            if (i + 1 < lim && chunk[i + 1] === LF) {
+              state = S_FIELD_START;
+              i += 2;
+            } else {
+              state = S_FIELD_LF;
+              i++;
+            }
             break;
           }
           return this.#fail(c === LF ? "BARE_LF" : "INVALID_HEADER_VALUE", base + i);
@@ -660,7 +682,9 @@ export class RequestParser {
     const from = at + marks[0];
     const to = at + this.#seen;
     // One decode; every string below is a slice of it (offsets shift by marks[0]).
-    const text = this.#highBytes ? latin1(src, from, to) : ASCII_DECODER.decode(src.subarray(from, to));
+    const text = this.#highBytes || NATIVE_LATIN1
+      ? latin1(src, from, to)
+      : ASCII_DECODER.decode(src.subarray(from, to));
     const shift = marks[0];
     this.#method = text.slice(0, marks[1] - shift);
     this.#target = text.slice(marks[2] - shift, marks[3] - shift);

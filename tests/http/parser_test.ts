@@ -193,3 +193,37 @@ Deno.test("parser knows a HEAD method once its SP arrived, at any split and afte
   partial.feed(enc.encode(" /"), 0, 2);
   assert.equal(partial.methodIsHead, true);
 });
+
+Deno.test("the version ending the request line reads the same whole and byte by byte, at the line limit and past it", () => {
+  // "GET /abc HTTP/1.x" is 17 bytes: a limit of 17 takes it (CR LF excluded), 16 does not.
+  const feedAll = (p: RequestParser, bytes: Uint8Array) => p.feed(bytes, 0, bytes.length);
+  const feedBytes = (p: RequestParser, bytes: Uint8Array) => {
+    let r: ParseResult = { kind: "more" };
+    for (let i = 0; i < bytes.length && r.kind === "more"; i++) r = p.feed(bytes, i, i + 1);
+    return r;
+  };
+  const outcome = (r: ParseResult) =>
+    r.kind === "head" ? `head ${r.head.version}` : r.kind === "error" ? `error ${r.code}` : "more";
+  const cases: [string, number, string][] = [
+    ["GET /abc HTTP/1.1\r\nHost: a\r\n\r\n", 17, "head 11"],
+    ["GET /abc HTTP/1.0\r\nHost: a\r\n\r\n", 17, "head 10"],
+    ["GET /abc HTTP/1.1\r\nHost: a\r\n\r\n", 16, "error URI_TOO_LONG"],
+    ["GET /abc HTTP/1.2\r\nHost: a\r\n\r\n", 17, "head 11"],
+    ["GET /abc HTTP/2.0\r\nHost: a\r\n\r\n", 17, "error UNSUPPORTED_VERSION"],
+    ["GET /abc HTTP/1.1\rXHost: a\r\n\r\n", 17, "error BARE_CR"],
+  ];
+  for (const [text, limit, expected] of cases) {
+    const bytes = enc.encode(text);
+    const limits = { ...LIMITS, maxRequestLineBytes: limit };
+    assert.equal(
+      outcome(feedAll(new RequestParser(limits), bytes)),
+      expected,
+      `${JSON.stringify(text)} whole`,
+    );
+    assert.equal(
+      outcome(feedBytes(new RequestParser(limits), bytes)),
+      expected,
+      `${JSON.stringify(text)} bytewise`,
+    );
+  }
+});
