@@ -22,14 +22,24 @@ import { BufferPool } from "../../src/core/buffer_pool.ts";
 import { latin1 } from "./raw_client.ts";
 import type { ReadBufferLender, Transport } from "../../src/net/transport.ts";
 
-/** A socket whose peer is the test: the `Transport` a connection uses. */
-export class FakeConn {
+/**
+ * A socket whose peer is the test: the `Transport` a connection uses. Writes take at most `maxWrite` bytes
+ * each (the rest is the caller's to write again, as with a kernel buffer that is nearly full).
+ */
+export class FakeConn implements Transport {
+  readonly remoteIp = "192.0.2.7";
+  readonly remotePort = 40000;
   /** Plain TCP (tests of TLS run the real server). */
   readonly secure = false;
   /** Everything the connection wrote, in order. */
   readonly written: Uint8Array[] = [];
+  /** The byte count each write took. */
+  readonly writeSizes: number[] = [];
   closed = false;
   writeClosed = false;
+  /** `setNoDelay` was called. */
+  noDelay = false;
+  #maxWrite: number;
   /** While true, writes stay pending (a peer that stopped reading) until `releaseWrites` or close. */
   holdWrites = false;
   #heldWrites: { bytes: Uint8Array; resolve: (n: number) => void; reject: (e: Error) => void }[] = [];
@@ -43,6 +53,20 @@ export class FakeConn {
     reject: (e: Error) => void;
   } | null = null;
   #blockedWaiters: (() => void)[] = [];
+
+  constructor(opts: { maxWrite?: number } = {}) {
+    this.#maxWrite = opts.maxWrite ?? Infinity;
+  }
+
+  /** A read into a buffer of the connection's is pending. */
+  get readPending(): boolean {
+    return this.#pending !== null && this.#pending.buf !== null;
+  }
+
+  /** An idle connection's `readLent` waits (no buffer taken yet). */
+  get lentReadPending(): boolean {
+    return this.#pending !== null && this.#pending.lender !== null;
+  }
 
   /** The peer sends `data` (a latin1 string or bytes). */
   push(data: string | Uint8Array): void {
@@ -103,8 +127,10 @@ export class FakeConn {
         this.#heldWrites.push({ bytes: bytes.slice(), resolve, reject })
       );
     }
-    this.written.push(bytes.slice());
-    return Promise.resolve(bytes.byteLength);
+    const n = Math.min(bytes.byteLength, this.#maxWrite);
+    this.written.push(bytes.slice(0, n));
+    this.writeSizes.push(n);
+    return Promise.resolve(n);
   }
 
   /** Writes now pending (held). */
@@ -138,7 +164,9 @@ export class FakeConn {
     this.#wakeBlocked();
   }
 
-  setNoDelay(): void {}
+  setNoDelay(): void {
+    this.noDelay = true;
+  }
 
   #deliver(): void {
     const p = this.#pending;
@@ -211,7 +239,7 @@ export function serveFake(
     outPool: new BufferPool(OUT_BUFFER_BYTES, 4),
     logError: (m) => errors.push(m),
   };
-  const connection = new Connection(conn as unknown as Transport, 1, "192.0.2.1", 40000, "192.0.2.1", 0, ctx);
+  const connection = new Connection(conn, 1, "192.0.2.1", 40000, "192.0.2.1", 0, ctx);
   return { conn, connection, ctx, done: (connection.serve(), connection.ended), errors };
 }
 

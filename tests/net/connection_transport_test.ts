@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type ConnContext, Connection } from "../../src/net/connection.ts";
-import type { ReadBufferLender, Transport } from "../../src/net/transport.ts";
+import { FakeConn } from "../_helpers/fake_conn.ts";
 import { DEFAULT_CONFIG } from "../../src/config/config.ts";
 import { FakeClock } from "../../src/core/clock.ts";
 import { Stats } from "../../src/stats/stats.ts";
@@ -17,127 +17,6 @@ import { BufferPool } from "../../src/core/buffer_pool.ts";
 import type { Handler } from "../../src/http/handler.ts";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** A scripted transport: reads are fed by `feed`, writes take at most `maxWrite` bytes each. */
-class FakeTransport implements Transport {
-  readonly remoteIp = "192.0.2.7";
-  readonly remotePort = 40000;
-  readonly secure = false;
-  written: number[] = [];
-  writeSizes: number[] = [];
-  closed = false;
-  halfClosed = false;
-  noDelay = false;
-  #maxWrite: number;
-  #queue: Uint8Array[] = [];
-  #eof = false;
-  /** The pending read: into `buf`, or (`readLent`) into the buffer `lender` gives when bytes are there. */
-  #pending: {
-    buf: Uint8Array | null;
-    lender: ReadBufferLender | null;
-    resolve: (n: number | null) => void;
-    reject: (e: Error) => void;
-  } | null = null;
-
-  constructor(maxWrite = Infinity) {
-    this.#maxWrite = maxWrite;
-  }
-
-  /** Bytes from the peer; null for its end of stream. */
-  feed(bytes: Uint8Array | null): void {
-    if (bytes === null) this.#eof = true;
-    else this.#queue.push(bytes);
-    this.#deliver();
-  }
-
-  /** A read into a buffer of the connection's is pending. */
-  get readPending(): boolean {
-    return this.#pending !== null && this.#pending.buf !== null;
-  }
-
-  /** Waiting for the first byte of the next request with no buffer (an idle connection's `readLent`). */
-  get lentReadPending(): boolean {
-    return this.#pending !== null && this.#pending.lender !== null;
-  }
-
-  #deliver(): void {
-    const p = this.#pending;
-    if (p === null) return;
-    const next = this.#queue[0];
-    if (next !== undefined) {
-      const buf = p.buf ?? p.lender!.lendReadBuffer();
-      const n = Math.min(next.length, buf.length);
-      buf.set(next.subarray(0, n));
-      if (n === next.length) this.#queue.shift();
-      else this.#queue[0] = next.subarray(n);
-      this.#pending = null;
-      p.resolve(n);
-    } else if (this.#eof) {
-      this.#pending = null;
-      p.resolve(null);
-    }
-  }
-
-  read(buf: Uint8Array): Promise<number | null> {
-    return this.#read(buf, null);
-  }
-
-  readLent(lender: ReadBufferLender): void {
-    if (this.closed) {
-      queueMicrotask(() => lender.lentReadDone(null, new Deno.errors.BadResource("closed")));
-      return;
-    }
-    this.#pending = {
-      buf: null,
-      lender,
-      resolve: (n) => lender.lentReadDone(n, null),
-      reject: (e) => lender.lentReadDone(null, e),
-    };
-    // As the real transport: what is here already is reported from a microtask, never from inside.
-    queueMicrotask(() => this.#deliver());
-  }
-
-  #read(buf: Uint8Array, lender: null): Promise<number | null> {
-    if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
-    return new Promise((resolve, reject) => {
-      this.#pending = { buf, lender, resolve, reject };
-      this.#deliver();
-    });
-  }
-
-  write(bytes: Uint8Array): Promise<number> {
-    if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
-    const n = Math.min(bytes.length, this.#maxWrite);
-    this.written.push(...bytes.subarray(0, n));
-    this.writeSizes.push(n);
-    return Promise.resolve(n);
-  }
-
-  closeWrite(): Promise<void> {
-    this.halfClosed = true;
-    return Promise.resolve();
-  }
-
-  setNoDelay(): void {
-    this.noDelay = true;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    const p = this.#pending;
-    this.#pending = null;
-    const interrupted = new Deno.errors.Interrupted("closed");
-    // A lent read hears of the close from a microtask (as from the real transport), a read at once.
-    if (p?.lender) queueMicrotask(() => p.reject(interrupted));
-    else p?.reject(interrupted);
-  }
-
-  text(): string {
-    return dec.decode(new Uint8Array(this.written));
-  }
-}
 
 const BODY = enc.encode("x".repeat(5000));
 
@@ -176,11 +55,11 @@ async function settle(): Promise<void> {
 
 Deno.test("a write the transport takes only in part is continued until every byte is out", async () => {
   const clock = new FakeClock();
-  const t = new FakeTransport(700);
+  const t = new FakeConn({ maxWrite: 700 });
   const c = new Connection(t, 1, t.remoteIp, t.remotePort, t.remoteIp, -1, context(clock));
   c.serve();
   const served = c.ended;
-  t.feed(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  t.push(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   await served;
   const text = t.text();
   assert.match(text, /^HTTP\/1\.1 200 /);
@@ -193,7 +72,7 @@ Deno.test("a write the transport takes only in part is continued until every byt
 Deno.test("a header deadline passing while a read is pending closes the transport and ends that read", async () => {
   const clock = new FakeClock();
   const ctx = context(clock, { headerTimeoutMs: 1000 });
-  const t = new FakeTransport();
+  const t = new FakeConn();
   const c = new Connection(t, 2, t.remoteIp, t.remotePort, t.remoteIp, -1, ctx);
   c.serve();
   const served = c.ended;
@@ -213,11 +92,11 @@ Deno.test("a header deadline passing while a read is pending closes the transpor
 Deno.test("an idle keep-alive connection is closed by its idle deadline, and Nagle is off after the first answer", async () => {
   const clock = new FakeClock();
   const ctx = context(clock, { idleTimeoutMs: 5000 });
-  const t = new FakeTransport();
+  const t = new FakeConn();
   const c = new Connection(t, 3, t.remoteIp, t.remotePort, t.remoteIp, -1, ctx);
   c.serve();
   const served = c.ended;
-  t.feed(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  t.push(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
   await settle();
   assert.match(t.text(), /^HTTP\/1\.1 200 /);
   assert.ok(t.noDelay, "no-delay is set once the connection is known to stay open");
@@ -234,14 +113,14 @@ Deno.test("an idle keep-alive connection is closed by its idle deadline, and Nag
 Deno.test("an idle connection takes a buffer back for its next request and serves it", async () => {
   const clock = new FakeClock();
   const ctx = context(clock);
-  const t = new FakeTransport();
+  const t = new FakeConn();
   const c = new Connection(t, 5, t.remoteIp, t.remotePort, t.remoteIp, -1, ctx);
   c.serve();
   const served = c.ended;
-  t.feed(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  t.push(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
   await settle();
   assert.equal(c.state, "idle");
-  t.feed(enc.encode("GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  t.push(enc.encode("GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   await served;
   assert.equal(t.text().match(/HTTP\/1\.1 200 /g)?.length, 2);
   assert.equal(ctx.readPool.inUse, 0, "every buffer went back to the pool, once");
@@ -250,12 +129,44 @@ Deno.test("an idle connection takes a buffer back for its next request and serve
 
 Deno.test("a connection that closes after its only answer never sets no-delay (one system call saved)", async () => {
   const clock = new FakeClock();
-  const t = new FakeTransport();
+  const t = new FakeConn();
   const c = new Connection(t, 4, t.remoteIp, t.remotePort, t.remoteIp, -1, context(clock));
   c.serve();
   const served = c.ended;
-  t.feed(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  t.push(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   await served;
   assert.equal(t.noDelay, false);
   assert.ok(t.closed);
+});
+
+Deno.test("a parked connection is woken by each request, pipelined ones too, and ends once when its peer leaves", async () => {
+  const clock = new FakeClock();
+  const ctx = context(clock);
+  let ended = 0;
+  ctx.connectionEnded = () => ended++;
+  const t = new FakeConn();
+  const c = new Connection(t, 6, t.remoteIp, t.remotePort, t.remoteIp, -1, ctx);
+  c.serve();
+  const served = c.ended;
+  for (let i = 0; i < 3; i++) {
+    t.push(enc.encode(`GET /${i} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    await settle();
+    assert.equal(c.state, "idle", `parked again after request ${i}`);
+    assert.ok(t.lentReadPending);
+    assert.equal(ctx.parserPool.length, 1, "its parser waits in the pool meanwhile");
+  }
+  // Two requests in one chunk wake it once; both are answered, in order, before it parks again.
+  t.push(enc.encode("GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await settle();
+  assert.equal(t.text().match(/HTTP\/1\.1 200 /g)?.length, 5);
+  assert.ok(t.lentReadPending);
+  // The peer's end reaches the parked read: the connection ends, once, and gives everything back.
+  t.end();
+  await served;
+  assert.equal(c.state, "closed");
+  assert.ok(t.closed);
+  assert.equal(ended, 1);
+  assert.equal(ctx.readPool.inUse, 0);
+  assert.equal(ctx.stats.requests, 5);
+  assert.equal(ctx.stats.peerResets, 0, "a clean end between requests is no reset");
 });
