@@ -392,6 +392,28 @@ Deno.test("shutdown closes a connection that never spoke, as idle", async () => 
   assert.equal(s.connection.state, "closed");
 });
 
+Deno.test("shutdown closes a parked keep-alive connection: it ends once, with nothing left in use", async () => {
+  const s = serveFake();
+  let ended = 0;
+  s.ctx.connectionEnded = () => ended++;
+  s.conn.push(`GET /a HTTP/1.1\r\n${H}\r\n`);
+  await s.conn.readBlocked();
+  assert.equal(s.connection.state, "idle");
+  assert.ok(s.conn.lentReadPending, "parked: no buffer taken, no read promise");
+  s.ctx.shuttingDown = true;
+  assert.equal(s.connection.closeIfIdle(), true);
+  await s.done;
+  assert.equal(s.connection.state, "closed");
+  assert.equal(ended, 1);
+  assert.equal(s.ctx.readPool.inUse, 0);
+  assert.deepEqual(s.errors, []);
+  // Bytes that come after the close find nobody: no second end, no error.
+  s.conn.push(`GET /b HTTP/1.1\r\n${H}\r\n`);
+  await s.connection.ended;
+  assert.equal(ended, 1);
+  assert.deepEqual(statuses(s.conn.text()), [200]);
+});
+
 Deno.test("an idle connection closed at its deadline takes nothing back: buffer and parser stay in their pools", async () => {
   const s = serveFake({ idleTimeoutMs: 5000 });
   s.conn.push(`GET /a HTTP/1.1\r\n${H}\r\n`);
