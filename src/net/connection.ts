@@ -442,90 +442,91 @@ export class Connection implements ReadBufferLender {
   async #run(resumed: number | null | Error | undefined): Promise<void> {
     try {
       const o = this.#ctx.options;
+      // What the last read brought (null: the peer's end); undefined before the first read.
+      let n: number | null | undefined;
+      if (resumed !== undefined) {
+        // The parked read ended: go on as after any read.
+        if (resumed instanceof Error) throw resumed;
+        n = resumed;
+        if (this.#readDone(n, this.#buf)) await this.#discardAndClose();
+      }
       for (;;) {
-        let n: number | null;
-        if (resumed !== undefined) {
-          // The parked read ended: go on as after any read.
-          if (resumed instanceof Error) throw resumed;
-          n = resumed;
-          resumed = undefined;
-          if (this.#readDone(n, this.#buf)) await this.#discardAndClose();
-        } else {
-          // Parse everything this read delivered; sync replies pile up in the output buffer.
-          while (this.#start < this.#end) {
-            const r = this.#parser.feed(this.#buf, this.#start, this.#end);
-            if (r.kind === "more") {
-              this.#start = this.#end;
-              break;
-            }
-            if (r.kind === "error") {
-              await this.#protocolError(r.code);
-              return;
-            }
-            this.#start += r.consumed;
-            this.#head = r.head;
-            // The head is complete: no deadline while the handler works (writes set their own).
-            this.#deadlines.clear();
-            let keep = this.#exchange(r.head);
-            if (typeof keep !== "boolean") keep = await keep;
-            // The answer is complete: closing the connection later aborts nothing (a handler's signal).
-            this.#watch.onClose = null;
-            if (!keep) {
-              const flushing = this.#flush();
-              if (flushing !== undefined) await flushing;
-              // Unread input at close time would make the kernel send a reset that can destroy the answer.
-              if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
-              return;
-            }
-            if (!this.#noDelay) this.#disableNagle();
-            this.#parser.reset();
-            this.#head = null;
-            // Bytes of the next pipelined request are already here: its header deadline starts now.
-            this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
-            if (this.#output.length >= OUT_FLUSH_BYTES) {
-              const flushing = this.#flush();
-              if (flushing !== undefined) await flushing;
-            }
-          }
-          // (Awaited only when the kernel did not take it all at once: an await costs even when settled.)
-          const flushing = this.#flush();
-          if (flushing !== undefined) await flushing;
-          if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
-            // Between requests: keep-alive idle. The header deadline starts with the next first byte.
-            this.#setState("idle");
-            this.#shrinkReadBuffer();
-            const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
-            this.#deadlines.set("idle", this.#ctx.nowMs + idle);
-          }
-          if (this.#ctx.shuttingDown && this.#state === "idle") return;
-          this.#start = 0;
-          this.#end = 0;
-          this.#action = "reading request head";
-          // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
-          // buffer: it is this wait, and that buffer must stay.
-          if (this.#state === "idle" && this.#watchRead === null) {
-            // Wait for the next request's first byte parked, holding no read buffer and no parser (both go
-            // back to their pools meanwhile, and come back in `lendReadBuffer` once bytes arrive), so an
-            // idle keep-alive connection costs its socket and this object only. Deadlines are unaffected:
-            // the sweep closes the transport, which ends the read (`lentReadDone` with Interrupted).
-            this.#lend();
-            this.#phase = PHASE_PARKED;
-            this.#conn.readLent(this);
+        if (n !== undefined) {
+          if (n === null) {
+            if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
             return;
           }
-          const buf = this.#readBuffer();
-          n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
-          if (this.#readDone(n, buf)) await this.#discardAndClose();
+          this.#end = n;
+          if (this.#state !== "active") {
+            if (this.#state === "idle") this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
+            this.#setState("active");
+          }
         }
-        if (n === null) {
-          if (this.#parser.bytesSeen > 0) this.#ctx.stats.peerResets++;
+        // Parse everything this read delivered; sync replies pile up in the output buffer.
+        while (this.#start < this.#end) {
+          const r = this.#parser.feed(this.#buf, this.#start, this.#end);
+          if (r.kind === "more") {
+            this.#start = this.#end;
+            break;
+          }
+          if (r.kind === "error") {
+            await this.#protocolError(r.code);
+            return;
+          }
+          this.#start += r.consumed;
+          this.#head = r.head;
+          // The head is complete: no deadline while the handler works (writes set their own).
+          this.#deadlines.clear();
+          let keep = this.#exchange(r.head);
+          if (typeof keep !== "boolean") keep = await keep;
+          // The answer is complete: closing the connection later aborts nothing (a handler's signal).
+          this.#watch.onClose = null;
+          if (!keep) {
+            const flushing = this.#flush();
+            if (flushing !== undefined) await flushing;
+            // Unread input at close time would make the kernel send a reset that can destroy the answer.
+            if (this.#start < this.#end || this.#serverClosed) await this.#lingerClose();
+            return;
+          }
+          if (!this.#noDelay) this.#disableNagle();
+          this.#parser.reset();
+          this.#head = null;
+          // Bytes of the next pipelined request are already here: its header deadline starts now.
+          this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
+          if (this.#output.length >= OUT_FLUSH_BYTES) {
+            const flushing = this.#flush();
+            if (flushing !== undefined) await flushing;
+          }
+        }
+        // (Awaited only when the kernel did not take it all at once: an await costs even when settled.)
+        const flushing = this.#flush();
+        if (flushing !== undefined) await flushing;
+        if (this.#parser.bytesSeen === 0 && this.#requests > 0) {
+          // Between requests: keep-alive idle. The header deadline starts with the next first byte.
+          this.#setState("idle");
+          this.#shrinkReadBuffer();
+          const idle = this.#ctx.gate?.idleTimeoutMs() ?? o.idleTimeoutMs;
+          this.#deadlines.set("idle", this.#ctx.nowMs + idle);
+        }
+        if (this.#ctx.shuttingDown && this.#state === "idle") return;
+        this.#start = 0;
+        this.#end = 0;
+        this.#action = "reading request head";
+        // A read started while the handler worked (`#startWatchRead`) is already waiting, into the small
+        // buffer: it is this wait, and that buffer must stay.
+        if (this.#state === "idle" && this.#watchRead === null) {
+          // Wait for the next request's first byte parked, holding no read buffer and no parser (both go
+          // back to their pools meanwhile, and come back in `lendReadBuffer` once bytes arrive), so an
+          // idle keep-alive connection costs its socket and this object only. Deadlines are unaffected:
+          // the sweep closes the transport, which ends the read (`lentReadDone` with Interrupted).
+          this.#lend();
+          this.#phase = PHASE_PARKED;
+          this.#conn.readLent(this);
           return;
         }
-        this.#end = n;
-        if (this.#state !== "active") {
-          if (this.#state === "idle") this.#deadlines.set("header", this.#ctx.nowMs + o.headerTimeoutMs);
-          this.#setState("active");
-        }
+        const buf = this.#readBuffer();
+        n = await (this.#takeWatchRead() ?? this.#conn.read(buf));
+        if (this.#readDone(n, buf)) await this.#discardAndClose();
       }
     } catch (e) {
       if (e instanceof ClosedError || this.#closed || isPeerGone(e)) {
@@ -543,25 +544,23 @@ export class Connection implements ReadBufferLender {
 
   /** The loop has ended for good: close, and give back the ticket, the buffers and the parser. */
   #finish(): void {
-    {
-      this.#phase = PHASE_ENDED;
-      this.close();
-      this.#ctx.gate?.release(this.#ticket);
-      // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
-      // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused. A connection
-      // closed while idle lent both already.
-      this.#shrinkReadBuffer();
-      if (this.#small !== EMPTY) {
-        if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
-        else this.#ctx.readPool.discard(this.#small);
-      }
-      if (this.#parser !== IDLE_PARSER) {
-        if (this.#ctx.parserPool.length < PARSER_POOL_MAX) this.#ctx.parserPool.push(this.#parser);
-        this.#parser = IDLE_PARSER;
-      }
-      this.#ctx.connectionEnded?.(this);
-      endWaiters.get(this)?.resolve();
+    this.#phase = PHASE_ENDED;
+    this.close();
+    this.#ctx.gate?.release(this.#ticket);
+    // The loop has ended, so no read is pending into the buffers: it is safe to hand them on. Unless a
+    // watch read (`#startWatchRead`) was left behind: its buffer is dropped, never reused. A connection
+    // closed while idle lent both already.
+    this.#shrinkReadBuffer();
+    if (this.#small !== EMPTY) {
+      if (this.#watchRead === null) this.#ctx.readPool.release(this.#small);
+      else this.#ctx.readPool.discard(this.#small);
     }
+    if (this.#parser !== IDLE_PARSER) {
+      if (this.#ctx.parserPool.length < PARSER_POOL_MAX) this.#ctx.parserPool.push(this.#parser);
+      this.#parser = IDLE_PARSER;
+    }
+    this.#ctx.connectionEnded?.(this);
+    endWaiters.get(this)?.resolve();
   }
 
   /** Gives the read buffer and the parser back to their pools while the connection waits idle. */
