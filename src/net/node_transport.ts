@@ -353,10 +353,10 @@ abstract class SocketTransport implements Transport {
   }
 
   /**
-   * The socket read `chunk`. A `borrowed` chunk lives in a buffer the runtime reuses for the next read of
-   * any socket (`READ_SLAB`): it is copied before this returns, into the reader's buffer or the held one.
+   * The socket read `chunk`. A chunk in `READ_SLAB`, which the runtime reuses for the next read of any
+   * socket, is copied before this returns, into the reader's buffer or the held one.
    */
-  protected delivered(chunk: Uint8Array, borrowed: boolean): void {
+  protected delivered(chunk: Uint8Array): void {
     if (this.#closed) return;
     // A `readLent` read (an idle connection) takes its buffer now that there is something for it. Reading
     // goes on afterwards as after any read but a first: stopping and restarting for every request would
@@ -379,11 +379,11 @@ abstract class SocketTransport implements Transport {
         return;
       }
       buf.set(chunk.subarray(0, buf.byteLength));
-      this.#hold(chunk, buf.byteLength, borrowed);
+      this.#hold(chunk, buf.byteLength);
       this.#settleRead(buf.byteLength, null);
       return;
     }
-    this.#hold(chunk, 0, borrowed);
+    this.#hold(chunk, 0);
   }
 
   /** The peer ended its side (FIN). */
@@ -414,11 +414,12 @@ abstract class SocketTransport implements Transport {
   }
 
   /**
-   * Keeps the unread part of `chunk` from `off` (after what is held already; a copy when `borrowed`) and
-   * stops reading until it is taken.
+   * Keeps the unread part of `chunk` from `off` (after what is held already; a copy when it is in
+   * `READ_SLAB`) and stops reading until it is taken.
    */
-  #hold(chunk: Uint8Array, off: number, borrowed: boolean): void {
+  #hold(chunk: Uint8Array, off: number): void {
     if (this.#held === null) {
+      const borrowed = chunk.buffer === READ_SLAB.buffer;
       this.#held = borrowed ? chunk.slice(off) : chunk;
       this.#heldOff = borrowed ? 0 : off;
     } else {
@@ -548,8 +549,7 @@ export class HandleTransport extends SocketTransport {
   /** For the runtime's read callback only (see `onHandleRead`): `status` bytes in `chunk`, or the end. */
   readCompleted(chunk: ArrayBuffer | undefined, status: number): void {
     if (status > 0) {
-      if (chunk === undefined) this.delivered(READ_SLAB.subarray(0, status), true);
-      else this.delivered(new Uint8Array(chunk, 0, status), false);
+      this.delivered(chunk === undefined ? READ_SLAB.subarray(0, status) : new Uint8Array(chunk, 0, status));
     } else if (status === UV_EOF) this.ended();
     else if (status < 0) this.failed(uvError(status, "read"));
   }
@@ -598,7 +598,7 @@ export class NodeTransport extends SocketTransport {
   constructor(socket: net.Socket, remoteIp: string, remotePort: number) {
     super(remoteIp, remotePort);
     this.#socket = socket;
-    socket.on("data", (chunk: Uint8Array) => this.delivered(chunk, false));
+    socket.on("data", (chunk: Uint8Array) => this.delivered(chunk));
     socket.on("end", () => this.ended());
     socket.on("error", (e: unknown) => this.failed(mapSocketError(e)));
     socket.on("close", () => this.closedUnder());
