@@ -32,6 +32,7 @@ import {
 } from "./protocol.ts";
 import { errorMessage } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 /** What the admin server needs from the rest of Vento; `main.ts` implements it. */
 export interface AdminBackend {
@@ -148,7 +149,7 @@ class AdminClient {
           const piece = buf.subarray(start, i);
           let line: Uint8Array;
           if (partial.length > 0) {
-            line = concat(partial, piece);
+            line = concatBytes([partial, piece]);
             partial = new Uint8Array(0);
           } else line = piece;
           start = i + 1;
@@ -158,7 +159,7 @@ class AdminClient {
         }
         if (start < n) {
           if (partial.length + (n - start) > MAX_LINE_BYTES) return await this.#tooLong();
-          partial = concat(partial, buf.subarray(start, n));
+          partial = concatBytes([partial, buf.subarray(start, n)]);
         }
       }
     } catch {
@@ -276,13 +277,6 @@ class AdminClient {
     }
     this.#server.forget(this);
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 /**

@@ -13,6 +13,7 @@
 import type { ErrorCode } from "../http/errors.ts";
 import type { RequestHead } from "../http/head.ts";
 import { ChunkedDecoder } from "../http/body.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 /** Trailer section limit for chunked bodies. */
 export const MAX_TRAILER_BYTES = 4096;
@@ -32,20 +33,6 @@ export interface BodyInput {
 
 /** The body-data callback of a chunked body being discarded. */
 function ignoreData(): void {}
-
-/** One array holding `parts` in order (one part is returned as is). */
-function concatParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
-}
 
 /** The whole body, at most `limit` bytes of content (BODY_TOO_LARGE beyond), or its framing error. */
 export async function readWholeBody(
@@ -210,7 +197,7 @@ export class StreamedBody {
       } else {
         input.start = input.end;
       }
-      if (parts !== null) return concatParts(parts);
+      if (parts !== null) return concatBytes(parts);
       if (this.#done) return null;
       await refill();
     }

@@ -120,7 +120,7 @@ export class NodeClient extends ResponseReader {
   protected override async nextChunk(): Promise<Uint8Array | null> {
     for (;;) {
       if (this.#chunks.length > 0) {
-        const chunk = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
+        const chunk = concat(this.#chunks);
         this.#chunks = [];
         return chunk;
       }

@@ -4,6 +4,8 @@
  * Content-Length, chunked and read-until-close bodies, and HEAD/1xx/204/304 framing.
  */
 
+import { concatBytes as concat } from "../../src/core/bytes.ts";
+
 export interface RawResponse {
   status: number;
   /** The status line as sent. */
@@ -16,15 +18,8 @@ export interface RawResponse {
 
 const decoder = new TextDecoder();
 
-export function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+/** `parts` joined in order into one array (the server's own helper, under the name the tests use). */
+export { concat };
 
 /** Buffers a byte stream and reads responses off it. Subclasses say where the bytes come from. */
 export abstract class ResponseReader {

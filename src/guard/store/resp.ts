@@ -11,6 +11,8 @@
  * Pure: bytes in, values out; never throws on input; never mentions `Deno.`.
  */
 
+import { concatBytes } from "../../core/bytes.ts";
+
 /** An error reply (`-ERR …`, `-NOSCRIPT …`): a value, not an exception, so pipelined replies stay aligned. */
 export class RespError {
   constructor(readonly message: string) {}
@@ -37,20 +39,11 @@ const decoder = new TextDecoder();
 /** One command as a RESP array of bulk strings (the only form Redis accepts from clients besides inline). */
 export function encodeCommand(args: readonly (string | number)[]): Uint8Array {
   const parts: Uint8Array[] = [encoder.encode(`*${args.length}\r\n`)];
-  let total = parts[0].length;
   for (const a of args) {
     const bytes = encoder.encode(typeof a === "number" ? numberArg(a) : a);
-    const head = encoder.encode(`$${bytes.length}\r\n`);
-    parts.push(head, bytes, CRLF);
-    total += head.length + bytes.length + 2;
+    parts.push(encoder.encode(`$${bytes.length}\r\n`), bytes, CRLF);
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 const CRLF = new Uint8Array([CR, LF]);
