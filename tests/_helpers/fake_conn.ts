@@ -109,13 +109,9 @@ export class FakeConn implements Transport {
   }
 
   read(buf: Uint8Array): Promise<number | null> {
-    return this.#read(buf, null);
-  }
-
-  #read(buf: Uint8Array, lender: null): Promise<number | null> {
     if (this.closed) return Promise.reject(new Deno.errors.BadResource("closed"));
     return new Promise((resolve, reject) => {
-      this.#pending = { buf, lender, resolve, reject };
+      this.#pending = { buf, lender: null, resolve, reject };
       this.#deliver();
     });
   }

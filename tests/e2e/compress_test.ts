@@ -10,7 +10,7 @@ import zlib from "node:zlib";
 import { type Config, loadConfig } from "../../src/config/config.ts";
 import { startVento } from "../../src/app/vento.ts";
 import { RawClient, type RawResponse, request } from "../_helpers/raw_client.ts";
-import { startTestServer, type TestServer } from "../_helpers/server.ts";
+import { startTestServer, type TestServer, withTestServer } from "../_helpers/server.ts";
 
 const H = "Host: t\r\n";
 const decoder = new TextDecoder();
@@ -39,17 +39,16 @@ const FILES: Record<string, string | Uint8Array> = {
   "side.js.br": "BR-SIDECAR",
 };
 
-async function withServer(
-  fn: (s: TestServer) => Promise<void>,
-  overrides: Partial<Config> = {},
-): Promise<void> {
-  const s = await startTestServer(overrides, FILES);
-  try {
-    await fn(s);
-    assert.deepEqual(s.errors, [], "the server logged no errors");
-  } finally {
-    await s.stop();
-  }
+/** `withTestServer` on this file's documents, also asserting that the server logged no errors. */
+function withServer(fn: (s: TestServer) => Promise<void>, overrides: Partial<Config> = {}): Promise<void> {
+  return withTestServer(
+    async (s) => {
+      await fn(s);
+      assert.deepEqual(s.errors, [], "the server logged no errors");
+    },
+    overrides,
+    FILES,
+  );
 }
 
 function get(port: number, target: string, headers = "", version = "1.1"): Promise<RawResponse> {

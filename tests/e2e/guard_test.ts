@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { NodeClient, requestFrom } from "../_helpers/node_client.ts";
 import type { RawResponse } from "../_helpers/raw_client.ts";
-import { type Files, startTestServer, type TestServer } from "../_helpers/server.ts";
+import { type Files, type TestServer, withTestServer } from "../_helpers/server.ts";
 import type { Config } from "../../src/config/config.ts";
 
 const ATTACKER = "127.0.0.5";
@@ -26,17 +26,13 @@ const WAIT_LIMIT_MS = 5_000;
 /** Polling period of `waitFor` (real sockets: there is nothing to fake here). */
 const POLL_MS = 5;
 
-async function withServer(
+/** `withTestServer` with the overrides first, as this file's tests read best. */
+function withServer(
   overrides: Partial<Config>,
   fn: (s: TestServer) => Promise<void>,
   files?: Files,
 ): Promise<void> {
-  const s = await startTestServer(overrides, files);
-  try {
-    await fn(s);
-  } finally {
-    await s.stop();
-  }
+  return withTestServer(fn, overrides, files);
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
