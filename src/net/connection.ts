@@ -30,7 +30,7 @@ import type { Config } from "../config/config.ts";
 import type { AccessEntry } from "../stats/access_entry.ts";
 import type { ConnInfo, ConnState } from "./conn_info.ts";
 import type { Stats } from "../stats/stats.ts";
-import { BodyError, type BodySource, type CloseWatch, type Handler } from "../http/handler.ts";
+import { BodyError, type BodySource, type CloseWatch, type Exchange, type Handler } from "../http/handler.ts";
 import { hasBody, headerValue, type RequestHead } from "../http/head.ts";
 import { ERROR_STATUS, type ErrorCode } from "../http/errors.ts";
 import {
@@ -194,6 +194,25 @@ function takeParser(ctx: ConnContext): RequestParser {
   if (pooled === undefined) return new RequestParser(ctx.options);
   pooled.configure(ctx.options);
   return pooled;
+}
+
+/**
+ * What the handler is asked about one request. A class, not an object literal: V8 may make every object
+ * of a literal in the old generation once a burst of them outlived young collections (handlers awaiting a
+ * cold cache or a database), and then each request's exchange, and the head it holds, would be old
+ * garbage (see the note on per-request objects in `src/http/parser.ts`).
+ */
+class ConnExchange implements Exchange {
+  constructor(
+    readonly head: RequestHead,
+    readonly body: Uint8Array,
+    readonly bodySource: BodySource | null,
+    readonly remote: string,
+    readonly remotePort: number,
+    readonly secure: boolean,
+    readonly connId: number,
+    readonly closeWatch: CloseWatch,
+  ) {}
 }
 
 /** Thrown inside the exchange when the socket closed under us (deadline, kick, shutdown). */
@@ -741,16 +760,18 @@ export class Connection implements ReadBufferLender {
     bodySource: BodySource | null = null,
   ): Reply | Promise<Reply> {
     try {
-      return this.#ctx.handler.handle({
-        head,
-        body,
-        bodySource,
-        remote: this.remote,
-        remotePort: this.remotePort,
-        secure: this.#secure,
-        connId: this.id,
-        closeWatch: this.#watch,
-      });
+      return this.#ctx.handler.handle(
+        new ConnExchange(
+          head,
+          body,
+          bodySource,
+          this.remote,
+          this.remotePort,
+          this.#secure,
+          this.id,
+          this.#watch,
+        ),
+      );
     } catch (e) {
       return this.#internalError(e);
     }

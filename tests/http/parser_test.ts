@@ -87,6 +87,17 @@ Deno.test("parser reused after reset gives each head its own headers array", () 
   assert.equal(hb.contentLength, -1);
 });
 
+Deno.test("parser makes its per-request objects with new, never from an object literal", () => {
+  // V8 may start making every object of a literal in the old generation once a burst of them outlived
+  // young collections; a request's head must stay cheap garbage whatever happened before (see parser.ts).
+  const p = new RequestParser(LIMITS);
+  const a = enc.encode("GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+  for (const r of [p.feed(a, 0, a.length), p.feed(a, 0, a.length)]) {
+    assert.notEqual(Object.getPrototypeOf(r), Object.prototype);
+    assert.notEqual(Object.getPrototypeOf(head(r).head), Object.prototype);
+  }
+});
+
 Deno.test("parser keeps its state when the caller reuses the read buffer between feeds", () => {
   // A connection reads into the same buffer again: the parser must have copied any partial token.
   const p = new RequestParser(LIMITS);
