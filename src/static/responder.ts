@@ -312,7 +312,8 @@ export class StaticResponder {
         return this.#fromCache(entry, head, isHead, route);
       }
     }
-    if (route === undefined || revalidating) return this.#slow(head, isHead);
+    if (revalidating) return this.#slow(head, isHead);
+    if (route === undefined) return this.#resolveOnce(head, isHead);
     this.#revalidating.add(path);
     return this.#slow(head, isHead).finally(() => this.#revalidating.delete(path));
   }
@@ -459,6 +460,33 @@ export class StaticResponder {
 
   /** Paths a request is re-checking right now (bounded by the number of requests in flight). */
   #revalidating = new Set<string>();
+
+  /**
+   * Paths nothing is remembered for that a request is resolving right now, and when it is done (bounded by
+   * the number of requests in flight).
+   */
+  readonly #resolving = new Map<string, Promise<void>>();
+
+  /**
+   * Serves a path nothing is remembered for (first asked, or forgotten). Requests for it that arrive while
+   * one resolves it wait for that one and are then answered from what it remembered: a cold cache under load
+   * (a restart with thousands of clients asking for the same page) costs one lookup, open and read per path,
+   * not one per request and a descriptor each. What it did not remember (a file too large to cache, an
+   * error) each resolves on its own, as before.
+   */
+  #resolveOnce(head: RequestHead, isHead: boolean): Promise<Reply> {
+    const path = head.path;
+    const pending = this.#resolving.get(path);
+    if (pending !== undefined) {
+      return pending.then(() => this.#routes.has(path) ? this.#handle(head) : this.#slow(head, isHead));
+    }
+    const reply = this.#slow(head, isHead);
+    const forget = () => {
+      this.#resolving.delete(path);
+    };
+    this.#resolving.set(path, reply.then(forget, forget));
+    return reply;
+  }
 
   /** Drops caches and pooled buffers and stops the compressor thread. There are no timers or watchers. */
   close(): void {

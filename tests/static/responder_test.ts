@@ -625,3 +625,62 @@ Deno.test("a file replaced on every lookup is retried once, then answered 404", 
   assert.equal(swaps(), 2, "one retry, not a loop");
   responder.close();
 });
+
+/** A site whose confined file system counts the lookups of each requested path. */
+async function makeCountingSite() {
+  const site = await makeSite();
+  const fs = await ConfinedFs.open(site.root);
+  const find = fs.find.bind(fs);
+  const lookups = new Map<string, number>();
+  fs.find = (requested: string) => {
+    const name = requested.slice(requested.lastIndexOf("/") + 1);
+    lookups.set(name, (lookups.get(name) ?? 0) + 1);
+    return find(requested);
+  };
+  const responder = await StaticResponder.create(site.options, site.clock, fs);
+  return { site, responder, lookups: (name: string) => lookups.get(name) ?? 0 };
+}
+
+Deno.test("requests arriving while a path is first resolved wait for that one lookup, each answered for its own head", async () => {
+  const { site, responder, lookups } = await makeCountingSite();
+  await using _ = site;
+  const asks = [
+    ...Array.from({ length: 50 }, () => req("GET", "/hello.txt")),
+    req("HEAD", "/hello.txt"),
+    req("GET", "/hello.txt", { range: "bytes=0-4" }),
+  ];
+  const replies = await Promise.all(asks.map((h) => responder.handle(h)));
+  assert.equal(lookups("hello.txt"), 1);
+  for (const r of replies.slice(0, 50)) {
+    const p = await read(r);
+    assert.equal(p.status, 200);
+    assert.equal(dec.decode(p.body), "hello world\n");
+  }
+  assert.equal(replies[50].status, 200);
+  assert.equal(replies[50].body, null);
+  const ranged = await read(replies[51]);
+  assert.equal(ranged.status, 206);
+  assert.equal(dec.decode(ranged.body), "hello");
+  // Missing paths are remembered too: one lookup for a burst of them.
+  const missing = await Promise.all(
+    Array.from({ length: 20 }, () => responder.handle(req("GET", "/nope.txt"))),
+  );
+  assert.equal(lookups("nope.txt"), 1);
+  for (const r of missing) assert.equal(r.status, 404);
+  responder.close();
+});
+
+Deno.test("requests waiting on a first resolution that remembered nothing (a file too large to cache) each serve it", async () => {
+  const { site, responder, lookups } = await makeCountingSite();
+  await using _ = site;
+  const replies = await Promise.all(
+    Array.from({ length: 5 }, () => responder.handle(req("GET", "/big.bin"))),
+  );
+  for (const r of replies) {
+    const p = await read(r);
+    assert.equal(p.status, 200);
+    assert.equal(p.body.length, site.big.length);
+  }
+  assert.ok(lookups("big.bin") >= 1);
+  responder.close();
+});
