@@ -76,6 +76,8 @@ export type ParseResult =
  * grew by megabytes a second. Objects made by `new` and by `slice` carry no such memory.
  */
 
+const EMPTY_BYTES = new Uint8Array(0);
+
 /** The empty header list every head's own list is copied from (see above). */
 const NO_FIELDS: readonly string[] = [];
 
@@ -112,6 +114,11 @@ export const MAX_LEADING_EMPTY_LINES = 4;
 const INITIAL_HEAD_BUF_BYTES = 512;
 /** A head buffer larger than this is dropped at `reset()` so idle keep-alive connections stay small. */
 const KEEP_HEAD_BUF_BYTES = 4096;
+/**
+ * Heads up to this size are kept (as the strings of their parsed form) for the next head the parser reads to
+ * reuse (see `#piece`); a larger one is not, so a pooled parser holds at most this much of an old request.
+ */
+const PREV_HEAD_MAX_BYTES = 2048;
 /** Offsets recorded per field: name start, name end, value start, trimmed value end, CR of the line. */
 const MARKS_PER_FIELD = 5;
 /** Fields whose offsets fit before the marks array first grows (it grows up to `maxHeaderCount`). */
@@ -194,6 +201,24 @@ export class RequestParser {
   #host: string | null = null;
   /** The last Host value that passed validation on this connection (survives `reset`). */
   #validHost: string | null = null;
+  /**
+   * The strings of the last head this parser completed, `#prevCount` of them: method, target, then each
+   * field's name and value (none when that head was larger than PREV_HEAD_MAX_BYTES). A piece of the next
+   * head with the same bytes is the same string (see `#piece`). Kept across `reset`, in an array of the
+   * parser's own (a head's header list belongs to whoever handles it).
+   */
+  readonly #prev: string[] = [];
+  #prevCount = 0;
+  /** That head's bytes from its first one (a copy), and where each of `#prev`'s strings starts in them. */
+  #prevBytes: Uint8Array = EMPTY_BYTES;
+  #prevStarts: Int32Array = new Int32Array(0);
+  /** While `#finish` runs: where the head's bytes are (`#finishAt` is the index of head offset 0) … */
+  #finishSrc: Uint8Array = EMPTY_BYTES;
+  #finishAt = 0;
+  /** … and the head decoded whole, once a piece is not the previous head's (else null). */
+  #finishText: string | null = null;
+  /** Every piece so far was the previous head's string (see `#piece`). */
+  #allPrev = true;
   #contentLength = -1;
   #teSeen = false;
   #teChunked = 0;
@@ -715,27 +740,26 @@ export class RequestParser {
       at = 0;
     }
     const marks = this.#marks;
-    const from = at + marks[0];
-    const to = at + this.#seen;
-    // One decode; every string below is a slice of it (offsets shift by marks[0]).
-    const text = this.#highBytes || NATIVE_LATIN1
-      ? latin1(src, from, to)
-      : ASCII_DECODER.decode(src.subarray(from, to));
-    const shift = marks[0];
-    this.#method = text.slice(0, marks[1] - shift);
-    this.#target = text.slice(marks[2] - shift, marks[3] - shift);
+    this.#finishSrc = src;
+    this.#finishAt = at;
+    this.#finishText = null;
+    this.#allPrev = true;
+    this.#method = this.#piece(marks[0], marks[1], 0, false);
+    this.#target = this.#piece(marks[2], marks[3], 1, false);
     const badTarget = this.#classifyTarget(this.#target);
-    if (badTarget !== null) return this.#fail(badTarget, marks[2]);
+    if (badTarget !== null) return this.#finishFailed(badTarget, marks[2]);
     const headers = this.#headers;
     for (let f = 0, m = 4; f < this.#fieldCount; f++, m += MARKS_PER_FIELD) {
-      // Lower-cased after measuring: for ASCII, V8's toLowerCase returns the same string when there is
-      // nothing to change and is far cheaper than copying the name through `LOWER` into a new string.
-      const name = text.slice(marks[m] - shift, marks[m + 1] - shift).toLowerCase();
-      const value = text.slice(marks[m + 2] - shift, marks[m + 3] - shift);
+      const name = this.#piece(marks[m], marks[m + 1], 2 + 2 * f, true);
+      const value = this.#piece(marks[m + 2], marks[m + 3], 3 + 2 * f, false);
       headers.push(name, value);
       const bad = this.#field(name, value);
-      if (bad !== null) return this.#fail(bad, marks[m + 4]);
+      if (bad !== null) return this.#finishFailed(bad, marks[m + 4]);
     }
+    // Every piece the previous head's: what is remembered of it already describes this one.
+    if (!this.#allPrev) this.#remember(headers);
+    this.#finishSrc = EMPTY_BYTES;
+    this.#finishText = null;
     const offset = this.#seen - 1;
     const consumed = end - start;
     const v11 = this.#version === 11;
@@ -766,6 +790,94 @@ export class RequestParser {
     const r: ParseResult = new HeadResult(head, consumed);
     this.#result = r;
     return r;
+  }
+
+  /**
+   * Keeps the strings of the head just read, with its bytes, for the next head (see `#prev`). Called while
+   * `#finishSrc` still holds the bytes.
+   */
+  #remember(headers: string[]): void {
+    const prev = this.#prev;
+    const marks = this.#marks;
+    const first = marks[0];
+    const len = this.#seen - first;
+    const count = 2 + headers.length;
+    if (len > PREV_HEAD_MAX_BYTES) {
+      this.#prevCount = 0;
+      prev.length = 0;
+      return;
+    }
+    if (this.#prevBytes.length < len) {
+      this.#prevBytes = new Uint8Array(
+        Math.min(PREV_HEAD_MAX_BYTES, Math.max(len, 2 * this.#prevBytes.length, 256)),
+      );
+    }
+    const at = this.#finishAt + first;
+    this.#prevBytes.set(this.#finishSrc.subarray(at, at + len));
+    if (this.#prevStarts.length < count) {
+      this.#prevStarts = new Int32Array(Math.max(count, 2 * this.#prevStarts.length));
+    }
+    const starts = this.#prevStarts;
+    prev[0] = this.#method;
+    starts[0] = 0;
+    prev[1] = this.#target;
+    starts[1] = marks[2] - first;
+    for (let i = 0, m = 4; i < headers.length; i += 2, m += MARKS_PER_FIELD) {
+      prev[2 + i] = headers[i];
+      starts[2 + i] = marks[m] - first;
+      prev[3 + i] = headers[i + 1];
+      starts[3 + i] = marks[m + 2] - first;
+    }
+    this.#prevCount = count;
+    // Entries past the count belong to an older head: let them go.
+    if (prev.length > count) prev.length = count;
+  }
+
+  /** A refusal found while `#finish` ran (it lets go of the head's bytes first). */
+  #finishFailed(code: ErrorCode, offset: number): ParseResult {
+    this.#finishSrc = EMPTY_BYTES;
+    this.#finishText = null;
+    return this.#fail(code, offset);
+  }
+
+  /**
+   * The head's bytes [a, b) (head offsets) as a string, lower-cased when `lower` (field names). When the
+   * same piece `k` of the previous head (0 method, 1 target, then each field's name and value) had the same
+   * bytes, it is that string: a client, or clients of the same kind, send the same method, Host,
+   * User-Agent, Accept… again and again, and reusing the strings spares the decode (a native call per head),
+   * the slices and their garbage, and lets maps keyed by them (paths) reuse a computed hash. Otherwise a
+   * slice of the head decoded whole, once.
+   */
+  #piece(a: number, b: number, k: number, lower: boolean): string {
+    if (k < this.#prevCount) {
+      const prev = this.#prev[k];
+      if (prev.length === b - a && this.#sameAsPrev(this.#prevStarts[k], a, b - a)) return prev;
+    }
+    this.#allPrev = false;
+    const text = this.#finishText ??= this.#decodeHead();
+    const shift = this.#marks[0];
+    const piece = text.slice(a - shift, b - shift);
+    // V8's toLowerCase returns the same string when there is nothing to change (cheaper than mapping bytes).
+    return lower ? piece.toLowerCase() : piece;
+  }
+
+  /** Whether the `n` bytes of the previous head from `from` equal this head's from offset `a`. */
+  #sameAsPrev(from: number, a: number, n: number): boolean {
+    const src = this.#finishSrc;
+    const prev = this.#prevBytes;
+    let i = this.#finishAt + a;
+    for (let j = from, end = from + n; j < end; j++, i++) if (prev[j] !== src[i]) return false;
+    return true;
+  }
+
+  /** The whole head, from its first byte, as one string (one char per byte). */
+  #decodeHead(): string {
+    const src = this.#finishSrc;
+    const from = this.#finishAt + this.#marks[0];
+    const to = this.#finishAt + this.#seen;
+    return this.#highBytes || NATIVE_LATIN1
+      ? latin1(src, from, to)
+      : ASCII_DECODER.decode(src.subarray(from, to));
   }
 }
 

@@ -146,6 +146,63 @@ const validRequest = fc.record({
   leadingEmptyLines: fc.nat({ max: 2 }),
 });
 
+/** `text` as bytes, one per char (latin1), so a test can put obs-text bytes (0x80–0xFF) in values. */
+function latin1Bytes(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
+}
+
+/** The text of a valid request (see `validRequest`), fields as given. */
+function requestText(req: {
+  method: string;
+  path: string;
+  v11: boolean;
+  host: string;
+  fields: [string, string][];
+  ows: string;
+}): string {
+  let text = `${req.method} ${req.path} HTTP/1.${
+    req.v11 ? 1 : 0
+  }\r\nHost:${req.ows}${req.host}${req.ows}\r\n`;
+  for (const [n, v] of req.fields) text += `${n}:${req.ows}${v}${req.ows}\r\n`;
+  return text + "\r\n";
+}
+
+/** How one head could differ from another request's: a name's case, one char of a value, a high byte. */
+const variation = fc.constantFrom("same", "upper-name", "value-char", "high-byte", "one-more-field");
+
+Deno.test("a parser reused for many heads gives each the head a fresh parser gives", () => {
+  fc.assert(
+    fc.property(
+      fc.array(validRequest, { minLength: 1, maxLength: 3 }),
+      fc.array(fc.tuple(fc.nat(), variation), { minLength: 2, maxLength: 10 }),
+      (bases, sequence) => {
+        const reused = new RequestParser(DEFAULT_VECTOR_LIMITS);
+        for (const [pick, how] of sequence) {
+          const base = bases[pick % bases.length];
+          const fields = base.fields.map(([n, v]) => [n, v] as [string, string]);
+          if (fields.length > 0) {
+            const [n, v] = fields[pick % fields.length];
+            if (how === "upper-name") fields[pick % fields.length] = [n.toUpperCase(), v];
+            if (how === "value-char") {
+              fields[pick % fields.length] = [n, v.slice(0, -1) + (v.endsWith("x") ? "y" : "x")];
+            }
+            if (how === "high-byte") fields[pick % fields.length] = [n, v + "\xe9"];
+          }
+          if (how === "one-more-field") fields.push(["X-Extra", String(pick)]);
+          const bytes = latin1Bytes(requestText({ ...base, fields }));
+          const got = reused.feed(bytes, 0, bytes.length);
+          reused.reset();
+          const want = new RequestParser(DEFAULT_VECTOR_LIMITS).feed(bytes, 0, bytes.length);
+          assert.equal(got.kind, want.kind);
+          if (got.kind === "head" && want.kind === "head") assert.deepEqual(got.head, want.head);
+          else assert.deepEqual({ ...got }, { ...want });
+        }
+      },
+    ),
+    { numRuns: NUM_RUNS },
+  );
+});
+
 Deno.test("any split of a valid request gives the head it gives whole", () => {
   fc.assert(
     fc.property(
