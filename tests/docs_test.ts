@@ -222,6 +222,9 @@ const CHECKED: Record<string, Check> = {
     BENCH,
   "deno task bench --scenario close --servers nginx,vento,handle --set ALLOWLIST=": BENCH,
   "deno task bench --scenario fair5000,fair500 --servers nginx,nginx-plain,vento,handle --rounds 3": BENCH,
+  "deno task bench --scenario fair5000,fair500 --servers nginx,nginx-plain,vento,handle --rounds 5": BENCH,
+  "deno task bench --scenario keepalive,single,close,c500,pipeline --servers nginx,vento,handle --rounds 3":
+    BENCH,
   "deno task bench --scenario keepalive,single,close,c500,pipeline,fair500,fair5000 --servers nginx,vento,denoserve,handle":
     BENCH,
   "deno task bench --scenario fair500 --workers 1,2,4 --servers nginx,vento --rounds 2 --duration 4 --warmup 1":
