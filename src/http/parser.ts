@@ -781,6 +781,7 @@ export class RequestParser {
       this.#path,
       this.#version,
       this.#headers,
+      // RFC 9112 §3.2.2: an absolute-form authority overrides the Host field.
       this.#form === "absolute" ? this.#authority : this.#host ?? "",
       this.#contentLength,
       chunked,
