@@ -202,13 +202,12 @@ export class RequestParser {
   /** The last Host value that passed validation on this connection (survives `reset`). */
   #validHost: string | null = null;
   /**
-   * The strings of the last head this parser completed, `#prevCount` of them: method, target, then each
+   * The strings of the last head this parser completed: method, target, then each
    * field's name and value (none when that head was larger than PREV_HEAD_MAX_BYTES). A piece of the next
    * head with the same bytes is the same string (see `#piece`). Kept across `reset`, in an array of the
    * parser's own (a head's header list belongs to whoever handles it).
    */
   readonly #prev: string[] = [];
-  #prevCount = 0;
   /** That head's bytes from its first one (a copy), and where each of `#prev`'s strings starts in them. */
   #prevBytes: Uint8Array = EMPTY_BYTES;
   #prevStarts: Int32Array = new Int32Array(0);
@@ -758,8 +757,7 @@ export class RequestParser {
     }
     // Every piece the previous head's: what is remembered of it already describes this one.
     if (!this.#allPrev) this.#remember(headers);
-    this.#finishSrc = EMPTY_BYTES;
-    this.#finishText = null;
+    this.#releaseHead();
     const offset = this.#seen - 1;
     const consumed = end - start;
     const v11 = this.#version === 11;
@@ -804,7 +802,6 @@ export class RequestParser {
     const len = this.#seen - first;
     const count = 2 + headers.length;
     if (len > PREV_HEAD_MAX_BYTES) {
-      this.#prevCount = 0;
       prev.length = 0;
       return;
     }
@@ -829,16 +826,20 @@ export class RequestParser {
       prev[3 + i] = headers[i + 1];
       starts[3 + i] = marks[m + 2] - first;
     }
-    this.#prevCount = count;
     // Entries past the count belong to an older head: let them go.
     if (prev.length > count) prev.length = count;
   }
 
   /** A refusal found while `#finish` ran (it lets go of the head's bytes first). */
   #finishFailed(code: ErrorCode, offset: number): ParseResult {
+    this.#releaseHead();
+    return this.#fail(code, offset);
+  }
+
+  /** `#finish` is done with the head's bytes and its decoded text: the parser keeps neither. */
+  #releaseHead(): void {
     this.#finishSrc = EMPTY_BYTES;
     this.#finishText = null;
-    return this.#fail(code, offset);
   }
 
   /**
@@ -850,9 +851,9 @@ export class RequestParser {
    * slice of the head decoded whole, once.
    */
   #piece(a: number, b: number, k: number, lower: boolean): string {
-    if (k < this.#prevCount) {
-      const prev = this.#prev[k];
-      if (prev.length === b - a && this.#sameAsPrev(this.#prevStarts[k], a, b - a)) return prev;
+    if (k < this.#prev.length) {
+      const earlier = this.#prev[k];
+      if (earlier.length === b - a && this.#sameAsPrev(this.#prevStarts[k], a, b - a)) return earlier;
     }
     this.#allPrev = false;
     const text = this.#finishText ??= this.#decodeHead();
